@@ -1,0 +1,1 @@
+"""Textual operator console and the headless command line. Never imports torch."""

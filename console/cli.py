@@ -1,0 +1,90 @@
+"""`forecast-console` entry point.
+
+No sub-command opens the Textual console; every sub-command runs headless. Sub-commands live in
+`console/commands/<group>.py`, each exposing `register(subparsers)`, and import heavy modules
+only inside their handlers so `forecast-console --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+# Groups of sub-commands, in the order --help lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "console.commands.data_cmds",      # data synth, data check
+    "console.commands.baseline_cmd",   # baseline
+    "console.commands.jobs_cmds",      # run, jobs, attach, cancel, retry
+    "console.commands.train_cmd",      # train
+    "console.commands.eval_cmds",      # validate, compare, regression, sweep, calibrate, pipeline
+    "console.commands.store_cmds",     # runs, best, promote, rollback, report
+)
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forecast-console",
+        description="Fine-tune, validate, compare and promote time-series forecasting models per stock. "
+        "With no command, opens the console.",
+    )
+    parser.add_argument("--workspace", "-w", help="workspace folder (default ./forecast-runs, or $FORECAST_WORKSPACE)")
+    parser.add_argument("--data", help="folder of SYMBOL.csv files (default ./trainingdata, or $FORECAST_DATA)")
+    parser.add_argument("--hyperparams", help="promoted-config folder (default ./hyperparams, or $FORECAST_HYPERPARAMS)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local", help="where jobs run (default local)")
+    parser.add_argument("--address", default=None, help="Ray address for --backend ray (auto, ray://host:10001)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod_name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == mod_name:  # group not built yet
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def _apply_global_env(args: argparse.Namespace) -> None:
+    """Flags become env vars so worker subprocesses resolve the same folders."""
+    from engine import paths
+
+    if args.workspace:
+        os.environ[paths.ENV_WORKSPACE] = str(paths.workspace_dir(args.workspace))
+    if args.data:
+        os.environ[paths.ENV_DATA] = os.path.abspath(args.data)
+    if args.hyperparams:
+        os.environ[paths.ENV_HYPERPARAMS] = str(paths.hyperparams_dir(args.hyperparams))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _apply_global_env(args)
+    try:
+        if args.command is None:
+            from console.app import run_console
+
+            return run_console(args) or 0
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except CliError as exc:
+        print(f"forecast-console: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        # Our own error types (DataError, SymbolError, JobSpecError, StoreError...) subclass these
+        # and carry a message written for the user.
+        print(f"forecast-console: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Headless sub-commands, one module per group; each exposes `register(subparsers)`."""

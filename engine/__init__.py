@@ -1,0 +1,1 @@
+"""Everything that is not UI or storage: data, metrics, jobs, scheduling, workers, models."""

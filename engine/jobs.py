@@ -1,0 +1,171 @@
+"""Job specs: the frozen, JSON-serialisable record that crosses every process boundary.
+
+A spec is validated once, on the way in (`JobSpec.create`), so nothing invalid is ever queued,
+written to `jobs/<id>/spec.json`, or handed to a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.models import validate_model
+from engine.symbols import validate_symbol
+
+KINDS: tuple[str, ...] = (
+    "baseline", "train", "validate", "compare", "sweep", "calibrate", "regression", "pipeline",
+)
+#: Kinds that need a model name; the others work over all models or naive only.
+KINDS_WITH_MODEL: frozenset[str] = frozenset({"train", "validate", "sweep", "calibrate"})
+
+
+class JobSpecError(ValueError):
+    """A job spec that must not be queued; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a job needs to be admitted: GPUs (0 = CPU slot) and its estimated VRAM."""
+
+    gpus: float = 0.0
+    vram_gb: float = 0.0
+    cpus: int = 1
+
+    def __post_init__(self) -> None:
+        if self.gpus < 0 or self.vram_gb < 0 or self.cpus < 1:
+            raise JobSpecError(f"resources must be non-negative with cpus >= 1, got {self}")
+
+
+def new_job_id(kind: str) -> str:
+    """Sortable and collision-free: UTC time to the millisecond plus 32 random bits."""
+    now = datetime.now(UTC)
+    return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}-{kind}-{secrets.token_hex(4)}"
+
+
+def _check_json(params: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return json.loads(json.dumps(dict(params), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise JobSpecError(f"params must be JSON-serialisable: {exc}") from None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One unit of work. `params` is a plain dict by construction (treat it as read-only)."""
+
+    id: str
+    kind: str
+    symbols: tuple[str, ...]
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0  # higher runs first; FIFO within a priority
+    resources: Resources = field(default_factory=Resources)
+    created_at: float = 0.0
+    attempt: int = 1
+    parent: str | None = None  # the job this one retries, or the sweep/pipeline that spawned it
+
+    @classmethod
+    def create(
+        cls,
+        kind: str,
+        symbols: Sequence[str] | str,
+        model: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        resources: Resources | Mapping[str, Any] | None = None,
+        known_symbols: Iterable[str] | None = None,
+        parent: str | None = None,
+    ) -> JobSpec:
+        """Validate everything and return a new spec with a fresh id, or raise JobSpecError."""
+        if kind not in KINDS:
+            raise JobSpecError(f"unknown job kind {kind!r}; choose one of: {', '.join(KINDS)}")
+        if isinstance(symbols, str):
+            symbols = [symbols]
+        if not symbols:
+            raise JobSpecError("a job needs at least one symbol")
+        try:
+            syms = tuple(dict.fromkeys(validate_symbol(s) for s in symbols))
+        except ValueError as exc:
+            raise JobSpecError(str(exc)) from None
+        if known_symbols is not None:
+            known = set(known_symbols)
+            unknown = [s for s in syms if s not in known]
+            if unknown:
+                raise JobSpecError(
+                    f"unknown symbol(s): {', '.join(unknown)} (no CSV in the data folders)"
+                )
+        if model is not None:
+            try:
+                model = validate_model(model)
+            except ValueError as exc:
+                raise JobSpecError(str(exc)) from None
+        elif kind in KINDS_WITH_MODEL:
+            raise JobSpecError(f"a {kind} job needs a model")
+        p = _check_json(params or {})
+        for key in ("horizon", "context", "epochs", "num_samples", "max_runs"):
+            if key in p and p[key] is not None:
+                v = p[key]
+                vals = v if isinstance(v, list) else [v]
+                if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in vals):
+                    raise JobSpecError(f"{key} must be a positive integer, got {v!r}")
+        if not isinstance(priority, int):
+            raise JobSpecError(f"priority must be an integer, got {priority!r}")
+        if resources is None:
+            res = Resources()
+        elif isinstance(resources, Resources):
+            res = resources
+        else:
+            res = Resources(**dict(resources))
+        return cls(
+            id=new_job_id(kind), kind=kind, symbols=syms, model=model, params=p, priority=priority,
+            resources=res, created_at=time.time(), attempt=1, parent=parent,
+        )
+
+    def retry(self) -> JobSpec:
+        """A new attempt of the same work: same kind, symbols, params; new id; attempt + 1."""
+        return replace(self, id=new_job_id(self.kind), created_at=time.time(),
+                       attempt=self.attempt + 1, parent=self.id)
+
+    def with_priority(self, priority: int) -> JobSpec:
+        return replace(self, priority=int(priority))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["symbols"] = list(self.symbols)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> JobSpec:
+        try:
+            return cls(
+                id=str(d["id"]), kind=str(d["kind"]), symbols=tuple(d["symbols"]), model=d.get("model"),
+                params=dict(d.get("params") or {}), priority=int(d.get("priority", 0)),
+                resources=Resources(**dict(d.get("resources") or {})),
+                created_at=float(d.get("created_at", 0.0)), attempt=int(d.get("attempt", 1)),
+                parent=d.get("parent"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise JobSpecError(f"malformed job spec: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> JobSpec:
+        return cls.from_dict(json.loads(text))
+
+    def write(self, job_dir: os.PathLike[str] | str) -> None:
+        """Write `spec.json` atomically (the worker reads it; it must never see half a file)."""
+        path = os.path.join(job_dir, "spec.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(self.to_json())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)

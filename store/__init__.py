@@ -1,0 +1,1 @@
+"""TinyDB-backed workspace store: jobs, runs, baselines, best picks, promotions."""
