@@ -6,7 +6,10 @@ re-attaching engine can read it from any offset. Types and their fields:
 
     started{pid}  progress{done,total,eta_s?,stage?}  loss{step,epoch,train,val?}
     metric{name,value}  log{level,msg}  artifact{kind,path}  heartbeat{}
-    result{...payload...}  error{type,msg,trace}
+    result{...payload...}  error{exc_type,msg,trace}
+
+(`error` carries the exception class as `exc_type`: a field named `type` would overwrite the
+event's own `type`.)
 
 The `result` payload is how a task hands data to the store (the worker never writes it):
     runs:        [ {model, symbol, hyperparams, metrics, checkpoint?, training_time?, notes?, seed?} ]
@@ -62,6 +65,8 @@ class EventWriter:
     def emit(self, type_: str, **fields: Any) -> None:
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
+        if "type" in fields or "job" in fields or "t" in fields:
+            raise ValueError("event fields may not be named 'type', 'job' or 't'")
         rec = {"job": self.job_id, "t": time.time(), "type": type_, **_clean(fields)}
         line = json.dumps(rec, separators=(",", ":"), default=str) + "\n"
         with self._lock:
@@ -94,7 +99,7 @@ class EventWriter:
         self.emit("result", **payload)
 
     def error(self, exc: BaseException) -> None:
-        self.emit("error", type=type(exc).__name__, msg=str(exc),
+        self.emit("error", exc_type=type(exc).__name__, msg=str(exc),
                   trace="".join(traceback.format_exception(exc))[-8000:])
 
     def close(self) -> None:

@@ -1,0 +1,384 @@
+"""The Textual operator console: one mode per screen, an update pump, one telemetry poller.
+
+Why this shape: the engine runs inside this app's asyncio loop (it tails event files
+asynchronously), so the app drains its update queue in batches and hands each batch to the
+visible screen; GPU telemetry is sampled on a thread by one self-rescheduling poller; store reads
+go through ConsoleServices on a background thread. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
+
+from console.screens.base import ModeScreen
+from console.screens.compare import CompareScreen, promotion_body
+from console.screens.configs import ConfigsScreen
+from console.screens.confirm import ConfirmScreen
+from console.screens.gpu import GpuScreen
+from console.screens.live import LiveScreen
+from console.screens.queue import QueueScreen
+from console.screens.quit import QuitScreen
+from console.screens.regressions import RegressionsScreen
+from console.screens.start_run import StartRunScreen
+from console.screens.stocks import StocksScreen
+from console.services import ConsoleServices
+from console.widgets.nav import NAV_ITEMS
+
+#: Job states after which a job's results are in the store (engine.state.FINAL_STATES).
+FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+
+#: Coalescing window of the update pump (≤ 20 batches per second however fast events arrive).
+PUMP_INTERVAL_S = 0.05
+
+
+class ConsoleCommands(Provider):
+    """Command-palette entries for every app action plus the visible screen's own actions."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        app: ForecastConsoleApp = self.app  # type: ignore[assignment]
+        return list(app.palette_commands(self.screen))
+
+    async def discover(self) -> Hits:
+        for title, help_text, cb in self._commands():
+            yield DiscoveryHit(title, cb, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, cb in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), cb, help=help_text)
+
+
+class ForecastConsoleApp(App[int]):
+    """forecast-console's UI. Construct with a ConsoleServices (tests pass fakes for the GPU/clock)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "forecast-console"
+    MODES: ClassVar[dict[str, Any]] = {
+        "stocks": StocksScreen, "queue": QueueScreen, "live": LiveScreen, "compare": CompareScreen,
+        "regressions": RegressionsScreen, "configs": ConfigsScreen, "gpu": GpuScreen,
+    }
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(Binding(key, f"switch_mode('{mode}')", label, show=False, id=f"nav-{mode}")
+          for mode, key, label in NAV_ITEMS),
+        Binding("g", "switch_mode('gpu')", "GPU", show=False, id="nav-gpu-g"),
+        Binding("ctrl+t", "toggle_theme", "Theme", id="theme"),
+        Binding("q", "request_quit", "Quit", id="quit"),
+        Binding("ctrl+q", "request_quit", "Quit", show=False, id="quit-ctrl", priority=True),
+    ]
+
+    def __init__(
+        self,
+        services: ConsoleServices | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        telemetry_interval: float | None = 1.0,
+        start_engine: bool = True,
+    ) -> None:
+        super().__init__()
+        self.services = services or ConsoleServices(clock=clock)
+        self.clock = clock
+        self.monotonic = monotonic
+        self.telemetry_interval = telemetry_interval
+        self.start_engine = start_engine
+        self.telemetry: Any | None = None
+        self.live_job_id: str | None = None
+        self.ready = asyncio.Event()
+        self.update_batches = 0
+        self._closed = False
+        self._finished_seen: set[str] = set()
+
+    # ------------------------------------------------------------------ startup
+    def on_mount(self) -> None:
+        self.sub_title = str(self.services.workspace)
+        self.switch_mode("stocks")
+        self.run_worker(self._startup(), name="startup", exit_on_error=False)
+
+    async def _startup(self) -> None:
+        """Open the store and engine after the first frame, then start the pump and the poller."""
+        try:
+            if self.start_engine:
+                await self.services.open()
+            else:
+                self.services.use_engine = False
+                await self.services.open()
+        except Exception as exc:  # noqa: BLE001 - the console stays up and says why
+            self.notify(f"could not open the workspace: {exc}", severity="error", timeout=10)
+        if self.services.readonly_reason:
+            self.sub_title = f"{self.services.workspace} · READ-ONLY (locked by another console)"
+        for msg in self.services.notices:
+            self.notify(msg, severity="warning", timeout=8)
+        self._reload_visible()
+        if self.services.engine is not None:
+            self.run_worker(self._pump_updates(), name="update-pump", exit_on_error=False)
+        self._poll_telemetry()
+        self.ready.set()
+
+    def _mode_screen(self) -> ModeScreen | None:
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, ModeScreen):
+                return screen
+        return None
+
+    def _reload_visible(self) -> None:
+        scr = self._mode_screen()
+        if scr is not None:
+            scr.reload()
+
+    # ------------------------------------------------------------------ engine updates
+    async def _pump_updates(self) -> None:
+        queue = self.services.subscribe()
+        if queue is None:
+            return
+        while True:
+            first = await queue.get()
+            batch = [first]
+            while True:
+                try:
+                    batch.append(queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            self.dispatch_updates(batch)
+            await asyncio.sleep(PUMP_INTERVAL_S)
+
+    def dispatch_updates(self, batch: Iterable[Any]) -> None:
+        """Group a batch of JobUpdates by job and hand it to the visible screen."""
+        ids: set[str] = set()
+        losses: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        logs: dict[str, list[str]] = defaultdict(list)
+        for u in batch:
+            ids.add(u.job_id)
+            if u.kind == "loss":
+                losses[u.job_id].append(dict(u.data))
+            elif u.kind == "log":
+                msg = u.data.get("msg", "")
+                level = u.data.get("level", "info")
+                logs[u.job_id].append(f"{level:<7} {msg}")
+        self.update_batches += 1
+        finished = {jid for jid in ids if self._just_finished(jid)}
+        scr = self._mode_screen()
+        if scr is not None:
+            with self.batch_update():
+                scr.apply_job_updates(ids, dict(losses), dict(logs))
+                if finished:
+                    scr.on_jobs_finished(finished)
+        self._update_running_title()
+
+    def _just_finished(self, job_id: str) -> bool:
+        """True the first time a job is seen in a final state (results may have reached the store)."""
+        js = self.services.job(job_id)
+        if js is None or js.state not in FINAL_STATES or job_id in self._finished_seen:
+            return False
+        self._finished_seen.add(job_id)
+        return True
+
+    def _update_running_title(self) -> None:
+        n = self.services.running_count()
+        base = "forecast-console"
+        self.title = f"{base} · {n} running" if n else base
+
+    # ------------------------------------------------------------------ telemetry
+    def _poll_telemetry(self) -> None:
+        """One self-rescheduling poller: sample on a thread, apply, schedule the next sample."""
+        self.run_worker(self._sample_telemetry, thread=True, group="telemetry", exclusive=True,
+                        exit_on_error=False, name="telemetry")
+
+    def _sample_telemetry(self) -> None:
+        try:
+            tel = self.services.gpu_snapshot()
+        except Exception as exc:  # noqa: BLE001 - telemetry must never take the console down
+            tel = None
+            self.call_from_thread(self.notify, f"telemetry failed: {exc}", severity="warning")
+        self.call_from_thread(self._apply_telemetry, tel)
+
+    def _apply_telemetry(self, tel: Any) -> None:
+        if tel is not None:
+            self.telemetry = tel
+            scr = self._mode_screen()
+            if scr is not None:
+                scr.apply_telemetry(tel, self.job_pids(tel))
+        if self.telemetry_interval:
+            self.set_timer(self.telemetry_interval, self._poll_telemetry)
+
+    def job_pids(self, tel: Any | None = None) -> dict[int, str]:
+        """pid -> our job id, for the processes the telemetry shows on each GPU."""
+        tel = tel if tel is not None else self.telemetry
+        out: dict[int, str] = {}
+        for g in getattr(tel, "gpus", None) or []:
+            for pid, _mem in getattr(g, "processes", None) or []:
+                if pid is not None:
+                    jid = self.services.job_for_pid(int(pid))
+                    if jid:
+                        out[int(pid)] = jid
+        return out
+
+    # ------------------------------------------------------------------ actions shared by screens
+    @property
+    def selected_symbols(self) -> list[str]:
+        stocks = self.get_screen_for_mode("stocks")
+        return sorted(stocks.selected) if isinstance(stocks, StocksScreen) else []
+
+    def get_screen_for_mode(self, mode: str) -> Screen | None:
+        stack = self._screen_stacks.get(mode)
+        return stack[0] if stack else None
+
+    def action_start_run(self, kind: str | None = None) -> None:
+        symbols = self.selected_symbols
+        if not symbols:
+            self.notify("select symbols on the Stocks screen first (space, or p/a presets)", severity="warning")
+            return
+
+        def done(spec: Any) -> None:
+            if spec is not None:
+                self.submit_spec(spec)
+
+        self.push_screen(StartRunScreen(symbols, kind), done)
+
+    def submit_spec(self, spec: Any, quiet: bool = False) -> bool:
+        try:
+            self.services.submit(spec)
+        except (RuntimeError, ValueError) as exc:
+            self.notify(str(exc), title="not queued", severity="error", timeout=8)
+            return False
+        if not quiet:
+            self.notify(f"queued {spec.kind} for {', '.join(spec.symbols)}", title=spec.id)
+        scr = self._mode_screen()
+        if isinstance(scr, QueueScreen):
+            scr.reload()
+        return True
+
+    def queue_jobs(self, kind: str, symbols: list[str], model: str | None, params: dict[str, Any],
+                   priority: int = 0, quiet: bool = False) -> bool:
+        """Validate and submit one job over `symbols`; errors are notified, nothing queued."""
+        if not symbols:
+            self.notify("select symbols on the Stocks screen first", severity="warning")
+            return False
+        try:
+            spec = self.services.make_spec(kind, symbols, model, params, priority)
+        except ValueError as exc:
+            self.notify(str(exc), title="not queued", severity="error", timeout=8)
+            return False
+        return self.submit_spec(spec, quiet=quiet)
+
+    def open_live(self, job_id: str) -> None:
+        self.live_job_id = job_id
+        self.switch_mode("live")
+        live = self.get_screen_for_mode("live")
+        if isinstance(live, LiveScreen) and live.is_mounted:
+            live.show_job(job_id)
+
+    def confirm_promote(self, model: str, symbol: str, on_done: Callable[[], Any] | None = None) -> None:
+        self.run_worker(self._confirm_promote(model, symbol, on_done), exit_on_error=False)
+
+    async def _confirm_promote(self, model: str, symbol: str, on_done: Callable[[], Any] | None) -> None:
+        current, new = await self.services.promotion_preview(model, symbol)
+        body = promotion_body(model, symbol, current, new)
+        ok = await self.push_screen_wait(ConfirmScreen(f"Promote {model} · {symbol}", body, "Promote"))
+        if not ok or new is None:
+            return
+        try:
+            path = await self.services.promote(model, symbol)
+        except Exception as exc:  # noqa: BLE001 - StoreError etc.: shown, nothing changed
+            self.notify(str(exc), title="promotion failed", severity="error", timeout=8)
+            return
+        self.notify(f"promoted → {path}", title="promoted")
+        if on_done:
+            on_done()
+
+    def confirm_rollback(self, model: str, symbol: str, on_done: Callable[[], Any] | None = None) -> None:
+        async def flow() -> None:
+            ok = await self.push_screen_wait(ConfirmScreen(
+                f"Roll back {model} · {symbol}",
+                f"Restore the previously promoted config of {model} for {symbol} "
+                f"(hyperparams/{model}/{symbol}.json).", "Roll back"))
+            if not ok:
+                return
+            try:
+                path = await self.services.rollback(model, symbol)
+            except Exception as exc:  # noqa: BLE001
+                self.notify(str(exc), title="rollback failed", severity="error", timeout=8)
+                return
+            self.notify(f"rolled back → {path or 'no promoted file now'}", title="rolled back")
+            if on_done:
+                on_done()
+
+        self.run_worker(flow(), exit_on_error=False)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    async def action_quit(self) -> None:
+        await self.action_request_quit()
+
+    async def action_request_quit(self) -> None:
+        running = self.services.running_count()
+        if not running:
+            await self.shutdown(cancel_running=False)
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice is not None:
+                self.run_worker(self.shutdown(cancel_running=choice == "cancel"))
+
+        self.push_screen(QuitScreen(running), chosen)
+
+    async def shutdown(self, cancel_running: bool = False) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                await self.services.close(cancel_running=cancel_running)
+            except Exception as exc:  # noqa: BLE001
+                self.log.error(f"closing services failed: {exc}")
+        self.exit(0)
+
+    async def on_unmount(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.services.close(cancel_running=False)
+
+    def palette_commands(self, screen: Screen) -> Iterable[tuple[str, str, Callable[[], Any]]]:
+        for mode, key, label in NAV_ITEMS:
+            yield (f"Go to {label} screen", f"Switch screen (key {key})", partial(self.switch_mode, mode))
+        for kind in ("baseline", "train", "validate", "compare", "sweep", "pipeline"):
+            yield (f"Start {kind} run…", f"Open the run form for the selected symbols ({kind})",
+                   partial(self.action_start_run, kind))
+        yield ("Toggle dark/light theme", "ctrl+t", self.action_toggle_theme)
+        yield ("Quit console", "Ask about running jobs first", lambda: self.run_worker(self.action_request_quit()))
+        scr = screen if isinstance(screen, ModeScreen) else self._mode_screen()
+        if scr is not None:
+            yield from scr.palette_commands()
+
+
+def run_console(args: argparse.Namespace) -> int:
+    """Entry point used by console/cli.py when no sub-command is given."""
+    data_dirs = None
+    workspace = getattr(args, "workspace", None)
+    if getattr(args, "data", None):
+        from engine import paths
+
+        ws = paths.workspace_dir(workspace)
+        data_dirs = [Path(args.data).expanduser().resolve()]
+        if (ws / "data").is_dir():
+            data_dirs.append(ws / "data")
+    services = ConsoleServices(
+        workspace, data_dirs=data_dirs, hyperparams_dir=getattr(args, "hyperparams", None),
+        backend=getattr(args, "backend", "local") or "local", address=getattr(args, "address", None),
+    )
+    app = ForecastConsoleApp(services)
+    result = app.run()
+    return int(result or 0)

@@ -1,0 +1,181 @@
+"""`forecast-console baseline`: naive baselines and difficulty tiers, printed and recorded.
+
+Runs in-process (it is numpy only and takes about a second for all 24 symbols), so it needs no
+job queue. Symbols are checked before anything is computed or written: an unknown or path-like
+symbol is a one-line error with exit status 2 and the workspace is left untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HORIZONS: tuple[int, ...] = (1, 16, 64)  # mirrors engine.tasks.baseline (not imported here: --help stays instant)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "baseline",
+        help="naive persistence/drift/seasonal baselines and difficulty tiers per symbol",
+        description="Score naive persistence, drift and seasonal-naive forecasts on the same walk-forward "
+        "windows (test span by default), print persistence MAE% per horizon and the difficulty tier "
+        "(persistence MAE% at the tier horizon on the train+validation windows, never test), and record "
+        "every row in the workspace store.",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stocks", nargs="+", metavar="SYMBOL", help="symbols to score")
+    which.add_argument("--priority", action="store_true", help="the 11 priority symbols (those with data)")
+    which.add_argument("--all", action="store_true", help="every symbol in the data folders")
+    p.add_argument("--horizon", nargs="+", type=_positive_int, default=list(DEFAULT_HORIZONS),
+                   metavar="H", help="forecast horizons in rows (default 1 16 64)")
+    p.add_argument("--span", choices=("test", "val"), default="test",
+                   help="span whose windows are scored (default test; selection code compares on val)")
+    p.add_argument("--context", type=_positive_int, default=None, help="context rows per window (default 64)")
+    p.add_argument("--stride", type=_positive_int, default=1, help="rows between window origins (default 1)")
+    p.add_argument("--tier-horizon", type=_positive_int, default=None,
+                   help="horizon at which the difficulty tier is measured (default 64)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    p.set_defaults(func=cmd_baseline)
+
+
+def record_baselines(workspace: Path, rows: list[dict[str, Any]]) -> str:
+    """Write the rows to the workspace store (upsert by symbol, model, horizon, span); says where.
+
+    Falls back to `<workspace>/baselines.json` (atomic replace, merged by the same key) only when
+    the store package is not importable, so a half-built tree still keeps the numbers.
+    """
+    try:
+        from store import Store  # type: ignore[attr-defined]
+    except ImportError:
+        try:
+            from store.store import Store
+        except ImportError:
+            return _record_json(workspace, rows)
+    from console.cli import CliError
+    from store.storage import StoreError
+
+    try:
+        with Store.open(workspace) as st:
+            st.put_baselines(rows)
+    except StoreError as exc:
+        raise CliError(f"baselines computed but not recorded: {exc}") from None
+    return str(workspace / "store.json")
+
+
+def _record_json(workspace: Path, rows: list[dict[str, Any]]) -> str:
+    path = workspace / "baselines.json"
+    workspace.mkdir(parents=True, exist_ok=True)
+    existing: list[dict[str, Any]] = []
+    if path.exists():
+        try:
+            existing = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            existing = []
+    key = lambda r: (r["symbol"], r["model"], r["horizon"], r["span"])  # noqa: E731
+    merged = {key(r): r for r in existing if isinstance(r, dict)}
+    merged.update({key(r): r for r in rows})
+    tmp = path.with_suffix(".json.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(list(merged.values()), fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return str(path)
+
+
+def _resolve_symbols(args: argparse.Namespace, data_dirs: list[Path]) -> list[str]:
+    """The requested symbols, each with a CSV; any bad name raises before anything is computed."""
+    from console.cli import CliError
+    from engine.data import find_symbol_csv, list_symbols
+    from engine.symbols import PRIORITY_SYMBOLS, validate_symbol
+
+    if args.all:
+        syms = [i.symbol for i in list_symbols(data_dirs)]
+        if not syms:
+            raise CliError(f"no SYMBOL.csv files in {', '.join(str(d) for d in data_dirs)}")
+        return syms
+    if args.priority:
+        available = {i.symbol for i in list_symbols(data_dirs)}
+        syms = [s for s in PRIORITY_SYMBOLS if s in available]
+        missing = [s for s in PRIORITY_SYMBOLS if s not in available]
+        if not syms:
+            raise CliError("none of the priority symbols has a CSV in the data folders")
+        if missing:
+            print(f"note: no data for priority symbol(s) {', '.join(missing)}; skipped", file=sys.stderr)
+        return syms
+    syms = [validate_symbol(s) for s in args.stocks]  # SymbolError (path-like, odd characters)
+    for s in syms:
+        find_symbol_csv(s, data_dirs)  # SymbolError naming the folders searched
+    return list(dict.fromkeys(syms))
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, int | float) else "—"
+
+
+def _print_table(rows: list[dict[str, Any]], horizons: list[int], span: str, tier_h: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine.tasks.baseline import summarize
+
+    summary = summarize(rows)
+    table = Table(title=f"Naive persistence MAE% ({span} span)", title_justify="left")
+    table.add_column("symbol", style="bold")
+    table.add_column("rows", justify="right")
+    for h in horizons:
+        table.add_column(f"h={h}", justify="right")
+    table.add_column(f"tier (h={tier_h}, pre-test)")
+    notes: list[str] = []
+    for sym, s in summary.items():
+        cells = [sym, str(s["n_rows"] if s["n_rows"] is not None else "—")]
+        for h in horizons:
+            cells.append(_fmt(s["mae_pct"].get(str(h))))
+            if str(h) in s["errors"]:
+                notes.append(f"{sym} h={h}: {s['errors'][str(h)]}")
+        cells.append(s["tier"])
+        table.add_row(*cells)
+    con = Console(soft_wrap=True)
+    con.print(table)
+    for n in notes:
+        con.print(f"[yellow]—[/] {n}", highlight=False, markup=True)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from engine import paths
+    from engine.difficulty import DEFAULT_TIER_HORIZON
+    from engine.tasks.baseline import DEFAULT_CONTEXT, compute_baselines
+
+    workspace = paths.workspace_dir(args.workspace)
+    data_dirs = paths.data_dirs(workspace)
+    symbols = _resolve_symbols(args, data_dirs)
+    horizons = sorted(set(args.horizon))
+    tier_h = args.tier_horizon or DEFAULT_TIER_HORIZON
+    rows = compute_baselines(
+        symbols, horizons, data_dirs, span=args.span, context_len=args.context or DEFAULT_CONTEXT,
+        stride=args.stride, tier_horizon=tier_h,
+    )
+    where = record_baselines(workspace, rows)
+    if args.json:
+        from engine.tasks.baseline import summarize
+
+        print(json.dumps({"span": args.span, "horizons": horizons, "tier_horizon": tier_h, "recorded": where,
+                          "summary": summarize(rows), "rows": rows}, indent=1))
+    else:
+        _print_table(rows, horizons, args.span, tier_h)
+        print(f"{len(rows)} rows recorded in {where}")
+    return 0

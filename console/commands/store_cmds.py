@@ -1,0 +1,164 @@
+"""`forecast-console runs | best | promote | rollback | report`: the store, headless.
+
+Reading commands (runs, best, report) open the store read-only, so they work while a console owns
+the workspace; promote/rollback need the write lock and say who holds it when they cannot get it.
+Heavy imports happen inside the handlers so `forecast-console --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("runs", help="list tracked runs",
+                              description="List tracked runs, oldest first, with their key metrics.")
+    p.add_argument("--model", help="only this model")
+    p.add_argument("--symbol", help="only this symbol")
+    p.add_argument("--metric", default="val_mae_pct", help="metric column to show (default val_mae_pct)")
+    p.add_argument("--limit", type=int, default=None, help="show only the newest N runs")
+    p.add_argument("--json", action="store_true", help="print the full records as JSON")
+    p.set_defaults(func=cmd_runs)
+
+    p = subparsers.add_parser(
+        "best", help="the best run on a validation metric",
+        description="The best run for a model (and symbol) on a metric — chosen on validation "
+        "(val_mae_pct by default); its test metric is shown for reporting.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--symbol")
+    p.add_argument("--metric", default="val_mae_pct", help="selection metric (default val_mae_pct)")
+    p.add_argument("--maximize", action="store_true", help="higher is better for --metric")
+    p.add_argument("--require-checkpoint", action="store_true", help="only runs whose checkpoint exists")
+    p.add_argument("--export-path", action="store_true",
+                   help="print only the checkpoint path of the best run that has one (for scripts)")
+    p.add_argument("--json", action="store_true", help="print the run record as JSON")
+    p.set_defaults(func=cmd_best)
+
+    p = subparsers.add_parser(
+        "promote", help="write hyperparams/<model>/<SYMBOL>.json from the current pick or a run",
+        description="Promote the current pick (default) or a specific run to the config file trading "
+        "code reads (docs/HYPERPARAMS_SCHEMA.md). Atomic; audited; undo with `rollback`.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--symbol", required=True)
+    p.add_argument("--run", metavar="RUN_ID", default=None, help="promote this run instead of the current pick")
+    p.add_argument("--by", default=None, help="who promotes (default user@host)")
+    p.set_defaults(func=cmd_promote)
+
+    p = subparsers.add_parser("rollback", help="restore the config a promotion replaced",
+                              description="Undo the latest promotion for a model and symbol.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--symbol", required=True)
+    p.set_defaults(func=cmd_rollback)
+
+    p = subparsers.add_parser("report", help="markdown summary of runs, picks and promotions",
+                              description="Write a markdown report (best run per model and symbol chosen "
+                              "on validation and reported on test, picks, promotions).")
+    p.add_argument("--out", metavar="FILE", default=None, help="write to FILE instead of stdout")
+    p.add_argument("--metric", default="val_mae_pct", help="selection metric (default val_mae_pct)")
+    p.add_argument("--test-metric", default="test_mae_pct", help="reported metric (default test_mae_pct)")
+    p.set_defaults(func=cmd_report)
+
+
+def _open(args: argparse.Namespace, *, write: bool) -> Any:
+    from engine import paths
+    from store import Store
+
+    return Store.open(paths.workspace_dir(args.workspace), readonly=not write,
+                      hyperparams_dir=paths.hyperparams_dir(getattr(args, "hyperparams", None)))
+
+
+def _num(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, int | float) else "—"
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    with _open(args, write=False) as st:
+        runs = st.runs(model=args.model, symbol=args.symbol)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ValueError(f"--limit must be a positive integer, got {args.limit}")
+        runs = runs[-args.limit:]
+    if args.json:
+        print(json.dumps(runs, indent=1))
+        return 0
+    if not runs:
+        print("no runs recorded yet")
+        return 0
+    test_metric = "test_" + args.metric.removeprefix("val_")
+    cols = ["run_id", "model", "symbol", args.metric, test_metric, "seed", "created"]
+    rows = [[r["run_id"], r["model"], r["symbol"], _num(r["metrics"].get(args.metric)),
+             _num(r["metrics"].get(test_metric)), str(r.get("seed") if r.get("seed") is not None else "—"),
+             r["created"]] for r in runs]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    print(f"{len(runs)} run(s)")
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from store import StoreError
+
+    need_ckpt = args.require_checkpoint or args.export_path
+    with _open(args, write=False) as st:
+        run = st.best(args.metric, model=args.model, symbol=args.symbol, minimize=not args.maximize,
+                      require_checkpoint=need_ckpt)
+        where = f"{args.model}" + (f"/{args.symbol}" if args.symbol else "")
+        if run is None:
+            extra = " with an existing checkpoint" if need_ckpt else ""
+            raise StoreError(f"no run for {where} has metric {args.metric!r}{extra}")
+        ckpt = run.get("checkpoint")
+        if ckpt and not Path(ckpt).is_absolute():
+            ckpt = str(st.workspace.root / ckpt)
+    if args.export_path:
+        print(ckpt)
+        return 0
+    if args.json:
+        print(json.dumps(run, indent=1))
+        return 0
+    test_metric = "test_" + args.metric.removeprefix("val_")
+    print(f"best {where} on {args.metric} ({'max' if args.maximize else 'min'}): {run['run_id']}")
+    print(f"  {args.metric} = {_num(run['metrics'].get(args.metric))}   "
+          f"{test_metric} = {_num(run['metrics'].get(test_metric))}")
+    print(f"  hyperparams: {json.dumps(run['hyperparams'], sort_keys=True)}")
+    print(f"  checkpoint: {ckpt or '—'}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    with _open(args, write=True) as st:
+        path = st.promote(args.model, args.symbol, source=args.run or "pick", by=args.by)
+    print(f"promoted {args.model}/{args.symbol.upper()} from {args.run or 'the current pick'} -> {path}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    with _open(args, write=True) as st:
+        path = st.rollback(args.model, args.symbol)
+    if path is None:
+        print(f"rolled back {args.model}/{args.symbol.upper()}: no earlier config, the file was removed")
+    else:
+        print(f"rolled back {args.model}/{args.symbol.upper()} -> {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from store.storage import atomic_write_bytes
+
+    with _open(args, write=False) as st:
+        text = st.report(metric=args.metric, test_metric=args.test_metric)
+    if args.out:
+        out = Path(args.out).expanduser()
+        if out.is_dir():
+            raise ValueError(f"--out {out} is a folder; give a file name")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, text.encode("utf-8"))
+        print(f"report written to {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,77 @@
+"""Shared behaviour of the console's top-level screens (not a screen on its own).
+
+Why: every mode screen shows the same header, nav strip and footer, reloads its data when shown
+(reads run off the loop through ConsoleServices), and receives job updates and telemetry from the
+app's single pump and poller instead of polling itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from console.widgets.gpu_panel import GpuPanel
+from console.widgets.nav import NavBar
+
+if TYPE_CHECKING:
+    from console.app import ForecastConsoleApp
+    from console.services import ConsoleServices
+
+
+class ModeScreen(Screen):
+    """Base for mode screens: header + nav + body (compose_body) + footer."""
+
+    MODE: ClassVar[str] = ""
+    #: Data screens (stocks, compare, ...) re-read the store when a job finishes.
+    RELOAD_ON_FINISH: ClassVar[bool] = False
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="≈")
+        yield NavBar(self.MODE)
+        yield from self.compose_body()
+        yield Footer(compact=True)
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    @property
+    def fc_app(self) -> ForecastConsoleApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def services(self) -> ConsoleServices:
+        return self.fc_app.services
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read this screen's data (override; must not block)."""
+
+    def apply_job_updates(self, job_ids: set[str], losses: dict[str, list[dict[str, Any]]],
+                          logs: dict[str, list[str]]) -> None:
+        """Called by the app's update pump with the jobs that changed since the last batch."""
+
+    def on_jobs_finished(self, job_ids: set[str]) -> None:
+        """Jobs just finished: their results are (about to be) in the store; data screens re-read.
+
+        The engine writes results off the loop a moment after the state flips, so re-read twice.
+        """
+        if self.RELOAD_ON_FINISH:
+            self.reload()
+            self.set_timer(1.0, self.reload)
+
+    def apply_telemetry(self, tel: Any, job_pids: dict[int, str]) -> None:
+        for panel in self.query(GpuPanel):
+            panel.update_telemetry(tel, job_pids)
+
+    def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
+        """(title, help, callback) entries this screen adds to the command palette."""
+        return ()
+
+    def notify_error(self, exc: BaseException) -> None:
+        self.notify(str(exc), title=type(exc).__name__, severity="error", timeout=6)

@@ -1,0 +1,45 @@
+"""GPU screen: the telemetry panel full-size plus which of our jobs run where (one key away: 7/g).
+
+Why a screen too: the Live screen shows the panel beside one job; this one answers "what is using
+the GPUs right now" across all jobs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+
+from console.screens.base import ModeScreen
+from console.widgets.gpu_panel import GpuPanel
+from console.widgets.table import KeyedTable, num, txt
+
+COLUMNS = (("job", "Job"), ("kind", "Kind"), ("symbols", "Symbol"), ("device", "Device"), ("pid", "PID"),
+           ("vram", "Est. VRAM GB"))
+
+
+class GpuScreen(ModeScreen):
+    MODE: ClassVar[str] = "gpu"
+
+    def compose_body(self) -> ComposeResult:
+        yield GpuPanel(id="gpu-panel")
+        yield KeyedTable(COLUMNS, id="gpu-jobs")
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        rows = {}
+        for js in self.services.jobs():
+            if js.state != "running":
+                continue
+            vram = getattr(js, "vram_gb", None)
+            rows[js.id] = {
+                "job": txt(js.id[-13:]), "kind": txt(js.kind), "symbols": txt(", ".join(js.symbols)),
+                "device": txt(js.device or "—"), "pid": num(js.pid, "{:d}"), "vram": num(vram, "{:.1f}"),
+            }
+        self.query_one(KeyedTable).sync(rows)
+
+    def apply_job_updates(self, job_ids: set[str], losses: dict[str, list[dict[str, Any]]],
+                          logs: dict[str, list[str]]) -> None:
+        self.reload()

@@ -1,0 +1,124 @@
+"""Live view of one job: loss curves (≤2 Hz), progress, log tail, and the GPU panel beside them.
+
+Why it follows the pump: loss points and log lines arrive through the app's batched update pump;
+the chart only marks itself dirty, so a fast job never floods the renderer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Log, ProgressBar, Static
+
+from console.screens.base import ModeScreen
+from console.widgets.gpu_panel import GpuPanel
+from console.widgets.loss_chart import LossChart
+
+LOG_LINES = 200
+
+
+class LiveScreen(ModeScreen):
+    MODE: ClassVar[str] = "live"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "cycle(1)", "Next job", id="live-next"),
+        Binding("N", "cycle(-1)", "Prev job", id="live-prev"),
+        Binding("c", "cancel_job", "Cancel", id="live-cancel"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.job_id: str | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="live-body"):
+            with Vertical(id="live-main"):
+                yield Static("", id="live-title")
+                yield ProgressBar(total=None, show_eta=False, id="live-progress")
+                yield LossChart(id="live-chart", monotonic=self.app.monotonic)  # type: ignore[attr-defined]
+                yield Log(max_lines=LOG_LINES, id="live-log", auto_scroll=True)
+            yield GpuPanel(id="live-gpu")
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        jid = self.fc_app.live_job_id or self._default_job()
+        self.show_job(jid)
+
+    def _default_job(self) -> str | None:
+        jobs = self.services.jobs()
+        running = [j for j in jobs if j.state == "running"]
+        pool = running or jobs
+        return max(pool, key=lambda j: (j.created_at or 0.0, j.id)).id if pool else None
+
+    def show_job(self, job_id: str | None) -> None:
+        """Switch the view to `job_id`, loading its whole curve and log tail once."""
+        self.job_id = job_id
+        self.fc_app.live_job_id = job_id
+        chart = self.query_one(LossChart)
+        log = self.query_one(Log)
+        log.clear()
+        if job_id is None:
+            self.query_one("#live-title", Static).update("No job to show. Start one with r on the Stocks screen.")
+            chart.set_points([])
+            return
+        chart.set_points(self.services.curve(job_id))
+        log.write_lines(self.services.log_tail(job_id, LOG_LINES))
+        self._update_header()
+
+    def _update_header(self) -> None:
+        js = self.services.job(self.job_id) if self.job_id else None
+        title = self.query_one("#live-title", Static)
+        bar = self.query_one(ProgressBar)
+        if js is None:
+            title.update(f"{self.job_id}: unknown job")
+            return
+        parts = [f"[b]{js.kind}[/b] {', '.join(js.symbols)} {js.model or ''}", js.state,
+                 f"device {js.device or '—'}", f"try {js.attempt}"]
+        if js.last_train_loss is not None:
+            parts.append(f"train {js.last_train_loss:.4g}")
+        if js.last_val_loss is not None:
+            parts.append(f"val {js.last_val_loss:.4g}")
+        if js.reason:
+            parts.append(f"[red]{js.reason}[/red]")
+        title.update(" · ".join(parts) + f"\n[dim]{js.id}[/dim]")
+        if js.progress_total:
+            bar.update(total=float(js.progress_total), progress=float(js.progress_done or 0))
+
+    def apply_job_updates(self, job_ids: set[str], losses: dict[str, list[dict[str, Any]]],
+                          logs: dict[str, list[str]]) -> None:
+        if self.job_id is None:
+            if job_ids:
+                self.show_job(self._default_job())
+            return
+        if self.job_id not in job_ids:
+            return
+        if losses.get(self.job_id):
+            self.query_one(LossChart).add_points(losses[self.job_id])
+        if logs.get(self.job_id):
+            self.query_one(Log).write_lines(logs[self.job_id])
+        self._update_header()
+
+    def action_cycle(self, step: int) -> None:
+        jobs = sorted(self.services.jobs(), key=lambda j: (j.created_at or 0.0, j.id))
+        if not jobs:
+            return
+        ids = [j.id for j in jobs]
+        i = ids.index(self.job_id) if self.job_id in ids else -1
+        self.show_job(ids[(i + step) % len(ids)])
+
+    def action_cancel_job(self) -> None:
+        if self.job_id:
+            try:
+                self.services.cancel(self.job_id)
+                self.notify(f"cancelling {self.job_id}")
+            except (RuntimeError, ValueError, KeyError) as exc:
+                self.notify_error(exc)
+
+    def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
+        yield ("Next job (live view)", "Show the next job's curves", lambda: self.action_cycle(1))
+        yield ("Cancel watched job", "Stop the job shown in the live view", self.action_cancel_job)

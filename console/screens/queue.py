@@ -1,0 +1,187 @@
+"""Queue screen: every job with state, kind, symbols, model, progress, ETA, device, attempt.
+
+Why keyed updates: the app's pump hands over only the ids that changed; their rows are rewritten
+cell by cell inside one batch, so 24 streaming jobs cost a handful of cell writes per frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Static
+
+from console.screens.base import ModeScreen
+from console.widgets.table import Cell, KeyedTable, num, txt
+
+STATE_STYLE = {
+    "queued": "dim", "running": "bold cyan", "succeeded": "green", "failed": "bold red",
+    "cancelled": "yellow", "interrupted": "magenta",
+}
+COLUMNS = (
+    ("state", "State"), ("kind", "Kind"), ("symbols", "Symbol"), ("model", "Model"), ("progress", "Progress"),
+    ("eta", "ETA"), ("device", "Device"), ("attempt", "Try"), ("priority", "Pri"), ("id", "Job"),
+)
+
+
+def fmt_eta(eta: float | None) -> Cell:
+    if eta is None:
+        return Cell(None, "—", style="dim", justify="right")
+    eta = max(0.0, float(eta))
+    m, s = divmod(int(eta), 60)
+    h, m = divmod(m, 60)
+    return Cell(eta, f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s", justify="right")
+
+
+def progress_cell(done: float | None, total: float | None, width: int = 8) -> Cell:
+    if not total:
+        return Cell(None, "—", style="dim")
+    frac = max(0.0, min(1.0, float(done or 0) / float(total)))
+    n = round(frac * width)
+    return Cell(frac, "█" * n + "░" * (width - n) + f" {frac * 100:3.0f}%")
+
+
+def short_id(job_id: str) -> str:
+    """`20250101-120000-123-train-ab12cd34` → `120000-ab12cd34` (time of day + random part)."""
+    parts = job_id.split("-")
+    return f"{parts[1]}-{parts[-1]}" if len(parts) >= 5 else job_id[-15:]
+
+
+def job_cells(js: Any) -> dict[str, Cell]:
+    syms = list(getattr(js, "symbols", []) or [])
+    sym_text = syms[0] + (f" +{len(syms) - 1}" if len(syms) > 1 else "") if syms else "—"
+    return {
+        "state": Cell(js.state, js.state, style=STATE_STYLE.get(js.state, "")),
+        "kind": txt(js.kind),
+        "symbols": Cell(sym_text, sym_text),
+        "model": txt(js.model or "—"),
+        "progress": progress_cell(js.progress_done, js.progress_total),
+        "eta": fmt_eta(js.eta_s if js.state == "running" else None),
+        "device": txt(js.device or "—"),
+        "attempt": num(js.attempt, "{:d}"),
+        "priority": num(js.priority, "{:d}"),
+        "id": Cell(js.created_at or 0.0, short_id(js.id), style="dim"),
+    }
+
+
+class QueueScreen(ModeScreen):
+    MODE: ClassVar[str] = "queue"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "cancel_job", "Cancel", id="queue-cancel"),
+        Binding("t", "retry_job", "Retry", id="queue-retry"),
+        Binding("plus,equals_sign", "bump(1)", "Pri+", key_display="+", id="queue-pri-up"),
+        Binding("minus", "bump(-1)", "Pri-", key_display="-", id="queue-pri-down"),
+        Binding("enter", "open_live", "Live", id="queue-live", show=True),
+        Binding("r", "start_run", "Run…", id="queue-run"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        yield KeyedTable(COLUMNS, id="queue-table")
+        yield Static("", id="queue-detail", classes="detail")
+
+    def on_mount(self) -> None:
+        self.query_one(KeyedTable).focus()
+        self.reload()
+
+    @property
+    def table(self) -> KeyedTable:
+        return self.query_one("#queue-table", KeyedTable)
+
+    def reload(self) -> None:
+        jobs = sorted(self.services.jobs(), key=lambda j: (j.created_at or 0.0, j.id))
+        self.table.sync({j.id: job_cells(j) for j in jobs})
+        self._show_detail()
+
+    def apply_job_updates(self, job_ids: set[str], losses: dict[str, list[dict[str, Any]]],
+                          logs: dict[str, list[str]]) -> None:
+        rows = {}
+        for jid in job_ids:
+            js = self.services.job(jid)
+            if js is not None:
+                rows[jid] = job_cells(js)
+        if rows:
+            self.table.update_rows(rows)
+            self._show_detail()
+
+    def _show_detail(self) -> None:
+        detail = self.query_one("#queue-detail", Static)
+        jid = self.table.current_id
+        js = self.services.job(jid) if jid else None
+        if js is None:
+            detail.update("No jobs yet. Press r to start runs (or pick symbols on the Stocks screen first)."
+                          if not self.table.row_count else "")
+            return
+        syms = ", ".join(js.symbols)
+        text = f"{js.id} · {js.kind} {syms} {js.model or ''} · {js.state}"
+        if js.reason:
+            text += f"\nreason: {js.reason}"
+        elif js.state == "running" and js.last_train_loss is not None:
+            text += f" · train loss {js.last_train_loss:.4g}"
+            if js.last_val_loss is not None:
+                text += f" · val {js.last_val_loss:.4g}"
+        detail.update(text)
+
+    @on(DataTable.RowHighlighted, "#queue-table")
+    def _highlighted(self) -> None:
+        self._show_detail()
+
+    @on(DataTable.RowSelected, "#queue-table")
+    def _selected(self) -> None:
+        self.action_open_live()
+
+    def _current(self) -> str | None:
+        jid = self.table.current_id
+        if jid is None:
+            self.notify("no job selected", severity="warning")
+        return jid
+
+    def action_cancel_job(self) -> None:
+        jid = self._current()
+        if jid:
+            try:
+                self.services.cancel(jid)
+                self.notify(f"cancelling {jid}")
+            except (RuntimeError, ValueError, KeyError) as exc:
+                self.notify_error(exc)
+
+    def action_retry_job(self) -> None:
+        jid = self._current()
+        if jid:
+            try:
+                new = self.services.retry(jid)
+                self.notify(f"retry queued as {new.id}")
+                self.reload()
+            except (RuntimeError, ValueError, KeyError) as exc:
+                self.notify_error(exc)
+
+    def action_bump(self, delta: int) -> None:
+        jid = self._current()
+        if not jid:
+            return
+        js = self.services.job(jid)
+        try:
+            self.services.set_priority(jid, int(js.priority) + delta if js else delta)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            self.notify_error(exc)
+            return
+        js = self.services.job(jid)
+        if js is not None:
+            self.table.update_rows({jid: job_cells(js)})
+
+    def action_open_live(self) -> None:
+        jid = self.table.current_id
+        if jid:
+            self.fc_app.open_live(jid)
+
+    def action_start_run(self) -> None:
+        self.fc_app.action_start_run(None)
+
+    def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
+        yield ("Cancel selected job", "Stop the highlighted job", self.action_cancel_job)
+        yield ("Retry selected job", "Queue a new attempt of the highlighted job", self.action_retry_job)
+        yield ("Raise priority of selected job", "Priority +1", lambda: self.action_bump(1))
+        yield ("Lower priority of selected job", "Priority -1", lambda: self.action_bump(-1))
+        yield ("Watch selected job live", "Loss curves, progress and log tail", self.action_open_live)

@@ -1,0 +1,153 @@
+"""Start-runs form: kind, model, preset, horizon, epochs, context, priority → a validated JobSpec.
+
+Why validate here: JobSpec.create is the single gate (unknown symbol, bad model, non-positive
+horizon…); its message is shown inline and nothing is queued until it passes. The planner's
+per-symbol settings are shown and pre-fill the editable fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from engine.models import MODELS, PRESETS
+
+FORM_KINDS: tuple[str, ...] = ("baseline", "train", "validate", "compare", "sweep", "pipeline")
+#: Kinds that work over all models (or naive only): the model field is ignored for them.
+MODEL_FREE_KINDS: frozenset[str] = frozenset({"baseline", "compare"})
+INT_FIELDS: tuple[str, ...] = ("horizon", "epochs", "context")
+
+
+class StartRunScreen(ModalScreen[Any]):
+    """Dismisses with a JobSpec (validated) or None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="run-cancel"),
+        Binding("ctrl+s", "submit", "Queue", id="run-submit"),
+    ]
+
+    def __init__(self, symbols: list[str], kind: str | None = None) -> None:
+        super().__init__()
+        self.symbols = symbols
+        self.initial_kind = kind if kind in FORM_KINDS else "baseline"
+
+    def compose(self) -> ComposeResult:
+        syms = ", ".join(self.symbols[:8]) + (f" … (+{len(self.symbols) - 8})" if len(self.symbols) > 8 else "")
+        with Vertical(classes="dialog", id="run-dialog") as box:
+            box.border_title = "Start runs"
+            yield Static(f"Symbols: {syms or '(none selected — pick some on the Stocks screen)'}",
+                         id="run-symbols")
+            with Grid(id="run-grid"):
+                yield Label("Kind")
+                yield Select([(k, k) for k in FORM_KINDS], value=self.initial_kind, allow_blank=False,
+                             id="run-kind", compact=True)
+                yield Label("Model")
+                yield Select([(m, m) for m in MODELS], value="toto", allow_blank=True, id="run-model",
+                             compact=True)
+                yield Label("Preset")
+                yield Select([(p, p) for p in PRESETS], value="tiny", allow_blank=False, id="run-preset",
+                             compact=True)
+                yield Label("Horizon")
+                yield Input("", placeholder="planner", id="run-horizon", compact=True)
+                yield Label("Context")
+                yield Input("", placeholder="planner", id="run-context", compact=True)
+                yield Label("Epochs")
+                yield Input("", placeholder="planner", id="run-epochs", compact=True)
+                yield Label("Priority")
+                yield Input("0", id="run-priority", compact=True)
+            yield Static("", id="run-plan", classes="plan")
+            yield Static("", id="run-error", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Queue", variant="primary", id="run-ok")
+                yield Button("Cancel", id="run-no")
+
+    def on_mount(self) -> None:
+        self.query_one("#run-kind", Select).focus()
+        self._show_plan()
+
+    def _model(self) -> str | None:
+        v = self.query_one("#run-model", Select).value
+        return None if v is Select.BLANK else str(v)
+
+    @on(Select.Changed, "#run-model")
+    @on(Select.Changed, "#run-preset")
+    def _model_changed(self) -> None:
+        self._show_plan()
+
+    def _show_plan(self) -> None:
+        """Planner settings per symbol; the first symbol's values pre-fill empty fields."""
+        model = self._model()
+        lines: list[str] = []
+        first: dict[str, Any] | None = None
+        svc = self.app.services  # type: ignore[attr-defined]
+        for sym in self.symbols[:6]:
+            plan = svc.plan(sym, model or "toto", str(self.query_one("#run-preset", Select).value))
+            if plan is None:
+                lines.append(f"{sym}: planner not available")
+                continue
+            if "error" in plan:
+                lines.append(f"{sym}: {plan['error']}")
+                continue
+            first = first or plan
+            shown = ", ".join(f"{k}={v}" for k, v in plan.items()
+                              if k not in ("model", "notes") and not isinstance(v, dict | list))
+            lines.append(f"{sym}: {shown}")
+        if len(self.symbols) > 6:
+            lines.append(f"… and {len(self.symbols) - 6} more (each gets its own plan)")
+        self.query_one("#run-plan", Static).update("Planner: " + ("\n".join(lines) if lines else "no symbols"))
+        if first:
+            for name, keys in (("horizon", ("horizon", "prediction_length", "pred_len")),
+                               ("context", ("context", "context_length", "context_len")),
+                               ("epochs", ("epochs",))):
+                inp = self.query_one(f"#run-{name}", Input)
+                val = next((first[k] for k in keys if k in first), None)
+                if val is not None:
+                    inp.placeholder = f"planner: {val}"
+
+    def build_params(self) -> tuple[dict[str, Any], int]:
+        """Parse the fields; ValueError names the field that is wrong."""
+        params: dict[str, Any] = {"preset": str(self.query_one("#run-preset", Select).value)}
+        for name in INT_FIELDS:
+            raw = self.query_one(f"#run-{name}", Input).value.strip()
+            if not raw:
+                continue
+            try:
+                params[name] = int(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+        raw_pri = self.query_one("#run-priority", Input).value.strip() or "0"
+        try:
+            priority = int(raw_pri)
+        except ValueError:
+            raise ValueError(f"priority must be a whole number, got {raw_pri!r}") from None
+        return params, priority
+
+    def action_submit(self) -> None:
+        err = self.query_one("#run-error", Static)
+        kind = str(self.query_one("#run-kind", Select).value)
+        model = self._model()
+        if kind in MODEL_FREE_KINDS:
+            model = None
+        try:
+            params, priority = self.build_params()
+            spec = self.app.services.make_spec(kind, self.symbols, model, params, priority)  # type: ignore[attr-defined]
+        except ValueError as exc:
+            err.update(f"✗ {exc}")
+            return
+        err.update("")
+        self.dismiss(spec)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "run-ok":
+            self.action_submit()
+        else:
+            self.dismiss(None)

@@ -1,0 +1,171 @@
+"""Stocks screen: every symbol with rows, dates, difficulty, naive MAE%, best model and score.
+
+Why it is the home screen: every action starts from a set of symbols. Selection survives
+filtering, presets pick the prior art's sets, and the run form reads `selected`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Input, Static
+
+from console.screens.base import ModeScreen
+from console.services import StockRow
+from console.widgets.table import Cell, KeyedTable, num, txt
+from engine.symbols import PRIORITY_SYMBOLS
+
+TIER_STYLE = {"easy": "green", "medium": "yellow", "hard": "red", "extreme": "bold red"}
+
+COLUMNS = (
+    ("sel", "✓"), ("symbol", "Symbol"), ("rows", "Rows"), ("start", "From"), ("end", "To"),
+    ("tier", "Tier"), ("naive", "Naive MAE%"), ("best", "Best model"), ("score", "Score"),
+)
+
+
+class StocksScreen(ModeScreen):
+    MODE: ClassVar[str] = "stocks"
+    RELOAD_ON_FINISH: ClassVar[bool] = True
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle", "Select", id="stocks-toggle"),
+        Binding("slash", "focus_filter", "Filter", key_display="/", id="stocks-filter"),
+        Binding("p", "preset('priority')", "Priority", id="stocks-priority"),
+        Binding("a", "preset('all')", "All", id="stocks-all"),
+        Binding("x", "preset('none')", "None", id="stocks-none"),
+        Binding("r", "start_run", "Run…", id="stocks-run"),
+        Binding("b", "quick_baseline", "Baseline", id="stocks-baseline"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selected: set[str] = set()
+        self.rows: dict[str, StockRow] = {}
+        self.loaded = False
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="stocks-bar", classes="toolbar"):
+            yield Input(placeholder="filter symbols (type to filter, Enter/Esc back to table)", id="stock-filter")
+            yield Static("", id="stocks-status", classes="status")
+        yield KeyedTable(COLUMNS, id="stocks-table")
+        yield Static("", id="stocks-empty", classes="empty")
+
+    def on_mount(self) -> None:
+        self.query_one(KeyedTable).focus()
+        self.reload()
+
+    @property
+    def table(self) -> KeyedTable:
+        return self.query_one("#stocks-table", KeyedTable)
+
+    def reload(self) -> None:
+        self._load()
+
+    @work(exclusive=True, group="stocks-load")
+    async def _load(self) -> None:
+        try:
+            rows = await self.services.stocks()
+        except Exception as exc:  # noqa: BLE001 - show and keep the screen alive
+            self.notify_error(exc)
+            rows = []
+        self.rows = {r.symbol: r for r in rows}
+        self.selected &= set(self.rows)
+        self.loaded = True
+        self._render_rows()
+
+    def _cells(self, r: StockRow) -> dict[str, Cell]:
+        sel = r.symbol in self.selected
+        return {
+            "sel": Cell(sel, "●" if sel else "·", style="bold green" if sel else "dim"),
+            "symbol": txt(r.symbol, style="bold" if r.source == "shipped" else "bold cyan"),
+            "rows": num(r.rows, "{:d}"),
+            "start": txt(r.start),
+            "end": txt(r.end),
+            "tier": Cell(r.tier, r.tier, style=TIER_STYLE.get(r.tier, "dim")),
+            "naive": num(r.baseline_mae_pct),
+            "best": txt(r.best_model or "—", style="" if r.best_model else "dim"),
+            "score": num(r.best_score),
+        }
+
+    def _visible(self) -> list[StockRow]:
+        q = self.query_one("#stock-filter", Input).value.strip().upper()
+        return [r for r in self.rows.values() if not q or q in r.symbol or q == r.tier.upper()]
+
+    def _render_rows(self) -> None:
+        visible = self._visible()
+        self.table.sync({r.symbol: self._cells(r) for r in visible})
+        empty = self.query_one("#stocks-empty", Static)
+        if not self.rows:
+            dirs = ", ".join(str(d) for d in self.services.data_dirs)
+            empty.update(f"No data yet: no SYMBOL.csv in {dirs}. Run `forecast-console data synth` or drop CSVs in.")
+        elif not visible:
+            empty.update("No symbol matches the filter.")
+        else:
+            empty.update("")
+        empty.display = not visible
+        self._update_status()
+
+    def _update_status(self) -> None:
+        sel = sorted(self.selected)
+        shown = ", ".join(sel[:6]) + (" …" if len(sel) > 6 else "")
+        self.query_one("#stocks-status", Static).update(
+            f"{len(sel)} selected{': ' + shown if sel else ''} · {len(self.rows)} symbols"
+        )
+
+    @on(Input.Changed, "#stock-filter")
+    def _filter_changed(self) -> None:
+        self._render_rows()
+
+    @on(Input.Submitted, "#stock-filter")
+    def _filter_done(self) -> None:
+        self.table.focus()
+
+    def key_escape(self) -> None:
+        if self.focused is self.query_one("#stock-filter", Input):
+            self.table.focus()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#stock-filter", Input).focus()
+
+    def toggle(self, symbol: str) -> None:
+        self.selected.symmetric_difference_update({symbol})
+        if symbol in self.rows:
+            self.table.update_rows({symbol: self._cells(self.rows[symbol])})
+        self._update_status()
+
+    def action_toggle(self) -> None:
+        sym = self.table.current_id
+        if sym:
+            self.toggle(sym)
+            if self.table.cursor_row < self.table.row_count - 1:
+                self.table.move_cursor(row=self.table.cursor_row + 1)
+
+    @on(DataTable.RowSelected, "#stocks-table")
+    def _row_clicked(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value:
+            self.toggle(str(event.row_key.value))
+
+    def action_preset(self, name: str) -> None:
+        if name == "priority":
+            self.selected = {s for s in PRIORITY_SYMBOLS if s in self.rows}
+        elif name == "all":
+            self.selected = set(self.rows)
+        else:
+            self.selected = set()
+        self._render_rows()
+
+    def action_start_run(self, kind: str | None = None) -> None:
+        self.fc_app.action_start_run(kind)
+
+    def action_quick_baseline(self) -> None:
+        self.fc_app.queue_jobs("baseline", sorted(self.selected), None, {})
+
+    def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
+        yield ("Select priority symbols", "Preset: the 11 priority symbols", lambda: self.action_preset("priority"))
+        yield ("Select all symbols", "Preset: every symbol", lambda: self.action_preset("all"))
+        yield ("Clear selection", "Deselect all symbols", lambda: self.action_preset("none"))
+        yield ("Baseline selected symbols", "Queue a naive baseline job", self.action_quick_baseline)

@@ -1,0 +1,484 @@
+"""The console's bridge to the engine and the store.
+
+Why a separate module: the screens must never block the event loop and must never import torch.
+Everything here that touches disk (store reads, CSV listing, promotions) runs on one background
+thread (a single-worker executor, so store calls from the console are serialised), and every
+import of another part happens lazily and tolerates that part not existing yet, so the console
+opens — with empty tables and a plain message — on a workspace or a checkout that is incomplete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from engine import paths
+
+T = TypeVar("T")
+
+#: Difficulty tiers from the naive persistence MAE% at h=64 (PRIOR-ART: easy < 8, medium 8–15, hard > 15).
+TIER_THRESHOLDS: tuple[tuple[float, str], ...] = ((8.0, "easy"), (15.0, "medium"), (30.0, "hard"))
+TIER_HORIZON = 64
+
+
+def tier_for(mae_pct: float | None) -> str:
+    """Difficulty tier of a symbol from its naive MAE% (engine.difficulty owns the thresholds)."""
+    if mae_pct is None:
+        return "?"
+    mod = _optional_import("engine.difficulty")
+    fn = getattr(mod, "tier", None) if mod is not None else None
+    if callable(fn):
+        out = str(fn(mae_pct))
+        return "?" if out == "unknown" else out
+    for limit, name in TIER_THRESHOLDS:
+        if mae_pct < limit:
+            return name
+    return "extreme"
+
+
+@dataclass
+class StockRow:
+    """One line of the Stocks screen; raw numbers kept so sorting is numeric."""
+
+    symbol: str
+    rows: int
+    start: str
+    end: str
+    source: str = "shipped"  # "shipped" or "workspace"
+    baseline_mae_pct: float | None = None
+    tier: str = "?"
+    best_model: str | None = None
+    best_score: float | None = None
+
+
+@dataclass
+class ScreenData:
+    """A snapshot of everything the review screens show, read in one go off the loop."""
+
+    baselines: list[dict[str, Any]] = field(default_factory=list)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+    picks: list[dict[str, Any]] = field(default_factory=list)
+    promotions: list[dict[str, Any]] = field(default_factory=list)
+    regressions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _scan_csv(path: Path) -> tuple[int, str, str]:
+    """Rows and first/last timestamp of a CSV without parsing it (used when engine.data is absent)."""
+    first = last = ""
+    rows = 0
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        fh.readline()  # header
+        for line in fh:
+            if not line.strip():
+                continue
+            rows += 1
+            if not first:
+                first = line.split(",", 1)[0]
+            last = line
+    last = last.split(",", 1)[0] if last else ""
+    return rows, first[:10], last[:10]
+
+
+def _short_date(value: Any) -> str:
+    return str(value)[:10] if value is not None else ""
+
+
+def _optional_import(name: str) -> Any | None:
+    """Import a sibling part if it exists yet; a part that is present but broken still raises."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            return None
+        raise
+
+
+def _pick_score(pick: dict[str, Any]) -> float | None:
+    """The number a pick was chosen on (validation[selection_metric]), if present."""
+    metric = pick.get("selection_metric") or "mae_pct"
+    for where in (pick.get("validation") or {}, pick.get("metrics") or {}, pick):
+        for key in (metric, "val_mae_pct", "mae_pct"):
+            v = where.get(key) if isinstance(where, dict) else None
+            if isinstance(v, int | float):
+                return float(v)
+    return None
+
+
+class ConsoleServices:
+    """Owns the store and the engine for one console session.
+
+    The engine runs in the app's asyncio loop (it tails event files asynchronously); store reads and
+    other file I/O go through `call()`, which runs them on one background thread.
+    """
+
+    def __init__(
+        self,
+        workspace: Path | str | None = None,
+        *,
+        data_dirs: Sequence[Path] | None = None,
+        hyperparams_dir: Path | str | None = None,
+        backend: str = "local",
+        address: str | None = None,
+        gpu_source: Any | None = None,
+        use_engine: bool = True,
+        engine_kwargs: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.workspace = paths.workspace_dir(workspace)
+        self.data_dirs = list(data_dirs) if data_dirs is not None else paths.data_dirs(self.workspace)
+        self.hyperparams_dir = paths.hyperparams_dir(hyperparams_dir)
+        self.backend = backend
+        self.address = address
+        self.gpu_source = gpu_source
+        self.use_engine = use_engine
+        self.engine_kwargs = dict(engine_kwargs or {})
+        self.clock = clock
+        self.store: Any | None = None
+        self.engine: Any | None = None
+        self.readonly_reason: str | None = None
+        self.notices: list[str] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-store")
+        self._known_symbols: set[str] = set()
+        self._stock_rows: dict[str, StockRow] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking work on the console's I/O thread and await it."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    def _open_store_blocking(self) -> None:
+        mod = _optional_import("store")
+        store_cls = getattr(mod, "Store", None) if mod else None
+        if store_cls is None:
+            for sub in ("store.store", "store.db", "store.core"):
+                m = _optional_import(sub)
+                if m is not None and hasattr(m, "Store"):
+                    store_cls = m.Store
+                    break
+        if store_cls is None:
+            self.notices.append("store not available yet: review tables stay empty")
+            return
+        try:
+            self.store = store_cls.open(self.workspace, hyperparams_dir=self.hyperparams_dir)
+        except Exception as exc:  # StoreLocked is the expected one; anything else is shown verbatim
+            if type(exc).__name__ != "StoreLocked":
+                raise
+            self.store = store_cls.open(self.workspace, readonly=True, hyperparams_dir=self.hyperparams_dir)
+            self.readonly_reason = f"read-only: {exc}"
+            self.notices.append(
+                "Workspace is locked by another console: opened read-only, job actions disabled."
+            )
+
+    async def open(self) -> None:
+        """Open the store (read-only when locked), then build and start the engine in this loop."""
+        await self.call(self._open_store_blocking)
+        if not self.use_engine or self.store is None or self.readonly_reason:
+            return
+        ctl = _optional_import("engine.controller")
+        if ctl is None or not hasattr(ctl, "Engine"):
+            self.notices.append("engine not available yet: jobs cannot be started")
+            return
+        kwargs = dict(self.engine_kwargs)
+        if self.gpu_source is None:
+            gpu = _optional_import("engine.gpu")
+            if gpu is not None and hasattr(gpu, "detect_source"):
+                self.gpu_source = await self.call(gpu.detect_source)
+        kwargs.setdefault("gpu_source", self.gpu_source)
+        if self.backend == "ray" and "backend" not in kwargs:
+            kwargs["backend"] = self._ray_backend()
+        self.engine = ctl.Engine(self.workspace, store=self.store, **kwargs)
+        await self.engine.start()
+
+    def _ray_backend(self) -> Any:
+        for name in ("engine.backends.ray_backend", "engine.backends.ray"):
+            mod = _optional_import(name)
+            if mod is None:
+                continue
+            cls = getattr(mod, "RayBackend", None)
+            if cls is not None:
+                return cls(address=self.address) if self.address else cls()
+        raise RuntimeError("the Ray backend is not available: install the 'ray' extra")
+
+    async def close(self, cancel_running: bool = False) -> None:
+        """Stop the engine (leaving detached jobs running unless asked) and release the store."""
+        if self.engine is not None:
+            try:
+                await self.engine.stop(cancel_running=cancel_running)
+            finally:
+                self.engine = None
+        if self.store is not None:
+            store = self.store
+            self.store = None
+            await self.call(store.close)
+        self._pool.shutdown(wait=False)
+
+    # ------------------------------------------------------------------ stocks
+    def _list_symbol_infos(self) -> list[tuple[str, int, str, str, str]]:
+        shipped = set()
+        if self.data_dirs:
+            shipped_dir = self.data_dirs[0].resolve()
+        else:
+            shipped_dir = None
+        data = _optional_import("engine.data")
+        out: dict[str, tuple[str, int, str, str, str]] = {}
+        if data is not None and hasattr(data, "list_symbols"):
+            for info in data.list_symbols(self.data_dirs):
+                src = "shipped" if shipped_dir and Path(info.path).resolve().parent == shipped_dir else "workspace"
+                out[info.symbol] = (info.symbol, int(info.rows), _short_date(info.start), _short_date(info.end), src)
+            return list(out.values())
+        for d in self.data_dirs:  # later dirs override earlier, like engine.data
+            if not d.is_dir():
+                continue
+            for p in sorted(d.glob("*.csv")):
+                sym = p.stem.upper()
+                rows, start, end = _scan_csv(p)
+                src = "shipped" if shipped_dir and d.resolve() == shipped_dir else "workspace"
+                out[sym] = (sym, rows, start, end, src)
+                shipped.add(sym)
+        return list(out.values())
+
+    def _stocks_blocking(self) -> list[StockRow]:
+        infos = self._list_symbol_infos()
+        baselines = self._safe(lambda s: s.baselines()) if self.store else []
+        picks = self._safe(lambda s: s.picks()) if self.store else []
+        naive: dict[str, float] = {}
+        tiers: dict[str, str] = {}
+        for b in baselines:
+            sym = b.get("symbol")
+            if not sym:
+                continue
+            if isinstance(b.get("tier_mae_pct"), int | float):  # baseline task: naive MAE% at the tier horizon
+                naive[sym] = float(b["tier_mae_pct"])
+                if b.get("tier"):
+                    tiers[sym] = str(b["tier"])
+                continue
+            if sym in naive or str(b.get("model", "")) not in ("naive", "persistence", "naive_persistence"):
+                continue
+            if int(b.get("horizon", 0) or 0) == TIER_HORIZON:
+                v = metric_of(b, "mae_pct")
+                if v is not None:
+                    naive[sym] = v
+        best: dict[str, tuple[str, float | None]] = {}
+        for p in picks:
+            sym = p.get("symbol")
+            score = _pick_score(p)
+            prev = best.get(sym)
+            if prev is None or (score is not None and (prev[1] is None or score < prev[1])):
+                best[sym] = (str(p.get("model")), score)
+        rows = []
+        for sym, n, start, end, src in sorted(infos):
+            mae = naive.get(sym)
+            bm, bs = best.get(sym, (None, None))
+            tier = tiers.get(sym) or tier_for(mae)
+            rows.append(StockRow(sym, n, start, end, src, mae, "?" if tier == "unknown" else tier, bm, bs))
+        self._known_symbols = {r.symbol for r in rows}
+        self._stock_rows = {r.symbol: r for r in rows}
+        return rows
+
+    async def stocks(self) -> list[StockRow]:
+        return await self.call(self._stocks_blocking)
+
+    @property
+    def known_symbols(self) -> set[str]:
+        return set(self._known_symbols)
+
+    def stock_row(self, symbol: str) -> StockRow | None:
+        return self._stock_rows.get(symbol)
+
+    # ------------------------------------------------------------------ review data
+    def _safe(self, fn: Callable[[Any], Any]) -> list[dict[str, Any]]:
+        """Read one table; an API the store does not have yet reads as empty."""
+        if self.store is None:
+            return []
+        try:
+            return list(fn(self.store) or [])
+        except AttributeError:
+            return []
+
+    def _regressions_blocking(self) -> list[dict[str, Any]]:
+        if self.store is not None and hasattr(self.store, "regressions"):
+            rows = self._safe(lambda s: s.regressions())
+            if rows:
+                return rows
+        report = self.workspace / "reports" / "regression.json"
+        if report.is_file():
+            try:
+                data = json.loads(report.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return []
+            if isinstance(data, dict):
+                data = data.get("regressions") or data.get("rows") or []
+            return [r for r in data if isinstance(r, dict)]
+        return []
+
+    def _screen_data_blocking(self) -> ScreenData:
+        return ScreenData(
+            baselines=self._safe(lambda s: s.baselines()),
+            comparisons=self._safe(lambda s: s.comparisons()),
+            picks=self._safe(lambda s: s.picks()),
+            promotions=self._safe(lambda s: s.promotions()),
+            regressions=self._regressions_blocking(),
+        )
+
+    async def screen_data(self) -> ScreenData:
+        return await self.call(self._screen_data_blocking)
+
+    def promoted_config_blocking(self, model: str, symbol: str) -> dict[str, Any] | None:
+        """The currently promoted JSON for (model, symbol), or None when nothing is promoted."""
+        path = self.hyperparams_dir / model / f"{symbol}.json"
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return {"error": f"unreadable {path}: {exc}"}
+
+    def pick_blocking(self, model: str, symbol: str) -> dict[str, Any] | None:
+        if self.store is None:
+            return None
+        return self.store.pick(model, symbol)
+
+    async def promotion_preview(self, model: str, symbol: str) -> tuple[dict | None, dict | None]:
+        """(currently promoted, the pick that would be promoted)."""
+        cur = await self.call(self.promoted_config_blocking, model, symbol)
+        new = await self.call(self.pick_blocking, model, symbol)
+        return cur, new
+
+    def _require_writable(self) -> Any:
+        if self.store is None:
+            raise RuntimeError("the store is not available")
+        if self.readonly_reason or getattr(self.store, "readonly", False):
+            raise RuntimeError("workspace opened read-only (another console owns it): cannot change it")
+        return self.store
+
+    async def promote(self, model: str, symbol: str, source: str = "pick") -> Path:
+        store = self._require_writable()
+        return await self.call(store.promote, model, symbol, source, os.environ.get("USER") or "console")
+
+    async def rollback(self, model: str, symbol: str) -> Path | None:
+        store = self._require_writable()
+        return await self.call(store.rollback, model, symbol)
+
+    # ------------------------------------------------------------------ jobs
+    def _require_engine(self) -> Any:
+        if self.engine is None:
+            reason = self.readonly_reason or "the engine is not running"
+            raise RuntimeError(f"cannot manage jobs: {reason}")
+        return self.engine
+
+    def make_spec(
+        self, kind: str, symbols: Iterable[str], model: str | None, params: dict[str, Any], priority: int
+    ) -> Any:
+        """Validate through JobSpec.create (raises JobSpecError with a message for the form)."""
+        from engine.jobs import JobSpec
+
+        known = self._known_symbols or None
+        return JobSpec.create(kind, list(symbols), model=model, params=params, priority=priority,
+                              known_symbols=known)
+
+    def submit(self, spec: Any) -> Any:
+        return self._require_engine().submit(spec)
+
+    def cancel(self, job_id: str) -> None:
+        self._require_engine().cancel(job_id)
+
+    def retry(self, job_id: str) -> Any:
+        return self._require_engine().retry(job_id)
+
+    def set_priority(self, job_id: str, priority: int) -> None:
+        self._require_engine().set_priority(job_id, priority)
+
+    def jobs(self) -> list[Any]:
+        return list(self.engine.jobs()) if self.engine is not None else []
+
+    def job(self, job_id: str) -> Any | None:
+        return self.engine.job(job_id) if self.engine is not None else None
+
+    def curve(self, job_id: str) -> list[dict[str, Any]]:
+        return list(self.engine.curve(job_id)) if self.engine is not None else []
+
+    def log_tail(self, job_id: str, n: int = 200) -> list[str]:
+        return list(self.engine.log_tail(job_id, n)) if self.engine is not None else []
+
+    def job_for_pid(self, pid: int) -> str | None:
+        """Which of our running jobs owns a GPU process (by pid or process group)."""
+        if self.engine is None:
+            return None
+        fn = getattr(self.engine, "job_for_pid", None)
+        if fn is not None:
+            return fn(pid)
+        return next((j.id for j in self.engine.jobs() if j.pid == pid and j.state == "running"), None)
+
+    def running_count(self) -> int:
+        return int(self.engine.running_count()) if self.engine is not None else 0
+
+    def subscribe(self) -> asyncio.Queue[Any] | None:
+        return self.engine.subscribe() if self.engine is not None else None
+
+    # ------------------------------------------------------------------ planner and telemetry
+    def plan(self, symbol: str, model: str, preset: str = "tiny") -> dict[str, Any] | None:
+        """The planner's settings for one symbol (pure python, no torch), or None if unavailable."""
+        mod = _optional_import("engine.forecasters.planner")
+        row = self._stock_rows.get(symbol)
+        if mod is None or row is None or not hasattr(mod, "plan_training"):
+            return None
+        try:
+            plan = mod.plan_training(row.rows, row.tier if row.tier != "?" else "unknown", model, preset=preset)
+        except Exception as exc:  # noqa: BLE001 - shown in the form, never fatal
+            return {"error": str(exc)}
+        return plan.to_dict() if hasattr(plan, "to_dict") else dict(plan)
+
+    def gpu_snapshot(self) -> Any:
+        """Blocking (NVML / psutil): call from a thread worker only."""
+        if self.gpu_source is None:
+            gpu = _optional_import("engine.gpu")
+            if gpu is not None and hasattr(gpu, "detect_source"):
+                self.gpu_source = gpu.detect_source()
+            else:
+                self.gpu_source = _PsutilSource()
+        return self.gpu_source.snapshot()
+
+
+@dataclass
+class _Telemetry:
+    gpus: list[Any]
+    cpu_percent: float | None
+    ram_used_gb: float | None
+    ram_total_gb: float | None
+    available: bool
+    message: str
+
+
+class _PsutilSource:
+    """Stand-in for engine.gpu until it lands: no GPU, CPU/RAM from psutil."""
+
+    def snapshot(self) -> _Telemetry:
+        try:
+            import psutil
+
+            vm = psutil.virtual_memory()
+            return _Telemetry([], psutil.cpu_percent(interval=None), vm.used / 2**30, vm.total / 2**30,
+                              False, "no GPU telemetry (engine.gpu missing)")
+        except ImportError:
+            return _Telemetry([], None, None, None, False, "no GPU telemetry")
+
+
+def metric_of(row: dict[str, Any], *names: str) -> float | None:
+    """A number from a store row whose metrics may be flat or nested (metrics/test/validation)."""
+    for where in (row, row.get("metrics"), row.get("test"), row.get("validation")):
+        if not isinstance(where, dict):
+            continue
+        for n in names:
+            v = where.get(n)
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                return float(v)
+    return None

@@ -1,0 +1,464 @@
+"""CSV loading and validation: one symbol's daily bars, or one specific reason why not.
+
+Every problem with a data file becomes a `DataError` naming the file, the 1-based line of the CSV
+(the header is line 1) and the reason, because the person fixing it opens the file in an editor.
+Nothing here writes anything; a bad file changes nothing.
+
+Accepted exports: a header row; a time column called timestamp/date/datetime/time (ISO dates,
+common US/EU dates, or unix epoch seconds/ms); price columns open/high/low/close and volume in any
+case. `close` wins over `adj close`; `adj close` is used only when there is no close. A file with a
+close but no open/high/low is a close-only export (`has_ohlc=False`). Comma, semicolon and tab
+separators are recognised from the header. Rows must be in time order; a file sorted newest-first
+throughout (as some brokers export) is reversed, anything else out of order is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine import paths
+from engine.symbols import SymbolError, validate_symbol
+
+COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+#: Header names (lower-case, spaces/underscores/dashes removed) mapped to our column names.
+TIME_ALIASES: tuple[str, ...] = ("timestamp", "datetime", "date", "time", "ts")
+_ALIASES: dict[str, str] = {
+    "open": "open", "o": "open",
+    "high": "high", "h": "high",
+    "low": "low", "l": "low",
+    "close": "close", "c": "close", "last": "close", "price": "close",
+    "adjclose": "adj_close", "adjustedclose": "adj_close",
+    "volume": "volume", "vol": "volume", "v": "volume",
+}
+#: Rows needed for a file to be a series at all (a window needs more; make_windows says how many).
+MIN_ROWS = 2
+#: Relative slack for OHLC consistency, so a rounding in the last printed digit is not an error.
+_OHLC_RTOL = 1e-9
+
+
+class DataError(ValueError):
+    """The one error type for bad data: `str(e) == "FILE:ROW: REASON"` (":ROW" left out if unknown)."""
+
+    def __init__(self, file: str | Path | None, row: int | None, reason: str) -> None:
+        self.file = str(file) if file is not None else None
+        self.row = row
+        self.reason = reason
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        where = self.file or "<data>"
+        if self.row is not None:
+            where = f"{where}:{self.row}"
+        return f"{where}: {self.reason}"
+
+    def __str__(self) -> str:
+        return self._text()
+
+    def __reduce__(self) -> tuple[type[DataError], tuple[str | None, int | None, str]]:
+        # Keeps the error picklable (it crosses process boundaries in the worker / Ray).
+        return (DataError, (self.file, self.row, self.reason))
+
+
+@dataclass(frozen=True)
+class Series:
+    """One symbol's validated bars, sorted by time with unique timestamps.
+
+    `frame` has exactly the columns timestamp (datetime64[ns], naive UTC), open, high, low, close,
+    volume (float64). Close-only exports have open=high=low=close and volume NaN unless given.
+    """
+
+    symbol: str
+    path: Path
+    frame: pd.DataFrame
+    has_ohlc: bool
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.frame)
+
+    @cached_property
+    def close(self) -> np.ndarray:
+        return self.frame["close"].to_numpy(dtype=np.float64, copy=True)
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        """[N, 5] float64: open, high, low, close, volume."""
+        return self.frame[list(COLUMNS[1:])].to_numpy(dtype=np.float64, copy=True)
+
+    @cached_property
+    def timestamps(self) -> np.ndarray:
+        return self.frame["timestamp"].to_numpy(dtype="datetime64[ns]", copy=True)
+
+    @property
+    def start(self) -> str:
+        return _fmt_ts(self.frame["timestamp"].iloc[0])
+
+    @property
+    def end(self) -> str:
+        return _fmt_ts(self.frame["timestamp"].iloc[-1])
+
+
+@dataclass(frozen=True)
+class SymbolInfo:
+    """A cheap listing entry: row count and first/last timestamp as written, no full validation."""
+
+    symbol: str
+    path: Path
+    rows: int
+    start: str
+    end: str
+
+
+def _fmt_ts(ts: pd.Timestamp) -> str:
+    """ISO date for daily bars, ISO date and time when there is a time of day."""
+    ts = pd.Timestamp(ts)
+    if ts == ts.normalize():
+        return ts.strftime("%Y-%m-%d")
+    return ts.isoformat()
+
+
+def _norm_name(name: str) -> str:
+    return "".join(ch for ch in name.strip().strip('"').lower() if ch not in " _-.")
+
+
+def _default_dirs(data_dirs: Sequence[Path] | None) -> list[Path]:
+    if data_dirs is not None:
+        return [Path(d) for d in data_dirs]
+    return paths.data_dirs(paths.workspace_dir())
+
+
+def _csv_files(directory: Path) -> dict[str, Path]:
+    """Valid-symbol CSV files in one folder, keyed by canonical symbol (file names are case-folded)."""
+    out: dict[str, Path] = {}
+    if not directory.is_dir():
+        return out
+    for p in sorted(directory.iterdir()):
+        if p.suffix.lower() != ".csv" or not p.is_file():
+            continue
+        try:
+            sym = validate_symbol(p.stem)
+        except SymbolError:
+            continue  # a file name that cannot be a symbol is not offered as one
+        out.setdefault(sym, p)
+    return out
+
+
+def _symbol_map(data_dirs: Sequence[Path] | None) -> dict[str, Path]:
+    merged: dict[str, Path] = {}
+    for d in _default_dirs(data_dirs):
+        merged.update(_csv_files(Path(d)))  # later folders override earlier ones
+    return merged
+
+
+def _quick_info(symbol: str, path: Path) -> SymbolInfo:
+    """Row count from counting lines, start/end from the first and last data lines' time field."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return SymbolInfo(symbol, path, 0, "", "")
+    lines = [ln for ln in raw.splitlines() if ln.strip()]
+    if len(lines) < 2 or b"\x00" in raw[:4096]:
+        return SymbolInfo(symbol, path, max(0, len(lines) - 1), "", "")
+    try:
+        header = lines[0].decode("utf-8-sig")
+        first, last = lines[1].decode("utf-8"), lines[-1].decode("utf-8")
+    except UnicodeDecodeError:
+        return SymbolInfo(symbol, path, len(lines) - 1, "", "")
+    delim = _pick_delimiter(header)
+    names = [_norm_name(h) for h in header.split(delim)]
+    col = next((names.index(a) for a in TIME_ALIASES if a in names), 0)
+
+    def field(line: str) -> str:
+        parts = line.split(delim)
+        return parts[col].strip().strip('"') if col < len(parts) else ""
+
+    start, end = field(first), field(last)
+    if start > end and len(start) == len(end) and start[:1].isdigit() and "-" in start:
+        start, end = end, start  # newest-first ISO export
+    return SymbolInfo(symbol, path, len(lines) - 1, start, end)
+
+
+def list_symbols(data_dirs: Sequence[Path] | None = None) -> list[SymbolInfo]:
+    """Every `SYMBOL.csv` in the data folders (later folders override earlier), sorted by symbol.
+
+    Cheap on purpose (the console lists it at start-up): counts lines and reads the first/last
+    time fields; a broken file still appears and fails properly when loaded or checked.
+    """
+    return [_quick_info(sym, p) for sym, p in sorted(_symbol_map(data_dirs).items())]
+
+
+def find_symbol_csv(symbol: str, data_dirs: Sequence[Path] | None = None) -> Path:
+    """The CSV for `symbol` (later folders win); SymbolError if the name is invalid or unknown."""
+    sym = validate_symbol(symbol)
+    dirs = _default_dirs(data_dirs)
+    found = _symbol_map(dirs).get(sym)
+    if found is None:
+        where = ", ".join(str(d) for d in dirs) or "(no data folders)"
+        raise SymbolError(f"unknown symbol {sym!r}: no {sym}.csv in {where}")
+    return found
+
+
+def load_symbol(symbol: str, data_dirs: Sequence[Path] | None = None) -> Series:
+    sym = validate_symbol(symbol)
+    return load_csv(find_symbol_csv(sym, data_dirs), sym)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def _pick_delimiter(header: str) -> str:
+    counts = {d: header.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _looks_like_data(cell: str) -> bool:
+    c = cell.strip().strip('"')
+    if not c:
+        return False
+    try:
+        float(c)
+        return True
+    except ValueError:
+        pass
+    return c[:1].isdigit() and any(ch in c for ch in "-/:")
+
+
+def _parse_times(raw: list[str]) -> pd.Series:
+    """Parse every time field the same way; NaT where a field cannot be parsed."""
+    s = pd.Series(raw, dtype=object)
+    numeric = pd.to_numeric(s, errors="coerce")
+    if numeric.notna().all():
+        # Unix epoch: pick the unit from the magnitude (a 4-digit year column is not an epoch).
+        mag = float(numeric.abs().max())
+        if mag < 1e4:
+            return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+        unit = "s" if mag < 1e11 else "ms" if mag < 1e14 else "us" if mag < 1e17 else "ns"
+        return pd.to_datetime(numeric, unit=unit, errors="coerce").astype("datetime64[ns]")
+    best: pd.Series | None = None
+    for fmt in ("ISO8601", None):
+        try:
+            kw = {"format": fmt} if fmt else {}
+            parsed = pd.to_datetime(s, errors="coerce", utc=True, **kw)
+        except (ValueError, TypeError, OverflowError):
+            continue
+        if best is None or parsed.isna().sum() < best.isna().sum():
+            best = parsed
+        if not parsed.isna().any():
+            break
+    if best is None:
+        return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+    return best.dt.tz_convert(None).astype("datetime64[ns]")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(path, None, "file not found") from None
+    except IsADirectoryError:
+        raise DataError(path, None, "is a folder, not a CSV file") from None
+    except OSError as exc:
+        raise DataError(path, None, f"cannot read file: {exc.strerror or exc}") from None
+    if not raw.strip():
+        raise DataError(path, None, "empty file")
+    if b"\x00" in raw:
+        raise DataError(path, None, "binary data, not a text CSV file (NUL bytes)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(path, line, "not a text CSV file (invalid UTF-8 bytes)") from None
+    bad = sum(1 for ch in text[:4096] if not ch.isprintable() and ch not in "\r\n\t")
+    if bad > 8:
+        raise DataError(path, None, "binary or garbage data, not a text CSV file")
+    return text
+
+
+def load_csv(path: Path, symbol: str | None = None) -> Series:
+    """Load and validate one CSV into a Series, or raise the first DataError found in it."""
+    path = Path(path)
+    if symbol is None:
+        try:
+            symbol = validate_symbol(path.stem)
+        except SymbolError as exc:
+            raise DataError(path, None, f"file name is not a symbol ({exc}); rename it SYMBOL.csv") from None
+    else:
+        symbol = validate_symbol(symbol)
+    text = _read_text(path)
+
+    first_line = next(ln for ln in text.splitlines() if ln.strip())
+    delim = _pick_delimiter(first_line)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+    header: list[str] | None = None
+    header_line = 0
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if header is None:
+                header, header_line = row, reader.line_num
+                continue
+            rows.append(row)
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise DataError(path, reader.line_num, f"malformed CSV: {exc}") from None
+    assert header is not None  # the file has a non-blank line
+
+    names = [_norm_name(h) for h in header]
+    known = set(_ALIASES) | set(TIME_ALIASES)
+    if not any(n in known for n in names):
+        if any(_looks_like_data(c) for c in header):
+            raise DataError(path, header_line, "no header row: the first line looks like data; "
+                            "expected a header such as timestamp,open,high,low,close,volume")
+        raise DataError(path, header_line, "no recognisable columns in the header; "
+                        "expected timestamp,open,high,low,close,volume")
+
+    col: dict[str, int] = {}
+    seen: dict[str, str] = {}
+    for i, (n, orig) in enumerate(zip(names, header, strict=True)):
+        key = "timestamp" if n in TIME_ALIASES else _ALIASES.get(n)
+        if key is None:
+            continue
+        if key == "timestamp" and "timestamp" in col:
+            # Keep the most specific time column (timestamp > datetime > date > time).
+            prev = _norm_name(header[col["timestamp"]])
+            if TIME_ALIASES.index(n) >= TIME_ALIASES.index(prev):
+                continue
+        elif key in col:
+            raise DataError(path, header_line, f"duplicate column {orig.strip()!r} "
+                            f"(already have {seen[key]!r})")
+        col[key] = i
+        seen[key] = orig.strip()
+    if "timestamp" not in col:
+        raise DataError(path, header_line, "no timestamp column (expected one of: timestamp, date, datetime, time)")
+    adjusted = False
+    if "close" not in col:
+        if "adj_close" not in col:
+            raise DataError(path, header_line, "no close column (expected close, or adj close)")
+        col["close"] = col["adj_close"]
+        adjusted = True
+    ohlc_present = [c for c in ("open", "high", "low") if c in col]
+    if ohlc_present and len(ohlc_present) < 3:
+        missing = [c for c in ("open", "high", "low") if c not in col]
+        raise DataError(path, header_line, f"has {', '.join(ohlc_present)} but no {', '.join(missing)}: "
+                        "give all of open, high, low, close, or close only")
+    has_ohlc = len(ohlc_present) == 3
+
+    if not rows:
+        raise DataError(path, header_line, "no data rows (header only)")
+    if len(rows) < MIN_ROWS:
+        raise DataError(path, lines[0], f"too few rows: need at least {MIN_ROWS}, have {len(rows)}")
+
+    width = len(header)
+    for row, ln in zip(rows, lines, strict=True):
+        if len(row) != width and not (len(row) > width and not any(c.strip() for c in row[width:])):
+            raise DataError(path, ln, f"expected {width} fields like the header, got {len(row)}")
+
+    def cells(key: str) -> list[str]:
+        i = col[key]
+        return [row[i].strip() if i < len(row) else "" for row in rows]
+
+    # Timestamps
+    raw_ts = cells("timestamp")
+    for k, v in enumerate(raw_ts):
+        if not v:
+            raise DataError(path, lines[k], "missing timestamp")
+    ts = _parse_times(raw_ts)
+    bad = np.flatnonzero(ts.isna().to_numpy())
+    if bad.size:
+        k = int(bad[0])
+        raise DataError(path, lines[k], f"unparseable timestamp {raw_ts[k]!r}")
+
+    # Numbers
+    data: dict[str, np.ndarray] = {}
+    for key in ("open", "high", "low", "close", "volume"):
+        if key not in col:
+            continue
+        raw = cells(key)
+        vals = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+        nonfinite = np.flatnonzero(~np.isfinite(vals))
+        if nonfinite.size:
+            k = int(nonfinite[0])
+            name = seen[key] if key in seen else key
+            if not raw[k]:
+                reason = f"missing {key} value (column {name!r})"
+            else:
+                try:
+                    float(raw[k])
+                    reason = f"{key} is not a finite number: {raw[k]!r} (NaN/inf not allowed)"
+                except ValueError:
+                    reason = f"non-numeric {key} value {raw[k]!r}"
+            raise DataError(path, lines[k], reason)
+        data[key] = vals
+
+    for key in PRICE_COLUMNS:
+        if key in data:
+            bad = np.flatnonzero(data[key] <= 0)
+            if bad.size:
+                k = int(bad[0])
+                raise DataError(path, lines[k], f"non-positive {key} price {data[key][k]:g}")
+    if "volume" in data:
+        bad = np.flatnonzero(data["volume"] < 0)
+        if bad.size:
+            k = int(bad[0])
+            raise DataError(path, lines[k], f"negative volume {data['volume'][k]:g}")
+    if has_ohlc:
+        o, h, lo, c = data["open"], data["high"], data["low"], data["close"]
+        tol = _OHLC_RTOL * np.maximum(np.abs(h), np.abs(lo))
+        checks = [
+            (h + tol < lo, "high {h:g} is below low {l:g}"),
+            (o > h + tol, "open {o:g} is above high {h:g}"),
+            (o + tol < lo, "open {o:g} is below low {l:g}"),
+        ]
+        if not adjusted:  # an adjusted close need not lie inside unadjusted high/low
+            checks += [(c > h + tol, "close {c:g} is above high {h:g}"),
+                       (c + tol < lo, "close {c:g} is below low {l:g}")]
+        first_bad: tuple[int, str] | None = None
+        for mask, msg in checks:
+            idx = np.flatnonzero(mask)
+            if idx.size and (first_bad is None or idx[0] < first_bad[0]):
+                k = int(idx[0])
+                first_bad = (k, "inconsistent OHLC: " + msg.format(o=o[k], h=h[k], l=lo[k], c=c[k]))
+        if first_bad is not None:
+            raise DataError(path, lines[first_bad[0]], first_bad[1])
+
+    # Order and uniqueness
+    t = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    order = np.arange(len(t))
+    d = np.diff(t)
+    if d.size and (d < 0).all() and len(t) > 1:
+        order = order[::-1]  # newest-first export: reverse, it is still in order
+        t = t[::-1]
+        d = np.diff(t)
+    dup = np.flatnonzero(d == 0)
+    back = np.flatnonzero(d < 0)
+    if dup.size and (not back.size or dup[0] <= back[0]):
+        k = int(dup[0]) + 1
+        raise DataError(path, lines[order[k]], f"duplicate timestamp {raw_ts[order[k]]!r} "
+                        f"(same as line {lines[order[k - 1]]})")
+    if back.size:
+        k = int(back[0]) + 1
+        raise DataError(path, lines[order[k]], f"timestamps not sorted: {raw_ts[order[k]]!r} comes after "
+                        f"{raw_ts[order[k - 1]]!r} (line {lines[order[k - 1]]}); sort oldest first")
+
+    close = data["close"][order]
+    frame = pd.DataFrame({"timestamp": pd.to_datetime(t).astype("datetime64[ns]")})
+    for key in ("open", "high", "low"):
+        frame[key] = data[key][order] if has_ohlc else close
+    frame["close"] = close
+    frame["volume"] = data["volume"][order] if "volume" in data else np.full(len(t), np.nan)
+    frame = frame.reset_index(drop=True)
+    return Series(symbol=symbol, path=path, frame=frame, has_ohlc=has_ohlc)

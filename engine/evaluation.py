@@ -1,0 +1,397 @@
+"""Shared evaluation helpers for the validate/compare/calibrate/regression jobs.
+
+Why one module: every job must score every model on *identical* windows, reuse one sample draw for
+every aggregation, and select on validation only. Keeping those three rules in one place means
+they cannot drift apart between jobs.
+
+- `EvalSetup` / `build_setup`: one symbol's spans and its validation and test windows. Every model
+  sees these exact windows; a model that wants a shorter context takes the last `c` rows of the
+  same windows (`truncate_context`), so targets and origins never differ between models.
+- `SampleBank`: one draw per (windows, draw parameters, seed); smaller `num_samples` are prefixes
+  of the largest draw and every aggregation reads the same samples.
+- `select_best`: picks a candidate from *validation* metrics only. Test windows are scored only
+  after the choice is made (`score_config`), so no selection can read the test span.
+- `run_config`: apply a chosen config (context, draw parameters, num_samples, aggregation,
+  optional affine calibration) to windows and return samples + point forecast + latency.
+
+All metric values come from `engine.metrics` (no second definitions here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from engine.data import Series, Spans, Windows
+    from engine.forecasters.base import Forecaster
+
+#: Lower is better for these; selection minimises them.
+MINIMISE: frozenset[str] = frozenset({"mae", "mae_pct", "return_mae", "rmse", "mase", "crps"})
+DEFAULT_SELECTION_METRIC = "mae_pct"
+#: Keys of a config that are handled here rather than passed to `Forecaster.forecast`.
+CONFIG_META_KEYS: frozenset[str] = frozenset({"num_samples", "aggregation", "context", "calibration", "method"})
+
+
+class EvaluationError(ValueError):
+    """Bad evaluation input (unknown metric, empty candidate list, windows too short)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# windows
+
+
+@dataclass(frozen=True)
+class EvalSetup:
+    """One symbol's spans and the validation/test windows every model is scored on."""
+
+    symbol: str
+    horizon: int
+    context: int
+    spans: Spans
+    val: Windows
+    test: Windows
+
+    def windows_info(self) -> dict[str, Any]:
+        """What a pick records about where it was chosen and reported (JSON-ready)."""
+        return {
+            "horizon": self.horizon,
+            "context": self.context,
+            "spans": self.spans.to_dict(),
+            "val_windows": int(self.val.n),
+            "test_windows": int(self.test.n),
+            "val_origins": [int(self.val.origins[0]), int(self.val.origins[-1])],
+            "test_origins": [int(self.test.origins[0]), int(self.test.origins[-1])],
+        }
+
+
+def build_setup(
+    symbol: str,
+    *,
+    horizon: int,
+    context: int,
+    data_dirs: Sequence[Path] | None = None,
+    series: Series | None = None,
+    val_windows: int | None = 32,
+    test_windows: int | None = 32,
+    stride: int = 1,
+    val_rows: int | None = None,
+    test_rows: int | None = None,
+) -> EvalSetup:
+    """Load the symbol (unless `series` is given) and build its validation and test windows.
+
+    `val_windows`/`test_windows` cap the number of windows (None = all that fit); the windows are
+    spread over the span by `stride`, so a cap keeps the job fast without changing the protocol.
+    """
+    from engine.data import load_symbol, make_windows, split_spans
+
+    if horizon <= 0 or context <= 0:
+        raise EvaluationError(f"horizon and context must be positive, got horizon={horizon} context={context}")
+    s = series if series is not None else load_symbol(symbol, data_dirs)
+    spans = split_spans(s.n_rows, horizon, val_rows=val_rows, test_rows=test_rows)
+    val = make_windows(s, spans, "val", context, horizon, stride=stride, max_windows=val_windows)
+    test = make_windows(s, spans, "test", context, horizon, stride=stride, max_windows=test_windows)
+    return EvalSetup(symbol=s.symbol, horizon=horizon, context=context, spans=spans, val=val, test=test)
+
+
+def truncate_context(windows: Windows, context: int | None) -> Windows:
+    """The same windows with only the last `context` rows of each context (same origins/targets)."""
+    if context is None or context >= windows.context_len:
+        return windows
+    if context <= 0:
+        raise EvaluationError(f"context must be positive, got {context}")
+    return dataclasses.replace(
+        windows,
+        context_len=int(context),
+        context=windows.context[:, -context:, :],
+        context_time=windows.context_time[:, -context:],
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# sample draws
+
+
+def _freeze(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
+@dataclass
+class Draw:
+    samples: np.ndarray  # [W, S, H]
+    latency_s: float  # wall time of the draw
+    quantiles: dict[float, np.ndarray] | None = None
+
+
+class SampleBank:
+    """Caches one sample draw per (windows key, draw parameters, seed) for one loaded model.
+
+    Asking for fewer samples than were drawn returns a prefix of the draw (samples are iid, so a
+    prefix is a valid smaller draw); asking for more draws again at the larger size. Every
+    aggregation reads the same cached samples. `calls` counts real model calls (for the bench).
+    """
+
+    def __init__(self, forecaster: Forecaster) -> None:
+        self.forecaster = forecaster
+        self._draws: dict[tuple[Any, ...], Draw] = {}
+        self.calls = 0
+        self.forecasts = 0  # windows x calls, i.e. per-window forecasts actually computed
+
+    def draw(
+        self, key: str, windows: Windows, num_samples: int, params: Mapping[str, Any] | None = None, seed: int = 0
+    ) -> Draw:
+        params = dict(params or {})
+        k = (key, windows.context_len, _freeze(params), seed)
+        have = self._draws.get(k)
+        if have is None or have.samples.shape[1] < num_samples:
+            t0 = time.perf_counter()
+            fc = self.forecaster.forecast(windows, num_samples, seed=seed, **params)
+            dt = time.perf_counter() - t0
+            samples = np.asarray(fc.samples, dtype=np.float64)
+            if samples.ndim != 3 or samples.shape[0] != windows.n or samples.shape[2] != windows.horizon:
+                raise EvaluationError(
+                    f"{getattr(self.forecaster, 'name', '?')} returned samples of shape {samples.shape}, "
+                    f"expected [{windows.n}, S, {windows.horizon}]"
+                )
+            have = Draw(samples=samples, latency_s=fc.latency_s or dt, quantiles=fc.quantiles)
+            self._draws[k] = have
+            self.calls += 1
+            self.forecasts += windows.n
+        if have.samples.shape[1] > num_samples:
+            return Draw(samples=have.samples[:, :num_samples, :], latency_s=have.latency_s, quantiles=have.quantiles)
+        return have
+
+
+def split_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(meta keys handled here, draw parameters passed to the model)."""
+    meta = {k: v for k, v in config.items() if k in CONFIG_META_KEYS}
+    draw = {k: v for k, v in config.items() if k not in CONFIG_META_KEYS}
+    return meta, draw
+
+
+def apply_calibration(point: np.ndarray, last: np.ndarray, calibration: Mapping[str, float] | None) -> np.ndarray:
+    """Affine correction in return space: r' = scale * r + bias, with r = point / last - 1."""
+    if not calibration:
+        return point
+    scale = float(calibration.get("scale", 1.0))
+    bias = float(calibration.get("bias", 0.0))
+    last = np.asarray(last, dtype=np.float64)[:, None]
+    r = point / last - 1.0
+    return last * (1.0 + scale * r + bias)
+
+
+def calibrate_samples(samples: np.ndarray, last: np.ndarray, calibration: Mapping[str, float] | None) -> np.ndarray:
+    """The same affine correction applied to every sample path (keeps CRPS/coverage consistent)."""
+    if not calibration:
+        return samples
+    w, s, h = samples.shape
+    flat = samples.transpose(0, 2, 1).reshape(w, h * s)  # [W, H*S] so `last` broadcasts per window
+    out = apply_calibration(flat, last, calibration)
+    return out.reshape(w, h, s).transpose(0, 2, 1)
+
+
+@dataclass
+class ConfigOutput:
+    samples: np.ndarray  # [W, S, H] after calibration
+    point: np.ndarray  # [W, H]
+    latency_per_forecast_s: float
+
+
+def run_config(
+    bank: SampleBank, key: str, windows: Windows, config: Mapping[str, Any], *, seed: int = 0,
+) -> ConfigOutput:
+    """Apply a config to windows: context, draw parameters, num_samples, aggregation, calibration."""
+    from engine.forecasters.base import aggregate
+
+    meta, draw_params = split_config(config)
+    w = truncate_context(windows, meta.get("context"))
+    n = int(meta.get("num_samples") or 1)
+    d = bank.draw(key, w, n, draw_params, seed)
+    samples = d.samples
+    how = str(meta.get("aggregation") or ("mean" if samples.shape[1] == 1 else "median"))
+    point = aggregate(samples, how)
+    cal = meta.get("calibration")
+    if cal:
+        point = apply_calibration(point, windows.last_close, cal)
+        samples = calibrate_samples(samples, windows.last_close, cal)
+    return ConfigOutput(samples=samples, point=point, latency_per_forecast_s=d.latency_s / max(1, windows.n))
+
+
+# ----------------------------------------------------------------------------------------------
+# naive reference and scoring
+
+
+def naive_point(windows: Windows) -> np.ndarray:
+    """Persistence forecast on exactly these windows (the DM/MASE reference for every model)."""
+    from engine.forecasters.naive import Persistence
+
+    fc = Persistence().forecast(windows, 1, seed=0)
+    return np.asarray(fc.samples, dtype=np.float64)[:, 0, :]
+
+
+def score(windows: Windows, samples: np.ndarray, point: np.ndarray, naive: np.ndarray | None) -> dict[str, float]:
+    """All metrics through `engine.metrics.evaluate`, with plain floats (JSON-ready)."""
+    from engine.metrics import evaluate
+
+    out = evaluate(windows, samples, point, naive_point=naive)
+    return {k: _f(v) for k, v in out.items()}
+
+
+def _f(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+# ----------------------------------------------------------------------------------------------
+# selection (validation only)
+
+
+@dataclass
+class Candidate:
+    """One configuration and its validation metrics. `cost` breaks ties (cheaper wins)."""
+
+    config: dict[str, Any]
+    validation: dict[str, float | None]
+    cost: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def metric_value(metrics: Mapping[str, Any], metric: str) -> float:
+    """The value used for ranking: missing/NaN ranks last; coverage ranks by distance to 80 %."""
+    v = metrics.get(metric)
+    if v is None:
+        return math.inf
+    x = float(v)
+    if not math.isfinite(x):
+        return math.inf
+    if metric == "coverage80":
+        return abs(x - 0.8)
+    if metric in MINIMISE or metric.endswith(("mae", "mae_pct", "crps", "rmse", "mase")):
+        return x
+    raise EvaluationError(f"cannot select on {metric!r}; use one of: {', '.join(sorted(MINIMISE))}, coverage80")
+
+
+def select_best(candidates: Iterable[Candidate], metric: str = DEFAULT_SELECTION_METRIC) -> Candidate:
+    """The candidate with the best *validation* metric; ties go to the cheaper, then earlier one.
+
+    Takes only validation metrics by construction: callers score test windows after this returns.
+    """
+    cands = list(candidates)
+    metric_value({metric: 1.0}, metric)  # unknown metric -> error even for one candidate
+    if not cands:
+        raise EvaluationError("no candidates to select from")
+    ranked = sorted(enumerate(cands), key=lambda ic: (metric_value(ic[1].validation, metric), ic[1].cost, ic[0]))
+    return ranked[0][1]
+
+
+def rank(candidates: Iterable[Candidate], metric: str = DEFAULT_SELECTION_METRIC) -> list[Candidate]:
+    cands = list(candidates)
+    order = sorted(range(len(cands)), key=lambda i: (metric_value(cands[i].validation, metric), cands[i].cost, i))
+    return [cands[i] for i in order]
+
+
+def improvement_pct(value: float | None, reference: float | None) -> float | None:
+    """How much lower `value` is than `reference`, in % of the reference (positive = better)."""
+    if value is None or reference is None or not math.isfinite(reference) or reference == 0:
+        return None
+    return (reference - value) / abs(reference) * 100.0
+
+
+# ----------------------------------------------------------------------------------------------
+# models and the store (read-only)
+
+
+def open_store_readonly(workspace: Path) -> Any | None:
+    """The workspace store opened read-only, or None when the workspace has no store yet."""
+    try:
+        from store import Store  # type: ignore[attr-defined]
+    except ImportError:
+        try:
+            from store.store import Store  # type: ignore[no-redef]
+        except ImportError:
+            return None
+    if not (Path(workspace) / "store.json").exists():
+        return None
+    return Store.open(Path(workspace), readonly=True)
+
+
+def _run_time(run: Mapping[str, Any]) -> Any:
+    for key in ("finished_at", "created_at", "timestamp", "time", "started_at"):
+        if run.get(key) is not None:
+            return str(run[key])
+    return str(run.get("run_id") or run.get("id") or "")
+
+
+def latest_checkpoint_run(store: Any | None, model: str, symbol: str) -> dict[str, Any] | None:
+    """The newest run for model+symbol whose checkpoint exists on disk (the adapter to use)."""
+    if store is None or model == "naive":
+        return None
+    runs = [r for r in store.runs(model=model, symbol=symbol) if r.get("checkpoint")]
+    runs = [r for r in runs if Path(str(r["checkpoint"])).exists()]
+    if not runs:
+        return None
+    return max(runs, key=_run_time)
+
+
+def run_id_of(run: Mapping[str, Any] | None) -> str | None:
+    if not run:
+        return None
+    for key in ("run_id", "id"):
+        if run.get(key):
+            return str(run[key])
+    return None
+
+
+class ModelCache:
+    """One model load per (model, preset, adapter) per job: validation grids never reload weights."""
+
+    def __init__(self, *, preset: str = "tiny", device: str = "cpu", loader: Callable[..., Forecaster] | None = None):
+        self.preset = preset
+        self.device = device
+        self._loader = loader
+        self._models: dict[tuple[str, str, str | None, str | None], SampleBank] = {}
+        self.loads = 0
+
+    def bank(self, model: str, *, adapter: str | Path | None = None, method: str | None = None) -> SampleBank:
+        key = (model, self.preset, str(adapter) if adapter else None, method)
+        if key not in self._models:
+            self._models[key] = SampleBank(self._load(model, adapter, method))
+            self.loads += 1
+        return self._models[key]
+
+    def _load(self, model: str, adapter: str | Path | None, method: str | None) -> Forecaster:
+        if model == "naive":
+            from engine.forecasters.naive import NAIVE_METHODS
+
+            name = method or "persistence"
+            if name not in NAIVE_METHODS:
+                raise EvaluationError(f"unknown naive method {name!r}; choose one of: {', '.join(NAIVE_METHODS)}")
+            return NAIVE_METHODS[name]()
+        if self._loader is not None:
+            return self._loader(model, self.preset, adapter=Path(adapter) if adapter else None, device=self.device)
+        from engine.forecasters.registry import load_forecaster
+
+        return load_forecaster(model, self.preset, adapter=Path(adapter) if adapter else None, device=self.device)
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A stable, readable label for a config (for tables and logs)."""
+    parts = []
+    for k in sorted(config):
+        v = config[k]
+        if isinstance(v, float):
+            v = f"{v:g}"
+        elif isinstance(v, dict):
+            v = "{" + ",".join(f"{a}={b:.4g}" if isinstance(b, float) else f"{a}={b}" for a, b in sorted(v.items())) + "}"
+        parts.append(f"{k}={v}")
+    return " ".join(parts)

@@ -1,0 +1,101 @@
+"""Finding pretrained weights: a local directory, the Hugging Face cache, or (when reachable) the hub.
+
+Why this module exists: with no network, every `from_pretrained` call in the model packages spends
+23–46 s in retries before failing with an error that does not say what to do. We decide up front
+whether the hub is reachable (HF_HUB_OFFLINE, or a 0.3 s TCP probe), force huggingface_hub into
+offline mode when it is not, and resolve each id against the local cache ourselves, so a missing
+model fails in well under a second with `ModelLoadError` naming the id and the download command.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+_HUB_REACHABLE: bool | None = None  # cached result of the probe (one probe per process)
+
+
+class ModelLoadError(RuntimeError):
+    """Weights cannot be loaded; the message names the model id and how to fetch it."""
+
+
+def download_command(repo_id: str) -> str:
+    """The command a user runs to put `repo_id` into the local cache."""
+    return f"huggingface-cli download {repo_id}"
+
+
+def _env_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hub_reachable(timeout: float = 0.3) -> bool:
+    """False when HF_HUB_OFFLINE is set or a TCP connect to the hub endpoint fails quickly."""
+    global _HUB_REACHABLE
+    if _env_offline():
+        return False
+    if _HUB_REACHABLE is None:
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        parsed = urlparse(endpoint)
+        host = parsed.hostname or "huggingface.co"
+        port = parsed.port or (443 if parsed.scheme != "http" else 80)
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                _HUB_REACHABLE = True
+        except OSError:
+            _HUB_REACHABLE = False
+    return _HUB_REACHABLE
+
+
+def force_offline_if_unreachable() -> bool:
+    """Set huggingface_hub's offline flag when the hub cannot be reached; returns True if offline.
+
+    huggingface_hub reads HF_HUB_OFFLINE at import, so setting the environment variable afterwards
+    is not enough; the module constant is what its download functions consult.
+    """
+    offline = not hub_reachable()
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        try:
+            from huggingface_hub import constants
+
+            constants.HF_HUB_OFFLINE = True
+        except ImportError:  # pragma: no cover - huggingface_hub is a hard dependency
+            pass
+    return offline
+
+
+def resolve_weights(model: str, repo_or_dir: str | os.PathLike[str], *, required: tuple[str, ...] = ()) -> Path:
+    """A local directory holding the weights for `repo_or_dir` (a hub id or a directory).
+
+    Directories are used as they are; hub ids come from the cache, or are downloaded when the hub is
+    reachable. Anything else raises `ModelLoadError` quickly with the download command.
+    """
+    raw = str(repo_or_dir)
+    p = Path(raw).expanduser()
+    if p.is_dir():
+        missing = [f for f in required if not (p / f).exists()]
+        if missing:
+            raise ModelLoadError(f"{model}: directory {p} has no {', '.join(missing)}; it is not a {model} checkpoint")
+        return p.resolve()
+    if raw.startswith(("/", ".", "~")) or raw.count("/") != 1:
+        raise ModelLoadError(f"{model}: weights directory {raw!r} does not exist (and it is not a hub id like 'org/name')")
+    offline = force_offline_if_unreachable()
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(raw, local_files_only=True))
+    except Exception as cached_exc:  # LocalEntryNotFoundError and friends
+        if offline:
+            raise ModelLoadError(
+                f"{model}: pretrained weights {raw!r} are not in the local Hugging Face cache and the hub "
+                f"is not reachable (offline). Download them on a connected machine with: "
+                f"{download_command(raw)}  (or pass a local directory that holds them)"
+            ) from cached_exc
+    try:
+        return Path(snapshot_download(raw))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{model}: could not download {raw!r} ({type(exc).__name__}: {exc}). Try: {download_command(raw)}"
+        ) from exc

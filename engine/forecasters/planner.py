@@ -1,0 +1,124 @@
+"""Per-stock training plans: the prior-art table, made safe for each model and each data size.
+
+Why: the old scripts picked context/horizon by row count, but lengths that were not multiples of
+the model's patch size made runs fail, and short series gave a train span with no windows. Here
+lengths are aligned to the patch (context down, horizon up) and shrunk until the train span still
+yields windows; every field can be overridden.
+
+Table (rows → context/horizon): <500 → 256/16; <1000 → 512/32; <1500 → 768/48; else 1024/64.
+Difficulty (naive MAE% at h=64: easy < 8, medium 8–15, hard > 15) → loss (easy: huber, else
+heteroscedastic; Kronos, a token model, always uses its native cross-entropy), LoRA rank 8/12/16,
+lr 3e-4/2e-4/1e-4, epochs base 15/20/20 with ×1.5 for hard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
+#: Patch length per model (Toto-Open-Base uses 64-step patches; the tiny preset 16).
+PATCH: dict[tuple[str, str], int] = {
+    ("toto", "tiny"): 16, ("toto", "pretrained"): 64,
+    ("chronos2", "tiny"): 16, ("chronos2", "pretrained"): 16,
+    ("kronos", "tiny"): 1, ("kronos", "pretrained"): 1,
+}
+#: engine.difficulty tiers outside the prior-art table: extreme trains like hard; unknown like medium.
+ALIASES: dict[str, str] = {"extreme": "hard", "unknown": "medium"}
+NATIVE_ONLY: frozenset[str] = frozenset({"kronos"})
+
+
+class PlanError(ValueError):
+    """Input the planner cannot turn into a runnable plan."""
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    model: str
+    rows: int
+    difficulty: str
+    context: int
+    horizon: int
+    loss: str
+    lora_rank: int
+    lr: float
+    epochs: int
+    batch_size: int = 16
+    patch_size: int = 1
+    finetune: str = "lora"
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["notes"] = list(self.notes)
+        return d
+
+    def override(self, **changes: Any) -> TrainPlan:
+        """A copy with fields replaced (None values are ignored); unknown fields are an error."""
+        names = {f.name for f in fields(self)}
+        bad = [k for k in changes if k not in names]
+        if bad:
+            raise PlanError(f"unknown plan field(s): {', '.join(bad)}")
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def difficulty_from_mae_pct(naive_mae_pct_h64: float) -> str:
+    """The prior-art thresholds on naive persistence MAE% at horizon 64."""
+    if naive_mae_pct_h64 < 8:
+        return "easy"
+    return "medium" if naive_mae_pct_h64 <= 15 else "hard"
+
+
+def _align_down(n: int, p: int) -> int:
+    return (n // p) * p
+
+
+def _align_up(n: int, p: int) -> int:
+    return -(-n // p) * p
+
+
+def plan_training(rows: int, difficulty: str, model: str, *, preset: str = "tiny", train_frac: float = 0.7,
+                  min_train_windows: int = 32, **overrides: Any) -> TrainPlan:
+    """A TrainPlan for `rows` rows of data; `overrides` replace fields after alignment checks."""
+    if not isinstance(rows, int) or rows < 1:
+        raise PlanError(f"rows must be a positive integer, got {rows!r}")
+    notes: list[str] = []
+    if difficulty in ALIASES:
+        notes.append(f"difficulty {difficulty!r} planned as {ALIASES[difficulty]!r}")
+        difficulty = ALIASES[difficulty]
+    if difficulty not in DIFFICULTIES:
+        raise PlanError(f"difficulty must be one of {', '.join(DIFFICULTIES + tuple(ALIASES))}, got {difficulty!r}")
+    if (model, preset) not in PATCH:
+        raise PlanError(f"no plan for model {model!r} preset {preset!r}")
+    p = PATCH[(model, preset)]
+    if rows < 500:
+        ctx, hor = 256, 16
+    elif rows < 1000:
+        ctx, hor = 512, 32
+    elif rows < 1500:
+        ctx, hor = 768, 48
+    else:
+        ctx, hor = 1024, 64
+    i = DIFFICULTIES.index(difficulty)
+    loss = "native" if model in NATIVE_ONLY else ("huber" if difficulty == "easy" else "heteroscedastic")
+    rank = (8, 12, 16)[i]
+    lr = (3e-4, 2e-4, 1e-4)[i]
+    epochs = (15, 20, 30)[i]  # hard = 20 × 1.5
+    hor_a = max(p, _align_up(hor, p))
+    if hor_a != hor:
+        notes.append(f"horizon {hor} aligned up to {hor_a} (patch {p})")
+    ctx_a = max(p, _align_down(overrides.get("context") or ctx, p))
+    hor_a = max(p, _align_up(overrides.get("horizon") or hor_a, p)) if overrides.get("horizon") else hor_a
+    train_rows = int(rows * train_frac)
+    # the train span must hold context + horizon + (min_train_windows - 1) rows
+    while ctx_a > p and ctx_a + hor_a + min_train_windows - 1 > train_rows:
+        ctx_a -= p
+    if ctx_a + hor_a + min_train_windows - 1 > train_rows:
+        raise PlanError(f"{rows} rows are too few to train {model}: the train span (~{train_rows} rows) cannot "
+                        f"hold {min_train_windows} windows of horizon {hor_a}")
+    if ctx_a != (overrides.get("context") or ctx):
+        notes.append(f"context {overrides.get('context') or ctx} → {ctx_a} (patch {p}, train span ~{train_rows} rows)")
+    plan = TrainPlan(model=model, rows=rows, difficulty=difficulty, context=ctx_a, horizon=hor_a, loss=loss,
+                     lora_rank=rank, lr=lr, epochs=epochs, patch_size=p, notes=tuple(notes))
+    rest = {k: v for k, v in overrides.items() if k not in ("context", "horizon")}
+    return plan.override(**rest)

@@ -1,0 +1,150 @@
+"""Toto (Datadog, package `toto-ts`) behind the common Forecaster interface.
+
+Why these choices:
+- Each window is standardised by its own context's close mean/std before the model sees it
+  (Toto scales causally inside as well), and samples are mapped back to price space; nothing from
+  the horizon enters the normalisation.
+- Windows are forecast in one batched `TotoForecaster.forecast` call per chunk (chunks bound the
+  memory of `chunk × samples` trajectories); the global RNG is seeded in a forked scope so the same
+  seed gives the same samples without disturbing the caller.
+- LoRA wraps the backbone (`toto.model`; `Toto` itself has no forward) on `wQKV, wO, mlp.0, mlp.2`.
+  Training follows Toto's own convention: the target is the input shifted by one patch, and the
+  loss is on the model's causally scaled values.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from engine.forecasters.base import Forecast
+from engine.forecasters.hub import ModelLoadError, resolve_weights
+from engine.forecasters.lora import FoundationForecaster, seeded
+from engine.forecasters.losses import gaussian_nll, point_loss, validate_loss
+
+HUB_ID = "Datadog/Toto-Open-Base-1.0"
+TINY_SEED = 20240601
+TINY_CONFIG: dict[str, Any] = dict(
+    patch_size=16, stride=16, embed_dim=64, num_layers=2, num_heads=4, mlp_hidden_dim=128,
+    dropout=0.0, spacewise_every_n_layers=2,
+    scaler_cls="<class 'model.scaler.CausalPatchStdMeanScaler'>",
+    output_distribution_classes=["<class 'model.distribution.MixtureOfStudentTsOutput'>"],
+    output_distribution_kwargs={"k_components": 4},
+    spacewise_first=True, use_memory_efficient_attention=False,
+    stabilize_with_global=True, scale_factor_exponent=10.0,
+)
+
+
+def context_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-window mean and a never-zero std over the last axis (a flat context must not divide by 0)."""
+    mu = x.mean(axis=-1)
+    sd = x.std(axis=-1)
+    floor = np.maximum(np.abs(mu) * 1e-4, 1e-8)
+    return mu, np.maximum(sd, floor)
+
+
+class TotoForecaster(FoundationForecaster):
+    name = "toto"
+    lora_targets: ClassVar[tuple[str, ...]] = ("wQKV", "wO", "mlp.0", "mlp.2")
+    supported_losses: ClassVar[tuple[str, ...]] = ("native", "huber", "heteroscedastic", "mse")
+    default_loss = "native"
+
+    def __init__(self, preset: str = "tiny", device: str = "cpu", source: str | None = None, **config: Any) -> None:
+        super().__init__(preset, device, source)
+        from toto.model.toto import Toto
+
+        if preset == "tiny":
+            cfg = {**TINY_CONFIG, **config}
+            with seeded(TINY_SEED):
+                self.toto = Toto(**cfg)
+            self.source = "tiny"
+        elif preset == "pretrained":
+            src = source or HUB_ID
+            path = resolve_weights("toto", src, required=("model.safetensors",))
+            try:
+                self.toto = Toto.load_from_checkpoint(str(path), map_location="cpu", **config)
+            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                raise ModelLoadError(f"toto: cannot load weights from {path}: {exc}") from exc
+            self.source = src
+        else:
+            raise ModelLoadError(f"toto: unknown preset {preset!r}; choose tiny or pretrained")
+        self.toto.to(device).eval()
+        self.backbone = self.toto.model
+        self.patch = int(self.backbone.patch_embed.stride)
+
+    @property
+    def patch_size(self) -> int:  # type: ignore[override]
+        return self.patch
+
+    def adapt_root(self) -> Any:
+        return self.backbone
+
+    # ---- forecasting ---------------------------------------------------------------------------
+    def forecast(self, windows: Any, num_samples: int = 1, *, seed: int = 0, chunk_size: int | None = None,
+                 samples_per_batch: int = 256, **params: Any) -> Forecast:
+        """Sample paths `[W, S, H]` in price space; `chunk_size` windows per model call."""
+        import torch
+        from toto.data.util.dataset import MaskedTimeseries
+        from toto.inference.forecaster import TotoForecaster as _Upstream
+
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if params:
+            raise ValueError(f"toto: unknown forecast parameter(s): {', '.join(sorted(params))}")
+        t0 = time.perf_counter()
+        ctx = np.asarray(windows.context_close, dtype=np.float64)
+        w_n, _ = ctx.shape
+        horizon = int(windows.horizon)
+        mu, sd = context_stats(ctx)
+        norm = (ctx - mu[:, None]) / sd[:, None]
+        spb = max(d for d in range(1, min(samples_per_batch, num_samples) + 1) if num_samples % d == 0)
+        chunk = chunk_size or max(1, 4096 // num_samples)
+        out = np.empty((w_n, num_samples, horizon), dtype=np.float64)
+        fc = _Upstream(self.backbone)
+        self.backbone.eval()
+        for k, start in enumerate(range(0, w_n, chunk)):
+            sl = slice(start, min(w_n, start + chunk))
+            series = torch.tensor(norm[sl], dtype=torch.float32, device=self.device)[:, None, :]
+            b = series.shape[0]
+            inputs = MaskedTimeseries(
+                series=series,
+                padding_mask=torch.ones_like(series, dtype=torch.bool),
+                id_mask=torch.zeros_like(series),
+                timestamp_seconds=torch.zeros_like(series, dtype=torch.int64),
+                time_interval_seconds=torch.full((b, 1), 86400, dtype=torch.int64, device=self.device),
+            )
+            with seeded(seed + 7919 * k), torch.inference_mode():
+                f = fc.forecast(inputs, prediction_length=horizon, num_samples=num_samples,
+                                samples_per_batch=spb, use_kv_cache=True)
+            s = f.samples[:, 0].permute(0, 2, 1).double().cpu().numpy()  # (b, S, H)
+            out[sl] = s * sd[sl, None, None] + mu[sl, None, None]
+        return Forecast(samples=out, latency_s=time.perf_counter() - t0,
+                        info={"model": self.name, "preset": self.preset, "num_samples": num_samples})
+
+    # ---- training ------------------------------------------------------------------------------
+    def batch_loss(self, batch: Any, loss: str, *, delta: float = 1.0) -> Any:
+        """Next-patch loss over the whole window (context + horizon), context-normalised."""
+        import torch
+
+        loss = validate_loss(loss, self.supported_losses)
+        ctx = np.asarray(batch.context_close, dtype=np.float64)
+        tgt = np.asarray(batch.targets, dtype=np.float64)
+        mu, sd = context_stats(ctx)
+        full = (np.concatenate([ctx, tgt], axis=1) - mu[:, None]) / sd[:, None]
+        p = self.patch
+        usable = full.shape[1] - p
+        if usable < p:
+            raise ValueError(f"toto: window of {full.shape[1]} steps is shorter than two patches of {p}")
+        full = full[:, (usable % p):]
+        x = torch.tensor(full[:, :-p], dtype=torch.float32, device=self.device)[:, None, :]
+        y = torch.tensor(full[:, p:], dtype=torch.float32, device=self.device)[:, None, :]
+        out = self.backbone(x, torch.ones_like(x, dtype=torch.bool), torch.zeros_like(x))
+        yt = (y - out.loc) / (out.scale + 1e-6)
+        dist = out.distribution
+        if loss == "native":
+            return -dist.log_prob(yt).mean()
+        if loss == "heteroscedastic":
+            return gaussian_nll(dist.mean, dist.variance.clamp(max=1e4), yt)
+        return point_loss(loss, dist.mean, yt, delta=delta)

@@ -1,0 +1,155 @@
+"""Job state as the engine sees it, and how one worker event changes it.
+
+`apply_event` is a pure function of (state, event) so the same code serves live tailing and
+rebuilding a job from its `events.jsonl` when an engine re-attaches: replaying a file gives the
+same state the first engine had. Side effects (store writes, curve lists) live in the controller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engine.jobs import JobSpec
+
+STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+ACTIVE_STATES: frozenset[str] = frozenset({"queued", "running"})
+FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+UPDATE_KINDS: tuple[str, ...] = ("state", "progress", "loss", "log", "metric", "result")
+
+
+@dataclass
+class JobState:
+    """Everything the console shows about one job; plain data so it can be stored as a dict."""
+
+    id: str
+    kind: str
+    symbols: tuple[str, ...]
+    model: str | None
+    state: str = "queued"
+    priority: int = 0
+    attempt: int = 1
+    progress_done: float = 0.0
+    progress_total: float = 0.0
+    eta_s: float | None = None
+    device: str | None = None  # "cpu" or "cuda:<i>" once admitted
+    pid: int | None = None
+    reason: str | None = None  # why it failed / was cancelled / interrupted
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    last_train_loss: float | None = None
+    last_val_loss: float | None = None
+    result_summary: dict[str, Any] | None = None
+    # Additions beyond CONTRACTS.md's minimum (documented there):
+    stage: str | None = None
+    warning: str | None = None  # e.g. stale heartbeat with a live pid (never a kill)
+    last_heartbeat: float | None = None
+    exit_code: int | None = None
+    stderr_tail: str | None = None
+    vram_gb: float = 0.0
+    parent: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, spec: JobSpec) -> JobState:
+        return cls(
+            id=spec.id, kind=spec.kind, symbols=tuple(spec.symbols), model=spec.model,
+            priority=spec.priority, attempt=spec.attempt, created_at=spec.created_at,
+            vram_gb=spec.resources.vram_gb, parent=spec.parent,
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def to_record(self) -> dict[str, Any]:
+        """The dict stored as the job record (symbols as a list so it round-trips through JSON)."""
+        d = asdict(self)
+        d["symbols"] = list(self.symbols)
+        return d
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> JobState:
+        known = set(cls.__dataclass_fields__)
+        kw = {k: v for k, v in rec.items() if k in known}
+        kw["symbols"] = tuple(kw.get("symbols") or ())
+        kw["metrics"] = dict(kw.get("metrics") or {})
+        return cls(**kw)
+
+
+@dataclass
+class JobUpdate:
+    """One change pushed to subscribers; `kind` is one of UPDATE_KINDS."""
+
+    job_id: str
+    kind: str
+    data: dict[str, Any]
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def apply_event(st: JobState, ev: dict[str, Any]) -> list[JobUpdate]:
+    """Fold one worker event into `st`; return the updates subscribers should see.
+
+    Terminal states are NOT decided here: a job is finished when its process ends (the
+    controller knows the exit status); an `error` event only records the reason.
+    """
+    typ = ev.get("type")
+    t = _num(ev.get("t"))
+    jid = st.id
+    if typ == "heartbeat":
+        st.last_heartbeat = t
+        if st.warning is not None and st.warning.startswith("no heartbeat"):
+            st.warning = None
+            return [JobUpdate(jid, "state", {"state": st.state, "warning": None})]
+        return []
+    if t is not None:
+        st.last_heartbeat = t  # any event proves the worker is alive
+    if typ == "started":
+        st.started_at = st.started_at or t
+        if isinstance(ev.get("pid"), int):
+            st.pid = ev["pid"]
+        if st.state == "queued":
+            st.state = "running"
+        return [JobUpdate(jid, "state", {"state": st.state, "pid": st.pid, "started_at": st.started_at})]
+    if typ == "progress":
+        st.progress_done = _num(ev.get("done")) or 0.0
+        st.progress_total = _num(ev.get("total")) or 0.0
+        st.eta_s = _num(ev.get("eta_s"))
+        if ev.get("stage") is not None:
+            st.stage = str(ev["stage"])
+        return [JobUpdate(jid, "progress", {"done": st.progress_done, "total": st.progress_total,
+                                            "eta_s": st.eta_s, "stage": st.stage})]
+    if typ == "loss":
+        train, val = _num(ev.get("train")), _num(ev.get("val"))
+        if train is not None:
+            st.last_train_loss = train
+        if val is not None:
+            st.last_val_loss = val
+        point = {"step": ev.get("step"), "epoch": ev.get("epoch"), "train": train, "val": val, "t": t}
+        return [JobUpdate(jid, "loss", point)]
+    if typ == "metric":
+        name, value = str(ev.get("name")), _num(ev.get("value"))
+        if value is not None:
+            st.metrics[name] = value
+        return [JobUpdate(jid, "metric", {"name": name, "value": value})]
+    if typ == "log":
+        return [JobUpdate(jid, "log", {"level": ev.get("level", "info"), "msg": str(ev.get("msg", ""))})]
+    if typ == "artifact":
+        return [JobUpdate(jid, "log", {"level": "info", "msg": f"artifact {ev.get('kind')}: {ev.get('path')}"})]
+    if typ == "result":
+        summary = ev.get("summary")
+        st.result_summary = summary if isinstance(summary, dict) else {}
+        payload = {k: v for k, v in ev.items() if k not in ("job", "t", "type")}
+        return [JobUpdate(jid, "result", payload)]
+    if typ == "error":
+        st.reason = f"{ev.get('exc_type', 'Error')}: {ev.get('msg', '')}"
+        return [JobUpdate(jid, "log", {"level": "error", "msg": st.reason})]
+    return [JobUpdate(jid, "log", {"level": "warning", "msg": f"unknown event type {typ!r}"})]

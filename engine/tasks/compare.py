@@ -1,0 +1,203 @@
+"""compare: every chosen model + naive persistence on identical windows at horizon H.
+
+Each model runs with its current pick (made on validation by the validate job) or, when it has
+none, with a default config (marked `source="default"`). The winner, the runner-up and the top-k
+ensemble members are chosen on the VALIDATION windows; the reported numbers are the TEST windows,
+scored once. Improvement vs naive and vs the runner-up and the Diebold-Mariano p-value vs naive are
+test-span numbers from `engine.metrics`.
+
+Spec params: horizon (16), context (128 tiny / 512 pretrained), preset, models (list; default the
+spec's model, else every model with a pick for the symbol, else toto+chronos2+kronos), val_windows,
+test_windows, stride, seed, selection_metric (mae_pct), top_k (2; 0 = no ensemble row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine import ensembles
+from engine import evaluation as ev
+from engine.models import FOUNDATION_MODELS
+from engine.tasks import report as rep
+from engine.tasks.validate import DEFAULT_HORIZON, default_context
+
+if TYPE_CHECKING:
+    from engine.jobs import JobSpec
+    from engine.tasks.context import TaskContext
+
+
+def default_config(model: str, preset: str = "tiny") -> dict[str, Any]:
+    """What a model runs with before it was validated (documented so tables can say 'default')."""
+    tiny = preset == "tiny"
+    if model == "naive":
+        return {"method": "persistence", "num_samples": 1, "aggregation": "mean"}
+    if model == "toto":
+        return {"num_samples": 64 if tiny else 256, "aggregation": "median"}
+    if model == "kronos":
+        return {"num_samples": 4 if tiny else 10, "aggregation": "mean", "temperature": 1.0, "top_p": 0.9,
+                "top_k": 0, "clip": 5.0}
+    if model == "chronos2":
+        return {"num_samples": 100, "aggregation": "median"}
+    raise ev.EvaluationError(f"no default config for model {model!r}")
+
+
+def adapter_for(store: Any | None, model: str, symbol: str, pick: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """(adapter path, run id): the pick's own source run if it has a checkpoint, else the latest one."""
+    if model == "naive":
+        return None, None
+    if pick and pick.get("adapter") and Path(str(pick["adapter"])).exists():
+        return str(pick["adapter"]), pick.get("source_run")
+    if pick and pick.get("source_run") and store is not None:
+        r = store.get_run(pick["source_run"])
+        if r and r.get("checkpoint") and Path(str(r["checkpoint"])).exists():
+            return str(r["checkpoint"]), pick["source_run"]
+    r = ev.latest_checkpoint_run(store, model, symbol)
+    return (str(r["checkpoint"]), ev.run_id_of(r)) if r else (None, None)
+
+
+def models_for(spec_model: str | None, requested: Sequence[str] | None, store: Any | None, symbol: str) -> list[str]:
+    if requested:
+        return [m for m in dict.fromkeys(requested) if m != "naive"]
+    if spec_model and spec_model != "naive":
+        return [spec_model]
+    if store is not None:
+        picked = [m for m in FOUNDATION_MODELS if store.pick(m, symbol)]
+        if picked:
+            return picked
+    return list(FOUNDATION_MODELS)
+
+
+def compare_symbol(
+    cache: ev.ModelCache, store: Any | None, setup: ev.EvalSetup, models: Sequence[str], *, preset: str,
+    seed: int, metric: str, top_k: int, log: Any = None,
+) -> dict[str, Any]:
+    """Rows (one per model + naive [+ ensemble]) for one symbol; choices on val, numbers on test."""
+    naive_val = ev.naive_point(setup.val)
+    naive_test = ev.naive_point(setup.test)
+    entries: dict[str, dict[str, Any]] = {}
+    val_out: dict[str, ev.ConfigOutput] = {}
+    test_out: dict[str, ev.ConfigOutput] = {}
+    failures: dict[str, str] = {}
+    for model in ["naive", *models]:
+        pick = store.pick(model, setup.symbol) if (store is not None and model != "naive") else None
+        config = dict(pick["config"]) if pick else default_config(model, preset)
+        adapter, run_id = adapter_for(store, model, setup.symbol, pick)
+        try:
+            bank = cache.bank(model, adapter=adapter, method=config.get("method"))
+            vo = ev.run_config(bank, "val", setup.val, config, seed=seed)
+            to = ev.run_config(bank, "test", setup.test, config, seed=seed)
+        except Exception as exc:  # one broken model must not hide the others' comparison
+            if model == "naive":
+                raise
+            failures[model] = f"{type(exc).__name__}: {exc}"
+            if log:
+                log(f"compare {setup.symbol}: {model} failed: {failures[model]}", "warning")
+            continue
+        val_out[model], test_out[model] = vo, to
+        entries[model] = {
+            "config": config, "source": "pick" if pick else "default", "source_run": run_id, "adapter": adapter,
+            "validation": ev.score(setup.val, vo.samples, vo.point, naive_val),
+            "test": ev.score(setup.test, to.samples, to.point, naive_test),
+            "latency_s": to.latency_per_forecast_s,
+        }
+    # ---- choices: validation only ----
+    cands = [ev.Candidate(config={"model": m}, validation=e["validation"]) for m, e in entries.items()]
+    ranked = [c.config["model"] for c in ev.rank(cands, metric)]
+    winner = ranked[0]
+    runner_up = ranked[1] if len(ranked) > 1 else None
+    members: list[str] = []
+    if top_k and len([m for m in entries if m != "naive"]) >= 2:
+        members = ensembles.top_k_members(
+            {m: e["validation"].get(metric) for m, e in entries.items() if m != "naive"}, top_k)
+    if len(members) >= 2:
+        vp, vs = ensembles.combine({m: val_out[m].point for m in members}, {m: val_out[m].samples for m in members}, members)
+        tp, ts = ensembles.combine({m: test_out[m].point for m in members}, {m: test_out[m].samples for m in members}, members)
+        name = f"ensemble_top{len(members)}"
+        entries[name] = {
+            "config": {"members": members, "combine": "mean of points; pooled samples"}, "source": "ensemble",
+            "source_run": None, "adapter": None,
+            "validation": ev.score(setup.val, vs, vp, naive_val), "test": ev.score(setup.test, ts, tp, naive_test),
+            "latency_s": sum(entries[m]["latency_s"] for m in members),
+        }
+    # ---- report: test numbers ----
+    naive_test_m = entries["naive"]["test"].get(metric)
+    ru_test = entries[runner_up]["test"].get(metric) if runner_up else None
+    rows = []
+    for model, e in entries.items():
+        t = e["test"]
+        rows.append({
+            "symbol": setup.symbol, "horizon": setup.horizon, "model": model,
+            **{k: t.get(k) for k in ("mae", "mae_pct", "return_mae", "rmse", "mase", "crps", "coverage80", "dm_stat", "dm_pvalue")},
+            "val_mae_pct": e["validation"].get("mae_pct"), f"val_{metric}": e["validation"].get(metric),
+            "latency_s": e["latency_s"], "winner": model == winner, "runner_up": model == runner_up,
+            "improvement_vs_naive_pct": ev.improvement_pct(t.get(metric), naive_test_m),
+            "improvement_vs_runner_up_pct": ev.improvement_pct(t.get(metric), ru_test) if model == winner and runner_up else None,
+            "config": e["config"], "source": e["source"], "source_run": e["source_run"],
+            "span": "test", "selected_on": "val", "selection_metric": metric,
+            "windows": setup.test.n, "context": setup.context,
+        })
+    rows.sort(key=lambda r: (not r["winner"], ranked.index(r["model"]) if r["model"] in ranked else len(ranked)))
+    return {"rows": rows, "winner": winner, "runner_up": runner_up, "ensemble": members, "failures": failures,
+            "windows": setup.windows_info()}
+
+
+def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
+    p = dict(spec.params)
+    preset = str(p.get("preset", "tiny"))
+    horizon = int(p.get("horizon") or DEFAULT_HORIZON)
+    context = int(p.get("context") or default_context(preset))
+    seed = int(p.get("seed", 0))
+    metric = str(p.get("selection_metric", ev.DEFAULT_SELECTION_METRIC))
+    top_k = int(p.get("top_k", 2))
+    requested = p.get("models")
+    if requested is not None:
+        from engine.models import validate_model
+
+        requested = [validate_model(m) for m in (requested if isinstance(requested, list) else [requested])]
+    ev.metric_value({metric: 1.0}, metric)
+    store = ev.open_store_readonly(ctx.workspace)
+    cache = ev.ModelCache(preset=preset, device=ctx.device)
+    all_rows: list[dict[str, Any]] = []
+    per_symbol: dict[str, Any] = {}
+    try:
+        for si, symbol in enumerate(spec.symbols):
+            if ctx.cancelled():
+                break
+            ctx.events.progress(si, len(spec.symbols), stage=f"compare {symbol}")
+            setup = ev.build_setup(
+                symbol, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None,
+                val_windows=p.get("val_windows", 32), test_windows=p.get("test_windows", 32),
+                stride=int(p.get("stride", 1)), val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
+            )
+            models = models_for(spec.model, requested, store, symbol)
+            res = compare_symbol(cache, store, setup, models, preset=preset, seed=seed, metric=metric, top_k=top_k,
+                                 log=lambda m, lvl="info": ctx.events.log(m, lvl))
+            all_rows.extend(res["rows"])
+            per_symbol[symbol] = {k: v for k, v in res.items() if k != "rows"}
+            w = next(r for r in res["rows"] if r["winner"])
+            ctx.events.log(f"compare {symbol} h={horizon}: winner {res['winner']} (chosen on val {metric}); test "
+                           f"MAE% {rep.fmt(w['mae_pct'])}, vs naive {rep.fmt(w['improvement_vs_naive_pct'])}%, "
+                           f"DM p {rep.fmt(w['dm_pvalue'])}")
+        ctx.events.progress(len(spec.symbols), len(spec.symbols), stage="compare done")
+    finally:
+        if store is not None:
+            store.close()
+    summary = {
+        "kind": "compare", "horizon": horizon, "preset": preset, "selection_metric": metric,
+        "protocol": rep.PROTOCOL_NOTE,
+        "winners": {s: v["winner"] for s, v in per_symbol.items()}, "symbols": per_symbol,
+    }
+    md = "\n".join([
+        f"# Comparison at horizon {horizon}", "", rep.PROTOCOL_NOTE, "",
+        "Improvements are % lower test "
+        f"{metric} than naive persistence / the runner-up (positive = better); DM p-value tests equal "
+        "accuracy vs naive on the test windows (HLN-corrected).", "", rep.comparison_markdown(all_rows), "",
+        *[f"- {s}: model failures: {v['failures']}" for s, v in per_symbol.items() if v["failures"]],
+    ]) + "\n"
+    paths = rep.write_report(ctx.reports_dir, f"compare-{ctx.job_id}", {"rows": all_rows, "summary": summary}, md)
+    for kind, path in paths.items():
+        ctx.events.artifact(f"compare_{kind}", path)
+    summary["report"] = str(paths["markdown"])
+    return {"comparisons": all_rows, "summary": summary}

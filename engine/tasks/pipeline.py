@@ -1,0 +1,389 @@
+"""pipeline: baseline → train → validate → compare → regression → report, idempotent and resumable.
+
+Every step is a real job through the engine (queued, visible, cancellable, recorded by the engine,
+which is the only store writer); the pipeline only decides what to submit next and remembers it
+in a state file, `<workspace>/pipelines/<name>.json` (atomic writes). Re-running the same pipeline:
+  - a step whose job succeeded is skipped;
+  - a step whose job is still queued/running is waited for (an engine re-attaches it on start);
+  - a step whose job failed, was cancelled or interrupted is submitted again (a retry of the same
+    spec; interrupted train jobs resume from their checkpoint via {"resume": true}).
+A step waits until the store shows its job final, so the next step reads its results (validate
+reads the train runs' adapters, compare reads the picks).
+
+Runners (how a job is submitted and waited for):
+  - `EngineRunner`: an in-process `engine.controller.Engine` on its own event-loop thread (the
+    headless `forecast-console pipeline|sweep` commands).
+  - `SpoolRunner`: hands specs to an already-running engine through its inbox (used when the
+    pipeline/sweep itself runs as a job inside a worker, which must not open the store for writing).
+
+Spec params for the job form: preset, horizon, context, models, epochs, mode, name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.events import read_events
+from engine.jobs import JobSpec
+from engine.models import FOUNDATION_MODELS
+
+if TYPE_CHECKING:
+    from engine.tasks.context import TaskContext
+
+FINAL = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+STEP_ORDER: tuple[str, ...] = ("baseline", "train", "validate", "compare", "regression", "report")
+
+
+class PipelineError(RuntimeError):
+    """A step failed after its retries, or no engine took the submitted jobs."""
+
+
+# ----------------------------------------------------------------------------------------------
+# runners
+
+
+class Runner:
+    """Submit a spec, read a job's state and events, cancel it."""
+
+    workspace: Path
+
+    def submit(self, spec: JobSpec) -> str:
+        raise NotImplementedError
+
+    def state(self, job_id: str) -> str | None:
+        raise NotImplementedError
+
+    def cancel(self, job_id: str) -> None:
+        raise NotImplementedError
+
+    def reason(self, job_id: str) -> str | None:
+        return None
+
+    def events(self, job_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        chunk = read_events(self.workspace / "jobs" / job_id / "events.jsonl", offset)
+        return chunk.events, chunk.offset
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        events, _ = self.events(job_id)
+        for e in reversed(events):
+            if e.get("type") == "result":
+                return {k: v for k, v in e.items() if k not in ("job", "t", "type")}
+        return None
+
+    def wait(self, job_id: str, *, poll: float = 0.2, timeout: float | None = None,
+             on_poll: Callable[[], None] | None = None) -> str:
+        t0 = time.time()
+        while True:
+            st = self.state(job_id)
+            if st in FINAL:
+                return st
+            if on_poll is not None:
+                on_poll()
+            if timeout is not None and time.time() - t0 > timeout:
+                raise PipelineError(f"job {job_id} did not finish within {timeout:.0f} s (state {st})")
+            time.sleep(poll)
+
+    def close(self) -> None:
+        pass
+
+
+class EngineRunner(Runner):
+    """An in-process Engine running on a private event loop thread; the caller stays synchronous."""
+
+    def __init__(self, workspace: Path, *, cpu_slots: int = 1, poll_interval: float = 0.1, store: Any = None,
+                 env: dict[str, str] | None = None) -> None:
+        from engine.controller import Engine
+
+        self.workspace = Path(workspace).resolve()
+        if store is None:
+            from store.store import Store
+
+            store = Store.open(self.workspace)
+        self.store = store
+        self.engine = Engine(self.workspace, store=store, cpu_slots=cpu_slots, poll_interval=poll_interval, env=env)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="pipeline-engine", daemon=True)
+        self._thread.start()
+        self._call(self.engine.start())
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def _sync(self, fn: Callable[[], Any]) -> Any:
+        async def wrap() -> Any:
+            return fn()
+
+        return self._call(wrap())
+
+    def submit(self, spec: JobSpec) -> str:
+        st = self._sync(lambda: self.engine.submit(spec))
+        return st.id
+
+    def state(self, job_id: str) -> str | None:
+        st = self._sync(lambda: self.engine.job(job_id))
+        if st is None:
+            rec = self.store.get_job(job_id)
+            return rec.get("state") if rec else None
+        if st.state in FINAL:
+            # final in memory; report it only once the store has it (results are written first)
+            rec = self._sync(lambda: self.store.get_job(job_id))
+            return st.state if rec and rec.get("state") in FINAL else "running"
+        return st.state
+
+    def reason(self, job_id: str) -> str | None:
+        st = self._sync(lambda: self.engine.job(job_id))
+        return st.reason if st else None
+
+    def cancel(self, job_id: str) -> None:
+        self._sync(lambda: self.engine.cancel(job_id))
+
+    def retry(self, job_id: str) -> str:
+        return self._sync(lambda: self.engine.retry(job_id)).id
+
+    def close(self) -> None:
+        try:
+            self._call(self.engine.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+            self.store.close()
+
+
+class SpoolRunner(Runner):
+    """Submits to the engine of a running console through `jobs/inbox/`; reads the store read-only."""
+
+    def __init__(self, workspace: Path, *, pickup_timeout: float = 60.0) -> None:
+        self.workspace = Path(workspace).resolve()
+        self.pickup_timeout = pickup_timeout
+        self._submitted: dict[str, float] = {}
+
+    def submit(self, spec: JobSpec) -> str:
+        from engine.controller import spool_submit
+
+        spool_submit(self.workspace, spec)
+        self._submitted[spec.id] = time.time()
+        return spec.id
+
+    def _record(self, job_id: str) -> dict[str, Any] | None:
+        from engine.evaluation import open_store_readonly
+
+        s = open_store_readonly(self.workspace)
+        if s is None:
+            return None
+        try:
+            return s.get_job(job_id)
+        finally:
+            s.close()
+
+    def state(self, job_id: str) -> str | None:
+        rec = self._record(job_id)
+        if rec is None:
+            since = self._submitted.get(job_id)
+            marker = self.workspace / "jobs" / "inbox" / job_id
+            if since is not None and marker.exists() and time.time() - since > self.pickup_timeout:
+                raise PipelineError(f"no engine picked up job {job_id} within {self.pickup_timeout:.0f} s: "
+                                    "start the console or run the command headless")
+            return "queued"
+        return rec.get("state")
+
+    def reason(self, job_id: str) -> str | None:
+        rec = self._record(job_id)
+        return rec.get("reason") if rec else None
+
+    def cancel(self, job_id: str) -> None:
+        from engine.controller import spool_cancel
+
+        spool_cancel(self.workspace, job_id)
+
+
+# ----------------------------------------------------------------------------------------------
+# pipeline state
+
+
+@dataclass
+class Step:
+    name: str  # unique within the pipeline, e.g. "train:toto"
+    kind: str
+    symbols: list[str]
+    model: str | None
+    params: dict[str, Any]
+    job_ids: list[str] = field(default_factory=list)
+    state: str = "pending"  # pending | submitted | succeeded | failed
+    reason: str | None = None
+    seconds: float | None = None
+
+
+def plan_steps(symbols: Sequence[str], *, preset: str = "tiny", horizon: int = 16, context: int | None = None,
+               models: Sequence[str] = FOUNDATION_MODELS, epochs: int | None = None, mode: str = "quick",
+               val_windows: int | None = None, test_windows: int | None = None) -> list[Step]:
+    """The six stages; one train/validate step per model, each covering every symbol."""
+    syms = list(symbols)
+    ev: dict[str, Any] = {"preset": preset, "horizon": horizon}
+    if context:
+        ev["context"] = context
+    if val_windows:
+        ev["val_windows"] = val_windows
+    if test_windows:
+        ev["test_windows"] = test_windows
+    steps = [Step("baseline", "baseline", syms, None, {"horizon": [horizon]})]
+    for m in models:
+        tp: dict[str, Any] = {"preset": preset, "horizon": horizon}
+        if context:
+            tp["context"] = context
+        if epochs:
+            tp["epochs"] = epochs
+        steps.append(Step(f"train:{m}", "train", syms, m, tp))
+    for m in models:
+        steps.append(Step(f"validate:{m}", "validate", syms, m, {**ev, "mode": mode}))
+    steps.append(Step("compare", "compare", syms, None, {**ev, "models": list(models)}))
+    steps.append(Step("regression", "regression", syms, None, {**ev, "models": list(models)}))
+    steps.append(Step("report", "report", syms, None, {}))
+    return steps
+
+
+class Pipeline:
+    """A named pipeline whose progress lives in `<workspace>/pipelines/<name>.json`."""
+
+    def __init__(self, workspace: Path, name: str, steps: list[Step]) -> None:
+        self.workspace = Path(workspace)
+        self.name = name
+        self.path = self.workspace / "pipelines" / f"{name}.json"
+        self.steps = steps
+        self.started_at = time.time()
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PipelineError(f"pipeline state {self.path} is unreadable ({exc}); move it away to start over") from None
+        old = {s["name"]: s for s in data.get("steps", [])}
+        for s in self.steps:
+            o = old.get(s.name)
+            if o and o.get("kind") == s.kind and o.get("symbols") == s.symbols and o.get("params") == s.params:
+                s.job_ids = list(o.get("job_ids") or [])
+                s.state = o.get("state", "pending")
+                s.reason = o.get("reason")
+                s.seconds = o.get("seconds")
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"name": self.name, "updated": time.time(), "steps": [asdict(s) for s in self.steps]}, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def run(self, runner: Runner, *, log: Callable[[str], None] = print, max_attempts: int = 2,
+            cancelled: Callable[[], bool] | None = None, step_timeout: float | None = None) -> dict[str, Any]:
+        """Drive every step to success (or stop at the first that fails twice); idempotent."""
+        for step in self.steps:
+            if cancelled is not None and cancelled():
+                break
+            if step.state == "succeeded":
+                log(f"[skip] {step.name}: done earlier (job {step.job_ids[-1] if step.job_ids else '-'})")
+                continue
+            if step.kind == "report":
+                t0 = time.time()
+                from engine.tasks.report import stamp, store_report, write_report
+
+                paths = write_report(self.workspace / "reports", f"report-{self.name}-{stamp()}", None,
+                                     store_report(self.workspace, f"Pipeline {self.name}"))
+                step.state, step.seconds, step.reason = "succeeded", time.time() - t0, str(paths["markdown"])
+                self.save()
+                log(f"[done] report: {paths['markdown']}")
+                continue
+            attempts = 0
+            while True:
+                job_id = step.job_ids[-1] if step.job_ids else None
+                st = runner.state(job_id) if job_id else None
+                if job_id and st not in FINAL and st is not None:
+                    log(f"[wait] {step.name}: job {job_id} is {st}")
+                elif st == "succeeded":
+                    step.state = "succeeded"
+                    self.save()
+                    break
+                else:
+                    if job_id and st in FINAL:
+                        attempts += 1
+                        if attempts >= max_attempts:
+                            step.state, step.reason = "failed", runner.reason(job_id) or st
+                            self.save()
+                            raise PipelineError(f"step {step.name} {st} (job {job_id}): {step.reason}")
+                        log(f"[retry] {step.name}: job {job_id} {st} ({runner.reason(job_id)}); submitting again")
+                    params = dict(step.params)
+                    if job_id and st == "interrupted" and step.kind == "train":
+                        params["resume"] = True
+                    spec = JobSpec.create(step.kind, step.symbols, step.model, params=params, priority=5)
+                    job_id = runner.submit(spec)
+                    step.job_ids.append(job_id)
+                    step.state = "submitted"
+                    self.save()
+                    log(f"[submit] {step.name}: job {job_id}")
+                t0 = time.time()
+                st = runner.wait(job_id, timeout=step_timeout)
+                step.seconds = (step.seconds or 0.0) + (time.time() - t0)
+                if st == "succeeded":
+                    step.state = "succeeded"
+                    step.reason = None
+                    self.save()
+                    summary = (runner.result(job_id) or {}).get("summary") or {}
+                    log(f"[done] {step.name}: job {job_id} in {step.seconds:.1f} s"
+                        + (f" ({_brief(summary)})" if summary else ""))
+                    break
+        return self.status()
+
+    def status(self) -> dict[str, Any]:
+        return {"name": self.name, "state_file": str(self.path),
+                "steps": [{"name": s.name, "state": s.state, "jobs": s.job_ids, "seconds": s.seconds,
+                           "reason": s.reason} for s in self.steps]}
+
+
+def _brief(summary: dict[str, Any]) -> str:
+    for key in ("winners", "picked", "flagged"):
+        if key in summary:
+            return f"{key}: {summary[key]}"
+    return ", ".join(f"{k}={v}" for k, v in list(summary.items())[:3] if not isinstance(v, dict | list))
+
+
+def pipeline_name(symbols: Sequence[str], preset: str, horizon: int, models: Sequence[str]) -> str:
+    """Stable per request, so re-running the same command resumes the same state file."""
+    import hashlib
+
+    key = json.dumps([sorted(symbols), preset, horizon, list(models)])
+    return f"{preset}-h{horizon}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
+    """The job form: drives the steps through the running engine's inbox (SpoolRunner)."""
+    p = dict(spec.params)
+    preset = str(p.get("preset", "tiny"))
+    horizon = int(p.get("horizon") or 16)
+    models = list(p.get("models") or FOUNDATION_MODELS)
+    steps = plan_steps(spec.symbols, preset=preset, horizon=horizon, context=p.get("context"), models=models,
+                       epochs=p.get("epochs"), mode=str(p.get("mode", "quick")),
+                       val_windows=p.get("val_windows"), test_windows=p.get("test_windows"))
+    name = str(p.get("name") or pipeline_name(spec.symbols, preset, horizon, models))
+    pipe = Pipeline(ctx.workspace, name, steps)
+    runner = SpoolRunner(ctx.workspace)
+    done = [0]
+
+    def log(msg: str) -> None:
+        ctx.events.log(msg)
+        if msg.startswith(("[done]", "[skip]")):
+            done[0] += 1
+            ctx.events.progress(done[0], len(steps), stage=msg.split(":", 1)[0])
+
+    status = pipe.run(runner, log=log, cancelled=ctx.cancelled)
+    return {"summary": {"kind": "pipeline", **status}}

@@ -1,0 +1,139 @@
+"""regression: current pick vs previous pick vs naive baseline, same metric, same windows.
+
+Why re-evaluate instead of reading stored numbers: picks made at different times may have been
+scored on different windows or horizons (the prior art compared a 1-step return MAE with a 64-step
+MAE%). Here all three are forecast on one set of test windows at one horizon and scored by
+`engine.metrics`. This is monitoring, not selection: nothing is chosen from these numbers; a
+flagged row only proposes retrain + validate jobs (JobSpec dicts ready to submit, one action away).
+
+Spec params: horizon, context, preset, models (default every model with a pick), threshold_pct
+(5: worse by more than this % of the reference is flagged), metric (mae_pct), seed, val_windows,
+test_windows, span (test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from engine import evaluation as ev
+from engine.jobs import JobSpec
+from engine.models import FOUNDATION_MODELS
+from engine.tasks import report as rep
+from engine.tasks.compare import adapter_for
+from engine.tasks.validate import DEFAULT_HORIZON, default_context
+
+if TYPE_CHECKING:
+    from engine.tasks.context import TaskContext
+
+
+def worse_by_pct(value: float | None, reference: float | None) -> float | None:
+    """How much higher (worse) `value` is than `reference`, in % of the reference."""
+    imp = ev.improvement_pct(value, reference)
+    return None if imp is None else -imp
+
+
+def proposed_jobs(model: str, symbol: str, *, preset: str, horizon: int, context: int, reason: str) -> list[dict[str, Any]]:
+    """A retrain and a re-validate job for one (model, symbol), as JobSpec dicts."""
+    params = {"preset": preset, "horizon": horizon, "context": context}
+    train = JobSpec.create("train", [symbol], model, params=params)
+    val = JobSpec.create("validate", [symbol], model, params=params)
+    return [{**train.to_dict(), "why": reason}, {**val.to_dict(), "why": f"re-validate after {train.id}"}]
+
+
+def _eval(cache: ev.ModelCache, store: Any, setup: ev.EvalSetup, model: str, pick: Mapping[str, Any], span: str,
+          seed: int, naive: Any) -> dict[str, float | None]:
+    adapter, _ = adapter_for(store, model, setup.symbol, pick)
+    bank = cache.bank(model, adapter=adapter, method=pick["config"].get("method"))
+    w = setup.test if span == "test" else setup.val
+    out = ev.run_config(bank, span, w, pick["config"], seed=seed)
+    return ev.score(w, out.samples, out.point, naive)
+
+
+def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
+    p = dict(spec.params)
+    preset = str(p.get("preset", "tiny"))
+    horizon = int(p.get("horizon") or DEFAULT_HORIZON)
+    context = int(p.get("context") or default_context(preset))
+    seed = int(p.get("seed", 0))
+    metric = str(p.get("metric", ev.DEFAULT_SELECTION_METRIC))
+    threshold = float(p.get("threshold_pct", 5.0))
+    span = str(p.get("span", "test"))
+    if span not in ("val", "test"):
+        raise ev.EvaluationError(f"span must be val or test, got {span!r}")
+    if threshold < 0:
+        raise ev.EvaluationError(f"threshold_pct must be >= 0, got {threshold}")
+    ev.metric_value({metric: 1.0}, metric)
+    requested = p.get("models") or ([spec.model] if spec.model else list(FOUNDATION_MODELS))
+    store = ev.open_store_readonly(ctx.workspace)
+    cache = ev.ModelCache(preset=preset, device=ctx.device)
+    rows: list[dict[str, Any]] = []
+    try:
+        for si, symbol in enumerate(spec.symbols):
+            if ctx.cancelled():
+                break
+            ctx.events.progress(si, len(spec.symbols), stage=f"regression {symbol}")
+            setup = ev.build_setup(
+                symbol, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None,
+                val_windows=p.get("val_windows", 32), test_windows=p.get("test_windows", 32),
+                stride=int(p.get("stride", 1)), val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
+            )
+            w = setup.test if span == "test" else setup.val
+            naive = ev.naive_point(w)
+            base = ev.score(w, naive[:, None, :], naive, naive).get(metric)
+            for model in requested:
+                cur = store.pick(model, symbol) if store is not None else None
+                if not cur:
+                    continue
+                prev = store.previous_pick(model, symbol)
+                try:
+                    cur_v = _eval(cache, store, setup, model, cur, span, seed, naive).get(metric)
+                    prev_v = _eval(cache, store, setup, model, prev, span, seed, naive).get(metric) if prev else None
+                except Exception as exc:  # report, do not hide the other rows
+                    rows.append({"symbol": symbol, "model": model, "horizon": horizon, "metric": metric,
+                                 "flagged": False, "reason": f"could not evaluate: {type(exc).__name__}: {exc}",
+                                 "proposed_jobs": []})
+                    continue
+                d_prev = worse_by_pct(cur_v, prev_v)
+                d_base = worse_by_pct(cur_v, base)
+                worse_prev = d_prev is not None and d_prev > threshold
+                worse_base = d_base is not None and d_base > threshold
+                reasons = []
+                if worse_prev:
+                    reasons.append(f"{metric} {d_prev:.1f}% worse than the previous pick")
+                if worse_base:
+                    reasons.append(f"{metric} {d_base:.1f}% worse than naive persistence")
+                flagged = worse_prev or worse_base
+                rows.append({
+                    "symbol": symbol, "model": model, "horizon": horizon, "metric": metric, "span": span,
+                    "current": cur_v, "previous": prev_v, "baseline": base,
+                    "delta_vs_previous_pct": d_prev, "delta_vs_baseline_pct": d_base,
+                    "worse_than_previous": worse_prev, "worse_than_baseline": worse_base, "flagged": flagged,
+                    "threshold_pct": threshold, "reason": "; ".join(reasons) or "ok",
+                    "current_config": cur.get("config"), "previous_config": prev.get("config") if prev else None,
+                    "windows": w.n,
+                    "proposed_jobs": proposed_jobs(model, symbol, preset=preset, horizon=horizon, context=context,
+                                                   reason="; ".join(reasons)) if flagged else [],
+                })
+        ctx.events.progress(len(spec.symbols), len(spec.symbols), stage="regression done")
+    finally:
+        if store is not None:
+            store.close()
+    flagged = [r for r in rows if r.get("flagged")]
+    md = "\n".join([
+        f"# Regression check at horizon {horizon}", "",
+        f"Current pick vs previous pick vs naive persistence on the same {span} windows, by {metric}; flagged when "
+        f"worse by more than {threshold:g}% of the reference. Nothing is selected here; flagged rows propose a "
+        "retrain + validate job.", "", rep.regression_markdown(rows) if rows else "_no picks to check_", "",
+        *[f"- propose: `{j['kind']}` {r['model']} {r['symbol']}" for r in flagged for j in r["proposed_jobs"]],
+    ]) + "\n"
+    paths = rep.write_report(ctx.reports_dir, f"regression-{ctx.job_id}", {"rows": rows}, md)
+    ctx.events.artifact("regression_markdown", paths["markdown"])
+    for r in flagged:
+        ctx.events.log(f"regression {r['model']} {r['symbol']}: {r['reason']}", "warning")
+    return {
+        "regressions": rows,
+        "summary": {"kind": "regression", "horizon": horizon, "metric": metric, "span": span,
+                    "checked": len(rows), "flagged": [f"{r['model']}/{r['symbol']}" for r in flagged],
+                    "report": str(paths["markdown"])},
+    }

@@ -1,0 +1,169 @@
+"""Markdown/JSON report helpers for the evaluation jobs (and the pipeline's final report).
+
+Why a module: compare, regression, calibrate and pipeline all write `<workspace>/reports/` files; one
+formatter keeps numbers, column order and the "chosen on validation, reported on test" wording
+identical everywhere. `run(spec, ctx)` renders the combined report from the store (read-only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.jobs import JobSpec
+    from engine.tasks.context import TaskContext
+
+PROTOCOL_NOTE = (
+    "Every choice (inference parameters, winner, ensemble members, calibration) was made on the "
+    "validation span; the numbers shown are on the test span, scored once after the choice. "
+    "All models, naive included, were scored on identical windows."
+)
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    """A table cell: floats to `digits` significant digits, None/NaN as 'n/a', bools as yes/no."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "n/a"
+        return f"{v:.{digits}g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={fmt(x)}" for k, x in v.items())
+    return str(v).replace("|", "\\|")
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    head = "| " + " | ".join(headers) + " |"
+    sep = "|" + "|".join("---" for _ in headers) + "|"
+    body = ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_report(reports_dir: Path, name: str, payload: Mapping[str, Any] | None, markdown: str) -> dict[str, Path]:
+    """Write `<name>.md` (+ `<name>.json`) and `latest-<kind>` copies; returns the paths written."""
+    out: dict[str, Path] = {}
+    md = reports_dir / f"{name}.md"
+    _atomic_write(md, markdown)
+    out["markdown"] = md
+    if payload is not None:
+        js = reports_dir / f"{name}.json"
+        _atomic_write(js, json.dumps(payload, indent=2, sort_keys=True, default=str, allow_nan=False)
+                      if _finite(payload) else json.dumps(_nan_to_none(payload), indent=2, sort_keys=True, default=str))
+        out["json"] = js
+    kind = name.split("-", 1)[0]
+    _atomic_write(reports_dir / f"latest-{kind}.md", markdown)
+    return out
+
+
+def _finite(x: Any) -> bool:
+    if isinstance(x, float):
+        return math.isfinite(x)
+    if isinstance(x, Mapping):
+        return all(_finite(v) for v in x.values())
+    if isinstance(x, list | tuple):
+        return all(_finite(v) for v in x)
+    return True
+
+
+def _nan_to_none(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Mapping):
+        return {str(k): _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_nan_to_none(v) for v in x]
+    return x
+
+
+def stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+COMPARISON_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("symbol", "symbol"), ("model", "model"), ("winner", "winner"), ("val_mae_pct", "val MAE%"),
+    ("mae", "MAE"), ("mae_pct", "MAE%"), ("return_mae", "return MAE"), ("mase", "MASE"), ("crps", "CRPS"),
+    ("coverage80", "cov80"), ("dm_pvalue", "DM p vs naive"), ("improvement_vs_naive_pct", "vs naive %"),
+    ("improvement_vs_runner_up_pct", "vs runner-up %"), ("latency_s", "latency s/forecast"),
+)
+
+
+def comparison_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    return md_table([c[1] for c in COMPARISON_COLUMNS], [[r.get(k) for k, _ in COMPARISON_COLUMNS] for r in rows])
+
+
+REGRESSION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("symbol", "symbol"), ("model", "model"), ("metric", "metric"), ("current", "current"),
+    ("previous", "previous"), ("baseline", "naive"), ("delta_vs_previous_pct", "Δ vs previous %"),
+    ("delta_vs_baseline_pct", "Δ vs naive %"), ("flagged", "flagged"), ("reason", "why"),
+)
+
+
+def regression_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    return md_table([c[1] for c in REGRESSION_COLUMNS], [[r.get(k) for k, _ in REGRESSION_COLUMNS] for r in rows])
+
+
+def store_report(workspace: Path, title: str = "forecast-console report") -> str:
+    """Markdown of the store's current picks, comparisons and the last regression report."""
+    from engine.evaluation import open_store_readonly
+
+    lines = [f"# {title}", "", f"Workspace: `{workspace}`  ", f"Generated: {time.strftime('%Y-%m-%d %H:%M:%S')}", "",
+             PROTOCOL_NOTE, ""]
+    store = open_store_readonly(workspace)
+    if store is None:
+        return "\n".join([*lines, "_No store yet: run a job first._", ""])
+    try:
+        picks = store.picks()
+        comps = store.comparisons()
+        baselines = store.baselines()
+    finally:
+        store.close()
+    lines += ["## Picks (chosen on validation)", ""]
+    if picks:
+        lines.append(md_table(
+            ["model", "symbol", "config", "val MAE%", "test MAE%", "source run"],
+            [[p.get("model"), p.get("symbol"), p.get("config"), (p.get("validation") or {}).get("mae_pct"),
+              (p.get("test") or {}).get("mae_pct"), p.get("source_run")] for p in picks]))
+    else:
+        lines.append("_none_")
+    lines += ["", "## Comparison (test span)", ""]
+    comps = sorted(comps, key=lambda r: (r.get("symbol", ""), int(r.get("horizon", 0)), not r.get("winner"),
+                                         str(r.get("model"))))
+    lines.append(comparison_markdown(comps) if comps else "_none_")
+    lines += ["", "## Naive baselines", ""]
+    if baselines:
+        keys = ["symbol", "model", "horizon", "span", "mae_pct"]
+        lines.append(md_table(keys, [[b.get(k) for k in keys] for b in sorted(
+            baselines, key=lambda b: (b.get("symbol", ""), b.get("model", ""), b.get("horizon", 0)))]))
+    else:
+        lines.append("_none_")
+    reg = workspace / "reports" / "latest-regression.md"
+    if reg.exists():
+        lines += ["", "## Regression (latest)", "", reg.read_text(encoding="utf-8").split("\n", 2)[-1]]
+    return "\n".join(lines) + "\n"
+
+
+def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
+    """Render the combined markdown report from the store (the pipeline's last step)."""
+    text = store_report(ctx.workspace)
+    paths = write_report(ctx.reports_dir, f"report-{stamp()}", None, text)
+    ctx.events.artifact("report", paths["markdown"])
+    return {"summary": {"kind": "report", "report": str(paths["markdown"])}}

@@ -1,0 +1,177 @@
+"""train: fine-tune one foundation model per symbol (LoRA or full) and hand the runs to the engine.
+
+Per symbol: load the CSV → persistence MAE% at h=64 on the train span gives the difficulty (when
+not given) → `plan_training` (prior-art table, patch-aligned, fits the data) with the spec's
+overrides → spans from `engine.data.split_spans` → training windows whose targets lie in the train
+span, validation windows whose targets lie in the validation span (the test span is never read) →
+`engine.forecasters.training.train` → val MAE% of the fine-tuned model and of naive persistence on
+the same validation windows.
+
+Artifacts under `<workspace>/runs/<run_id>/`: `checkpoint/` (every epoch; `resume: true` continues
+from it), `adapter/` (final = best validation epoch; `load_forecaster(model, preset, adapter=...)`),
+`config.json`, `metrics.json`, `curve.jsonl`. The run ids of resumable runs share a prefix derived
+from the configuration, so a retried job with `resume` finds its predecessor's checkpoint.
+
+Params (all optional): preset ("tiny"|"pretrained"), source (hub id or directory for pretrained),
+epochs, context, horizon, lr, lora_rank, loss, batch_size, seed, resume, max_steps_per_epoch,
+finetune ("lora"|"full"), difficulty, stride, val_rows, test_rows, patience, mae_samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from engine.jobs import JobSpec
+    from engine.tasks.context import TaskContext
+
+INT_PARAMS = ("epochs", "context", "horizon", "lora_rank", "batch_size", "seed", "max_steps_per_epoch",
+              "stride", "val_rows", "test_rows", "patience", "mae_samples")
+KNOWN = set(INT_PARAMS) | {"preset", "source", "tokenizer", "lr", "loss", "resume", "finetune", "difficulty",
+                           "run_id"}
+
+
+def check_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Validate the spec params up front, so a bad value fails before any model is loaded."""
+    unknown = sorted(set(params) - KNOWN)
+    if unknown:
+        raise ValueError(f"train: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN))}")
+    p = dict(params)
+    for k in INT_PARAMS:
+        v = p.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "seed" else 1)):
+            raise ValueError(f"train: {k} must be a {'non-negative' if k == 'seed' else 'positive'} integer, got {v!r}")
+    if p.get("lr") is not None and not (isinstance(p["lr"], int | float) and 0 < p["lr"] < 1):
+        raise ValueError(f"train: lr must be a number in (0, 1), got {p['lr']!r}")
+    if p.get("preset", "tiny") not in ("tiny", "pretrained"):
+        raise ValueError(f"train: preset must be tiny or pretrained, got {p.get('preset')!r}")
+    if p.get("finetune", "lora") not in ("lora", "full"):
+        raise ValueError(f"train: finetune must be lora or full, got {p.get('finetune')!r}")
+    if p.get("loss") is not None:
+        from engine.forecasters.losses import validate_loss
+
+        validate_loss(p["loss"])
+    return p
+
+
+def _difficulty(series: Any, data: Any) -> tuple[str, float | None]:
+    """Persistence MAE% at h=64 on train-span windows (no validation/test rows are read)."""
+    from engine.difficulty import tier
+    from engine.forecasters.training import mae_pct
+
+    try:
+        spans = data.split_spans(series.n_rows, 64)
+        w = data.make_windows(series, spans, "train", 1, 64)
+    except ValueError:
+        return "unknown", None
+    naive = np.repeat(w.last_close[:, None], w.horizon, axis=1)
+    v = mae_pct(w.targets, naive)
+    return tier(v), v
+
+
+def _run_dir(ctx: TaskContext, prefix: str, resume: bool) -> Path:
+    runs = ctx.runs_dir
+    if resume and runs.is_dir():
+        found = sorted((d for d in runs.glob(prefix + "-*") if (d / "checkpoint" / "trainer_state.pt").is_file()),
+                       key=lambda d: (d / "checkpoint" / "trainer_state.pt").stat().st_mtime)
+        if found:
+            return found[-1]
+    return runs / f"{prefix}-{ctx.job_id[-8:]}"
+
+
+def train_symbol(model: str, symbol: str, p: dict[str, Any], ctx: TaskContext, index: int = 0,
+                 total: int = 1) -> dict[str, Any] | None:
+    """Train one symbol; the run record for the result payload, or None when cancelled."""
+    import engine.data as data
+    from engine.forecasters.planner import plan_training
+    from engine.forecasters.registry import load_forecaster
+    from engine.forecasters.training import Events, TrainConfig, train, validation_mae_pct
+
+    ev = ctx.events
+    series = data.load_symbol(symbol, ctx.data_dirs or None)
+    difficulty, naive64 = (p["difficulty"], None) if p.get("difficulty") else _difficulty(series, data)
+    preset = p.get("preset", "tiny")
+    plan = plan_training(series.n_rows, difficulty, model, preset=preset, context=p.get("context"),
+                         horizon=p.get("horizon"), loss=p.get("loss"), lora_rank=p.get("lora_rank"),
+                         lr=p.get("lr"), epochs=p.get("epochs"), batch_size=p.get("batch_size"),
+                         finetune=p.get("finetune"))
+    spans = data.split_spans(series.n_rows, plan.horizon, val_rows=p.get("val_rows"), test_rows=p.get("test_rows"))
+    stride = int(p.get("stride") or 1)
+    train_w = data.make_windows(series, spans, "train", plan.context, plan.horizon, stride=stride)
+    val_w = data.make_windows(series, spans, "val", plan.context, plan.horizon, stride=1)
+    seed = int(p.get("seed") or 0)
+    cfg = TrainConfig(epochs=plan.epochs, lr=float(plan.lr), batch_size=plan.batch_size, loss=plan.loss, seed=seed,
+                      patience=int(p.get("patience") or 3), max_steps_per_epoch=p.get("max_steps_per_epoch"),
+                      mae_samples=int(p.get("mae_samples") or 8))
+    ident = {"model": model, "preset": preset, "source": p.get("source"), "symbol": symbol, "plan": plan.to_dict(),
+             "train": cfg.__dict__, "spans": spans.to_dict(), "stride": stride}
+    prefix = f"{model}-{preset}-{symbol}-" + hashlib.sha1(json.dumps(ident, sort_keys=True, default=str)
+                                                          .encode()).hexdigest()[:8]
+    run_dir = _run_dir(ctx, prefix, bool(p.get("resume")))
+    ckpt = run_dir / "checkpoint"
+    resuming = bool(p.get("resume")) and (ckpt / "trainer_state.pt").is_file()
+    if not resuming and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps({**ident, "difficulty": difficulty,
+                                                     "naive_mae_pct_h64_train": naive64}, indent=2, default=str))
+    ev.log(f"{symbol}: {model}/{preset} plan {plan.to_dict()}; {train_w.n} train / {val_w.n} val windows; "
+           f"run {run_dir.name}{' (resuming)' if resuming else ''}")
+
+    kw = {k: p[k] for k in ("source", "tokenizer") if p.get(k)}
+    t0 = time.time()
+    fc: Any = load_forecaster(model, preset, device=ctx.device, **kw)
+    fc.prepare_finetune(plan.finetune, rank=plan.lora_rank, seed=seed)
+    res = train(fc, train_w, val_w, cfg, ckpt_dir=ckpt, events=Events(ev, run_dir / "curve.jsonl"),
+                cancelled=ctx.cancelled, resume=resuming)
+    if res.cancelled:
+        ev.log(f"{symbol}: cancelled at step {res.steps}; checkpoint kept in {ckpt} (resume: true continues)")
+        return None
+    adapter_dir = run_dir / "adapter"
+    fc.save_adapter(adapter_dir)
+    ev.artifact("adapter", adapter_dir)
+    mae = validation_mae_pct(fc, val_w, cfg)
+    metrics = {"val_loss": res.best_val, "train_loss": res.train_losses[-1] if res.train_losses else None,
+               "best_epoch": res.best_epoch, "epochs_done": res.epochs_done, "steps": res.steps,
+               "steps_per_s": res.steps_per_s, "stopped_early": res.stopped_early, **mae}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for k in ("val_loss", "val_mae_pct"):
+        ev.metric(f"{symbol}.{k}", metrics[k])
+    hyper = {**plan.to_dict(), "preset": preset, "seed": seed, "difficulty": difficulty,
+             "max_steps_per_epoch": cfg.max_steps_per_epoch}
+    hyper.pop("notes", None)
+    return {"model": model, "symbol": symbol, "hyperparams": hyper, "metrics": metrics,
+            "checkpoint": str(adapter_dir), "training_time": time.time() - t0, "seed": seed,
+            "notes": "; ".join(plan.notes),
+            "extra": {"run_id": run_dir.name, "run_dir": str(run_dir), "spans": spans.to_dict(),
+                      "train_windows": train_w.n, "val_windows": val_w.n, "preset": preset,
+                      "source": fc.source}}
+
+
+def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
+    """Train `spec.model` on each of `spec.symbols` in turn; returns `{runs, summary}`."""
+    if spec.model not in ("toto", "kronos", "chronos2"):
+        raise ValueError(f"train: model must be toto, kronos or chronos2, got {spec.model!r}")
+    p = check_params(spec.params)
+    runs: list[dict[str, Any]] = []
+    cancelled = False
+    for i, sym in enumerate(spec.symbols):
+        if ctx.cancelled():
+            cancelled = True
+            break
+        rec = train_symbol(spec.model, sym, p, ctx, i, len(spec.symbols))
+        if rec is None:
+            cancelled = True
+            break
+        runs.append(rec)
+    summary = {"model": spec.model, "trained": [r["symbol"] for r in runs], "cancelled": cancelled,
+               "val_mae_pct": {r["symbol"]: r["metrics"]["val_mae_pct"] for r in runs},
+               "val_naive_mae_pct": {r["symbol"]: r["metrics"]["val_naive_mae_pct"] for r in runs}}
+    return {"runs": runs, "summary": summary}

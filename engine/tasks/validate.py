@@ -1,0 +1,245 @@
+"""validate: search inference parameters per model and symbol on validation, report on test.
+
+Why it is fast: one model load per job (`ModelCache`), every window of a span in one batched call,
+and one sample draw per group of "draw parameters" (context, temperature, ...) reused for every
+aggregation and every smaller `num_samples` (prefixes of the largest draw, `SampleBank`).
+
+Why it cannot leak: candidates are ranked on validation metrics only (`select_best`); the test
+windows are forecast once, for the winner, after the choice. The test forecasts never feed back.
+
+Spec params (all optional): horizon (16), context (128 tiny / 512 pretrained), preset (tiny),
+mode (quick|full), val_windows (32), test_windows (32), stride (1), seed (0), selection_metric
+(mae_pct), val_rows/test_rows (span sizes), and grid overrides: num_samples, aggregations,
+temperature, top_p, top_k, max_context, clip, contexts, methods (naive).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from engine import evaluation as ev
+from engine.forecasters.base import AGGREGATIONS, aggregate
+
+if TYPE_CHECKING:
+    from engine.jobs import JobSpec
+    from engine.tasks.context import TaskContext
+
+DEFAULT_HORIZON = 16
+
+
+@dataclass
+class DrawGroup:
+    """Parameters that need their own model call; sizes and aggregations ride on one draw."""
+
+    params: dict[str, Any]
+    context: int | None
+    sample_sizes: list[int]
+    aggregations: list[str]
+    method: str | None = None  # naive only
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_context(preset: str) -> int:
+    return 128 if preset == "tiny" else 512
+
+
+def _list(overrides: Mapping[str, Any], key: str, default: Sequence[Any]) -> list[Any]:
+    v = overrides.get(key)
+    if v is None:
+        return list(default)
+    return list(v) if isinstance(v, list | tuple) else [v]
+
+
+def search_space(
+    model: str, *, context: int, preset: str = "tiny", mode: str = "quick", overrides: Mapping[str, Any] | None = None,
+) -> list[DrawGroup]:
+    """The grid for one model; `quick` keeps tiny-preset jobs to seconds, `full` is the prior art's grid."""
+    if mode not in ("quick", "full"):
+        raise ev.EvaluationError(f"unknown validate mode {mode!r}; choose quick or full")
+    o = dict(overrides or {})
+    full = mode == "full"
+    tiny = preset == "tiny"
+    for key in ("aggregations",):
+        bad = [a for a in _list(o, key, []) if a not in AGGREGATIONS]
+        if bad:
+            raise ev.EvaluationError(f"unknown aggregation(s) {bad}; choose from: {', '.join(AGGREGATIONS)}")
+    if model == "naive":
+        methods = _list(o, "methods", ["persistence", "drift", "seasonal"])
+        return [DrawGroup({}, None, [1], ["mean"], method=m) for m in methods]
+    if model == "toto":
+        sizes = _list(o, "num_samples", ([16, 32, 64, 128] if tiny else [256, 512, 1024, 2048]) if not full
+                      else ([16, 32, 64, 128, 256] if tiny else [256, 512, 1024, 2048, 4096]))
+        aggs = _list(o, "aggregations", list(AGGREGATIONS))
+        ctxs = _list(o, "contexts", [context])
+        return [DrawGroup({}, c, sorted(sizes), aggs) for c in ctxs]
+    if model == "kronos":
+        temps = _list(o, "temperature", [0.7, 1.0] if not full else [0.5, 0.7, 1.0, 1.2])
+        top_ps = _list(o, "top_p", [0.9, 1.0] if not full else [0.8, 0.9, 0.95, 1.0])
+        top_ks = _list(o, "top_k", [0] if not full else [0, 20, 50])
+        ctxs = _list(o, "max_context", [context] if not full else sorted({max(16, context // 2), context}))
+        clips = _list(o, "clip", [5.0] if not full else [3.0, 5.0])
+        sizes = _list(o, "num_samples", [4, 8] if tiny and not full else [5, 10, 20, 50])
+        aggs = _list(o, "aggregations", ["mean", "median"])
+        return [
+            DrawGroup({"temperature": t, "top_p": p, "top_k": k, "clip": cl}, c, sorted(sizes), aggs)
+            for t, p, k, c, cl in itertools.product(temps, top_ps, top_ks, ctxs, clips)
+        ]
+    if model == "chronos2":
+        ctxs = _list(o, "contexts", sorted({max(16, context // 4), max(16, context // 2), context}))
+        sizes = _list(o, "num_samples", [100])
+        aggs = _list(o, "aggregations", ["median", "mean", "q0.4", "q0.6"])
+        return [DrawGroup({}, c, sorted(sizes), aggs) for c in ctxs]
+    raise ev.EvaluationError(f"no validation grid for model {model!r}")
+
+
+def search(
+    bank: ev.SampleBank, setup: ev.EvalSetup, groups: Sequence[DrawGroup], *, seed: int = 0,
+    naive_val: Any | None = None, progress: Any | None = None, cancelled: Any | None = None,
+    banks: Mapping[str, ev.SampleBank] | None = None,
+) -> list[ev.Candidate]:
+    """Score every candidate on the VALIDATION windows only (test windows are not an argument)."""
+    val = setup.val
+    cands: list[ev.Candidate] = []
+    for gi, g in enumerate(groups):
+        if cancelled is not None and cancelled():
+            break
+        b = banks[g.method] if (banks is not None and g.method) else bank
+        w = ev.truncate_context(val, g.context)
+        draw = b.draw("val", w, max(g.sample_sizes), g.params, seed)
+        for n in g.sample_sizes:
+            samples = draw.samples[:, :n, :]
+            for how in g.aggregations:
+                point = aggregate(samples, how)
+                metrics = ev.score(val, samples, point, naive_val)
+                cfg: dict[str, Any] = {"num_samples": n, "aggregation": how, **g.params}
+                if g.context is not None:
+                    cfg["context"] = g.context
+                if g.method:
+                    cfg["method"] = g.method
+                metrics["latency_per_forecast_s"] = draw.latency_s / max(1, val.n)
+                cands.append(ev.Candidate(config=cfg, validation=metrics, cost=float(n) * float(g.context or 1)))
+        if progress is not None:
+            progress(gi + 1, len(groups))
+    return cands
+
+
+def validate_symbol(
+    models: ev.ModelCache, model: str, setup: ev.EvalSetup, *, adapter_run: Mapping[str, Any] | None,
+    mode: str, overrides: Mapping[str, Any], seed: int, metric: str, preset: str,
+    progress: Any | None = None, cancelled: Any | None = None,
+) -> dict[str, Any] | None:
+    """Search on validation, report the winner on test; returns a `picks` row (None if cancelled)."""
+    adapter = adapter_run.get("checkpoint") if adapter_run else None
+    groups = search_space(model, context=setup.context, preset=preset, mode=mode, overrides=overrides)
+    naive_val = ev.naive_point(setup.val)
+    banks = None
+    if model == "naive":
+        banks = {g.method: models.bank("naive", method=g.method) for g in groups if g.method}
+        bank = next(iter(banks.values()))
+    else:
+        bank = models.bank(model, adapter=adapter)
+    t0 = time.perf_counter()
+    cands = search(bank, setup, groups, seed=seed, naive_val=naive_val, progress=progress,
+                   cancelled=cancelled, banks=banks)
+    if not cands or (cancelled is not None and cancelled()):
+        return None
+    search_s = time.perf_counter() - t0
+    best = ev.select_best(cands, metric)
+    # ---- the choice is made; only now are the test windows forecast, once, for the winner ----
+    wbank = banks[best.config["method"]] if banks is not None else bank
+    out = ev.run_config(wbank, "test", setup.test, best.config, seed=seed)
+    naive_test = ev.naive_point(setup.test)
+    test_metrics = ev.score(setup.test, out.samples, out.point, naive_test)
+    test_metrics["latency_per_forecast_s"] = out.latency_per_forecast_s
+    naive_val_m = ev.score(setup.val, naive_val[:, None, :], naive_val, naive_val)
+    naive_test_m = ev.score(setup.test, naive_test[:, None, :], naive_test, naive_test)
+    top = [{"config": c.config, metric: c.validation.get(metric)} for c in ev.rank(cands, metric)[:5]]
+    return {
+        "model": model,
+        "symbol": setup.symbol,
+        "config": best.config,
+        "selection_metric": metric,
+        "selection_span": "val",
+        "validation": best.validation,
+        "test": test_metrics,
+        "naive": {"validation": naive_val_m, "test": naive_test_m},
+        "windows": setup.windows_info(),
+        "source_run": ev.run_id_of(adapter_run),
+        "adapter": str(adapter) if adapter else None,
+        "preset": preset,
+        "candidates": len(cands),
+        "model_calls": bank.calls if banks is None else sum(b.calls for b in banks.values()),
+        "search_s": search_s,
+        "top": top,
+    }
+
+
+def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
+    """Validate `spec.model` on every symbol of the spec; returns picks (+ a tracker run per pick)."""
+    p = dict(spec.params)
+    model = spec.model or "naive"
+    preset = str(p.get("preset", "tiny"))
+    horizon = int(p.get("horizon") or DEFAULT_HORIZON)
+    context = int(p.get("context") or default_context(preset))
+    mode = str(p.get("mode", "quick"))
+    seed = int(p.get("seed", 0))
+    metric = str(p.get("selection_metric", ev.DEFAULT_SELECTION_METRIC))
+    ev.metric_value({metric: 1.0}, metric)  # unknown metric -> clear error before any work
+    search_space(model, context=context, preset=preset, mode=mode, overrides=p)  # bad grid -> error now
+    store = ev.open_store_readonly(ctx.workspace)
+    models = ev.ModelCache(preset=preset, device=ctx.device)
+    picks: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    n_sym = len(spec.symbols)
+    try:
+        for si, symbol in enumerate(spec.symbols):
+            if ctx.cancelled():
+                break
+            setup = ev.build_setup(
+                symbol, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None,
+                val_windows=p.get("val_windows", 32), test_windows=p.get("test_windows", 32),
+                stride=int(p.get("stride", 1)), val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
+            )
+            adapter_run = ev.latest_checkpoint_run(store, model, symbol)
+            ctx.events.log(
+                f"validate {model} {symbol}: {setup.val.n} val / {setup.test.n} test windows, h={horizon}, "
+                f"context={context}, adapter={'run ' + str(ev.run_id_of(adapter_run)) if adapter_run else 'none (base ' + preset + ')'}"
+            )
+
+            def prog(done: int, total: int, _si: int = si) -> None:
+                ctx.events.progress(_si + done / max(1, total), n_sym, stage=f"validate {symbol}")
+
+            pick = validate_symbol(models, model, setup, adapter_run=adapter_run, mode=mode, overrides=p,
+                                   seed=seed, metric=metric, preset=preset, progress=prog, cancelled=ctx.cancelled)
+            if pick is None:
+                skipped[symbol] = "cancelled"
+                break
+            picks.append(pick)
+            v, t = pick["validation"], pick["test"]
+            ctx.events.log(f"{model} {symbol}: picked {ev.config_key(pick['config'])} "
+                           f"(val {metric}={v.get(metric)}, test {metric}={t.get(metric)}; {pick['candidates']} candidates)")
+            ctx.events.metric(f"{symbol}.val_{metric}", v.get(metric) or float("nan"))
+            runs.append({
+                "model": model, "symbol": symbol, "hyperparams": {**pick["config"], "preset": preset, "horizon": horizon},
+                "metrics": {**{f"val_{k}": x for k, x in v.items()}, **{f"test_{k}": x for k, x in t.items()}},
+                "checkpoint": pick["adapter"], "notes": f"validate ({mode}); chosen on val, reported on test",
+                "seed": seed,
+            })
+    finally:
+        if store is not None:
+            store.close()
+    return {
+        "picks": picks,
+        "runs": runs,
+        "summary": {
+            "kind": "validate", "model": model, "preset": preset, "horizon": horizon, "mode": mode,
+            "selection": f"chosen on validation by {metric}; test scored once for the winner",
+            "picked": {p_["symbol"]: ev.config_key(p_["config"]) for p_ in picks},
+            "cancelled": bool(ctx.cancelled()), "skipped": skipped, "model_loads": models.loads,
+        },
+    }

@@ -1,0 +1,183 @@
+"""`python -m engine.worker <job_dir>`: run one job and report through its event file.
+
+Reads `spec.json`, appends JSON-lines events to `events.jsonl` (started, heartbeats from a thread,
+whatever the task emits, then result or error), exits 0 on success and 1 on failure, and writes
+`exit.json` with that code so an engine that is not our parent can still learn how we ended.
+
+Only light modules are imported here; the task module (`engine.tasks.<kind>`) imports what it
+needs (torch, a model package) itself, so start-up stays well under a second for naive jobs.
+
+On SIGTERM the worker sets `ctx.cancel_event` (tasks check it at safe points) and, if the task
+has not returned within the grace period, exits anyway (code 143).
+
+Test hook: a spec param `{"_test": {"sleep": s, "steps": n, "crash": "segv|exit3|raise",
+"child": true, "stderr": "text", "ignore_term": true, "result": {...}}}` replaces the task by a scripted one, for ANY kind, but only
+when the environment has FORECAST_TEST_HOOKS=1. Why: the engine's tests need real processes
+that run for a while, crash in specific ways or spawn children, and the job kinds are fixed (no
+"sleep" kind). Why guarded: spec params arrive from users and from the spool folder; a param
+alone must never be able to make a production worker crash itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.events import EventWriter
+from engine.jobs import JobSpec
+from engine.tasks.context import TaskContext
+
+ENV_TEST_HOOKS = "FORECAST_TEST_HOOKS"
+ENV_HEARTBEAT = "FORECAST_HEARTBEAT_S"
+ENV_GRACE = "FORECAST_CANCEL_GRACE_S"
+ENV_DEVICE = "FORECAST_DEVICE"
+EXIT_CANCELLED = 143
+
+
+class Cancelled(Exception):
+    """Raised by tasks (or the worker) when the job was cancelled."""
+
+
+def _write_exit(job_dir: Path, code: int) -> None:
+    path = job_dir / "exit.json"
+    tmp = job_dir / "exit.json.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"code": code, "t": time.time(), "pid": os.getpid()}, fh)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _heartbeat(events: EventWriter, stop: threading.Event, every: float) -> None:
+    while not stop.wait(every):
+        try:
+            events.heartbeat()
+        except (OSError, ValueError):  # file closed at shutdown
+            return
+
+
+def _run_test_hook(hook: dict[str, Any], spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
+    """The scripted task behind FORECAST_TEST_HOOKS=1 (see module docstring)."""
+    steps = int(hook.get("steps", 1))
+    pause = float(hook.get("sleep", 0.0))
+    child = None
+    if hook.get("child"):
+        child = subprocess.Popen(["sleep", "60"])
+        ctx.events.log(f"child pid {child.pid}")
+        (ctx.job_dir / "child.pid").write_text(str(child.pid))
+    if hook.get("stderr"):
+        print(str(hook["stderr"]), file=sys.stderr, flush=True)
+    crash = hook.get("crash")
+    for i in range(steps):
+        if ctx.cancelled():
+            raise Cancelled("cancelled")
+        if pause:
+            ctx.cancel_event.wait(pause)
+        ctx.events.progress(i + 1, steps, stage="test")
+        ctx.events.loss(step=i + 1, epoch=0, train=1.0 / (i + 1), val=1.5 / (i + 1))
+        if crash and i == steps // 2:
+            if crash == "segv":
+                os.kill(os.getpid(), signal.SIGSEGV)
+                time.sleep(5)
+            elif crash == "exit3":
+                os._exit(3)
+            elif crash == "raise":
+                raise RuntimeError("test hook asked to raise")
+    if hook.get("ignore_term"):  # simulate a task that never checks the cancel flag
+        while True:
+            time.sleep(0.05)
+    if ctx.cancelled():
+        raise Cancelled("cancelled")
+    result = hook.get("result")
+    return dict(result) if isinstance(result, dict) else {"summary": {"steps": steps}}
+
+
+def run_job(job_dir: Path) -> int:
+    job_dir = Path(job_dir).resolve()
+    spec = JobSpec.from_json((job_dir / "spec.json").read_text(encoding="utf-8"))
+    events = EventWriter(job_dir / "events.jsonl", spec.id)
+    from engine import paths
+
+    workspace = job_dir.parent.parent
+    device = os.environ.get(ENV_DEVICE, "cpu")
+    ctx = TaskContext(job_id=spec.id, workspace=workspace, job_dir=job_dir, events=events,
+                      device=device, data_dirs=paths.data_dirs(workspace),
+                      hyperparams_dir=paths.hyperparams_dir())
+    grace = float(os.environ.get(ENV_GRACE, "10"))
+
+    def on_term(signum: int, frame: Any) -> None:
+        if ctx.cancel_event.is_set():
+            return
+        ctx.cancel_event.set()
+
+        def force() -> None:
+            events.emit("log", level="warning", msg=f"task did not stop within {grace:g}s; exiting")
+            events.error(Cancelled("cancelled (forced after grace period)"))
+            _write_exit(job_dir, EXIT_CANCELLED)
+            os._exit(EXIT_CANCELLED)
+
+        timer = threading.Timer(grace, force)
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    events.started()
+    stop = threading.Event()
+    hb = threading.Thread(target=_heartbeat, name="heartbeat", daemon=True,
+                          args=(events, stop, float(os.environ.get(ENV_HEARTBEAT, "5"))))
+    hb.start()
+    code = 1
+    try:
+        hook = spec.params.get("_test")
+        if isinstance(hook, dict) and os.environ.get(ENV_TEST_HOOKS) == "1":
+            result = _run_test_hook(hook, spec, ctx)
+        else:
+            try:
+                mod = importlib.import_module(f"engine.tasks.{spec.kind}")
+            except ModuleNotFoundError as exc:
+                if exc.name in (f"engine.tasks.{spec.kind}",):
+                    raise RuntimeError(
+                        f"no task module engine.tasks.{spec.kind} is installed; cannot run a {spec.kind} job"
+                    ) from None
+                raise
+            result = mod.run(spec, ctx)
+        if ctx.cancelled():
+            raise Cancelled("cancelled")
+        events.result(result if isinstance(result, dict) else {"summary": {"value": result}})
+        code = 0
+    except Cancelled as exc:
+        events.error(exc)
+        code = EXIT_CANCELLED
+    except BaseException as exc:  # noqa: BLE001 - report everything, including KeyboardInterrupt
+        events.error(exc)
+        code = 1
+    finally:
+        stop.set()
+    _write_exit(job_dir, code)
+    events.close()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m engine.worker <job_dir>", file=sys.stderr)
+        return 2
+    job_dir = Path(args[0])
+    if not (job_dir / "spec.json").is_file():
+        print(f"engine.worker: no spec.json in {job_dir}", file=sys.stderr)
+        return 2
+    return run_job(job_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

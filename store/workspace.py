@@ -1,0 +1,75 @@
+"""The workspace folder: one place for the store, job folders, run artefacts and reports.
+
+Layout (see ../shared/DESIGN.md):
+
+    <root>/store.json        TinyDB (small: no per-step data)
+    <root>/store.lock        the single-writer lock (names its holder)
+    <root>/jobs/<id>/        spec.json, events.jsonl, stderr.log
+    <root>/runs/<run_id>/    curve.jsonl, checkpoint or adapter, config.json
+    <root>/reports/          markdown / CSV reports
+
+Ids become folder names, so they are checked here once: nothing can walk out of the workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from store.storage import StoreError
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_id(kind: str, value: str) -> str:
+    """An id that is safe as a single path component, else StoreError saying why."""
+    if not isinstance(value, str) or not _ID_RE.match(value) or ".." in value:
+        raise StoreError(f"{kind} id {value!r} is not valid: use 1-128 characters from A-Z a-z 0-9 . _ - "
+                         "(no path separators)")
+    return value
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths inside one workspace folder (nothing is created until `ensure()`)."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "root", Path(root).expanduser().resolve())
+
+    @property
+    def store_file(self) -> Path:
+        return self.root / "store.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "store.lock"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs_dir / check_id("job", job_id)
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / check_id("run", run_id)
+
+    def ensure(self) -> Workspace:
+        """Create the folders; a path that exists but is not a folder is a clear error."""
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"workspace {self.root} exists and is not a folder")
+        for d in (self.root, self.jobs_dir, self.runs_dir, self.reports_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self

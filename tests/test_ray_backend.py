@@ -1,0 +1,331 @@
+"""Ray backend: fractional-GPU packing, event streaming, cancel, lost actors, shipped workspaces.
+
+One local Ray instance for the whole file (`ray.init(num_cpus=6, num_gpus=2)`: the GPUs are
+logical, which is all Ray's admission looks at; 6 CPUs so that the CPU count does not hide the GPU
+packing). Jobs are real `engine.worker` processes started by real actors; the scripted test hook
+(FORECAST_TEST_HOOKS=1) makes them run for a known time, and the numpy-only baseline task gives
+real results to compare with the local backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.backends.base import ExitStatus, Handle
+from engine.backends.ray_backend import (
+    INSTALL_HINT,
+    RayBackend,
+    RayBackendError,
+    gpu_fraction,
+    import_ray,
+    make_backend,
+    make_bundle,
+    ray_options,
+)
+from engine.jobs import JobSpec, Resources
+
+try:
+    import ray  # noqa: F401
+
+    HAVE_RAY = True
+except ImportError:
+    HAVE_RAY = False
+
+NS = "forecast-console-test"
+HOOK_ENV = {"FORECAST_TEST_HOOKS": "1", "FORECAST_HEARTBEAT_S": "1", "FORECAST_CANCEL_GRACE_S": "4"}
+
+
+# ---- pure parts (no cluster) ----------------------------------------------------------------
+@pytest.mark.parametrize(("res", "want"), [
+    (Resources(vram_gb=30), 0.4), (Resources(vram_gb=60), 0.75), (Resources(vram_gb=40), 0.5),
+    (Resources(vram_gb=0.5), 0.05), (Resources(vram_gb=80), 1.0), (Resources(vram_gb=100), 2.0),
+    (Resources(gpus=1, vram_gb=8), 0.1), (Resources(gpus=2), 2.0), (Resources(gpus=0.3), 0.3),
+    (Resources(), 0.0),
+])
+def test_gpu_fraction_rounds_up_to_a_twentieth(res: Resources, want: float) -> None:
+    assert gpu_fraction(res, 80.0) == want
+
+
+def test_gpu_fraction_other_gpu_size_and_bad_size() -> None:
+    assert gpu_fraction(Resources(vram_gb=30), 40.0) == 0.75
+    assert ray_options(JobSpec.create("baseline", ["SPY"], resources={"vram_gb": 30, "cpus": 2})) == {
+        "num_cpus": 2.0, "num_gpus": 0.4}
+    with pytest.raises(ValueError, match="positive"):
+        gpu_fraction(Resources(vram_gb=1), 0)
+
+
+def test_missing_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(RayBackendError) as err:
+        import_ray()
+    assert "./setup.sh --ray" in str(err.value) and "pip install -e '.[ray]'" in str(err.value)
+    assert isinstance(err.value, OSError)  # the CLI prints OSErrors as one line
+    with pytest.raises(RayBackendError, match="setup.sh --ray"):
+        make_backend("ray", None, Path("."))
+    assert INSTALL_HINT in str(err.value)
+
+
+def test_make_backend_local_and_address_misuse(tmp_path: Path) -> None:
+    assert make_backend("local", None, tmp_path).name == "local"
+    with pytest.raises(ValueError, match="--address"):
+        make_backend("local", "auto", tmp_path)
+
+
+def test_bundle_carries_spec_csvs_and_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zipfile
+    from io import BytesIO
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "SPY.csv").write_text("timestamp,close\n2020-01-01,1\n")
+    (tmp_path / "store.json").write_text("{}")
+    monkeypatch.setenv("FORECAST_HYPERPARAMS", str(tmp_path / "nohp"))
+    spec = JobSpec.create("baseline", ["SPY", "AAPL"])
+    with zipfile.ZipFile(BytesIO(make_bundle(spec, tmp_path))) as zf:
+        names = set(zf.namelist())
+        assert json.loads(zf.read(f"jobs/{spec.id}/spec.json"))["id"] == spec.id
+        assert zf.read("data/SPY.csv").startswith(b"timestamp,close")  # the workspace CSV wins
+    assert {"store.json", "data/AAPL.csv"} <= names
+
+
+# ---- on a local Ray cluster ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    if not HAVE_RAY:
+        pytest.skip("ray is not installed (./setup.sh --ray)")
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=6, num_gpus=2, namespace=NS, include_dashboard=False, log_to_driver=False,
+             object_store_memory=80 * 1024 * 1024, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def _new_job(ws: Path, params: dict[str, Any] | None = None, vram: float = 0.0, kind: str = "baseline",
+             symbols: tuple[str, ...] = ("SPY",)) -> tuple[JobSpec, Path]:
+    spec = JobSpec.create(kind, list(symbols), params=params or {}, resources={"gpus": 1 if vram else 0,
+                                                                              "vram_gb": vram})
+    job_dir = ws / "jobs" / spec.id
+    job_dir.mkdir(parents=True)
+    spec.write(job_dir)
+    return spec, job_dir
+
+
+def _events(job_dir: Path) -> list[dict[str, Any]]:
+    path = job_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def _wait(backend: RayBackend, handles: list[Handle], timeout: float = 30.0,
+          on_tick: Any = None) -> dict[str, ExitStatus]:
+    out: dict[str, ExitStatus] = {}
+    deadline = time.time() + timeout
+    while len(out) < len(handles):
+        assert time.time() < deadline, f"jobs did not finish in {timeout}s: {len(out)}/{len(handles)}"
+        for h in handles:
+            if h.job_id not in out:
+                st = backend.poll(h)
+                if st is not None:
+                    out[h.job_id] = st
+        if on_tick:
+            on_tick()
+        time.sleep(0.1)
+    return out
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (./setup.sh --ray)")
+async def test_engine_sweep_packs_fractional_gpus_and_streams_events(cluster: Any, tmp_path: Path) -> None:
+    """4 jobs at 30 GB (0.4 GPU) run together on 2 logical GPUs; a 60 GB one (0.75) waits for room."""
+    from engine.controller import Engine
+    from store import Store
+
+    store = Store.open(tmp_path)
+    backend = RayBackend(tmp_path, namespace=NS)
+    engine = Engine(tmp_path, store=store, backend=backend, cpu_slots=1, env=HOOK_ENV, poll_interval=0.1,
+                    heartbeat_s=1.0, gpu_source=_NoGpu())
+    await engine.start()
+    q = engine.subscribe()
+    try:
+        hook = {"steps": 4, "sleep": 0.5}
+        small = [JobSpec.create("baseline", ["SPY"], params={"_test": hook}, resources={"gpus": 1, "vram_gb": 30})
+                 for _ in range(4)]
+        big = JobSpec.create("baseline", ["SPY"], params={"_test": {"steps": 1, "result": {"summary": {"big": 1}}}},
+                             resources={"gpus": 1, "vram_gb": 60})
+        for s in [*small, big]:
+            engine.submit(s)
+        deadline = time.time() + 40
+        while any(not (engine.job(s.id) and engine.job(s.id).finished) for s in [*small, big]):  # type: ignore[union-attr]
+            assert time.time() < deadline, [engine.job(s.id) for s in [*small, big]]
+            await asyncio.sleep(0.1)
+        states = {s.id: engine.job(s.id) for s in [*small, big]}
+        assert all(st.state == "succeeded" for st in states.values()), states  # type: ignore[union-attr]
+        spans = {}
+        for s in [*small, big]:
+            ev = _events(tmp_path / "jobs" / s.id)
+            t_start = next(e["t"] for e in ev if e["type"] == "started")
+            t_end = next(e["t"] for e in ev if e["type"] == "result")
+            spans[s.id] = (t_start, t_end)
+            assert [e["type"] for e in ev].count("progress") == (4 if s in small else 1)
+        # all four small jobs overlapped (one moment when all ran)
+        assert max(a for a, _ in (spans[s.id] for s in small)) < min(b for _, b in (spans[s.id] for s in small))
+        # the big one started only after at least two small ones (one whole GPU) had ended
+        ends = sorted(b for _, b in (spans[s.id] for s in small))
+        assert spans[big.id][0] >= ends[1] - 0.05
+        # events reached subscribers through tail -> state (progress + loss + the final state)
+        kinds: set[str] = set()
+        while not q.empty():
+            kinds.add(q.get_nowait().kind)
+        assert {"progress", "loss", "state"} <= kinds
+        assert len(engine.curve(small[0].id)) == 4
+        rec = store.get_job(big.id)
+        assert rec is not None and rec["state"] == "succeeded" and rec["backend"] == "ray"
+    finally:
+        await engine.stop()
+        store.close()
+
+
+class _NoGpu:
+    """The driver's own GPUs do not matter for Ray; this machine has none anyway."""
+
+    def snapshot(self) -> Any:
+        from engine.gpu import Telemetry
+
+        return Telemetry(available=False, message="no GPU")
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (./setup.sh --ray)")
+def test_cancel_is_graceful_then_forced(cluster: Any, tmp_path: Path) -> None:
+    import psutil
+
+    backend = RayBackend(tmp_path, namespace=NS)
+    spec_a, dir_a = _new_job(tmp_path, {"_test": {"steps": 200, "sleep": 0.1}})
+    spec_b, dir_b = _new_job(tmp_path, {"_test": {"steps": 1, "ignore_term": True}})
+    ha = backend.submit(spec_a, dir_a, dict(HOOK_ENV))
+    hb = backend.submit(spec_b, dir_b, {**HOOK_ENV, "FORECAST_CANCEL_GRACE_S": "60"})
+    deadline = time.time() + 20
+    while not all(any(e["type"] == "progress" for e in _events(d)) for d in (dir_a, dir_b)):
+        assert time.time() < deadline, "jobs did not start"
+        for h in (ha, hb):
+            assert backend.poll(h) is None
+        time.sleep(0.1)
+    pid_b = next(e["pid"] for e in _events(dir_b) if e["type"] == "started")
+    t0 = time.time()
+    backend.cancel(ha, grace_s=10.0)
+    backend.cancel(hb, grace_s=0.5)  # ignores SIGTERM: the actor is killed after 0.5 s
+    out = _wait(backend, [ha, hb], timeout=20)
+    assert out[spec_a.id].code == 143  # the worker stopped at a safe point
+    assert [e["type"] for e in _events(dir_a)][-1] == "error"
+    assert _events(dir_a)[-1]["type"] == "error" and "ancel" in _events(dir_a)[-1]["msg"]
+    assert out[spec_b.id].code is None and "cancel" in out[spec_b.id].reason
+    assert time.time() - t0 < 10
+    # the orphaned worker of the killed actor goes too (its watchdog)
+    deadline = time.time() + 8
+    while psutil.pid_exists(pid_b) and psutil.Process(pid_b).status() != psutil.STATUS_ZOMBIE:
+        assert time.time() < deadline, "worker of a killed actor survived"
+        time.sleep(0.2)
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (./setup.sh --ray)")
+def test_cancel_while_waiting_for_resources_and_dead_actor(cluster: Any, tmp_path: Path) -> None:
+    """A job Ray cannot place yet is dropped at once; a job whose actor dies is reported dead."""
+    backend = RayBackend(tmp_path, namespace=NS)
+    spec_big, dir_big = _new_job(tmp_path, {"_test": {"steps": 1}}, vram=500)  # 7 GPUs: never fits here
+    spec_run, dir_run = _new_job(tmp_path, {"_test": {"steps": 100, "sleep": 0.1}})
+    h_big = backend.submit(spec_big, dir_big, dict(HOOK_ENV))
+    h_run = backend.submit(spec_run, dir_run, dict(HOOK_ENV))
+    assert h_big.info["num_gpus"] == 7.0
+    deadline = time.time() + 20
+    while not any(e["type"] == "progress" for e in _events(dir_run)):
+        assert time.time() < deadline
+        assert backend.poll(h_run) is None and backend.poll(h_big) is None
+        time.sleep(0.1)
+    backend.cancel(h_big, grace_s=5)
+    st_big = _wait(backend, [h_big], timeout=5)[spec_big.id]
+    assert st_big.code is None and _events(dir_big) == []  # never started
+    import ray
+
+    ray.kill(ray.get_actor("fc-job-" + spec_run.id, namespace=NS))  # as if its node went away
+    st = _wait(backend, [h_run], timeout=10)[spec_run.id]
+    assert st.code is None and not st.ok and "Ray actor died" in st.reason
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (./setup.sh --ray)")
+def test_shipped_workspace_and_reattach_give_the_local_result(cluster: Any, tmp_path: Path) -> None:
+    """Without a shared path the job runs in a node-local workspace; events stream back, the
+    stderr/exit files come back, paths are rewritten, and the result equals the local backend's."""
+    from engine.backends.local import LocalBackend
+
+    params = {"horizon": [1, 16], "methods": ["persistence", "drift"]}
+    ws_local, ws_ray = tmp_path / "local", tmp_path / "ray"
+    spec_l, dir_l = _new_job(ws_local, params, symbols=("SPY", "AAPL"))
+    local = LocalBackend()
+    hl = local.submit(spec_l, dir_l, {**os.environ, "FORECAST_HEARTBEAT_S": "1"})
+
+    backend = RayBackend(ws_ray, namespace=NS, shared=False)
+    spec_r, dir_r = _new_job(ws_ray, params, symbols=("SPY", "AAPL"))
+    hr = backend.submit(spec_r, dir_r, {"FORECAST_HEARTBEAT_S": "1"})
+    # a second console (new backend object, same cluster) re-attaches by the actor's name
+    again = RayBackend(ws_ray, namespace=NS, shared=False)
+    h2 = again.attach(spec_r.id, dir_r)
+    assert h2 is not None and h2.attached
+    assert RayBackend(ws_ray, namespace=NS).attach("no-such-job", dir_l) is None  # no ray.json there
+    st_r = _wait(again, [h2], timeout=30)[spec_r.id]
+    assert st_r.ok, (st_r, (dir_r / "stderr.log").read_text() if (dir_r / "stderr.log").exists() else "")
+    deadline = time.time() + 30
+    while (st_l := local.poll(hl)) is None:
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert st_l.ok
+
+    ev_r, ev_l = _events(dir_r), _events(dir_l)
+    assert [e["type"] for e in ev_r][0] == "started" and ev_r[-1]["type"] == "result"
+    assert sum(e["type"] == "progress" for e in ev_r) == sum(e["type"] == "progress" for e in ev_l) > 0
+    assert json.loads((dir_r / "exit.json").read_text())["code"] == 0  # shipped back
+    assert (dir_r / "stderr.log").exists()
+    res_r, res_l = ev_r[-1], ev_l[-1]
+    assert res_r["baselines"] == res_l["baselines"] and len(res_r["baselines"]) > 0
+    for res in (res_r, res_l):
+        res["summary"].pop("seconds")
+    assert res_r["summary"] == res_l["summary"]
+    assert "forecast-ray-" not in (dir_r / "events.jsonl").read_text()  # node paths rewritten
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (./setup.sh --ray)")
+def test_shipped_artifacts_land_in_the_workspace_before_the_result(cluster: Any, tmp_path: Path) -> None:
+    """A regression job writes reports/<name>.md on the node; the driver unpacks it and the
+    artifact event and result point at the driver's copy (which exists when the result arrives)."""
+    backend = RayBackend(tmp_path, namespace=NS, shared=False)
+    spec, job_dir = _new_job(tmp_path, {"horizon": 16, "models": ["toto"]}, kind="regression")
+    h = backend.submit(spec, job_dir, {"FORECAST_HEARTBEAT_S": "1"})
+    seen_result_without_file: list[str] = []
+
+    def check() -> None:
+        for e in _events(job_dir):
+            if e["type"] == "result" and not Path(e["summary"]["report"]).exists():
+                seen_result_without_file.append(e["summary"]["report"])
+
+    st = _wait(backend, [h], timeout=40, on_tick=check)[spec.id]
+    assert st.ok, (job_dir / "stderr.log").read_text()
+    ev = _events(job_dir)
+    art = [e for e in ev if e["type"] == "artifact"]
+    assert len(art) == 1 and Path(art[0]["path"]).parent == tmp_path / "reports"
+    assert Path(art[0]["path"]).read_text().startswith("# Regression check")
+    assert ev[-1]["type"] == "result" and Path(ev[-1]["summary"]["report"]).is_file()
+    assert not seen_result_without_file
+    assert not (tmp_path / "jobs" / spec.id / "ray-tmp").exists()
