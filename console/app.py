@@ -89,6 +89,7 @@ class ForecastConsoleApp(App[int]):
         monotonic: Callable[[], float] = time.monotonic,
         telemetry_interval: float | None = 1.0,
         start_engine: bool = True,
+        workspace_label: str | None = None,
     ) -> None:
         super().__init__()
         self.services = services or ConsoleServices(clock=clock)
@@ -96,6 +97,8 @@ class ForecastConsoleApp(App[int]):
         self.monotonic = monotonic
         self.telemetry_interval = telemetry_interval
         self.start_engine = start_engine
+        #: What the header shows for the workspace (tests pin it; tmp paths differ per run).
+        self.workspace_label = workspace_label or str(self.services.workspace)
         self.telemetry: Any | None = None
         self.live_job_id: str | None = None
         self.ready = asyncio.Event()
@@ -105,7 +108,7 @@ class ForecastConsoleApp(App[int]):
 
     # ------------------------------------------------------------------ startup
     def on_mount(self) -> None:
-        self.sub_title = str(self.services.workspace)
+        self.sub_title = self.workspace_label
         self.switch_mode("stocks")
         self.run_worker(self._startup(), name="startup", exit_on_error=False)
 
@@ -120,7 +123,7 @@ class ForecastConsoleApp(App[int]):
         except Exception as exc:  # noqa: BLE001 - the console stays up and says why
             self.notify(f"could not open the workspace: {exc}", severity="error", timeout=10)
         if self.services.readonly_reason:
-            self.sub_title = f"{self.services.workspace} · READ-ONLY (locked by another console)"
+            self.sub_title = f"{self.workspace_label} · READ-ONLY (locked by another console)"
         for msg in self.services.notices:
             self.notify(msg, severity="warning", timeout=8)
         self._reload_visible()

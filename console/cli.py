@@ -87,4 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Re-import so `python -m console.cli` catches the same CliError class the commands raise.
+    from console.cli import main as _main
+
+    sys.exit(_main())

@@ -103,6 +103,7 @@ class _Job:
     result_extra: dict[str, Any] = field(default_factory=dict)
     last_persist: float = 0.0
     loaded: bool = True  # False for finished jobs loaded from the store (curve built lazily)
+    exit_fd: int | None = None  # readable when the process ends (wakes the poller)
 
     @property
     def job_dir(self) -> Path:
@@ -161,6 +162,8 @@ class Engine:
 
             self.gpu_source = await asyncio.to_thread(detect_source)
         self._telemetry = await asyncio.to_thread(self.gpu_source.snapshot)
+        if self.validate_symbols:  # the data layer imports pandas: do that off the loop, once
+            await asyncio.to_thread(self.known_symbols)
         self._telemetry_at = time.time()
         records = await asyncio.to_thread(self._store_call, "jobs")
         self._held = []
@@ -171,6 +174,9 @@ class Engine:
         for upd in held:
             self._publish(upd)
         await self._flush()
+        for j in self._jobs.values():
+            if j.state.state == "running":
+                self._watch_exit(j)
         self._wake = asyncio.Event()
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="engine-poller")
@@ -190,6 +196,8 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for j in self._jobs.values():
+            self._unwatch_exit(j)
         await self._flush(force=True)
 
     async def _run(self) -> None:
@@ -204,8 +212,39 @@ class Engine:
             if self._stopping:
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), self._next_delay())
             self._wake.clear()
+
+    def _next_delay(self) -> float:
+        """The poll interval, but short while a job is about to end (result sent, or cancelling),
+        so its slot is freed promptly without polling every job fast all the time."""
+        for j in self._jobs.values():
+            if j.state.state == "running" and (j.has_result or j.cancel_requested or j.state.reason):
+                return min(self.poll_interval, 0.01)
+        return self.poll_interval
+
+    def _watch_exit(self, j: _Job) -> None:
+        """Wake the poller the moment this job's process ends (pidfd), where the backend can."""
+        fn = getattr(self.backend, "exit_fd", None)
+        if j.handle is None or not callable(fn) or j.exit_fd is not None:
+            return
+        fd = fn(j.handle)
+        if fd is None:
+            return
+        try:
+            asyncio.get_running_loop().add_reader(fd, self._poke)
+            j.exit_fd = fd
+        except (RuntimeError, OSError, ValueError):
+            os.close(fd)
+
+    def _unwatch_exit(self, j: _Job) -> None:
+        if j.exit_fd is None:
+            return
+        with contextlib.suppress(RuntimeError, OSError, ValueError):
+            asyncio.get_running_loop().remove_reader(j.exit_fd)
+        with contextlib.suppress(OSError):
+            os.close(j.exit_fd)
+        j.exit_fd = None
 
     def _poke(self) -> None:
         if self._wake is not None:
@@ -371,6 +410,10 @@ class Engine:
         j.logs.append(f"{stamp} {level:<7} {msg}")
         self._publish(JobUpdate(j.state.id, "log", {"level": level, "msg": msg}))
 
+    #: Event types that are streaming data: the job record is persisted at most every
+    #: `persist_interval` for these; anything else (started, result, error, metric) persists at once.
+    _STREAMING = frozenset({"progress", "loss", "log", "artifact", "heartbeat"})
+
     def _ingest(self, j: _Job, chunk: TailChunk, side_effects: bool = True) -> None:
         """Fold a chunk of events into a job; `side_effects=False` while replaying old events."""
         start = j.offset
@@ -378,35 +421,31 @@ class Engine:
         replaying = not side_effects or chunk.offset <= j.persisted_offset
         st = j.state
         subs = bool(self._subs)
-        progress_only = True
+        urgent = False
+        streaming = self._STREAMING
         for ev in chunk.events:
             typ = ev.get("type")
-            if typ == "heartbeat":
-                for u in apply_event(st, ev):  # only when it clears a stale-heartbeat warning
-                    progress_only = False
-                    self._publish(u)
-                continue
             ups = apply_event(st, ev)
+            if typ not in streaming:
+                urgent = True
             if typ == "loss":
                 j.curve.append(ups[0].data)
+            elif typ == "heartbeat":
+                if ups:  # it cleared a stale-heartbeat warning
+                    urgent = True
             elif typ == "result":
                 j.has_result = True
-                progress_only = False
                 if not replaying:
                     self._queue_result(j, ups[0].data)
             elif typ in ("log", "error", "artifact"):
                 u = ups[0].data
                 stamp = time.strftime("%H:%M:%S", time.localtime(ev.get("t") or time.time()))
                 j.logs.append(f"{stamp} {u.get('level', 'info'):<7} {u.get('msg', '')}")
-                if typ == "error":
-                    progress_only = False
-            elif typ != "progress":
-                progress_only = False
             if subs:
                 for u in ups:
                     self._publish(u)
         if chunk.events or chunk.offset != start:
-            self._mark(st.id, urgent=not progress_only)
+            self._mark(st.id, urgent=urgent)
 
     def _queue_result(self, j: _Job, payload: dict[str, Any]) -> None:
         """Turn a `result` payload into ordered store writes (done in the flush thread)."""
@@ -449,6 +488,7 @@ class Engine:
             st.progress_done = max(st.progress_done, st.progress_total)
         self.scheduler.release(st.id)
         self.scheduler.remove(st.id)
+        self._unwatch_exit(j)
         forget = getattr(self.gpu_source, "forget_job", None)
         if callable(forget):
             forget(st.id)
@@ -720,6 +760,7 @@ class Engine:
                 continue
             j.handle = handle
             st.pid = handle.pid
+            self._watch_exit(j)
             if placement.gpu is not None and callable(note):
                 note(st.id, placement.gpu, placement.vram_gb, handle.pid)
             self._log(j, "info", f"started on {placement.device} (pid {handle.pid})")

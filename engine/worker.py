@@ -180,4 +180,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    # Events and exit.json are already on disk. Skipping interpreter teardown makes the exit
+    # prompt (the engine sees it sooner) and cannot hang on a non-daemon thread a task left behind.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)

@@ -179,7 +179,14 @@ class WorkspaceLock:
 # --------------------------------------------------------------------------------------------------
 
 
-def _backup_corrupt(path: Path) -> Path | None:
+def _backup_corrupt(path: Path, raw: bytes) -> Path | None:
+    """Copy a bad store aside once (a reader that keeps retrying must not fill the disk)."""
+    for old in sorted(path.parent.glob(f"{path.name}.corrupt-*")):
+        try:
+            if old.stat().st_size == len(raw) and old.read_bytes() == raw:
+                return old
+        except OSError:
+            continue
     stamp = time.strftime("%Y%m%d-%H%M%S")
     backup = path.with_name(f"{path.name}.corrupt-{stamp}")
     i = 1
@@ -215,7 +222,7 @@ def load_file(path: Path, *, backup: bool = True) -> tuple[dict[str, Any] | None
             if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
                 reason = "it is JSON but not a table map"
     if reason is not None:
-        saved = _backup_corrupt(path) if backup else None
+        saved = _backup_corrupt(path, raw) if backup else None
         where = f"; a copy was kept at {saved}" if saved else ""
         raise StoreError(
             f"store file {path} is corrupt: {reason}{where}. It was left unchanged: restore it from the "

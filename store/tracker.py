@@ -121,19 +121,19 @@ def clean_json(value: Any, what: str) -> Any:
     raise StoreError(f"{what} is not JSON-serialisable ({type(value).__name__}: {value!r:.80})")
 
 
-def clean_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+def clean_metrics(metrics: Mapping[str, Any]) -> dict[str, float | bool | None]:
     """Metrics are name → number; a diverged run's NaN is kept as None (missing), not as a winner."""
     if not isinstance(metrics, Mapping):
         raise StoreError(f"metrics must be a dict of name -> number, got {type(metrics).__name__}")
-    out: dict[str, float | None] = {}
+    out: dict[str, float | bool | None] = {}
     for k, v in metrics.items():
         if not isinstance(k, str) or not k:
             raise StoreError(f"metric name {k!r} must be a non-empty string")
         if hasattr(v, "item") and callable(v.item):
             v = v.item()
-        if v is None:
-            out[k] = None
-        elif isinstance(v, bool) or not isinstance(v, int | float):
+        if v is None or isinstance(v, bool):  # flags such as stopped_early are kept as they are
+            out[k] = v
+        elif not isinstance(v, int | float):
             raise StoreError(f"metric {k!r} must be a number, got {type(v).__name__} {v!r:.40}")
         else:
             out[k] = float(v) if math.isfinite(v) else None

@@ -85,7 +85,7 @@ def test_bad_input_is_refused_before_any_work(tmp_path: Path) -> None:
 
 def test_search_space_sizes() -> None:
     toto = validate.search_space("toto", context=64)
-    assert len(toto) == 1 and len(toto[0].aggregations) >= 7 and toto[0].sample_sizes == [16, 32, 64, 128]
+    assert len(toto) == 1 and len(toto[0].aggregations) >= 7 and toto[0].sample_sizes == [8, 16, 32]
     kron_full = validate.search_space("kronos", context=64, mode="full")
     assert len(kron_full) == 4 * 4 * 3 * 2 * 2
     chron = validate.search_space("chronos2", context=128)

@@ -105,7 +105,9 @@ def cluster() -> Iterator[Any]:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=6, num_gpus=2, namespace=NS, include_dashboard=False, log_to_driver=False,
-             object_store_memory=80 * 1024 * 1024, configure_logging=False)
+             object_store_memory=80 * 1024 * 1024, configure_logging=False,
+             # no idle workers started up front: every job gets its own actor process anyway
+             _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False})
     yield ray
     ray.shutdown()
 
@@ -278,9 +280,9 @@ def test_shipped_workspace_and_reattach_give_the_local_result(cluster: Any, tmp_
 
     backend = RayBackend(ws_ray, namespace=NS, shared=False)
     spec_r, dir_r = _new_job(ws_ray, params, symbols=("SPY", "AAPL"))
-    hr = backend.submit(spec_r, dir_r, {"FORECAST_HEARTBEAT_S": "1"})
+    backend.submit(spec_r, dir_r, {"FORECAST_HEARTBEAT_S": "1"})
     # a second console (new backend object, same cluster) re-attaches by the actor's name
-    again = RayBackend(ws_ray, namespace=NS, shared=False)
+    again = RayBackend(namespace=NS, shared=False)  # as the console builds it: no workspace needed
     h2 = again.attach(spec_r.id, dir_r)
     assert h2 is not None and h2.attached
     assert RayBackend(ws_ray, namespace=NS).attach("no-such-job", dir_l) is None  # no ray.json there

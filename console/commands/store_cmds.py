@@ -130,7 +130,17 @@ def cmd_best(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_names(args: argparse.Namespace) -> None:
+    """Refuse a bad model/symbol before opening (a writer open would create the workspace)."""
+    from engine.models import validate_model
+    from engine.symbols import validate_symbol
+
+    validate_model(args.model)
+    validate_symbol(args.symbol)
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
+    _check_names(args)
     with _open(args, write=True) as st:
         path = st.promote(args.model, args.symbol, source=args.run or "pick", by=args.by)
     print(f"promoted {args.model}/{args.symbol.upper()} from {args.run or 'the current pick'} -> {path}")
@@ -138,6 +148,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    _check_names(args)
     with _open(args, write=True) as st:
         path = st.rollback(args.model, args.symbol)
     if path is None:

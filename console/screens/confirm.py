@@ -24,14 +24,14 @@ class ConfirmScreen(ModalScreen[bool]):
     def __init__(self, title: str, body: Any, confirm_label: str = "Confirm") -> None:
         super().__init__()
         self._title = title
-        self._body = body
+        self.body = body
         self._confirm_label = confirm_label
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="confirm-dialog") as box:
             box.border_title = self._title
             with VerticalScroll(classes="dialog-body"):
-                yield Static(self._body, id="confirm-body")
+                yield Static(self.body, id="confirm-body")
             with Horizontal(classes="buttons"):
                 yield Button(self._confirm_label, variant="primary", id="confirm-ok")
                 yield Button("Cancel", id="confirm-cancel")

@@ -62,3 +62,6 @@ class Backend(Protocol):
     def owns_pid(self, handle: Handle, pid: int) -> bool:
         """Whether a (GPU) process pid belongs to this job (its process or its children)."""
         ...
+
+    # Optional: `exit_fd(handle) -> int | None`, a file descriptor (owned by the caller) that
+    # becomes readable when the job ends; the engine then wakes at once instead of at its next poll.

@@ -153,6 +153,17 @@ class LocalBackend:
         if kill_at is not None and time.time() >= kill_at:
             self._signal_group(handle, signal.SIGKILL)
 
+    def exit_fd(self, handle: Handle) -> int | None:
+        """A pidfd that becomes readable when the job's process ends (Linux >= 5.3), owned by the
+        caller; lets the engine wake on exit instead of waiting for its next poll. None if unsupported."""
+        pid = handle.info.get("pid")
+        if not isinstance(pid, int) or not hasattr(os, "pidfd_open"):
+            return None
+        try:
+            return os.pidfd_open(pid)
+        except OSError:
+            return None
+
     def owns_pid(self, handle: Handle, pid: int) -> bool:
         if pid == handle.info.get("pid"):
             return True

@@ -205,7 +205,7 @@ class JobRunner:
     def _rewrite(self, line: str) -> str:
         assert self.tmp is not None
         local = json.dumps(str(self.tmp / "ws"))[1:-1]
-        return line
+        return line.replace(local, json.dumps(str(self.driver_ws))[1:-1]) if local in line else line
 
     def _tail(self, path: Path, offset: int) -> int:
         """Move new complete lines of the node's event file into the shipping buffers."""
@@ -383,12 +383,13 @@ class RayBackend:
     #: How many jobs the engine hands to Ray at once (Ray queues those that do not fit yet).
     max_in_flight = 64
 
-    def __init__(self, workspace: Path | str, address: str | None = None, *,
+    def __init__(self, workspace: Path | str | None = None, address: str | None = None, *,
                  gpu_memory_gb: float | None = None, shared: bool | None = None,
                  linger_s: float = 3600.0, namespace: str = RAY_NAMESPACE,
                  init_kwargs: dict[str, Any] | None = None) -> None:
         self.ray = import_ray()
-        self.workspace = Path(workspace).resolve()
+        # Informational only: every job's workspace is its job_dir's grandparent (as for the worker).
+        self.workspace = Path(workspace).resolve() if workspace is not None else None
         gb = gpu_memory_gb if gpu_memory_gb is not None else float(os.environ.get(ENV_GPU_GB, DEFAULT_GPU_GB))
         if gb <= 0:
             raise ValueError(f"GPU memory for the Ray backend must be positive, got {gb} GB")
@@ -455,11 +456,11 @@ class RayBackend:
     def submit(self, spec: JobSpec, job_dir: Path, env: dict[str, str]) -> Handle:
         job_dir = Path(job_dir).resolve()
         opts = ray_options(spec, self.gpu_memory_gb)
-        bundle = make_bundle(spec, self.workspace) if self.shared is not True else b""
+        bundle = make_bundle(spec, job_dir.parent.parent) if self.shared is not True else b""
         name = self._actor_name(spec.id)
         actor = self._runner().options(
             name=name, namespace=self.namespace, lifetime="detached", max_restarts=0,
-            max_concurrency=4, num_cpus=opts["num_cpus"], num_gpus=min(opts["num_gpus"], 0.2),
+            max_concurrency=4, num_cpus=opts["num_cpus"], num_gpus=opts["num_gpus"],
         ).remote(spec.id, str(job_dir), bundle, _filter_env(env), self.shared, self.linger_s)
         live = _Live(actor=actor, run_ref=actor.run.remote())
         self._live[spec.id] = live
@@ -529,7 +530,7 @@ class RayBackend:
             status = self._dead_status(live, exc)
         else:
             if out.get("artifacts"):
-                _unpack(out["artifacts"], self.workspace)
+                _unpack(out["artifacts"], Path(handle.job_dir).resolve().parent.parent)
             if out.get("mode") == "shipped":
                 self._drain_final(handle, live)
             code, sig = out.get("code"), out.get("signal")

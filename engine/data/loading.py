@@ -68,7 +68,7 @@ class DataError(ValueError):
         return (DataError, (self.file, self.row, self.reason))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare by identity
 class Series:
     """One symbol's validated bars, sorted by time with unique timestamps.
 

@@ -97,7 +97,7 @@ def split_spans(n_rows: int, horizon: int, *, val_rows: int | None = None,
     return Spans(n_rows=n_rows, train_end=n_rows - val - test, val_end=n_rows - test)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare by identity
 class Windows:
     """Walk-forward windows; `context` physically excludes the targets (copied rows, no views)."""
 

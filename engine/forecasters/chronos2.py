@@ -130,7 +130,8 @@ class Chronos2Forecaster(FoundationForecaster):
         ctx = np.asarray(windows.context_close, dtype=np.float64)
         mu, sd = context_stats(ctx)
         qn = self.predict_quantiles((ctx - mu[:, None]) / sd[:, None], int(windows.horizon), chunk_size)
-        q = qn * sd[:, None, None] + mu[:, None, None]
+        # sorted: a monotone quantile function (an untrained model can cross its quantiles)
+        q = np.sort(qn * sd[:, None, None] + mu[:, None, None], axis=1)
         samples = sample_quantiles(self.levels, q, num_samples, seed)
         quantiles = {float(lv): q[:, i, :] for i, lv in enumerate(self.levels)}
         return Forecast(samples=samples, quantiles=quantiles, latency_s=time.perf_counter() - t0,

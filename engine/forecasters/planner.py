@@ -25,6 +25,8 @@ PATCH: dict[tuple[str, str], int] = {
 }
 #: engine.difficulty tiers outside the prior-art table: extreme trains like hard; unknown like medium.
 ALIASES: dict[str, str] = {"extreme": "hard", "unknown": "medium"}
+#: Longest context + horizon a model was trained with (Kronos-small/base: 512 tokens).
+MAX_WINDOW: dict[str, int] = {"kronos": 512}
 NATIVE_ONLY: frozenset[str] = frozenset({"kronos"})
 
 
@@ -109,6 +111,9 @@ def plan_training(rows: int, difficulty: str, model: str, *, preset: str = "tiny
         notes.append(f"horizon {hor} aligned up to {hor_a} (patch {p})")
     ctx_a = max(p, _align_down(overrides.get("context") or ctx, p))
     hor_a = max(p, _align_up(overrides.get("horizon") or hor_a, p)) if overrides.get("horizon") else hor_a
+    if model in MAX_WINDOW and ctx_a + hor_a > MAX_WINDOW[model]:
+        notes.append(f"context {ctx_a} → {MAX_WINDOW[model] - hor_a} ({model} sees at most {MAX_WINDOW[model]} steps)")
+        ctx_a = _align_down(MAX_WINDOW[model] - hor_a, p)
     train_rows = int(rows * train_frac)
     # the train span must hold context + horizon + (min_train_windows - 1) rows
     while ctx_a > p and ctx_a + hor_a + min_train_windows - 1 > train_rows:
@@ -116,7 +121,7 @@ def plan_training(rows: int, difficulty: str, model: str, *, preset: str = "tiny
     if ctx_a + hor_a + min_train_windows - 1 > train_rows:
         raise PlanError(f"{rows} rows are too few to train {model}: the train span (~{train_rows} rows) cannot "
                         f"hold {min_train_windows} windows of horizon {hor_a}")
-    if ctx_a != (overrides.get("context") or ctx):
+    if ctx_a != (overrides.get("context") or ctx) and not any("sees at most" in n for n in notes):
         notes.append(f"context {overrides.get('context') or ctx} → {ctx_a} (patch {p}, train span ~{train_rows} rows)")
     plan = TrainPlan(model=model, rows=rows, difficulty=difficulty, context=ctx_a, horizon=hor_a, loss=loss,
                      lora_rank=rank, lr=lr, epochs=epochs, patch_size=p, notes=tuple(notes))

@@ -34,7 +34,7 @@ def default_config(model: str, preset: str = "tiny") -> dict[str, Any]:
     if model == "naive":
         return {"method": "persistence", "num_samples": 1, "aggregation": "mean"}
     if model == "toto":
-        return {"num_samples": 64 if tiny else 256, "aggregation": "median"}
+        return {"num_samples": 32 if tiny else 256, "aggregation": "median"}
     if model == "kronos":
         return {"num_samples": 4 if tiny else 10, "aggregation": "mean", "temperature": 1.0, "top_p": 0.9,
                 "top_k": 0, "clip": 5.0}

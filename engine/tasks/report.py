@@ -150,8 +150,11 @@ def store_report(workspace: Path, title: str = "forecast-console report") -> str
     lines.append(comparison_markdown(comps) if comps else "_none_")
     lines += ["", "## Naive baselines", ""]
     if baselines:
-        keys = ["symbol", "model", "horizon", "span", "mae_pct"]
-        lines.append(md_table(keys, [[b.get(k) for k in keys] for b in sorted(
+        keys = ["symbol", "model", "horizon", "span", "windows", "mae_pct"]
+        lines.append("Baseline job windows (all windows of the span); the comparison above re-scores naive on its own windows.")
+        lines.append("")
+        lines.append(md_table(keys, [[b.get("symbol"), b.get("model"), b.get("horizon"), b.get("span"), b.get("n_windows"),
+                                      b.get("mae_pct", (b.get("metrics") or {}).get("mae_pct"))] for b in sorted(
             baselines, key=lambda b: (b.get("symbol", ""), b.get("model", ""), b.get("horizon", 0)))]))
     else:
         lines.append("_none_")

@@ -109,7 +109,7 @@ def train_symbol(model: str, symbol: str, p: dict[str, Any], ctx: TaskContext, i
     seed = int(p.get("seed") or 0)
     cfg = TrainConfig(epochs=plan.epochs, lr=float(plan.lr), batch_size=plan.batch_size, loss=plan.loss, seed=seed,
                       patience=int(p.get("patience") or 3), max_steps_per_epoch=p.get("max_steps_per_epoch"),
-                      mae_samples=int(p.get("mae_samples") or 8))
+                      mae_samples=int(p.get("mae_samples") or 8), val_batches=8, mae_windows=32)
     ident = {"model": model, "preset": preset, "source": p.get("source"), "symbol": symbol, "plan": plan.to_dict(),
              "train": cfg.__dict__, "spans": spans.to_dict(), "stride": stride}
     prefix = f"{model}-{preset}-{symbol}-" + hashlib.sha1(json.dumps(ident, sort_keys=True, default=str)
@@ -140,7 +140,7 @@ def train_symbol(model: str, symbol: str, p: dict[str, Any], ctx: TaskContext, i
     mae = validation_mae_pct(fc, val_w, cfg)
     metrics = {"val_loss": res.best_val, "train_loss": res.train_losses[-1] if res.train_losses else None,
                "best_epoch": res.best_epoch, "epochs_done": res.epochs_done, "steps": res.steps,
-               "steps_per_s": res.steps_per_s, "stopped_early": res.stopped_early, **mae}
+               "steps_per_s": res.steps_per_s, "stopped_early": float(res.stopped_early), **mae}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     for k in ("val_loss", "val_mae_pct"):
         ev.metric(f"{symbol}.{k}", metrics[k])

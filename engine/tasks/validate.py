@@ -71,8 +71,8 @@ def search_space(
         methods = _list(o, "methods", ["persistence", "drift", "seasonal"])
         return [DrawGroup({}, None, [1], ["mean"], method=m) for m in methods]
     if model == "toto":
-        sizes = _list(o, "num_samples", ([16, 32, 64, 128] if tiny else [256, 512, 1024, 2048]) if not full
-                      else ([16, 32, 64, 128, 256] if tiny else [256, 512, 1024, 2048, 4096]))
+        sizes = _list(o, "num_samples", ([8, 16, 32] if tiny else [256, 512, 1024, 2048]) if not full
+                      else ([8, 16, 32, 64, 128] if tiny else [256, 512, 1024, 2048, 4096]))
         aggs = _list(o, "aggregations", list(AGGREGATIONS))
         ctxs = _list(o, "contexts", [context])
         return [DrawGroup({}, c, sorted(sizes), aggs) for c in ctxs]
@@ -211,8 +211,8 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                 f"context={context}, adapter={'run ' + str(ev.run_id_of(adapter_run)) if adapter_run else 'none (base ' + preset + ')'}"
             )
 
-            def prog(done: int, total: int, _si: int = si) -> None:
-                ctx.events.progress(_si + done / max(1, total), n_sym, stage=f"validate {symbol}")
+            def prog(done: int, total: int, _si: int = si, _sym: str = symbol) -> None:
+                ctx.events.progress(_si + done / max(1, total), n_sym, stage=f"validate {_sym}")
 
             pick = validate_symbol(models, model, setup, adapter_run=adapter_run, mode=mode, overrides=p,
                                    seed=seed, metric=metric, preset=preset, progress=prog, cancelled=ctx.cancelled)

@@ -1,0 +1,175 @@
+"""Engine benchmarks: per-job overhead beyond the worker's own start-up, and event throughput.
+
+    python bench/bench_engine.py [--jobs 10] [--events 200000] [--poll 0.2]
+
+1. Worker start-up alone: `python -m engine.worker <dir>` run directly (test hook, zero steps),
+   from spawn to exit.
+2. The same jobs through the Engine, one at a time. Per job the engine's part is
+     submit -> worker launched (spec written, queue, admission, Popen, pid.json)
+   + worker's exit.json written -> job marked finished (poll latency, drain, finalize, store),
+   everything in between being the worker's own time. The finish-side latency is bounded by the
+   poll interval (the poller is one task, not a watcher per job), so the figures are reported
+   for the console's default (0.2 s) and a short one, plus the engine's CPU cost per job.
+3. Events through tail -> state -> store: a worker-shaped stream (loss/progress/log/heartbeat)
+   appended in chunks, each chunk read with `read_events`, folded into JobState, published to a
+   subscriber, and the job record written to a real TinyDB store, as the poller does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["FORECAST_TEST_HOOKS"] = "1"
+
+from engine.controller import Engine, _Job  # noqa: E402
+from engine.events import read_events  # noqa: E402
+from engine.gpu import FakeGpuSource  # noqa: E402
+from engine.jobs import JobSpec  # noqa: E402
+from engine.state import JobState  # noqa: E402
+from store import Store  # noqa: E402
+
+
+def quick_spec() -> JobSpec:
+    return JobSpec.create("baseline", ["AAPL"], params={"_test": {"steps": 0}})
+
+
+def bench_worker_direct(n: int, tmp: Path) -> list[float]:
+    out = []
+    for i in range(n):
+        d = tmp / "direct" / f"j{i}"
+        d.mkdir(parents=True)
+        quick_spec().write(d)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "engine.worker", str(d)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def bench_engine(n: int, tmp: Path, poll: float) -> dict[str, float]:
+    ws = tmp / f"ws-{poll}"
+    store = Store.open(ws)
+    eng = Engine(ws, store=store, poll_interval=poll, validate_symbols=False, gpu_source=FakeGpuSource(0))
+    await eng.start()
+    pre, post, total, worker = [], [], [], []
+    cpu0 = time.process_time()
+    try:
+        for _ in range(n):
+            t_submit = time.time()
+            st = eng.submit(quick_spec())
+            while not st.finished:
+                await asyncio.sleep(0.001)
+            jdir = ws / "jobs" / st.id
+            launched = json.loads((jdir / "pid.json").read_text())["launched_at"]
+            exit_t = json.loads((jdir / "exit.json").read_text())["t"]
+            assert st.state == "succeeded", st.reason
+            assert st.finished_at is not None
+            pre.append(launched - t_submit)
+            post.append(st.finished_at - exit_t)
+            total.append(st.finished_at - t_submit)
+            worker.append(exit_t - launched)
+    finally:
+        cpu = time.process_time() - cpu0
+        await eng.stop()
+        store.close()
+    return {"pre_ms": 1000 * statistics.median(pre), "post_ms": 1000 * statistics.median(post),
+            "total_ms": 1000 * statistics.median(total), "worker_ms": 1000 * statistics.median(worker),
+            "cpu_ms_per_job": 1000 * cpu / n, "ticks": eng.ticks}
+
+
+def bench_events(n_events: int, tmp: Path, chunk: int = 5000, persist_interval: float = 1.0) -> dict[str, float]:
+    ws = tmp / f"ws-events-{persist_interval}"
+    store = Store.open(ws)
+    eng = Engine(ws, store=store, validate_symbols=False, gpu_source=FakeGpuSource(0),
+                 persist_interval=persist_interval)
+    spec = quick_spec()
+    jdir = ws / "jobs" / spec.id
+    jdir.mkdir(parents=True)
+    spec.write(jdir)
+    job = _Job(spec=spec, state=JobState.from_spec(spec))
+    eng._jobs[spec.id] = job
+    path = jdir / "events.jsonl"
+    lines = []
+    t = time.time()
+    for i in range(n_events):
+        k = i % 4
+        if k == 0:
+            ev = {"job": spec.id, "t": t, "type": "loss", "step": i, "epoch": 0, "train": 1.0 / (i + 1), "val": None}
+        elif k == 1:
+            ev = {"job": spec.id, "t": t, "type": "progress", "done": i, "total": n_events, "eta_s": 1.0,
+                  "stage": "train"}
+        elif k == 2:
+            ev = {"job": spec.id, "t": t, "type": "log", "level": "info", "msg": f"step {i}"}
+        else:
+            ev = {"job": spec.id, "t": t, "type": "heartbeat"}
+        lines.append(json.dumps(ev, separators=(",", ":")) + "\n")
+
+    async def run() -> tuple[float, int]:
+        q = eng.subscribe()
+        got = 0
+        elapsed = 0.0
+        with open(path, "a", encoding="utf-8") as fh:
+            for start in range(0, n_events, chunk):
+                fh.write("".join(lines[start:start + chunk]))
+                fh.flush()
+                t0 = time.perf_counter()
+                c = read_events(path, job.offset)
+                eng._ingest(job, c)
+                await eng._flush()
+                while not q.empty():
+                    q.get_nowait()
+                    got += 1
+                elapsed += time.perf_counter() - t0
+        return elapsed, got
+
+    async def run_and_flush() -> tuple[float, int]:
+        out = await run()
+        t0 = time.perf_counter()
+        await eng._flush(force=True)
+        return out[0] + (time.perf_counter() - t0), out[1]
+
+    elapsed, got = asyncio.run(run_and_flush())
+    rec = store.get_job(spec.id)
+    store.close()
+    assert rec is not None and rec["events_offset"] == path.stat().st_size
+    assert len(eng.curve(spec.id)) == n_events // 4 + (1 if n_events % 4 else 0)
+    return {"events": n_events, "seconds": elapsed, "per_s": n_events / elapsed, "updates": got}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=10)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--poll", type=float, nargs="+", default=[0.2, 0.02])
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        direct = bench_worker_direct(args.jobs, tmp)
+        print(f"worker start-up alone (spawn -> exit, {args.jobs} runs): median {1000 * statistics.median(direct):.1f} ms")
+        for poll in args.poll:
+            r = asyncio.run(bench_engine(args.jobs, tmp, poll))
+            overhead = r["pre_ms"] + r["post_ms"]
+            print(f"engine, poll {poll:g}s: submit->launched {r['pre_ms']:.1f} ms, exit->finished "
+                  f"{r['post_ms']:.1f} ms => engine overhead {overhead:.1f} ms/job "
+                  f"(worker itself {r['worker_ms']:.1f} ms; submit->finished {r['total_ms']:.1f} ms; "
+                  f"engine CPU {r['cpu_ms_per_job']:.1f} ms/job incl. idle ticks)")
+        for pi, label in ((1.0, "job record every 1 s (default)"), (0.0, "job record every chunk")):
+            e = bench_events(args.events, tmp, persist_interval=pi)
+            print(f"events tail->state->store, {label}: {e['events']} events in {e['seconds']:.2f} s = "
+                  f"{e['per_s']:,.0f} events/s ({e['updates']} updates published)")
+
+
+if __name__ == "__main__":
+    main()

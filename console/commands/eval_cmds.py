@@ -1,0 +1,321 @@
+"""`forecast-console validate | compare | regression | sweep | calibrate | pipeline`, headless.
+
+Every command runs its work as real jobs through an in-process engine (queued, recorded in the
+store by the engine, visible to a console opened later), waits for them and prints the outcome. If
+a console already owns the workspace (store locked), the jobs are handed to its engine through the
+inbox instead and the command waits on them the same way. No prompts anywhere.
+
+Heavy imports stay inside the handlers so `forecast-console --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MODEL_CHOICES = ("naive", "toto", "kronos", "chronos2")
+FOUNDATION = ("toto", "kronos", "chronos2")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _common(p: argparse.ArgumentParser, *, model: str | None, models: bool = False) -> None:
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stocks", nargs="+", metavar="SYMBOL", help="symbols to work on")
+    which.add_argument("--priority", action="store_true", help="the 11 priority symbols (those with data)")
+    which.add_argument("--all", action="store_true", help="every symbol in the data folders")
+    if model == "required":
+        p.add_argument("--model", required=True, choices=MODEL_CHOICES)
+    elif model == "many":
+        p.add_argument("--model", nargs="+", choices=MODEL_CHOICES, default=None,
+                       help="models (default: every foundation model" + (" with a pick)" if models else ")"))
+    p.add_argument("--preset", choices=("tiny", "pretrained"), default="tiny",
+                   help="tiny = real architecture with small random weights (CPU, seconds); pretrained = hub weights")
+    p.add_argument("--horizon", type=_positive_int, default=16, help="forecast horizon in rows (default 16)")
+    p.add_argument("--context", type=_positive_int, default=None, help="context rows (default 128 tiny / 512 pretrained)")
+    p.add_argument("--val-windows", type=_positive_int, default=None, help="validation windows per symbol (default 32)")
+    p.add_argument("--test-windows", type=_positive_int, default=None, help="test windows per symbol (default 32)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the result payloads as JSON")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "validate", help="search inference parameters on validation, report the winner on test",
+        description="Per model and symbol: search inference parameters (Toto samples x aggregation; Kronos "
+        "temperature/top_p/top_k/samples/context/clip; Chronos-2 context x aggregation) on the validation span "
+        "using the latest fine-tuned adapter when one exists; the winner becomes the pick and is reported on test.")
+    _common(p, model="many")
+    p.add_argument("--mode", choices=("quick", "full"), default="quick", help="grid size (default quick)")
+    p.set_defaults(func=cmd_validate)
+
+    p = subparsers.add_parser(
+        "compare", help="all picked models + naive on identical test windows",
+        description="Score every model's pick and naive persistence on the same windows: price MAE, MAE%%, "
+        "return MAE, MASE, CRPS, coverage, latency, DM p-value vs naive. Winner chosen on validation, reported on test.")
+    _common(p, model="many", models=True)
+    p.add_argument("--top-k", type=int, default=2, help="members of the top-k ensemble row (0 = none; default 2)")
+    p.set_defaults(func=cmd_compare)
+
+    p = subparsers.add_parser(
+        "regression", help="current vs previous pick vs naive; propose retrains",
+        description="Re-score each model's current pick, previous pick and naive persistence on the same windows; "
+        "flag what got worse beyond --threshold and propose retrain + validate jobs.")
+    _common(p, model="many", models=True)
+    p.add_argument("--threshold", type=float, default=5.0, help="flag when worse by more than this %% (default 5)")
+    p.add_argument("--submit-proposals", action="store_true", help="queue the proposed retrain/validate jobs now")
+    p.set_defaults(func=cmd_regression)
+
+    p = subparsers.add_parser(
+        "calibrate", help="affine scale/bias on validation, judged on test",
+        description="Fit an affine correction of predicted returns on validation; keep it only if it improves "
+        "held-out validation windows; test is reported either way.")
+    _common(p, model="required")
+    p.add_argument("--require-test-improvement", action="store_true",
+                   help="also drop the calibration when test gets worse (uses test as a veto; said in the report)")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = subparsers.add_parser(
+        "sweep", help="Optuna search over training settings; each trial is a train job",
+        description="Hyperparameter search over training settings. Modes: priority (research-backed configs), "
+        "quick (small grid), full (grid), auto (TPE + median pruning on per-epoch validation loss). The study is "
+        "stored in <workspace>/sweeps/ and continues where it stopped.")
+    _common(p, model="required")
+    p.add_argument("--mode", choices=("priority", "quick", "full", "auto"), default="priority")
+    p.add_argument("--max-runs", type=_positive_int, default=None, help="most finished trials per study")
+    p.add_argument("--epochs", type=_positive_int, default=2, help="base epochs per trial (default 2)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = subparsers.add_parser(
+        "pipeline", help="baseline -> train -> validate -> compare -> regression -> report, resumable",
+        description="Run the whole evaluation pipeline without prompts. Idempotent: re-running skips finished "
+        "steps, waits for running ones and resubmits failed/interrupted ones (state in <workspace>/pipelines/).")
+    _common(p, model="many")
+    p.add_argument("--mode", choices=("quick", "full"), default="quick", help="validation grid (default quick)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: the planner's)")
+    p.add_argument("--name", default=None, help="pipeline name (default derived from the request)")
+    p.set_defaults(func=cmd_pipeline)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _workspace() -> Path:
+    from engine import paths
+
+    return paths.workspace_dir()
+
+
+def _symbols(args: argparse.Namespace) -> list[str]:
+    from console.commands.baseline_cmd import _resolve_symbols
+    from engine import paths
+
+    return _resolve_symbols(args, paths.data_dirs(_workspace()))
+
+
+def _params(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    p: dict[str, Any] = {"preset": args.preset, "horizon": args.horizon, "seed": args.seed}
+    for key in ("context", "val_windows", "test_windows"):
+        v = getattr(args, key, None)
+        if v is not None:
+            p[key] = v
+    p.update({k: v for k, v in extra.items() if v is not None})
+    return p
+
+
+def _runner(ws: Path) -> Any:
+    """In-process engine when the workspace is free; the running console's inbox when it is not."""
+    from engine.tasks.pipeline import EngineRunner, SpoolRunner
+    from store.storage import StoreLocked
+
+    try:
+        return EngineRunner(ws)
+    except StoreLocked as exc:
+        print(f"note: {exc}; handing the jobs to the running console's engine", file=sys.stderr)
+        return SpoolRunner(ws)
+
+
+def _run_specs(specs: list[Any]) -> list[tuple[Any, str, dict[str, Any] | None]]:
+    """Submit, wait, and return (spec, final state, result payload) per spec."""
+    from console.cli import CliError
+
+    ws = _workspace()
+    runner = _runner(ws)
+    out = []
+    try:
+        ids = [runner.submit(s) for s in specs]
+        for s, jid in zip(specs, ids, strict=True):
+            print(f"job {jid}: {s.kind} {s.model or ''} {' '.join(s.symbols)}", file=sys.stderr)
+        for s, jid in zip(specs, ids, strict=True):
+            st = runner.wait(jid)
+            res = runner.result(jid)
+            if st != "succeeded":
+                print(f"job {jid} {st}: {runner.reason(jid)}", file=sys.stderr)
+            out.append((s, st, res))
+    finally:
+        runner.close()
+    if any(st != "succeeded" for _, st, _ in out):
+        failed = [f"{s.kind} {s.model or ''}".strip() for s, st, _ in out if st != "succeeded"]
+        raise CliError(f"{len(failed)} job(s) did not succeed: {', '.join(failed)} (see `forecast-console jobs`)")
+    return out
+
+
+def _print_json(payloads: list[Any]) -> None:
+    print(json.dumps(payloads, indent=1, default=str))
+
+
+def _spec(kind: str, symbols: list[str], model: str | None, params: dict[str, Any]) -> Any:
+    from engine.jobs import JobSpec
+
+    return JobSpec.create(kind, symbols, model, params=params)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from engine.tasks.report import fmt
+
+    syms = _symbols(args)
+    models = args.model or list(FOUNDATION)
+    specs = [_spec("validate", syms, m, _params(args, mode=args.mode)) for m in models]
+    res = _run_specs(specs)
+    if args.json:
+        _print_json([r for _, _, r in res])
+        return 0
+    for _, _, r in res:
+        for p in (r or {}).get("picks", []):
+            print(f"{p['model']:9s} {p['symbol']:8s} val MAE% {fmt(p['validation'].get('mae_pct'))} "
+                  f"(naive {fmt(p['naive']['validation'].get('mae_pct'))})  test MAE% {fmt(p['test'].get('mae_pct'))} "
+                  f"(naive {fmt(p['naive']['test'].get('mae_pct'))})  {p['candidates']} candidates  "
+                  f"config {json.dumps(p['config'])}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from engine.tasks.report import comparison_markdown
+
+    syms = _symbols(args)
+    params = _params(args, top_k=args.top_k)
+    if args.model:
+        params["models"] = list(args.model)
+    (res,) = _run_specs([_spec("compare", syms, None, params)])
+    payload = res[2] or {}
+    if args.json:
+        _print_json(payload)
+        return 0
+    print(comparison_markdown(payload.get("comparisons", [])))
+    print(f"\nreport: {payload.get('summary', {}).get('report')}")
+    return 0
+
+
+def cmd_regression(args: argparse.Namespace) -> int:
+    from engine.tasks.report import regression_markdown
+
+    syms = _symbols(args)
+    params = _params(args, threshold_pct=args.threshold)
+    if args.model:
+        params["models"] = list(args.model)
+    (res,) = _run_specs([_spec("regression", syms, None, params)])
+    payload = res[2] or {}
+    rows = payload.get("regressions", [])
+    if args.json:
+        _print_json(payload)
+    else:
+        print(regression_markdown(rows) if rows else "no picks to check (run validate first)")
+        print(f"\nreport: {payload.get('summary', {}).get('report')}")
+    proposals = [j for r in rows for j in r.get("proposed_jobs", [])]
+    if proposals and args.submit_proposals:
+        from engine.jobs import JobSpec
+
+        specs = [JobSpec.create(j["kind"], j["symbols"], j.get("model"), params=j.get("params")) for j in proposals]
+        _run_specs(specs)
+    elif proposals:
+        print(f"{len(proposals)} job(s) proposed; re-run with --submit-proposals to queue them")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    syms = _symbols(args)
+    params = _params(args, require_test_improvement=bool(args.require_test_improvement))
+    (res,) = _run_specs([_spec("calibrate", syms, args.model, params)])
+    payload = res[2] or {}
+    if args.json:
+        _print_json(payload)
+        return 0
+    for sym, verdict in payload.get("summary", {}).get("verdicts", {}).items():
+        print(f"{args.model} {sym}: {verdict}")
+    print(f"report: {payload.get('summary', {}).get('report')}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from console.cli import CliError
+    from engine.tasks.sweep import SweepError, run_sweep
+
+    if args.model == "naive":
+        raise CliError("a sweep needs a foundation model (toto, kronos or chronos2)")
+    syms = _symbols(args)
+    ws = _workspace()
+    runner = _runner(ws)
+    results = {}
+    try:
+        for sym in syms:
+            try:
+                results[sym] = run_sweep(
+                    runner, ws, model=args.model, symbol=sym, mode=args.mode, max_runs=args.max_runs,
+                    preset=args.preset, horizon=args.horizon, context=args.context, epochs=args.epochs,
+                    seed=args.seed, log=lambda m: print(m, file=sys.stderr))
+            except SweepError as exc:
+                raise CliError(str(exc)) from None
+    finally:
+        runner.close()
+    if args.json:
+        _print_json(results)
+        return 0
+    for sym, r in results.items():
+        best = r["best"]
+        print(f"{args.model} {sym}: study {r['study']} trials {r['trials']} best "
+              + (f"{best['value']:.4g} {best['params']} (job {best['job_id']})" if best else "none"))
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from console.cli import CliError
+    from engine.tasks.pipeline import Pipeline, PipelineError, pipeline_name, plan_steps
+
+    syms = _symbols(args)
+    models = [m for m in (args.model or list(FOUNDATION)) if m != "naive"]
+    if not models:
+        raise CliError("the pipeline needs at least one foundation model")
+    steps = plan_steps(syms, preset=args.preset, horizon=args.horizon, context=args.context, models=models,
+                       epochs=args.epochs, mode=args.mode, val_windows=args.val_windows, test_windows=args.test_windows)
+    name = args.name or pipeline_name(syms, args.preset, args.horizon, models)
+    ws = _workspace()
+    pipe = Pipeline(ws, name, steps)
+    t0 = time.time()
+    runner = _runner(ws)
+    try:
+        status = pipe.run(runner, log=lambda m: print(m, file=sys.stderr))
+    except PipelineError as exc:
+        raise CliError(f"{exc} (state kept in {pipe.path}; re-run the same command to resume)") from None
+    finally:
+        runner.close()
+    wall = time.time() - t0
+    if args.json:
+        _print_json({**status, "wall_s": wall})
+        return 0
+    for s in status["steps"]:
+        print(f"{s['name']:20s} {s['state']:10s} {(s['seconds'] or 0):7.1f} s  {', '.join(s['jobs'])}")
+    reports = sorted((ws / "reports").glob(f"report-{name}-*.md"))
+    print(f"pipeline {name}: done in {wall:.1f} s; report {reports[-1] if reports else 'n/a'}")
+    return 0

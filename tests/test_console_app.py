@@ -1,0 +1,250 @@
+"""Pilot tests of the console on the real engine, store and workers (tiny presets, tmp workspace).
+
+Flows: pick two stocks → baseline → rows appear; train → loss points arrive → cancel; promote a
+comparison winner → hyperparams JSON written; bad form input → inline error, nothing queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.app import ForecastConsoleApp
+from console.services import ConsoleServices
+from console.widgets.table import Cell, KeyedTable, num
+from engine.gpu import FakeGpuSource
+from engine.paths import PROJECT_ROOT
+
+SYMBOLS = ("AAPL", "SPY", "TSLA")
+
+
+@pytest.fixture()
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """A tmp data folder with three shipped CSVs, a tmp workspace and hyperparams folder."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for s in SYMBOLS:
+        shutil.copy(PROJECT_ROOT / "trainingdata" / f"{s}.csv", data / f"{s}.csv")
+    ws, hp = tmp_path / "ws", tmp_path / "hp"
+    monkeypatch.setenv("FORECAST_DATA", str(data))
+    monkeypatch.setenv("FORECAST_WORKSPACE", str(ws))
+    monkeypatch.setenv("FORECAST_HYPERPARAMS", str(hp))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return {"data": data, "ws": ws, "hp": hp}
+
+
+def make_app(env: dict[str, Path], **kw: Any) -> ForecastConsoleApp:
+    svc = ConsoleServices(env["ws"], hyperparams_dir=env["hp"], gpu_source=FakeGpuSource(1, 24.0),
+                          engine_kwargs={"poll_interval": 0.05})
+    return ForecastConsoleApp(svc, telemetry_interval=None, **kw)
+
+
+def render_text(renderable: Any) -> str:
+    from rich.console import Console
+
+    console = Console(width=100, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(renderable)
+    return console.export_text()
+
+
+async def wait_for(pilot: Any, pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await pilot.pause(0.1)
+
+
+def test_console_never_imports_torch() -> None:
+    code = (
+        "import sys\n"
+        "from console.app import ForecastConsoleApp\n"
+        "from console.services import ConsoleServices\n"
+        "app = ForecastConsoleApp(ConsoleServices('/tmp/fc-notorch-ws'))\n"
+        "import console.screens.start_run, console.widgets.loss_chart\n"
+        "print('torch' in sys.modules, 'tinydb' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split()[0] == "False", out.stdout
+
+
+async def test_baseline_flow_rows_appear(env: dict[str, Path]) -> None:
+    app = make_app(env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 10)
+        stocks = app.screen
+        await wait_for(pilot, lambda: stocks.table.row_count == 3, 5, "stock rows")
+        assert stocks.table.row_ids == ["AAPL", "SPY", "TSLA"]
+        assert stocks.table.raw("AAPL", "naive") is None  # no baseline yet
+        await pilot.press("space", "space")  # AAPL, then the cursor moved to SPY
+        assert stocks.selected == {"AAPL", "SPY"}
+        await pilot.press("b")
+        await pilot.pause()
+        jobs = app.services.jobs()
+        assert len(jobs) == 1 and jobs[0].kind == "baseline" and jobs[0].symbols == ("AAPL", "SPY")
+        await wait_for(pilot, lambda: app.services.jobs()[0].state in ("succeeded", "failed"), 15, "baseline job")
+        assert app.services.jobs()[0].state == "succeeded", app.services.jobs()[0].reason
+        # the Stocks screen re-reads the store when the job finishes: tier and naive MAE% appear
+        await wait_for(pilot, lambda: stocks.table.raw("SPY", "naive") is not None, 5, "baseline numbers")
+        assert stocks.table.raw("TSLA", "naive") is None  # not selected, not run
+        assert stocks.table.raw("AAPL", "tier") in ("easy", "medium", "hard", "extreme")
+        await pilot.press("2")
+        queue = app.screen
+        assert queue.table.row_count == 1
+        assert queue.table.raw(jobs[0].id, "state") == "succeeded"
+
+
+async def test_form_rejects_bad_input_inline(env: dict[str, Path]) -> None:
+    app = make_app(env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 10)
+        await pilot.press("r")
+        await pilot.pause()
+        assert any("select symbols" in n.message for n in app._notifications)
+        await pilot.press("space", "r")
+        await pilot.pause()
+        form = app.screen
+        assert type(form).__name__ == "StartRunScreen"
+        form.query_one("#run-horizon").value = "abc"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "horizon must be a whole number" in str(form.query_one("#run-error").render())
+        form.query_one("#run-horizon").value = "0"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "horizon must be a positive integer" in str(form.query_one("#run-error").render())
+        assert app.screen is form and app.services.jobs() == []
+        # the planner's settings for the selected symbol are shown
+        assert "context=" in str(form.query_one("#run-plan").render())
+
+
+@pytest.mark.slow
+async def test_train_loss_points_arrive_then_cancel(env: dict[str, Path]) -> None:
+    app = make_app(env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 10)
+        await pilot.press("space", "r")
+        await pilot.pause()
+        form = app.screen
+        form.query_one("#run-kind").value = "train"
+        form.query_one("#run-model").value = "toto"
+        form.query_one("#run-epochs").value = "200"
+        form.query_one("#run-context").value = "64"
+        form.query_one("#run-horizon").value = "16"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        (job,) = app.services.jobs()
+        assert job.kind == "train" and job.model == "toto" and job.symbols == ("AAPL",)
+        app.open_live(job.id)
+        await pilot.pause()
+        live = app.screen
+        assert type(live).__name__ == "LiveScreen" and live.job_id == job.id
+        chart = live.query_one("LossChart")
+        # the worker imports torch and builds the tiny model first: allow for a loaded 2-core machine
+        await wait_for(pilot, lambda: chart.n_points >= 1 or app.services.job(job.id).state == "failed",
+                       40, "loss points")
+        assert app.services.job(job.id).state == "running", app.services.job(job.id).reason
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.services.job(job.id).state != "running", 15, "cancel")
+        assert app.services.job(job.id).state == "cancelled"
+
+
+def _seed_pick_and_comparison(ws: Path, hp: Path) -> None:
+    from store import Store
+
+    st = Store.open(ws, hyperparams_dir=hp)
+    try:
+        st.set_pick("toto", "SPY", {"config": {"num_samples": 256, "aggregate": "median"},
+                                     "selection_metric": "val_mae_pct",
+                                     "validation": {"mae_pct": 1.5}, "test": {"mae_pct": 1.7},
+                                     "windows": {"horizon": 16}})
+        st.put_comparisons([
+            {"symbol": "SPY", "horizon": 16, "model": "toto", "mae_pct": 1.7, "winner": True, "dm_pvalue": 0.01},
+            {"symbol": "SPY", "horizon": 16, "model": "naive", "mae_pct": 2.1, "winner": False, "dm_pvalue": None},
+        ])
+    finally:
+        st.close()
+
+
+async def test_promote_comparison_winner_writes_json(env: dict[str, Path]) -> None:
+    _seed_pick_and_comparison(env["ws"], env["hp"])
+    app = make_app(env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 10)
+        await pilot.press("4")
+        compare = app.screen
+        await wait_for(pilot, lambda: compare.table.row_count == 2, 5, "comparison rows")
+        compare.table.sort_by("mae_pct")
+        assert compare.table.row_ids[0] == "SPY|16|toto"
+        assert compare.table.raw("SPY|16|toto", "win") is True
+        compare.table.move_cursor(row=0)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", 5, "confirm modal")
+        body = render_text(app.screen.body)
+        assert "nothing promoted yet" in body and "num_samples" in body
+        await pilot.press("enter")
+        path = env["hp"] / "toto" / "SPY.json"
+        await wait_for(pilot, path.is_file, 5, "promoted file")
+        content = json.loads(path.read_text())
+        assert content["symbol"] == "SPY" and content["model"] == "toto"
+        assert content["config"] == {"num_samples": 256, "aggregate": "median"}
+        # configs screen lists the promotion; rollback removes the file again
+        await pilot.press("6")
+        configs = app.screen
+        promos = configs.query_one("#promos-table", KeyedTable)
+        await wait_for(pilot, lambda: promos.row_count == 1, 5, "promotion history")
+        await pilot.press("b")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", 5, "rollback modal")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not path.exists(), 5, "rollback")
+
+
+async def test_readonly_when_store_locked(env: dict[str, Path]) -> None:
+    from store import Store
+
+    holder = Store.open(env["ws"], hyperparams_dir=env["hp"])
+    try:
+        app = make_app(env)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await asyncio.wait_for(app.ready.wait(), 10)
+            assert app.services.readonly_reason
+            assert "READ-ONLY" in app.sub_title
+            await pilot.press("space", "b")
+            await pilot.pause()
+            assert any("cannot manage jobs" in n.message for n in app._notifications)
+    finally:
+        holder.close()
+
+
+async def test_keyed_table_numeric_sort_and_minimal_writes() -> None:
+    from textual.app import App, ComposeResult
+
+    class T(App):
+        def compose(self) -> ComposeResult:
+            yield KeyedTable([("name", "Name"), ("v", "Value")])
+
+    async with T().run_test() as pilot:
+        table = pilot.app.query_one(KeyedTable)
+        rows = {"a": {"name": Cell("a", "a"), "v": num(10.0)}, "b": {"name": Cell("b", "b"), "v": num(9.0)},
+                "c": {"name": Cell("c", "c"), "v": num(None)}}
+        assert table.sync(rows) == 3
+        table.sort_by("v")
+        assert table.row_ids == ["b", "a", "c"]  # numeric (9 < 10), None last; not "10.00" < "9.00"
+        assert table.sync(rows) == 0  # nothing changed → no writes
+        rows["c"] = {"name": Cell("c", "c"), "v": num(1.0)}
+        assert table.sync(rows) == 1
+        assert table.row_ids == ["c", "b", "a"]
+        del rows["a"]
+        table.sync(rows)
+        assert table.row_ids == ["c", "b"]

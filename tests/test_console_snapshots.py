@@ -1,0 +1,218 @@
+"""Snapshot tests of every console screen with fixed data: a seeded tmp store, a FakeGpuSource,
+fixed job records and event files, a pinned workspace label, UTC, no telemetry re-polling and
+no cursor blink (Textual turns blink off under run_test). Update with `--snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.app import ForecastConsoleApp
+from console.services import ConsoleServices
+from engine.gpu import FakeGpuSource
+from engine.jobs import JobSpec
+from engine.paths import PROJECT_ROOT
+
+SYMBOLS = ("AAPL", "COIN", "MSFT", "SPY", "UNIUSD")
+T0 = 1_750_000_000.0  # fixed "now" of the seeded records (2025-06-15 15:06:40 UTC)
+TRAIN_ID = "20250615-150640-000-train-0000aaaa"
+FAILED_ID = "20250615-150700-000-validate-0000bbbb"
+BASE_ID = "20250615-150600-000-baseline-0000cccc"
+
+
+@pytest.fixture()
+def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    data, ws, hp = tmp_path / "data", tmp_path / "ws", tmp_path / "hp"
+    data.mkdir()
+    for s in SYMBOLS:
+        shutil.copy(PROJECT_ROOT / "trainingdata" / f"{s}.csv", data / f"{s}.csv")
+    for k, v in {"FORECAST_DATA": data, "FORECAST_WORKSPACE": ws, "FORECAST_HYPERPARAMS": hp}.items():
+        monkeypatch.setenv(k, str(v))
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    _seed_store(ws, hp)
+    return {"data": data, "ws": ws, "hp": hp}
+
+
+def _job_rec(jid: str, kind: str, symbols: list[str], model: str | None, state: str, created: float,
+             **extra: Any) -> dict[str, Any]:
+    spec = JobSpec(id=jid, kind=kind, symbols=tuple(symbols), model=model, params={"preset": "tiny"},
+                   created_at=created)
+    rec = {"id": jid, "kind": kind, "symbols": symbols, "model": model, "state": state, "priority": 0,
+           "attempt": 1, "created_at": created, "spec": spec.to_dict(), "device": "cpu"}
+    rec.update(extra)
+    return rec
+
+
+def _seed_store(ws: Path, hp: Path) -> None:
+    from store import Store
+
+    tiers = {"AAPL": ("easy", 6.62), "COIN": ("hard", 24.1), "MSFT": ("easy", 5.9), "SPY": ("easy", 4.4),
+             "UNIUSD": ("extreme", 68.0)}
+    st = Store.open(ws, hyperparams_dir=hp)
+    try:
+        st.put_baselines([
+            {"symbol": s, "model": "naive_persistence", "horizon": 64, "span": "test", "tier": t,
+             "tier_mae_pct": m, "tier_horizon": 64, "metrics": {"mae_pct": m}}
+            for s, (t, m) in tiers.items()
+        ])
+        st.set_pick("toto", "SPY", {"config": {"num_samples": 256, "aggregate": "median", "context": 512},
+                                     "selection_metric": "val_mae_pct",
+                                     "validation": {"mae_pct": 3.91}, "test": {"mae_pct": 4.05}})
+        st.set_pick("kronos", "SPY", {"config": {"temperature": 0.7, "top_p": 0.9},
+                                       "selection_metric": "val_mae_pct",
+                                       "validation": {"mae_pct": 4.2}, "test": {"mae_pct": 4.4}})
+        st.set_pick("toto", "COIN", {"config": {"num_samples": 512, "aggregate": "trimmed_mean_10"},
+                                      "selection_metric": "val_mae_pct",
+                                      "validation": {"mae_pct": 21.3}, "test": {"mae_pct": 23.0}})
+        st.put_comparisons([
+            {"symbol": "SPY", "horizon": 64, "model": "toto", "mae_pct": 4.05, "mase": 0.97, "crps": 3.1,
+             "coverage80": 0.78, "dm_pvalue": 0.012, "improvement_pct": 8.0, "winner": True},
+            {"symbol": "SPY", "horizon": 64, "model": "kronos", "mae_pct": 4.4, "mase": 1.02, "crps": 3.4,
+             "coverage80": 0.74, "dm_pvalue": 0.21, "improvement_pct": 0.1, "winner": False},
+            {"symbol": "SPY", "horizon": 64, "model": "naive", "mae_pct": 4.4, "mase": 1.0, "crps": 4.4,
+             "coverage80": 0.0, "dm_pvalue": None, "improvement_pct": 0.0, "winner": False},
+            {"symbol": "COIN", "horizon": 64, "model": "toto", "mae_pct": 23.0, "mase": 1.1, "crps": 15.2,
+             "coverage80": 0.69, "dm_pvalue": 0.48, "improvement_pct": -4.6, "winner": False},
+            {"symbol": "COIN", "horizon": 64, "model": "naive", "mae_pct": 22.0, "mase": 1.0, "crps": 22.0,
+             "coverage80": 0.0, "dm_pvalue": None, "improvement_pct": 0.0, "winner": True},
+        ])
+        st.put_job(_job_rec(BASE_ID, "baseline", ["AAPL", "SPY"], None, "succeeded", T0 - 40,
+                            progress_done=2, progress_total=2, finished_at=T0 - 30))
+        st.put_job(_job_rec(TRAIN_ID, "train", ["SPY"], "toto", "succeeded", T0,
+                            progress_done=40, progress_total=40, last_train_loss=0.412, last_val_loss=0.455))
+        st.put_job(_job_rec(FAILED_ID, "validate", ["COIN"], "kronos", "failed", T0 + 20,
+                            reason="ModelLoadError: kronos weights not in the HF cache; run "
+                                   "`forecast-console models fetch kronos`"))
+    finally:
+        st.close()
+    job_dir = ws / "jobs" / TRAIN_ID
+    job_dir.mkdir(parents=True, exist_ok=True)
+    events = [{"job": TRAIN_ID, "t": T0 + 1, "type": "started", "pid": 4242}]
+    for step in range(1, 41):
+        ev = {"job": TRAIN_ID, "t": T0 + 1 + step, "type": "loss", "step": step, "epoch": (step - 1) // 10,
+              "train": round(1.0 / (1 + 0.1 * step), 4)}
+        if step % 10 == 0:
+            ev["val"] = round(1.1 / (1 + 0.08 * step), 4)
+        events.append(ev)
+    for i, msg in enumerate(["loaded toto tiny (random init)", "plan: context 512, horizon 64, lr 0.0003",
+                             "epoch 4: train 0.2000 val 0.2657", "saved adapter"]):
+        events.append({"job": TRAIN_ID, "t": T0 + 50 + i, "type": "log", "level": "info", "msg": msg})
+    (job_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (ws / "reports").mkdir(parents=True, exist_ok=True)
+    (ws / "reports" / "regression.json").write_text(json.dumps({"regressions": [
+        {"symbol": "COIN", "model": "toto", "metric": "mae_pct", "before": 20.1, "after": 23.0, "flagged": True,
+         "proposed": {"kind": "train", "params": {"epochs": 30}}},
+        {"symbol": "SPY", "model": "toto", "metric": "mae_pct", "before": 4.2, "after": 4.05, "flagged": False},
+    ]}))
+
+
+def make_app(paths: dict[str, Path]) -> ForecastConsoleApp:
+    svc = ConsoleServices(paths["ws"], hyperparams_dir=paths["hp"], gpu_source=FakeGpuSource(1, 24.0),
+                          engine_kwargs={"poll_interval": 0.05})
+    return ForecastConsoleApp(svc, telemetry_interval=None, workspace_label="/ws/demo")
+
+
+def settle(*keys: str, then: Callable[[Any], Any] | None = None) -> Callable[[Any], Any]:
+    """run_before: wait for startup and the first data loads, press keys, let workers finish."""
+
+    async def run(pilot: Any) -> None:
+        app = pilot.app
+        await asyncio.wait_for(app.ready.wait(), 10)
+        await pilot.pause(0.3)
+        for k in keys:
+            await pilot.press(k)
+            await pilot.pause(0.2)
+        if then is not None:
+            res = then(pilot)
+            if asyncio.iscoroutine(res):
+                await res
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.6)  # chart redraw throttle (0.5 s) and the last repaint
+
+    return run
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_stocks_screen(snap_compare: Any, seeded: dict[str, Path], size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(seeded), terminal_size=size, run_before=settle("p"))
+
+
+def test_start_run_form(snap_compare: Any, seeded: dict[str, Path]) -> None:
+    assert snap_compare(make_app(seeded), terminal_size=(120, 40), run_before=settle("p", "r"))
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_queue_screen(snap_compare: Any, seeded: dict[str, Path], size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(seeded), terminal_size=size, run_before=settle("2", "end"))
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_live_screen(snap_compare: Any, seeded: dict[str, Path], size: tuple[int, int]) -> None:
+    def open_train(pilot: Any) -> None:
+        pilot.app.open_live(TRAIN_ID)
+
+    assert snap_compare(make_app(seeded), terminal_size=size, run_before=settle(then=open_train))
+
+
+def test_compare_screen(snap_compare: Any, seeded: dict[str, Path]) -> None:
+    assert snap_compare(make_app(seeded), terminal_size=(120, 40), run_before=settle("4", "s", "s", "s", "s"))
+
+
+def test_promote_confirm_modal(snap_compare: Any, seeded: dict[str, Path]) -> None:
+    async def promote_first(pilot: Any) -> None:
+        await pilot.press("4")
+        await pilot.pause(0.3)
+        scr = pilot.app.screen
+        scr.table.sort_by("mae_pct")
+        scr.table.move_cursor(row=0)
+        await pilot.press("p")
+        await pilot.pause(0.5)
+
+    assert snap_compare(make_app(seeded), terminal_size=(120, 40), run_before=settle(then=promote_first))
+
+
+def test_regressions_screen(snap_compare: Any, seeded: dict[str, Path]) -> None:
+    assert snap_compare(make_app(seeded), terminal_size=(120, 40), run_before=settle("5"))
+
+
+def test_configs_screen(snap_compare: Any, seeded: dict[str, Path]) -> None:
+    assert snap_compare(make_app(seeded), terminal_size=(120, 40), run_before=settle("6"))
+
+
+def test_gpu_screen(snap_compare: Any, seeded: dict[str, Path]) -> None:
+    assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=settle("7"))
+
+
+def test_light_theme(snap_compare: Any, seeded: dict[str, Path]) -> None:
+    assert snap_compare(make_app(seeded), terminal_size=(80, 24), run_before=settle("ctrl+t", "4"))
+
+
+def test_regression_retrain_queues_jobs(seeded: dict[str, Path]) -> None:
+    """Flagged rows become train jobs with the proposed params (checked on the engine, not the UI)."""
+
+    async def run() -> None:
+        app = make_app(seeded)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await asyncio.wait_for(app.ready.wait(), 10)
+            await pilot.press("5")
+            await pilot.pause(0.5)
+            before = {j.id for j in app.services.jobs()}
+            await pilot.press("t")
+            await pilot.pause()
+            new = [j for j in app.services.jobs() if j.id not in before]
+            assert [(j.kind, j.symbols, j.model) for j in new] == [("train", ("COIN",), "toto")]
+            assert app.services.engine.spec(new[0].id).params == {"epochs": 30}
+            app.services.cancel(new[0].id)
+
+    asyncio.run(run())
+    assert os.environ["TZ"] == "UTC"

@@ -1,0 +1,109 @@
+"""`forecast-console run/jobs/attach/cancel/retry` as real processes (not a tty: plain lines)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from engine.controller import Engine
+from engine.gpu import FakeGpuSource
+from store import Store
+
+
+# What the `forecast-console` script runs (`-m console.cli` would load the module twice).
+ENTRY = "import sys; from console.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def cli(ws: Path, *args: str, timeout: float = 40) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FORECAST_WORKSPACE": str(ws), "FORECAST_TEST_HOOKS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", ENTRY, *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def popen_cli(ws: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "FORECAST_WORKSPACE": str(ws), "FORECAST_TEST_HOOKS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-c", ENTRY, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_run_follows_to_the_end_and_jobs_lists_it(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    r = cli(ws, "run", "baseline", "--stocks", "AAPL", "--priority", "3",
+            "--param", '_test={"steps": 3, "sleep": 0.05}')
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "succeeded" in r.stdout and "progress 3/3" in r.stdout
+    listing = cli(ws, "jobs", "--all", "--json")
+    recs = json.loads(listing.stdout)
+    assert len(recs) == 1 and recs[0]["state"] == "succeeded" and recs[0]["priority"] == 3
+    assert "no queued or running jobs" in cli(ws, "jobs").stdout
+
+
+def test_bad_input_is_one_line_error_and_queues_nothing(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    r = cli(ws, "run", "baseline", "--stocks", "NOSUCHSYM")
+    assert r.returncode == 2 and "unknown symbol" in r.stderr and "Traceback" not in r.stderr
+    r = cli(ws, "run", "train", "--stocks", "AAPL")
+    assert r.returncode == 2 and "needs a model" in r.stderr
+    assert not (ws / "jobs").exists() or not any((ws / "jobs").glob("*/spec.json"))
+    r = cli(ws, "cancel", "no-such-job")
+    assert r.returncode == 2 and "no such job" in r.stderr
+
+
+def test_ctrl_c_detaches_then_cancel_from_another_process(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    p = popen_cli(ws, "run", "baseline", "--stocks", "AAPL", "--param", '_test={"steps": 400, "sleep": 0.05}')
+    assert p.stdout is not None
+    lines = []
+    for line in p.stdout:
+        lines.append(line)
+        if "started on cpu" in line:
+            break
+    job_id = lines[0].split()[1]
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=15)
+    assert p.returncode == 0 and f"forecast-console attach {job_id}" in out
+    pid = json.loads((ws / "jobs" / job_id / "pid.json").read_text())["pid"]
+    assert psutil.pid_exists(pid)  # the job outlived the CLI
+    r = cli(ws, "cancel", job_id)
+    assert r.returncode == 0 and "cancelled" in r.stdout, r.stdout + r.stderr
+    r = cli(ws, "retry", job_id, "--detach")
+    assert r.returncode == 0 and "attempt 2" in r.stdout, r.stdout + r.stderr
+    new_id = r.stdout.split()[1]
+    info = json.loads((ws / "jobs" / new_id / "pid.json").read_text())
+    os.killpg(info["pgid"], signal.SIGKILL)  # clean up without another (slow) CLI start
+
+
+def test_spool_when_a_console_owns_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI cannot take the store lock: it spools, our engine runs the job, the CLI follows read-only."""
+    monkeypatch.setenv("FORECAST_TEST_HOOKS", "1")
+    ws = tmp_path / "ws"
+
+    async def scenario() -> tuple[subprocess.CompletedProcess[str], Engine]:
+        store = Store.open(ws, fsync=False)
+        eng = Engine(ws, store=store, poll_interval=0.02, validate_symbols=False, gpu_source=FakeGpuSource(0))
+        await eng.start()
+        try:
+            r = await asyncio.to_thread(cli, ws, "run", "baseline", "--stocks", "AAPL",
+                                        "--param", '_test={"steps": 3, "sleep": 0.05}')
+            t0 = time.monotonic()
+            while not all(j.finished for j in eng.jobs()) and time.monotonic() - t0 < 5:
+                await asyncio.sleep(0.02)
+            return r, eng
+        finally:
+            await eng.stop()
+            store.close()
+
+    r, eng = asyncio.run(scenario())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "spool" in r.stdout and "read-only" in r.stdout and "succeeded" in r.stdout
+    [st] = eng.jobs()
+    assert st.state == "succeeded" and st.progress_done == 3
