@@ -18,7 +18,6 @@ from engine.controller import Engine
 from engine.gpu import FakeGpuSource
 from store import Store
 
-
 # What the `forecast-console` script runs (`-m console.cli` would load the module twice).
 ENTRY = "import sys; from console.cli import main; sys.exit(main(sys.argv[1:]))"
 

@@ -146,3 +146,48 @@ def test_event_writer_refuses_reserved_field_names(tmp_path) -> None:
     with pytest.raises(ValueError, match="may not be named"):
         w.emit("log", type="oops")
     w.close()
+
+
+WORKER_WITH_MISSING_TASK = r"""
+import importlib, sys
+real = importlib.import_module
+def fake(name, *a, **k):
+    if name.startswith("engine.tasks.") and name != "engine.tasks.context":
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    return real(name, *a, **k)
+importlib.import_module = fake
+from engine.worker import main
+sys.exit(main([sys.argv[1]]))
+"""
+
+
+def test_worker_reports_a_missing_task_module_and_ignores_the_hook_without_env(tmp_path) -> None:
+    """Without FORECAST_TEST_HOOKS=1 the `_test` param is inert: the real task is looked up."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    job_dir = tmp_path / "ws" / "jobs" / "j"
+    job_dir.mkdir(parents=True)
+    s = JobSpec.create("train", ["AAPL"], model="toto", params={"_test": {"crash": "segv"}})
+    s.write(job_dir)
+    env = {k: v for k, v in os.environ.items() if k != "FORECAST_TEST_HOOKS"}
+    r = subprocess.run([sys.executable, "-c", WORKER_WITH_MISSING_TASK, str(job_dir)], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stderr
+    evs = read_events(job_dir / "events.jsonl").events
+    assert [e["type"] for e in evs] == ["started", "error"]
+    assert evs[-1]["exc_type"] == "RuntimeError"
+    assert "no task module engine.tasks.train" in evs[-1]["msg"]
+    assert json.loads((job_dir / "exit.json").read_text())["code"] == 1
+
+
+def test_read_events_skips_half_lines_and_flags_garbage(tmp_path) -> None:
+    p = tmp_path / "e.jsonl"
+    p.write_bytes(b'{"type":"heartbeat","t":1}\nnot json\n[1]\n{"type":"log","msg":"x"}\n{"type":"he')
+    c = read_events(p)
+    assert [e["type"] for e in c.events] == ["heartbeat", "log", "log", "log"]
+    assert "unreadable" in c.events[1]["msg"] and "unreadable" in c.events[2]["msg"]
+    assert c.offset == p.read_bytes().rfind(b"\n") + 1
+    assert read_events(p, c.offset).events == []

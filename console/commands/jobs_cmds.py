@@ -117,11 +117,10 @@ class _Printer:
         self._progress: Any = None
         self._task: Any = None
         if self.tty:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                      TextColumn("{task.completed:g}/{task.total:g}"), TimeRemainingColumn(),
-                                      TextColumn("{task.fields[info]}"))
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
             self._progress.start()
             self._task = self._progress.add_task(job_id[-26:], total=None, info="")
 

@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -371,7 +371,6 @@ class _Live:
     node: str | None = None
     kill_at: float | None = None
     cancelled: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class RayBackend:
@@ -496,9 +495,9 @@ class RayBackend:
         if live is None:
             return
         live.cancelled = True
-        if not live.started:
-            self._pump(handle, live)
-        if not live.started:  # still waiting for resources: nothing to stop gracefully
+        # No _pump here: cancel runs on the engine's loop while poll runs in its I/O thread, and
+        # only poll may consume event replies (else lines could be appended twice).
+        if not live.started:  # still waiting for resources (as of the last poll): nothing to stop gracefully
             self.ray.kill(live.actor, no_restart=True)
             live.kill_at = time.time()
             return

@@ -280,8 +280,9 @@ class KronosForecaster(FoundationForecaster):
             fut_n = np.clip((fut - mean) / (std + 1e-5), -clip, clip)
             norm = np.concatenate([norm, fut_n], axis=1)
         stamps = time_stamps(np.concatenate([times, windows.target_time], axis=1))
-        return {"x": torch.tensor(norm, dtype=torch.float32, device=self.device),
-                "stamps": torch.tensor(stamps, dtype=torch.float32, device=self.device),
+        dt = next(self.tokenizer.parameters()).dtype
+        return {"x": torch.tensor(norm, dtype=dt, device=self.device),
+                "stamps": torch.tensor(stamps, dtype=dt, device=self.device),
                 "mean": mean, "std": std}
 
     # ---- forecasting ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.forecasters.base import Forecaster
-from engine.forecasters.hub import ModelLoadError
+from engine.forecasters.hub import ModelLoadError, resolve_weights
 from engine.forecasters.lora import read_adapter_meta
 from engine.models import PRESETS
 
@@ -22,6 +22,13 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "toto": ("engine.forecasters.toto", "TotoForecaster"),
     "kronos": ("engine.forecasters.kronos", "KronosForecaster"),
     "chronos2": ("engine.forecasters.chronos2", "Chronos2Forecaster"),
+}
+
+#: Default pretrained weights per model (hub ids; Kronos also needs its tokenizer).
+DEFAULT_SOURCES: dict[str, tuple[str, ...]] = {
+    "toto": ("Datadog/Toto-Open-Base-1.0",),
+    "kronos": ("NeoQuasar/Kronos-small", "NeoQuasar/Kronos-Tokenizer-base"),
+    "chronos2": ("amazon/chronos-2",),
 }
 
 
@@ -40,6 +47,9 @@ def load_forecaster(model: str, preset: str = "tiny", *, adapter: Path | str | N
 
     Raises ModelLoadError (missing weights: names the id and the download command) or AdapterError.
     """
+    model = (model or "").strip().lower()
+    if model not in ADAPTERS:
+        raise ModelLoadError(f"unknown model {model!r}; choose one of: {', '.join(ADAPTERS)}")
     if preset not in PRESETS:
         raise ModelLoadError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     meta = None
@@ -51,6 +61,13 @@ def load_forecaster(model: str, preset: str = "tiny", *, adapter: Path | str | N
             raise ModelLoadError(f"adapter {adapter} was trained on the {meta.get('preset')!r} preset, not {preset!r}")
         if preset == "pretrained" and "source" not in kw and meta.get("source"):
             kw["source"] = meta["source"]
+    if preset == "pretrained":
+        # fail fast (well under a second), before the model package and torch are imported
+        ids = [kw.get("source") or DEFAULT_SOURCES[model][0]]
+        if model == "kronos" and (kw.get("tokenizer") or not str(ids[0]).endswith("-mini")):
+            ids.append(kw.get("tokenizer") or DEFAULT_SOURCES[model][1])
+        for rid in ids:
+            resolve_weights(model, rid)
     cls = adapter_class(model)
     fc = cls(preset=preset, device=device, **kw)
     if adapter is not None:

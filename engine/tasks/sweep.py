@@ -18,6 +18,7 @@ cancels the job when the median pruner says so. The objective is the train run's
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -65,18 +66,25 @@ def open_study(workspace: Path, name: str, mode: str, seed: int = 0) -> optuna.S
     folder = Path(workspace) / "sweeps"
     folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{folder / (name + '.db')}"
-    if mode in ("quick", "full"):
-        grid = QUICK_GRID if mode == "quick" else FULL_GRID
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(grid, seed=seed)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=3)
+    # Grids are enqueued points (not optuna's GridSampler, which stops the study from inside `tell`
+    # and cannot be driven by ask/tell): every combination not yet in the study is queued once, so
+    # a restarted sweep continues with the missing points only.
+    sampler: optuna.samplers.BaseSampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=3)
+                                            if mode == "auto" else optuna.samplers.RandomSampler(seed=seed))
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if mode == "auto"
               else optuna.pruners.NopPruner())
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                 direction="minimize", load_if_exists=True)
-    if mode == "priority" and not study.trials:
-        for cfg in PRIORITY_CONFIGS:
-            study.enqueue_trial(cfg)
+    points: list[dict[str, Any]] = []
+    if mode == "priority":
+        points = [dict(c) for c in PRIORITY_CONFIGS]
+    elif mode in ("quick", "full"):
+        grid = QUICK_GRID if mode == "quick" else FULL_GRID
+        points = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    seen = [t.params or t.system_attrs.get("fixed_params", {}) for t in study.get_trials(deepcopy=False)]
+    for pt in points:
+        if not any(all(s_.get(k) == v for k, v in pt.items()) for s_ in seen):
+            study.enqueue_trial(pt)
     return study
 
 
@@ -214,9 +222,6 @@ def run_sweep(runner: Runner, workspace: Path, *, model: str, symbol: str, mode:
         finish(trial._trial_id, trial.number, job_id, st)
         if progress is not None:
             progress(done_count(), budget)
-        if mode in ("quick", "full") and isinstance(study.sampler, optuna.samplers.GridSampler):
-            if len(study.get_trials(deepcopy=False)) >= trial_budget(mode, None):
-                break
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best = min(complete, key=lambda t: t.value) if complete else None  # type: ignore[arg-type,return-value]
