@@ -38,7 +38,7 @@ async def main():
     eng = Engine(ws, store=store, cpu_slots=2, poll_interval=0.02, heartbeat_s=0.2,
                  validate_symbols=False, gpu_source=FakeGpuSource(0))
     await eng.start()
-    keep = eng.submit(JobSpec.create("baseline", ["AAPL"], params={"_test": {"steps": 25, "sleep": 0.1}}))
+    keep = eng.submit(JobSpec.create("baseline", ["AAPL"], params={"_test": {"steps": 40, "sleep": 0.1}}))
     doomed = eng.submit(JobSpec.create("baseline", ["MSFT"], params={"_test": {"steps": 500, "sleep": 0.1}}))
     waiting = eng.submit(JobSpec.create("baseline", ["SPY"], params={"_test": {"steps": 1}}))
     while not (keep.progress_done >= 3 and doomed.progress_done >= 1):
@@ -102,8 +102,8 @@ async def test_engine_killed_mid_job_reattaches_and_marks_dead_jobs_interrupted(
             u = q.get_nowait()
             if u.job_id == keep.id and u.kind == "progress":
                 later.append(u.data["done"])
-        assert later and later[-1] == 25 and min(later) > seen_before - 1  # remaining events arrived
-        assert [p["step"] for p in eng.curve(keep.id)] == list(range(1, 26))  # no gaps, no repeats
+        assert later and later[-1] == 40 and min(later) > seen_before - 1  # remaining events arrived
+        assert [p["step"] for p in eng.curve(keep.id)] == list(range(1, 41))  # no gaps, no repeats
         assert keep.exit_code == 0
         await wait_for(lambda: waiting.state == "succeeded", what="re-queued job to run")
         resumed = eng.retry(doomed.id)
