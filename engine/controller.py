@@ -543,7 +543,7 @@ class Engine:
     async def _flush(self, force: bool = False) -> None:
         now = time.time()
         ops, self._ops = self._ops, []
-        recs: list[dict[str, Any]] = []
+        recs: list[tuple[_Job, dict[str, Any]]] = []
         keep: dict[str, bool] = {}
         for jid, urgent in self._dirty.items():
             j = self._jobs.get(jid)
@@ -551,7 +551,7 @@ class Engine:
                 continue
             if urgent or force or now - j.last_persist >= self.persist_interval:
                 j.last_persist = now
-                recs.append((j, self._record(j)))  # type: ignore[arg-type]
+                recs.append((j, self._record(j)))
             else:
                 keep[jid] = False
         self._dirty = keep
@@ -559,7 +559,7 @@ class Engine:
             return
         await asyncio.to_thread(self._write, ops, recs)
 
-    def _write(self, ops: list[Callable[[], None]], recs: list[Any]) -> None:
+    def _write(self, ops: list[Callable[[], None]], recs: list[tuple[_Job, dict[str, Any]]]) -> None:
         for op in ops:
             try:
                 op()
