@@ -61,13 +61,20 @@ def _apply_global_env(args: argparse.Namespace) -> None:
         os.environ[paths.ENV_DATA] = os.path.abspath(args.data)
     if args.hyperparams:
         os.environ[paths.ENV_HYPERPARAMS] = str(paths.hyperparams_dir(args.hyperparams))
+    from engine.backends import ENV_BACKEND, ENV_RAY_ADDRESS
+
+    if args.address and args.backend != "ray":
+        raise CliError("--address only applies to --backend ray")
+    os.environ[ENV_BACKEND] = args.backend
+    if args.address:
+        os.environ[ENV_RAY_ADDRESS] = args.address
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _apply_global_env(args)
     try:
+        _apply_global_env(args)
         if args.command is None:
             from console.app import run_console
 

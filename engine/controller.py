@@ -120,9 +120,10 @@ class Engine:
         self.jobs_dir = self.workspace / "jobs"
         self.store = store
         if backend is None:
-            from engine.backends.local import LocalBackend
+            # `--backend/--address` reach every Engine (CLI, console, sweep coordinator) via env.
+            from engine.backends import backend_from_env
 
-            backend = LocalBackend()
+            backend = backend_from_env(Path(workspace))
         self.backend: Backend = backend
         self.gpu_source = gpu_source
         self.poll_interval = poll_interval

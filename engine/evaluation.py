@@ -123,6 +123,19 @@ def _freeze(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((k, repr(v)) for k, v in params.items()))
 
 
+def windows_fingerprint(windows: Windows) -> tuple[Any, ...]:
+    """Identity of a set of windows by content (symbol, span, origins, context values, horizon).
+
+    A cache keyed by a label alone would hand one symbol's draw to the next symbol in the same job.
+    """
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.ascontiguousarray(windows.origins).tobytes())
+    h.update(np.ascontiguousarray(windows.context).tobytes())
+    return (windows.symbol, windows.span, int(windows.horizon), int(windows.context_len), h.hexdigest())
+
+
 @dataclass
 class Draw:
     samples: np.ndarray  # [W, S, H]
@@ -148,7 +161,7 @@ class SampleBank:
         self, key: str, windows: Windows, num_samples: int, params: Mapping[str, Any] | None = None, seed: int = 0
     ) -> Draw:
         params = dict(params or {})
-        k = (key, windows.context_len, _freeze(params), seed)
+        k = (key, windows_fingerprint(windows), _freeze(params), seed)
         have = self._draws.get(k)
         if have is None or have.samples.shape[1] < num_samples:
             t0 = time.perf_counter()

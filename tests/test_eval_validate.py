@@ -90,3 +90,14 @@ def test_search_space_sizes() -> None:
     assert len(kron_full) == 4 * 4 * 3 * 2 * 2
     chron = validate.search_space("chronos2", context=128)
     assert [g.context for g in chron] == [32, 64, 128]
+
+
+def test_each_symbol_gets_its_own_draw_in_a_multi_symbol_job(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_csv(data / "AAA.csv", n=300, seed=1)
+    write_csv(data / "BBB.csv", n=300, seed=2, vol=0.05)
+    both = validate.run(spec("validate", ["AAA", "BBB"], "naive", horizon=8, context=32), make_ctx(tmp_path / "x", data))
+    alone = validate.run(spec("validate", ["BBB"], "naive", horizon=8, context=32), make_ctx(tmp_path / "y", data))
+    assert both["picks"][1]["symbol"] == "BBB"
+    assert both["picks"][1]["validation"]["mae"] == alone["picks"][0]["validation"]["mae"]
+    assert both["picks"][1]["test"]["mae"] == alone["picks"][0]["test"]["mae"]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from engine.jobs import JobSpec
-from engine.tasks.pipeline import EngineRunner, Pipeline, PipelineError, Runner, plan_steps, pipeline_name
+from engine.tasks.pipeline import EngineRunner, Pipeline, PipelineError, Runner, pipeline_name, plan_steps
 from tests.test_eval_support import write_csv
 
 

@@ -1,9 +1,15 @@
 """Where job processes run. `LocalBackend` (detached subprocesses) is the default; a Ray backend
 implements the same `Backend` protocol later without the engine changing."""
 
+import os
+from pathlib import Path
+
 from engine.backends.base import Backend, ExitStatus, Handle
 
-__all__ = ["Backend", "ExitStatus", "Handle", "get_backend"]
+__all__ = ["Backend", "ExitStatus", "Handle", "backend_from_env", "get_backend"]
+
+ENV_BACKEND = "FORECAST_BACKEND"
+ENV_RAY_ADDRESS = "FORECAST_RAY_ADDRESS"
 
 
 def get_backend(name: str = "local", **kw: object) -> Backend:
@@ -12,4 +18,16 @@ def get_backend(name: str = "local", **kw: object) -> Backend:
         from engine.backends.local import LocalBackend
 
         return LocalBackend(**kw)  # type: ignore[arg-type]
-    raise ValueError(f"unknown backend {name!r}; available: local")
+    if name == "ray":
+        from engine.backends.ray_backend import RayBackend
+
+        return RayBackend(**kw)  # type: ignore[arg-type]
+    raise ValueError(f"unknown backend {name!r}; available: local, ray")
+
+
+def backend_from_env(workspace: Path) -> Backend:
+    """The backend `forecast-console --backend/--address` chose (exported by the CLI), default local."""
+    name = os.environ.get(ENV_BACKEND, "local") or "local"
+    if name == "ray":
+        return get_backend("ray", workspace=workspace, address=os.environ.get(ENV_RAY_ADDRESS) or None)
+    return get_backend(name)
