@@ -29,13 +29,14 @@ def _run(tmp: Path, data: Path, kind: str, model: str | None, **extra: object) -
     return mod.run(spec(kind, ["AAA"], model, **{**PARAMS, **extra}), make_ctx(tmp, data, kind))
 
 
-def test_chronos2_pick_ignores_poisoned_test_span(tmp_path: Path) -> None:
+def test_toto_pick_ignores_poisoned_test_span(tmp_path: Path) -> None:
     clean, dirty = tmp_path / "clean", tmp_path / "dirty"
     write_csv(clean / "AAA.csv", n=300, seed=4)
     _poison_test_span(clean / "AAA.csv", dirty / "AAA.csv", horizon=8)
-    a = _run(tmp_path / "a", clean, "validate", "chronos2")["picks"][0]
-    b = _run(tmp_path / "b", dirty, "validate", "chronos2")["picks"][0]
-    assert a["candidates"] == 8 and a["model_calls"] == 3  # contexts 16, 32 on val + 1 test draw
+    grid = {"num_samples": [4, 8], "aggregations": ["mean", "median", "q0.4"], "contexts": [16, 32]}
+    a = _run(tmp_path / "a", clean, "validate", "toto", **grid)["picks"][0]
+    b = _run(tmp_path / "b", dirty, "validate", "toto", **grid)["picks"][0]
+    assert a["candidates"] == 12 and a["model_calls"] == 3  # one draw per context on val + 1 test draw
     assert a["config"] == b["config"] and a["top"] == b["top"]
     strip = lambda m: {k: v for k, v in m.items() if not k.startswith("latency")}  # noqa: E731
     assert strip(a["validation"]) == strip(b["validation"])
