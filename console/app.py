@@ -72,6 +72,8 @@ class ForecastConsoleApp(App[int]):
         "regressions": RegressionsScreen, "configs": ConfigsScreen, "gpu": GpuScreen,
     }
     COMMANDS = App.COMMANDS | {ConsoleCommands}
+    #: Below 100 columns the Live screen stacks the GPU panel under the chart (see app.tcss).
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(key, f"switch_mode('{mode}')", label, show=False, id=f"nav-{mode}")
           for mode, key, label in NAV_ITEMS),

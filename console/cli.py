@@ -58,7 +58,12 @@ def _apply_global_env(args: argparse.Namespace) -> None:
     if args.workspace:
         os.environ[paths.ENV_WORKSPACE] = str(paths.workspace_dir(args.workspace))
     if args.data:
-        os.environ[paths.ENV_DATA] = os.path.abspath(args.data)
+        data = os.path.abspath(os.path.expanduser(args.data))
+        if os.path.exists(data) and not os.path.isdir(data):
+            # A CSV given as --data would otherwise read as "no SYMBOL.csv files in X.csv".
+            raise CliError(f"--data {args.data} is a file; give the folder that holds SYMBOL.csv files "
+                           "(check one file with `forecast-console data check FILE`)")
+        os.environ[paths.ENV_DATA] = data
     if args.hyperparams:
         os.environ[paths.ENV_HYPERPARAMS] = str(paths.hyperparams_dir(args.hyperparams))
     from engine.backends import ENV_BACKEND, ENV_RAY_ADDRESS

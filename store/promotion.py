@@ -208,7 +208,10 @@ class PromotionMixin:
             symbol = self._check_symbol(symbol)
             stack = self._stack(model, symbol)
             if not stack:
-                raise StoreError(f"nothing to roll back for {model}/{symbol}: no promotion is recorded")
+                undone = any(e["model"] == model and e["symbol"] == symbol
+                             for e in self._table("promotions").values())
+                why = "every promotion was already rolled back" if undone else "no promotion is recorded"
+                raise StoreError(f"nothing to roll back for {model}/{symbol}: {why}")
             top = stack[-1]
             path = self.promoted_path(model, symbol)
             current = self._read_promoted(path)

@@ -38,6 +38,19 @@ SCHEMA_VERSION = 1
 META_TABLE = "_meta"
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
+#: Fields every document of a table has (the Store writes them all; readers index them directly).
+#: A document without them is a hand edit or a foreign file, refused like a truncated one rather
+#: than crashing whichever command first reads it.
+DOC_FIELDS: dict[str, tuple[str, ...]] = {
+    "jobs": ("id",),
+    "runs": ("run_id", "model", "symbol", "hyperparams", "metrics", "created", "created_at"),
+    "baselines": ("symbol", "model", "horizon", "span"),
+    "comparisons": ("symbol", "horizon", "model"),
+    "best": ("model", "symbol", "current"),
+    "promotions": ("model", "symbol"),
+}
+_DICT_FIELDS: frozenset[str] = frozenset({"hyperparams", "metrics", "current"})
+
 _RACY_S = 2.0  # a file modified this recently may hide a change behind an equal (inode, mtime, size)
 _TMP_PREFIX = "."
 _TMP_SUFFIX = ".tmp"
@@ -200,6 +213,22 @@ def _backup_corrupt(path: Path, raw: bytes) -> Path | None:
     return backup
 
 
+def _bad_document(data: dict[str, Any]) -> str | None:
+    """Why a document of a known table is unusable (not an object, a field missing), or None."""
+    for table, docs in data.items():
+        need = DOC_FIELDS.get(table, ())
+        for doc_id, doc in docs.items():
+            if not isinstance(doc, dict):
+                return f"document {doc_id} of table {table!r} is not a JSON object"
+            missing = [f for f in need if f not in doc]
+            if missing:
+                return f"document {doc_id} of table {table!r} lacks {', '.join(missing)}"
+            wrong = [f for f in need if f in _DICT_FIELDS and not isinstance(doc[f], dict)]
+            if wrong:
+                return f"document {doc_id} of table {table!r}: {', '.join(wrong)} is not a JSON object"
+    return None
+
+
 def load_file(path: Path, *, backup: bool = True) -> tuple[dict[str, Any] | None, bytes]:
     """Parse `store.json` → (data, raw bytes); data None if it does not exist.
 
@@ -221,6 +250,8 @@ def load_file(path: Path, *, backup: bool = True) -> tuple[dict[str, Any] | None
         else:
             if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
                 reason = "it is JSON but not a table map"
+            else:
+                reason = _bad_document(data)
     if reason is not None:
         saved = _backup_corrupt(path, raw) if backup else None
         where = f"; a copy was kept at {saved}" if saved else ""

@@ -136,7 +136,6 @@ def settle(*keys: str, then: Callable[[Any], Any] | None = None) -> Callable[[An
             res = then(pilot)
             if asyncio.iscoroutine(res):
                 await res
-        await app.workers.wait_for_complete()
         await pilot.pause(0.6)  # chart redraw throttle (0.5 s) and the last repaint
 
     return run

@@ -331,3 +331,104 @@ def test_shipped_artifacts_land_in_the_workspace_before_the_result(cluster: Any,
     assert ev[-1]["type"] == "result" and Path(ev[-1]["summary"]["report"]).is_file()
     assert not seen_result_without_file
     assert not (tmp_path / "jobs" / spec.id / "ray-tmp").exists()
+
+
+# ---- a small sweep end to end on the cluster --------------------------------------------------
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (./setup.sh --ray)")
+async def test_sweep_end_to_end_through_ray(cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sweep coordinators and their tiny-Toto trials run as Ray actors: each trial asks for
+    0.4 of a (logical) GPU and both pack onto the cluster at once; loss events stream to the
+    engine; runs land in the tracker; cancelling a sweep cancels its running trial."""
+    from engine.controller import Engine
+    from store import Store
+    from tests.test_sweep_e2e import TINY, write_csv
+
+    t0 = time.monotonic()
+    data = tmp_path / "data"
+    for sym in ("SYN", "SYM"):
+        write_csv(data / f"{sym}.csv")
+    monkeypatch.setenv("FORECAST_DATA", str(data))
+    monkeypatch.setenv("FORECAST_HYPERPARAMS", str(tmp_path / "hyperparams"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ws = tmp_path / "ws"
+    store = Store.open(ws)
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "FORECAST_RAY_LOGICAL_GPUS": "1"}
+    engine = Engine(ws, store=store, backend=RayBackend(ws, namespace=NS), cpu_slots=1, env=env, poll_interval=0.1,
+                    heartbeat_s=1.0, gpu_source=_NoGpu())
+    await engine.start()
+    q = engine.subscribe()
+    ray_mod = cluster
+
+    def trials(sweep_id: str) -> list[Any]:
+        return [j for j in engine.jobs() if j.kind == "train" and j.parent == sweep_id]
+
+    async def until(cond: Any, timeout: float, what: str, tick: Any = None) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, f"{what}: " + "; ".join(
+                f"{j.id} {j.state} {j.reason}" for j in engine.jobs())
+            if tick is not None:
+                tick()
+            await asyncio.sleep(0.1)
+
+    try:
+        sweeps = [JobSpec.create("sweep", [sym], "toto", params={**TINY, "mode": "quick", "max_runs": 1,
+                                                                  "vram_gb": 30})
+                  for sym in ("SYN", "SYM")]
+        for s in sweeps:
+            engine.submit(s)
+        both_running: list[float] = []
+
+        def sample() -> None:
+            running = [j for s in sweeps for j in trials(s.id) if j.state == "running"]
+            if len(running) == 2:
+                both_running.append(ray_mod.available_resources().get("GPU", 0.0))
+
+        await until(lambda: all(engine.job(s.id).finished for s in sweeps), 80, "sweeps", sample)  # type: ignore[union-attr]
+        for s in sweeps:
+            st = engine.job(s.id)
+            assert st is not None and st.state == "succeeded", (st, (ws / "jobs" / s.id / "stderr.log").read_text())
+            (trial,) = trials(s.id)
+            assert trial.state == "succeeded", (ws / "jobs" / trial.id / "stderr.log").read_text()
+            ray_info = json.loads((ws / "jobs" / trial.id / "ray.json").read_text())
+            assert (ray_info["num_gpus"], ray_info["num_cpus"]) == (0.4, 1.0)  # 30 GB of an 80 GB GPU
+            assert json.loads((ws / "jobs" / s.id / "ray.json").read_text())["num_gpus"] == 0.0
+            assert engine.curve(trial.id)  # per-epoch loss streamed from the actor's event file
+            (run,) = [r for r in store.runs(model="toto", symbol=s.symbols[0]) if r["job_id"] == trial.id]
+            spec = engine.spec(trial.id)
+            assert spec is not None and run["hyperparams"]["lr"] == spec.params["lr"]
+            assert store.get_job(trial.id)["backend"] == "ray"  # type: ignore[index]
+        # the two 0.4-GPU trials ran side by side on the two logical GPUs
+        assert both_running, "the two trials never ran at the same time"
+        assert any(abs(free - (2.0 - 0.8)) < 1e-6 for free in both_running), both_running
+        kinds = {u.kind for u in _drain(q)}
+        assert {"loss", "progress", "state"} <= kinds
+
+        # cancelling a sweep cancels its running trial (the coordinator spools the cancel)
+        long = {**TINY, "epochs": 400, "max_steps_per_epoch": 4}
+        sweep = JobSpec.create("sweep", ["SYN"], "toto", params={**long, "mode": "priority", "max_runs": 1,
+                                                                  "vram_gb": 30})
+        engine.submit(sweep)
+        await until(lambda: any(engine.curve(j.id) for j in trials(sweep.id)), 60, "trial training")
+        (trial,) = trials(sweep.id)
+        t_cancel = time.monotonic()
+        engine.cancel(sweep.id)
+        await until(lambda: engine.job(sweep.id).finished and engine.job(trial.id).finished, 20,  # type: ignore[union-attr]
+                    "cancel")
+        assert engine.job(sweep.id).state == "cancelled" and engine.job(trial.id).state == "cancelled"  # type: ignore[union-attr]
+        assert time.monotonic() - t_cancel < 15
+        await until(lambda: ray_mod.available_resources().get("GPU", 0.0) == pytest.approx(2.0), 10,
+                    "GPU shares released")
+        print(f"\nray sweep e2e: {time.monotonic() - t0:.1f} s")
+    finally:
+        await engine.stop(cancel_running=True)
+        store.close()
+
+
+def _drain(q: Any) -> list[Any]:
+    out = []
+    while not q.empty():
+        out.append(q.get_nowait())
+    return out

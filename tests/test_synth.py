@@ -110,6 +110,18 @@ def test_volatility_clusters_and_jumps(frames: dict[str, pd.DataFrame]) -> None:
     assert float(np.median(kurts)) > 1.0  # fat tails (normal = 0)
 
 
+def test_tier_helpers_use_engine_difficulty_thresholds() -> None:
+    from engine import difficulty
+
+    assert tuple(synth.TIERS) == difficulty.TIERS
+    assert {p.tier for p in synth.PROFILES.values()} <= set(difficulty.TIERS)
+    for v in (0.5, 7.99, 8.0, 14.99, 15.0, 29.99, 30.0, 70.0):
+        assert synth.tier_of(v) == difficulty.tier(v)
+        lo, hi = synth.TIERS[synth.tier_of(v)]
+        assert lo <= v < hi
+    assert synth.tier_of(float("nan")) == "unknown"
+
+
 def test_difficulty_tiers_at_h64(frames: dict[str, pd.DataFrame]) -> None:
     got = {}
     for sym, f in frames.items():

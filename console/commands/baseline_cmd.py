@@ -2,7 +2,10 @@
 
 Runs in-process (it is numpy only and takes about a second for all 24 symbols), so it needs no
 job queue. Symbols are checked before anything is computed or written: an unknown or path-like
-symbol is a one-line error with exit status 2 and the workspace is left untouched.
+symbol, or a named symbol whose CSV is bad, is a one-line error with exit status 2 and the
+workspace is left untouched. Rows that cannot be computed (a bad file met through --all, a horizon
+too long for a symbol) are shown but never recorded; exit status 1 when some rows failed, 2 when
+none could be computed.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ def _record_json(workspace: Path, rows: list[dict[str, Any]]) -> str:
 def _resolve_symbols(args: argparse.Namespace, data_dirs: list[Path]) -> list[str]:
     """The requested symbols, each with a CSV; any bad name raises before anything is computed."""
     from console.cli import CliError
-    from engine.data import find_symbol_csv, list_symbols
+    from engine.data import find_symbol_csv, list_symbols, load_symbol
     from engine.symbols import PRIORITY_SYMBOLS, validate_symbol
 
     if args.all:
@@ -120,6 +123,10 @@ def _resolve_symbols(args: argparse.Namespace, data_dirs: list[Path]) -> list[st
     syms = [validate_symbol(s) for s in args.stocks]  # SymbolError (path-like, odd characters)
     for s in syms:
         find_symbol_csv(s, data_dirs)  # SymbolError naming the folders searched
+    for s in dict.fromkeys(syms):
+        # A symbol asked for by name whose file is bad is the user's input error: one line, exit 2,
+        # nothing recorded (with --all/--priority a bad file is skipped with a note instead).
+        load_symbol(s, data_dirs)  # DataError "FILE:LINE: reason"
     return list(dict.fromkeys(syms))
 
 
@@ -169,13 +176,29 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         symbols, horizons, data_dirs, span=args.span, context_len=args.context or DEFAULT_CONTEXT,
         stride=args.stride, tier_horizon=tier_h,
     )
-    where = record_baselines(workspace, rows)
+    good = [r for r in rows if not r.get("error")]
+    if not good:
+        # Nothing could be scored (impossible horizon, only bad files): an error, and the store is
+        # left as it was rather than filled with rows that carry no numbers.
+        from console.cli import CliError
+
+        first = next((r for r in rows if r.get("error")), None)
+        why = f"{first['symbol']} h={first['horizon']}: {first['error']}" if first else "no rows"
+        raise CliError(f"no baseline could be computed ({why}); nothing recorded")
+    # Error rows are reported, never recorded: a bad file or an impossible horizon must not
+    # overwrite numbers an earlier run stored under the same (symbol, model, horizon, span).
+    where = record_baselines(workspace, good)
+    failed = len(rows) - len(good)
     if args.json:
         from engine.tasks.baseline import summarize
 
         print(json.dumps({"span": args.span, "horizons": horizons, "tier_horizon": tier_h, "recorded": where,
-                          "summary": summarize(rows), "rows": rows}, indent=1))
+                          "recorded_rows": len(good), "summary": summarize(rows), "rows": rows}, indent=1))
     else:
         _print_table(rows, horizons, args.span, tier_h)
-        print(f"{len(rows)} rows recorded in {where}")
+        print(f"{len(good)} rows recorded in {where}")
+    if failed:
+        print(f"forecast-console: {failed} of {len(rows)} rows could not be computed (see above); "
+              "they were not recorded", file=sys.stderr)
+        return 1
     return 0

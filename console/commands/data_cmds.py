@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                  description="Make the shipped synthetic data or validate CSV files.")
     sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    synth = sub.add_parser("synth", help="write the synthetic SYMBOL.csv files (deterministic per seed)")
+    synth = sub.add_parser("synth", help="write the synthetic SYMBOL.csv files (deterministic per seed)",
+                           description="Write the synthetic SYMBOL.csv files, byte-identical for a seed. "
+                           "Files that differ from what would be written are never replaced without --force.")
     synth.add_argument("--seed", type=int, default=None, help="random seed (default: the shipped data's seed)")
     synth.add_argument("--out", default=None, help="output folder (default: the shipped trainingdata folder)")
     synth.add_argument("--symbols", nargs="+", metavar="SYMBOL", default=None,
@@ -28,7 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="overwrite existing files whose content differs (other seed or your own data)")
     synth.set_defaults(func=_synth)
 
-    check = sub.add_parser("check", help="validate CSV files: rows and date range, or the first problem")
+    check = sub.add_parser("check", help="validate CSV files: rows and date range, or the first problem",
+                           description="Load each file with the full validation and print its rows and "
+                           "date range, or FILE:LINE: reason for its first problem. Exit status 2 if any "
+                           "fails. (Whether a file is long enough depends on context and horizon: "
+                           "`baseline`/`train` say.)")
     check.add_argument("items", nargs="*", metavar="SYMBOL|PATH",
                        help="symbols (looked up in the data folders) or CSV paths; default: every symbol")
     check.set_defaults(func=_check)

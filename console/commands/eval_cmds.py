@@ -31,6 +31,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return v
+
+
 def _common(p: argparse.ArgumentParser, *, model: str | None, models: bool = False) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--stocks", nargs="+", metavar="SYMBOL", help="symbols to work on")
@@ -91,11 +101,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "sweep", help="Optuna search over training settings; each trial is a train job",
         description="Hyperparameter search over training settings. Modes: priority (research-backed configs), "
         "quick (small grid), full (grid), auto (TPE + median pruning on per-epoch validation loss). The study is "
-        "stored in <workspace>/sweeps/ and continues where it stopped.")
+        "stored in <workspace>/sweeps/ and continues where it stopped. Ctrl-C cancels the trial in flight; "
+        "re-running the same command resumes that trial from its checkpoint.")
     _common(p, model="required")
     p.add_argument("--mode", choices=("priority", "quick", "full", "auto"), default="priority")
     p.add_argument("--max-runs", type=_positive_int, default=None, help="most finished trials per study")
     p.add_argument("--epochs", type=_positive_int, default=2, help="base epochs per trial (default 2)")
+    p.add_argument("--max-steps-per-epoch", type=_positive_int, default=None,
+                   help="cap on optimizer steps per epoch in every trial (default: whole epochs)")
+    p.add_argument("--gpus", type=_non_negative_float, default=None,
+                   help="GPUs each trial asks for (fractions pack on Ray; default 1 when --vram is given, else 0)")
+    p.add_argument("--vram", type=_non_negative_float, default=None, help="VRAM estimate of each trial in GB")
     p.set_defaults(func=cmd_sweep)
 
     p = subparsers.add_parser(
@@ -259,26 +275,51 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
     from console.cli import CliError
+    from engine.jobs import Resources
     from engine.tasks.sweep import SweepError, run_sweep
 
     if args.model == "naive":
         raise CliError("a sweep needs a foundation model (toto, kronos or chronos2)")
     syms = _symbols(args)
     ws = _workspace()
+    gpus = args.gpus if args.gpus is not None else (1.0 if args.vram else 0.0)
+    resources = Resources(gpus=gpus, vram_gb=args.vram or 0.0)
+    extra = {"max_steps_per_epoch": args.max_steps_per_epoch}
     runner = _runner(ws)
     results = {}
+    stop = threading.Event()
+
+    def on_int(signum: int, frame: Any) -> None:
+        # First Ctrl-C: cancel the trial in flight and keep it for the next run; second: abort.
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("cancelling the sweep (its trial job is cancelled; re-run to resume; Ctrl-C again to abort)",
+              file=sys.stderr)
+
+    old = signal.signal(signal.SIGINT, on_int) if threading.current_thread() is threading.main_thread() else None
     try:
         for sym in syms:
+            if stop.is_set():
+                break
             try:
                 results[sym] = run_sweep(
                     runner, ws, model=args.model, symbol=sym, mode=args.mode, max_runs=args.max_runs,
                     preset=args.preset, horizon=args.horizon, context=args.context, epochs=args.epochs,
-                    seed=args.seed, log=lambda m: print(m, file=sys.stderr))
+                    seed=args.seed, extra=extra, resources=resources, cancelled=stop.is_set,
+                    log=lambda m: print(m, file=sys.stderr))
             except SweepError as exc:
                 raise CliError(str(exc)) from None
     finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
         runner.close()
+    if stop.is_set():
+        raise CliError("sweep cancelled; the interrupted trial resumes when the same command runs again")
     if args.json:
         _print_json(results)
         return 0

@@ -68,24 +68,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--vram", type=_nonneg_float, default=0.0, metavar="GB", help="estimated GPU memory")
     p.add_argument("--gpus", type=_nonneg_float, default=None, help="GPUs wanted (default 1 if --vram > 0, else 0)")
     p.add_argument("--detach", action="store_true", help="queue and return at once")
-    p.add_argument("--cpu-slots", type=int, default=2, help="concurrent CPU jobs for an engine started here")
+    p.add_argument("--cpu-slots", type=int, default=2,
+                   help="concurrent CPU jobs for an engine started here (default 2)")
     p.set_defaults(func=cmd_run)
 
-    p = subparsers.add_parser("jobs", help="list jobs (queued and running; --all for every job)")
+    p = subparsers.add_parser("jobs", help="list jobs (queued and running; --all for every job)",
+                              description="List the workspace's jobs. Jobs that ended while nothing was "
+                              "following them (after a detach) are recorded first, unless a running "
+                              "console owns the workspace (it keeps the records current).")
     p.add_argument("--all", action="store_true", help="include finished jobs")
     p.add_argument("--json", action="store_true", help="print the records as JSON")
     p.set_defaults(func=cmd_jobs)
 
-    p = subparsers.add_parser("attach", help="follow a job's progress again (Ctrl-C detaches)")
-    p.add_argument("job_id")
+    p = subparsers.add_parser("attach", help="follow a job's progress again (Ctrl-C detaches)",
+                              description="Follow a queued or running job again; a finished job prints "
+                              "its result. Exit status 0 when it succeeded (or on detach), 1 otherwise.")
+    p.add_argument("job_id", help="job id, as printed by `run` and listed by `jobs`")
     p.set_defaults(func=cmd_attach)
 
-    p = subparsers.add_parser("cancel", help="cancel a queued or running job")
-    p.add_argument("job_id")
+    p = subparsers.add_parser("cancel", help="cancel a queued or running job",
+                              description="Cancel a queued job, or stop a running one (SIGTERM to its "
+                              "process group, SIGKILL after the grace period).")
+    p.add_argument("job_id", help="job id, as listed by `jobs`")
     p.set_defaults(func=cmd_cancel)
 
-    p = subparsers.add_parser("retry", help="run a finished job again (an interrupted one resumes)")
-    p.add_argument("job_id")
+    p = subparsers.add_parser("retry", help="run a finished job again (an interrupted one resumes)",
+                              description="Queue a new attempt of a finished job with the same spec "
+                              "(an interrupted job resumes from its checkpoint), then follow it.")
+    p.add_argument("job_id", help="id of a finished job, as listed by `jobs --all`")
     p.add_argument("--detach", action="store_true", help="queue and return at once")
     p.set_defaults(func=cmd_retry)
 
@@ -148,6 +158,20 @@ class _Printer:
             self._progress = None
 
 
+def _require_job(ws: Path, job_id: str) -> None:
+    """Refuse an id that is not a job of this workspace before anything is opened or created.
+
+    Every job has `jobs/<id>/spec.json` from the moment it is queued; an id is one path component,
+    so `../x` can neither name nor create anything outside the jobs folder.
+    """
+    from console.cli import CliError
+    from store.workspace import check_id
+
+    check_id("job", job_id)  # StoreError (a ValueError): one-line error, exit 2
+    if not (ws / "jobs" / job_id / "spec.json").is_file():
+        raise CliError(f"no such job: {job_id} in {ws}")
+
+
 def _detach_hint(job_id: str) -> str:
     return f"detached; job {job_id} keeps running. Re-attach with: forecast-console attach {job_id}"
 
@@ -171,17 +195,25 @@ async def _follow_engine(eng: Engine, job_id: str) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, detach.set)
     pr = _Printer(job_id)
-    pr.say(f"job {job_id}: {st.kind} {' '.join(st.symbols)} {st.model or ''} — {st.state}".rstrip())
+    what = " ".join(x for x in (st.kind, " ".join(st.symbols), st.model or "") if x)
+    pr.say(f"job {job_id}: {what} — {st.state}")
     try:
-        while not st.finished:
+        while True:
             if detach.is_set():
                 pr.close()
                 print(_detach_hint(job_id), flush=True)
                 return 0
-            try:
-                u = await asyncio.wait_for(q.get(), 0.2)
-            except TimeoutError:
-                continue
+            if st.finished:
+                # The engine publishes a job's last events and its end in the same tick: print
+                # what is still queued (final warnings, the error) before the verdict.
+                if q.empty():
+                    break
+                u = q.get_nowait()
+            else:
+                try:
+                    u = await asyncio.wait_for(q.get(), 0.2)
+                except TimeoutError:
+                    continue
             if u.job_id != job_id:
                 continue
             if u.kind == "progress":
@@ -198,6 +230,19 @@ async def _follow_engine(eng: Engine, job_id: str) -> int:
         pr.close()
         loop.remove_signal_handler(signal.SIGINT)
         eng.unsubscribe(q)
+
+
+def _stored_record(ws: Path, job_id: str) -> dict[str, Any]:
+    """The job's record as the store has it (read-only; {} when there is none or it cannot be read)."""
+    from store import Store, StoreError
+
+    if not (ws / "store.json").exists():
+        return {}
+    try:
+        with Store.open(ws, readonly=True) as ro:
+            return ro.get_job(job_id) or {}
+    except StoreError:
+        return {}
 
 
 def _follow_readonly(ws: Path, job_id: str, poll: float = 0.2) -> int:
@@ -239,6 +284,10 @@ def _follow_readonly(ws: Path, job_id: str, poll: float = 0.2) -> int:
                     elif u.kind == "result":
                         has_result = True
             if ended:
+                rec = _stored_record(ws, job_id)
+                if rec.get("state") in ("succeeded", "failed", "cancelled", "interrupted"):
+                    # The owning engine already decided (e.g. "interrupted" after a crash): same verdict.
+                    return _final(rec["state"], rec.get("reason"), job_id, pr)
                 data = read_json(job_dir / EXIT_FILE)
                 code = data.get("code") if data else None
                 if code == 0 and has_result:
@@ -332,6 +381,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = JobSpec.create(args.kind, args.stocks, model=args.model, params=dict(args.param),
                           priority=args.priority, resources=Resources(gpus=gpus, vram_gb=args.vram),
                           known_symbols=known)
+    if known is not None:
+        from engine.data import load_symbol
+
+        dirs = paths.data_dirs(ws)
+        for sym in spec.symbols:
+            # A bad CSV is the user's input error: say FILE:LINE: reason now, queue nothing, rather
+            # than start a job that can only fail.
+            load_symbol(sym, dirs)
     return _submit_or_spool(ws, spec, args.detach, args.cpu_slots)
 
 
@@ -346,13 +403,43 @@ def _fmt_state(rec: dict[str, Any] | JobState) -> list[str]:
             (d.get("warning") or d.get("reason") or "")[:60]]
 
 
+def _reconcile(ws: Path) -> None:
+    """Record jobs that ended while no engine watched them (a detached `run`), so `jobs` is current.
+
+    Only when no console owns the workspace (a running console keeps the records current itself):
+    an engine here does its start-up recovery (finished → their result and state recorded, dead
+    without an exit status → interrupted) and stops before its first tick, so it launches nothing.
+    """
+    store = _open_writer(ws)
+    if store is None:
+        return
+
+    async def recover() -> None:
+        eng = _make_engine(ws, store, validate_symbols=False)
+        await eng.start()
+        await eng.stop()
+
+    try:
+        asyncio.run(recover())
+    finally:
+        store.close()
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     from store import Store
 
     ws = _workspace()
+    if ws.exists() and not ws.is_dir():
+        from console.cli import CliError
+
+        raise CliError(f"workspace {ws} exists and is not a folder")
     if not (ws / "store.json").exists():
         print(f"no jobs yet in {ws}")
         return 0
+    with Store.open(ws, readonly=True) as store:
+        stale = bool(store.jobs(state="running"))
+    if stale:
+        _reconcile(ws)
     with Store.open(ws, readonly=True) as store:
         recs = store.jobs() if args.all else store.jobs(state=("queued", "running"))
     recs.sort(key=lambda r: (r.get("created_at") or 0, r["id"]))
@@ -372,6 +459,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_attach(args: argparse.Namespace) -> int:
     ws = _workspace()
+    _require_job(ws, args.job_id)
     store = _open_writer(ws)
     if store is None:
         return _follow_readonly(ws, args.job_id)
@@ -386,10 +474,15 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from engine.controller import spool_cancel
 
     ws = _workspace()
+    _require_job(ws, args.job_id)
     store = _open_writer(ws)
     if store is None:
-        if not (ws / "jobs" / args.job_id / "spec.json").exists():
-            raise CliError(f"no such job: {args.job_id}")
+        from store import Store
+
+        with Store.open(ws, readonly=True) as ro:
+            rec = ro.get_job(args.job_id) or {}
+        if rec.get("state") in ("succeeded", "failed", "cancelled", "interrupted"):
+            raise CliError(f"job {args.job_id} is already {rec['state']}")
         spool_cancel(ws, args.job_id)
         print(f"cancel of {args.job_id} handed to the running console")
         return 0
@@ -423,13 +516,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from engine.jobs import JobSpec
 
     ws = _workspace()
+    _require_job(ws, args.job_id)
     store = _open_writer(ws)
     if store is None:
         from store import Store
 
         spec_file = ws / "jobs" / args.job_id / "spec.json"
-        if not spec_file.exists():
-            raise CliError(f"no such job: {args.job_id}")
         with Store.open(ws, readonly=True) as ro:
             rec = ro.get_job(args.job_id) or {}
         if rec.get("state") not in ("succeeded", "failed", "cancelled", "interrupted"):

@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "best", help="the best run on a validation metric",
         description="The best run for a model (and symbol) on a metric — chosen on validation "
         "(val_mae_pct by default); its test metric is shown for reporting.")
-    p.add_argument("--model", required=True)
-    p.add_argument("--symbol")
+    p.add_argument("--model", required=True, help="model name (naive, toto, kronos, chronos2)")
+    p.add_argument("--symbol", help="only this symbol (default: best over all symbols)")
     p.add_argument("--metric", default="val_mae_pct", help="selection metric (default val_mae_pct)")
     p.add_argument("--maximize", action="store_true", help="higher is better for --metric")
     p.add_argument("--require-checkpoint", action="store_true", help="only runs whose checkpoint exists")
@@ -42,16 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "promote", help="write hyperparams/<model>/<SYMBOL>.json from the current pick or a run",
         description="Promote the current pick (default) or a specific run to the config file trading "
         "code reads (docs/HYPERPARAMS_SCHEMA.md). Atomic; audited; undo with `rollback`.")
-    p.add_argument("--model", required=True)
-    p.add_argument("--symbol", required=True)
+    p.add_argument("--model", required=True, help="model name (toto, kronos, chronos2, naive)")
+    p.add_argument("--symbol", required=True, help="symbol whose config is written")
     p.add_argument("--run", metavar="RUN_ID", default=None, help="promote this run instead of the current pick")
     p.add_argument("--by", default=None, help="who promotes (default user@host)")
     p.set_defaults(func=cmd_promote)
 
     p = subparsers.add_parser("rollback", help="restore the config a promotion replaced",
-                              description="Undo the latest promotion for a model and symbol.")
-    p.add_argument("--model", required=True)
-    p.add_argument("--symbol", required=True)
+                              description="Undo the latest promotion for a model and symbol: restore "
+                              "the config it replaced, or remove the file if it replaced none.")
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--symbol", required=True, help="symbol")
     p.set_defaults(func=cmd_rollback)
 
     p = subparsers.add_parser("report", help="markdown summary of runs, picks and promotions",
@@ -167,8 +168,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         out = Path(args.out).expanduser()
         if out.is_dir():
             raise ValueError(f"--out {out} is a folder; give a file name")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out, text.encode("utf-8"))
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(out, text.encode("utf-8"))
+        except OSError as exc:  # the raw error names our temp file, not the one the user gave
+            raise ValueError(f"cannot write --out {out}: {exc.strerror or exc}") from None
         print(f"report written to {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -27,10 +27,11 @@ def _positive_int(text: str) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
-        "train", help="fine-tune toto, kronos or chronos2 per symbol (LoRA by default)",
+        "train", help="fine-tune toto, kronos or chronos2 per symbol (LoRA; full for --preset tiny)",
         description="Fine-tune a model on each symbol's train span, early-stop on its validation span, and "
         "record the run (adapter, metrics, loss curve) in the workspace. Unset settings come from the "
-        "per-stock plan (rows and difficulty → context, horizon, loss, LoRA rank, lr, epochs).")
+        "per-stock plan (rows and difficulty → context, horizon, loss, LoRA rank, lr, epochs); the tiny preset "
+        "trains all weights (finetune full) with its native loss at 10x the lr, context at most 128.")
     p.add_argument("--stocks", nargs="+", required=True, metavar="SYMBOL", help="symbols to train on, in turn")
     p.add_argument("--model", required=True, choices=("toto", "kronos", "chronos2"))
     p.add_argument("--preset", choices=("tiny", "pretrained"), default="tiny",
@@ -45,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps-per-epoch", type=_positive_int, default=None)
-    p.add_argument("--finetune", choices=("lora", "full"), default=None)
+    p.add_argument("--finetune", choices=("lora", "full"), default=None,
+                   help="default: lora for pretrained, full for tiny (LoRA on random weights learns little)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of the same configuration")
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--gpus", type=float, default=0.0, help="GPUs the job needs (0 = CPU slot)")

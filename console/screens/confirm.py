@@ -33,8 +33,8 @@ class ConfirmScreen(ModalScreen[bool]):
             with VerticalScroll(classes="dialog-body"):
                 yield Static(self.body, id="confirm-body")
             with Horizontal(classes="buttons"):
-                yield Button(self._confirm_label, variant="primary", id="confirm-ok")
-                yield Button("Cancel", id="confirm-cancel")
+                yield Button(self._confirm_label, variant="primary", id="confirm-ok", compact=True)
+                yield Button("Cancel", id="confirm-cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#confirm-ok", Button).focus()

@@ -36,9 +36,9 @@ class QuitScreen(ModalScreen[str | None]):
                 "re-attaches to them.", id="quit-body",
             )
             with Horizontal(classes="buttons"):
-                yield Button("Leave running", variant="primary", id="leave")
-                yield Button("Cancel jobs", variant="error", id="cancel")
-                yield Button("Stay", id="stay")
+                yield Button("Leave running", variant="primary", id="leave", compact=True)
+                yield Button("Cancel jobs", variant="error", id="cancel", compact=True)
+                yield Button("Stay", id="stay", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#leave", Button).focus()

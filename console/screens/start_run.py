@@ -24,6 +24,19 @@ MODEL_FREE_KINDS: frozenset[str] = frozenset({"baseline", "compare"})
 INT_FIELDS: tuple[str, ...] = ("horizon", "epochs", "context")
 
 
+def plan_summary(plan: dict[str, Any]) -> str:
+    """One line per symbol, so the form fits 80×24: the fields an operator may want to edit."""
+    parts = [str(plan.get("difficulty", "?"))]
+    for key, label in (("context", "ctx"), ("horizon", "h"), ("loss", ""), ("lora_rank", "r"),
+                       ("lr", "lr"), ("epochs", "ep")):
+        v = plan.get(key)
+        if v is None:
+            continue
+        v = f"{v:.0e}" if isinstance(v, float) and v < 0.01 else v
+        parts.append(f"{label} {v}" if label else str(v))
+    return " · ".join(parts)
+
+
 class StartRunScreen(ModalScreen[Any]):
     """Dismisses with a JobSpec (validated) or None."""
 
@@ -64,8 +77,8 @@ class StartRunScreen(ModalScreen[Any]):
             yield Static("", id="run-plan", classes="plan")
             yield Static("", id="run-error", classes="error")
             with Horizontal(classes="buttons"):
-                yield Button("Queue", variant="primary", id="run-ok")
-                yield Button("Cancel", id="run-no")
+                yield Button("Queue", variant="primary", id="run-ok", compact=True)
+                yield Button("Cancel", id="run-no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#run-kind", Select).focus()
@@ -86,7 +99,7 @@ class StartRunScreen(ModalScreen[Any]):
         lines: list[str] = []
         first: dict[str, Any] | None = None
         svc = self.app.services  # type: ignore[attr-defined]
-        for sym in self.symbols[:6]:
+        for sym in self.symbols[:4]:
             plan = svc.plan(sym, model or "toto", str(self.query_one("#run-preset", Select).value))
             if plan is None:
                 lines.append(f"{sym}: planner not available")
@@ -95,12 +108,10 @@ class StartRunScreen(ModalScreen[Any]):
                 lines.append(f"{sym}: {plan['error']}")
                 continue
             first = first or plan
-            shown = ", ".join(f"{k}={v}" for k, v in plan.items()
-                              if k not in ("model", "notes") and not isinstance(v, dict | list))
-            lines.append(f"{sym}: {shown}")
-        if len(self.symbols) > 6:
-            lines.append(f"… and {len(self.symbols) - 6} more (each gets its own plan)")
-        self.query_one("#run-plan", Static).update("Planner: " + ("\n".join(lines) if lines else "no symbols"))
+            lines.append(f"{sym}: {plan_summary(plan)}")
+        if len(self.symbols) > 4:
+            lines.append(f"… and {len(self.symbols) - 4} more (each gets its own plan)")
+        self.query_one("#run-plan", Static).update("Planner (empty fields use these):\n" + ("\n".join(lines) if lines else "no symbols"))
         if first:
             for name, keys in (("horizon", ("horizon", "prediction_length", "pred_len")),
                                ("context", ("context", "context_length", "context_len")),

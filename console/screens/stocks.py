@@ -49,7 +49,7 @@ class StocksScreen(ModeScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="stocks-bar", classes="toolbar"):
-            yield Input(placeholder="filter symbols (type to filter, Enter/Esc back to table)", id="stock-filter")
+            yield Input(placeholder="/ filter symbols or tier…", id="stock-filter")
             yield Static("", id="stocks-status", classes="status")
         yield KeyedTable(COLUMNS, id="stocks-table")
         yield Static("", id="stocks-empty", classes="empty")

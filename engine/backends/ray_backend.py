@@ -63,6 +63,7 @@ GPU_STEP = 0.05
 DEFAULT_GPU_GB = 80.0
 ENV_GPU_GB = "FORECAST_RAY_GPU_GB"
 ENV_SHARED = "FORECAST_RAY_SHARED"  # "1" force shared, "0" force shipped, unset = detect per job
+ENV_LOGICAL_GPUS = "FORECAST_RAY_LOGICAL_GPUS"  # "1": GPUs are Ray bookkeeping only; jobs run on CPU
 INSTALL_HINT = (
     "the Ray backend needs the optional 'ray' extra: run ./setup.sh --ray "
     "(or: pip install -e '.[ray]')"
@@ -273,7 +274,10 @@ class JobRunner:
         env.update(self.env)
         env["PYTHONUNBUFFERED"] = "1"
         gpu_ids = ray.get_gpu_ids()
-        env["FORECAST_DEVICE"] = "cuda" if gpu_ids else "cpu"
+        # Logical GPUs (a CPU-only test or dev cluster started with num_gpus=N): the share still
+        # gates admission, but the job must run on the CPU it actually has.
+        logical = self.env.get(ENV_LOGICAL_GPUS) == "1"
+        env["FORECAST_DEVICE"] = "cuda" if gpu_ids and not logical else "cpu"
         if self.mode == "shared":
             job_dir = self.driver_job_dir
         else:

@@ -36,13 +36,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine.difficulty import EXTREME, THRESHOLDS, tier
 from engine.symbols import ALL_SYMBOLS, CRYPTO_SYMBOLS, validate_symbol
 
 DEFAULT_SEED = 20240601
 HEADER = "timestamp,open,high,low,close,volume"
-TIERS: dict[str, tuple[float, float]] = {  # naive MAE% at h=64
-    "easy": (3.0, 8.0), "medium": (8.0, 15.0), "hard": (15.0, 30.0), "extreme": (30.0, float("inf")),
-}
+
+
+def _tier_ranges() -> dict[str, tuple[float, float]]:
+    """[low, high) naive MAE% at h=64 per tier, read from engine.difficulty (the one source)."""
+    out: dict[str, tuple[float, float]] = {}
+    lo = 0.0
+    for hi, name in THRESHOLDS:
+        out[name] = (lo, hi)
+        lo = hi
+    out[EXTREME] = (lo, float("inf"))
+    return out
+
+
+#: Tier → [low, high) naive MAE% at h=64; derived, so it cannot drift from engine.difficulty.
+TIERS: dict[str, tuple[float, float]] = _tier_ranges()
 
 
 @dataclass(frozen=True)
@@ -287,7 +300,6 @@ def naive_mae_pct(close: np.ndarray, horizon: int = 64, start: int = 1) -> float
 
 
 def tier_of(mae_pct: float) -> str:
-    for name, (lo, hi) in TIERS.items():
-        if lo <= mae_pct < hi:
-            return name
-    return "easy" if mae_pct < TIERS["easy"][0] else "extreme"
+    """The difficulty tier of a naive MAE% at h=64: `engine.difficulty.tier`, so the profiles'
+    intended tiers are checked against the same thresholds the planner and baseline use."""
+    return tier(mae_pct)

@@ -253,7 +253,11 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
-    """The `baseline` job: rows go back in the result payload (the engine writes them to the store)."""
+    """The `baseline` job: rows go back in the result payload (the engine writes them to the store).
+
+    Rows that could not be computed are logged as warnings and left out of the payload; when no
+    row at all could be computed the job fails (ValueError naming the first reason).
+    """
     from engine import paths
 
     p = spec.params
@@ -276,11 +280,17 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     for r in rows:
         if r.get("error") and r["model"] == "naive_persistence":
             ctx.events.log(f"{r['symbol']} h={r['horizon']}: {r['error']}", level="warning")
+    good = [r for r in rows if not r.get("error")]
+    if rows and not good and not ctx.cancelled():
+        # Nothing computed (impossible horizon, only bad files): the job failed, it did not succeed.
+        first = rows[0]
+        raise ValueError(f"no baseline could be computed ({first['symbol']} h={first['horizon']}: {first['error']})")
     summary = summarize(rows)
     for sym, s in summary.items():
         ctx.events.log(f"{sym}: tier {s['tier']}; persistence MAE% {s['mae_pct']}")
     return {
-        "baselines": rows,
+        # Error rows are logged above, never stored: they must not overwrite earlier numbers.
+        "baselines": good,
         "summary": {
             "symbols": len(summary), "rows": len(rows), "span": p.get("span", "test"),
             "errors": sum(1 for r in rows if r.get("error")), "seconds": round(time.perf_counter() - t0, 3),

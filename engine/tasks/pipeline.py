@@ -67,6 +67,10 @@ class Runner:
     def reason(self, job_id: str) -> str | None:
         return None
 
+    def exists(self, job_id: str) -> bool:
+        """Whether the engine has (or is about to take) this job; False for a lost one (sweep re-attach)."""
+        return self.state(job_id) is not None
+
     def events(self, job_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         chunk = read_events(self.workspace / "jobs" / job_id / "events.jsonl", offset)
         return chunk.events, chunk.offset
@@ -197,6 +201,10 @@ class SpoolRunner(Runner):
     def reason(self, job_id: str) -> str | None:
         rec = self._record(job_id)
         return rec.get("reason") if rec else None
+
+    def exists(self, job_id: str) -> bool:
+        # `state` says "queued" for an unknown id (it may still be in the inbox); this does not guess
+        return (self.workspace / "jobs" / "inbox" / job_id).exists() or self._record(job_id) is not None
 
     def cancel(self, job_id: str) -> None:
         from engine.controller import spool_cancel

@@ -12,6 +12,10 @@ from it), `adapter/` (final = best validation epoch; `load_forecaster(model, pre
 `config.json`, `metrics.json`, `curve.jsonl`. The run ids of resumable runs share a prefix derived
 from the configuration, so a retried job with `resume` finds its predecessor's checkpoint.
 
+Defaults for the `tiny` preset differ from the prior-art table (see engine.forecasters.planner):
+full fine-tuning, native loss, lr × 10, context ≤ 128 — a random-weight model must be trained,
+not adapted.
+
 Params (all optional): preset ("tiny"|"pretrained"), source (hub id or directory for pretrained),
 epochs, context, horizon, lr, lora_rank, loss, batch_size, seed, resume, max_steps_per_epoch,
 finetune ("lora"|"full"), difficulty, stride, val_rows, test_rows, patience, mae_samples.

@@ -1,0 +1,145 @@
+"""Console benchmark: time to first frame, and key-to-repaint latency while 24 jobs stream events.
+
+Usage:  python bench/bench_console.py [--seconds 5] [--rate 10]
+
+Targets (issue 7): first frame ≤ 1 s; key-to-repaint p95 ≤ 50 ms with 24 jobs streaming.
+
+How: a tmp workspace over the shipped trainingdata/, the real store and Engine. 24 job records are
+seeded (finished, so no worker processes compete for the CPU); a streamer then mutates their live
+JobState and pushes progress/loss/log JobUpdates into every engine subscriber queue at `rate` events
+per job per second — the same path worker events take after the engine parses them. Latency is
+measured headless with Textual's Pilot: from a key press until the app has processed it and
+finished the following refresh (press + pause), on the Queue screen and on the Live screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+N_JOBS = 24
+
+
+def _seed(ws: Path, hp: Path) -> list[str]:
+    from engine.jobs import JobSpec
+    from store import Store
+
+    st = Store.open(ws, hyperparams_dir=hp)
+    ids = []
+    try:
+        for i in range(N_JOBS):
+            jid = f"20250101-1200{i:02d}-000-train-{i:08x}"
+            spec = JobSpec(id=jid, kind="train", symbols=("SPY",), model="toto", created_at=1.7e9 + i)
+            st.put_job({"id": jid, "kind": "train", "symbols": ["SPY"], "model": "toto", "state": "succeeded",
+                        "priority": 0, "attempt": 1, "created_at": 1.7e9 + i, "spec": spec.to_dict()})
+            ids.append(jid)
+    finally:
+        st.close()
+    return ids
+
+
+async def _stream(app: object, ids: list[str], rate: float, stop: asyncio.Event) -> int:
+    from engine.state import JobUpdate
+
+    engine = app.services.engine  # type: ignore[attr-defined]
+    step = 0
+    sent = 0
+    period = 1.0 / rate
+    while not stop.is_set():
+        step += 1
+        for jid in ids:
+            js = engine.job(jid)
+            js.state = "running"
+            js.progress_total = 1000.0
+            js.progress_done = float(step % 1000)
+            js.eta_s = 1000.0 - step
+            js.last_train_loss = 1.0 / (1 + 0.01 * step)
+            for upd in (
+                JobUpdate(jid, "progress", {"done": js.progress_done, "total": 1000.0}),
+                JobUpdate(jid, "loss", {"step": step, "epoch": step // 100, "train": js.last_train_loss}),
+                JobUpdate(jid, "log", {"level": "info", "msg": f"step {step}"}),
+            ):
+                for q in engine._subs:
+                    q.put_nowait(upd)
+                sent += 1
+        await asyncio.sleep(period)
+    return sent
+
+
+async def _latencies(pilot: object, keys: list[str]) -> list[float]:
+    out = []
+    for k in keys:
+        t = time.perf_counter()
+        await pilot.press(k)  # type: ignore[attr-defined]
+        await pilot.pause()  # type: ignore[attr-defined]
+        out.append((time.perf_counter() - t) * 1000)
+        await asyncio.sleep(0.02)
+    return out
+
+
+def _pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+async def main(seconds: float, rate: float) -> None:
+    from console.app import ForecastConsoleApp
+    from console.services import ConsoleServices
+    from engine.gpu import FakeGpuSource
+
+    tmp = Path(tempfile.mkdtemp(prefix="fc-bench-"))
+    ws, hp = tmp / "ws", tmp / "hp"
+    os.environ.setdefault("FORECAST_DATA", str(Path(__file__).resolve().parent.parent / "trainingdata"))
+    ids = _seed(ws, hp)
+
+    t0 = time.perf_counter()
+    svc = ConsoleServices(ws, hyperparams_dir=hp, gpu_source=FakeGpuSource(2, 80.0))
+    app = ForecastConsoleApp(svc, telemetry_interval=1.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        t_first = time.perf_counter() - t0
+        stocks = app.screen
+        while stocks.table.row_count == 0:
+            await pilot.pause(0.01)
+        t_rows = time.perf_counter() - t0
+        await asyncio.wait_for(app.ready.wait(), 10)
+        t_ready = time.perf_counter() - t0
+        print(f"time to first frame:           {t_first * 1000:7.1f} ms  (target ≤ 1000)")
+        print(f"time to stock rows on screen:  {t_rows * 1000:7.1f} ms")
+        print(f"time to engine+store ready:    {t_ready * 1000:7.1f} ms")
+
+        stop = asyncio.Event()
+        streamer = asyncio.create_task(_stream(app, ids, rate, stop))
+        await pilot.press("2")
+        await pilot.pause(0.5)
+        batches0 = app.update_batches
+        n_keys = max(20, int(seconds * 10))
+        queue_lat = await _latencies(pilot, (["down"] * 10 + ["up"] * 10) * (n_keys // 20))
+        app.open_live(ids[0])
+        await pilot.pause(0.3)
+        live_lat = await _latencies(pilot, (["n"] * 10 + ["N"] * 10) * (n_keys // 40 or 1))
+        stop.set()
+        sent = await streamer
+        batches = app.update_batches - batches0
+        chart = app.screen.query_one("LossChart")
+        for name, lat in (("queue screen", queue_lat), ("live screen", live_lat)):
+            print(f"key→repaint {name:13s} n={len(lat):3d}  p50 {statistics.median(lat):6.1f} ms  "
+                  f"p95 {_pct(lat, 95):6.1f} ms  max {max(lat):6.1f} ms  (target p95 ≤ 50)")
+        print(f"events streamed: {sent} from {N_JOBS} jobs at {rate:g}/s each·type; UI batches applied: {batches}; "
+              f"chart redraws on live screen: {chart.draw_count}")
+        await app.shutdown()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=5.0, help="roughly how long to press keys")
+    ap.add_argument("--rate", type=float, default=10.0, help="update rounds per second (3 events per job each)")
+    a = ap.parse_args()
+    asyncio.run(main(a.seconds, a.rate))
