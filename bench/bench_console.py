@@ -5,11 +5,12 @@ Usage:  python bench/bench_console.py [--seconds 5] [--rate 10]
 Targets (issue 7): first frame ≤ 1 s; key-to-repaint p95 ≤ 50 ms with 24 jobs streaming.
 
 How: a tmp workspace over the shipped trainingdata/, the real store and Engine. 24 job records are
-seeded (finished, so no worker processes compete for the CPU); a streamer then mutates their live
-JobState and pushes progress/loss/log JobUpdates into every engine subscriber queue at `rate` events
+seeded (finished, so no worker processes compete for the CPU and the engine's poller leaves them
+alone); a streamer then mutates their live JobState (progress, loss) and pushes progress/loss/log JobUpdates into every engine subscriber queue at `rate` events
 per job per second — the same path worker events take after the engine parses them. Latency is
-measured headless with Textual's Pilot: from a key press until the app has processed it and
-finished the following refresh (press + pause), on the Queue screen and on the Live screen.
+measured headless: a Key event is posted to the app as the terminal driver would post it, and
+the latency is the time until the first frame the compositor produces after the key's effect
+(cursor moved / job switched) — on the Queue screen and on the Live screen.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -57,7 +59,6 @@ async def _stream(app: object, ids: list[str], rate: float, stop: asyncio.Event)
         step += 1
         for jid in ids:
             js = engine.job(jid)
-            js.state = "running"
             js.progress_total = 1000.0
             js.progress_done = float(step % 1000)
             js.eta_s = 1000.0 - step
@@ -74,14 +75,36 @@ async def _stream(app: object, ids: list[str], rate: float, stop: asyncio.Event)
     return sent
 
 
-async def _latencies(pilot: object, keys: list[str]) -> list[float]:
+async def _latencies(app: object, keys: list[str], probe: Callable[[], object]) -> list[float]:
+    """Post each key as the terminal driver would; latency = first frame painted after its effect."""
+    from textual import events
+
+    paints: list[float] = []
+    orig = app._display  # type: ignore[attr-defined]
+
+    def spy(screen: object, renderable: object) -> None:
+        if renderable is not None:
+            paints.append(time.perf_counter())
+        orig(screen, renderable)
+
+    app._display = spy  # type: ignore[attr-defined]
     out = []
-    for k in keys:
-        t = time.perf_counter()
-        await pilot.press(k)  # type: ignore[attr-defined]
-        await pilot.pause()  # type: ignore[attr-defined]
-        out.append((time.perf_counter() - t) * 1000)
-        await asyncio.sleep(0.02)
+    try:
+        for k in keys:
+            before = probe()
+            t0 = time.perf_counter()
+            app.post_message(events.Key(k, None))  # type: ignore[attr-defined]
+            while probe() == before and time.perf_counter() - t0 < 5:
+                await asyncio.sleep(0.0005)
+            changed = time.perf_counter()
+            while not any(p >= changed for p in paints) and time.perf_counter() - t0 < 5:
+                await asyncio.sleep(0.0005)
+            painted = next((p for p in paints if p >= changed), time.perf_counter())
+            out.append((painted - t0) * 1000)
+            paints.clear()
+            await asyncio.sleep(0.03)
+    finally:
+        app._display = orig  # type: ignore[attr-defined]
     return out
 
 
@@ -121,10 +144,13 @@ async def main(seconds: float, rate: float) -> None:
         await pilot.pause(0.5)
         batches0 = app.update_batches
         n_keys = max(20, int(seconds * 10))
-        queue_lat = await _latencies(pilot, (["down"] * 10 + ["up"] * 10) * (n_keys // 20))
+        table = app.screen.table
+        queue_lat = await _latencies(app, (["down"] * 10 + ["up"] * 10) * (n_keys // 20),
+                                     lambda: table.cursor_row)
         app.open_live(ids[0])
-        await pilot.pause(0.3)
-        live_lat = await _latencies(pilot, (["n"] * 10 + ["N"] * 10) * (n_keys // 40 or 1))
+        await asyncio.sleep(0.3)
+        live = app.screen
+        live_lat = await _latencies(app, (["n"] * 10 + ["N"] * 10) * (n_keys // 40 or 1), lambda: live.job_id)
         stop.set()
         sent = await streamer
         batches = app.update_batches - batches0

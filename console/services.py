@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from engine import paths
+from engine.symbols import validate_symbol
 
 T = TypeVar("T")
 
@@ -223,27 +224,24 @@ class ConsoleServices:
 
     # ------------------------------------------------------------------ stocks
     def _list_symbol_infos(self) -> list[tuple[str, int, str, str, str]]:
-        shipped = set()
         if self.data_dirs:
             shipped_dir = self.data_dirs[0].resolve()
         else:
             shipped_dir = None
-        data = _optional_import("engine.data")
+        # A cheap scan of our own rather than engine.data.list_symbols: that module imports pandas
+        # (~0.7 s), which the console process never needs; the worker validates the data fully.
         out: dict[str, tuple[str, int, str, str, str]] = {}
-        if data is not None and hasattr(data, "list_symbols"):
-            for info in data.list_symbols(self.data_dirs):
-                src = "shipped" if shipped_dir and Path(info.path).resolve().parent == shipped_dir else "workspace"
-                out[info.symbol] = (info.symbol, int(info.rows), _short_date(info.start), _short_date(info.end), src)
-            return list(out.values())
         for d in self.data_dirs:  # later dirs override earlier, like engine.data
             if not d.is_dir():
                 continue
             for p in sorted(d.glob("*.csv")):
-                sym = p.stem.upper()
+                try:
+                    sym = validate_symbol(p.stem)
+                except ValueError:
+                    continue
                 rows, start, end = _scan_csv(p)
                 src = "shipped" if shipped_dir and d.resolve() == shipped_dir else "workspace"
                 out[sym] = (sym, rows, start, end, src)
-                shipped.add(sym)
         return list(out.values())
 
     def _stocks_blocking(self) -> list[StockRow]:

@@ -407,7 +407,7 @@ async def test_sweep_end_to_end_through_ray(cluster: Any, tmp_path: Path, monkey
         assert {"loss", "progress", "state"} <= kinds
 
         # cancelling a sweep cancels its running trial (the coordinator spools the cancel)
-        long = {**TINY, "epochs": 400, "max_steps_per_epoch": 4}
+        long = {**TINY, "epochs": 400, "max_steps_per_epoch": 4, "patience": 1000}
         sweep = JobSpec.create("sweep", ["SYN"], "toto", params={**long, "mode": "priority", "max_runs": 1,
                                                                   "vram_gb": 30})
         engine.submit(sweep)

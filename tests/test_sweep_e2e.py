@@ -141,21 +141,34 @@ async def run_sweep_job(e: Env, params: dict[str, Any], timeout: float = 75.0) -
 async def test_sweep_job_runs_each_trial_as_an_engine_job_and_a_rerun_continues(env: Env) -> None:
     t0 = time.monotonic()
     e = env
-    sweep1, trials1 = await run_sweep_job(e, {**TINY, "mode": "quick", "max_runs": 2})
-    # each trial is its own train job in the engine (visible, the sweep as parent) and succeeded
-    assert len(trials1) == 2, [(j.id, j.kind, j.parent) for j in e.engine.jobs()]
-    for j in trials1:
-        assert j.state == "succeeded", explain(e.engine, e.ws, j.id)
-        assert j.model == "toto" and list(j.symbols) == [SYMBOL]
-        rec = e.store.get_job(j.id)
-        assert rec is not None and rec["state"] == "succeeded" and rec["parent"] == sweep1.id
-        assert e.engine.curve(j.id), "the trial's loss events reached the engine"
+    sweep1, trials1 = await run_sweep_job(e, {**TINY, "mode": "quick", "max_runs": 1})
+    # the trial is its own train job in the engine (visible, the sweep as parent) and succeeded
+    assert len(trials1) == 1, [(j.id, j.kind, j.parent) for j in e.engine.jobs()]
+    (j,) = trials1
+    assert j.state == "succeeded", explain(e.engine, e.ws, j.id)
+    assert j.model == "toto" and list(j.symbols) == [SYMBOL]
+    rec = e.store.get_job(j.id)
+    assert rec is not None and rec["state"] == "succeeded" and rec["parent"] == sweep1.id
+    assert e.engine.curve(j.id), "the trial's loss events reached the engine"
     # the study persisted in the workspace, one COMPLETE trial per job, with the job id recorded
     study = load_study(e.ws, "quick")
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(done) == 2 and {t.user_attrs["job_id"] for t in done} == {j.id for j in trials1}
+    assert len(done) == 1 and done[0].user_attrs["job_id"] == j.id
+    summary = e.store.get_job(sweep1.id)["result"]["summary"]
+    assert summary["studies"][SYMBOL]["trials"]["complete"] == 1
+    assert summary["studies"][SYMBOL]["best"]["value"] == pytest.approx(done[0].value)
+
+    # a new sweep job with a larger budget continues the same study: only a missing point runs
+    sweep2, trials2 = await run_sweep_job(e, {**TINY, "mode": "quick", "max_runs": 2})
+    assert len(trials2) == 1 and trials2[0].state == "succeeded"
+    study = load_study(e.ws, "quick")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 2
+    points = [(t.params["lr"], t.params["lora_rank"]) for t in done]
+    assert len(set(points)) == 2, "a finished grid point ran again"
     # every trial's run is in the tracker with the trial's hyperparameters and its value
     runs = {r["job_id"]: r for r in e.store.runs(model="toto", symbol=SYMBOL)}
+    assert set(runs) == {j.id, trials2[0].id}
     for t in done:
         run = runs[t.user_attrs["job_id"]]
         hp = run["hyperparams"]
@@ -163,86 +176,72 @@ async def test_sweep_job_runs_each_trial_as_an_engine_job_and_a_rerun_continues(
         assert hp["context"] == 64 and hp["horizon"] == 16 and hp["epochs"] == 1 and hp["max_steps_per_epoch"] == 2
         assert run["metrics"]["val_mae_pct"] == pytest.approx(t.value)
         assert run["checkpoint"] and Path(run["checkpoint"]).is_dir()
-    summary = e.store.get_job(sweep1.id)["result"]["summary"]
-    assert summary["studies"][SYMBOL]["trials"]["complete"] == 2
-    assert summary["studies"][SYMBOL]["best"]["value"] == pytest.approx(min(t.value for t in done))
-    first_points = {(t.params["lr"], t.params["lora_rank"]) for t in done}
-
-    # a new sweep job with a larger budget continues the same study: only the missing point runs
-    sweep2, trials2 = await run_sweep_job(e, {**TINY, "mode": "quick", "max_runs": 3})
-    assert len(trials2) == 1 and trials2[0].state == "succeeded"
-    study = load_study(e.ws, "quick")
-    done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(done) == 3
-    points = [(t.params["lr"], t.params["lora_rank"]) for t in done]
-    assert len(set(points)) == 3 and first_points < set(points)
-    assert len([r for r in e.store.runs(model="toto", symbol=SYMBOL)]) == 3
-    assert len([j for j in e.engine.jobs() if j.kind == "train"]) == 3
 
     # the headless command, while this engine owns the workspace, goes through its inbox; the study
-    # already has its 3 runs, so nothing is queued again
+    # already has its 2 runs, so nothing is queued again
     cli_env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "console.cli", "-w", str(e.ws), "sweep", "--stocks", SYMBOL,
-                         "--model", "toto", "--mode", "quick", "--max-runs", "3", "--context", "64", "--json"],
+                         "--model", "toto", "--mode", "quick", "--max-runs", "2", "--context", "64", "--json"],
         capture_output=True, text=True, env=cli_env, timeout=60)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)[SYMBOL]
-    assert out["trials"]["complete"] == 3 and "running console" in r.stderr
+    assert out["trials"]["complete"] == 2 and "running console" in r.stderr
     assert out["best"]["value"] == pytest.approx(min(t.value for t in done))
-    assert len([j for j in e.engine.jobs() if j.kind == "train"]) == 3
+    assert len([j for j in e.engine.jobs() if j.kind == "train"]) == 2
     print(f"\nlocal sweep e2e: {time.monotonic() - t0:.1f} s")
 
 
 async def test_cancel_sweep_cancels_its_trial_and_the_next_run_resumes_it(env: Env) -> None:
-    """Queued trial: cancelled with the sweep, resumed (same settings, `resume`) by the next run.
-    Running trial: cancelled with the sweep within the grace period."""
+    """Queued trial: cancelled with the sweep. The next run resubmits that same trial (same
+    settings + `resume`) instead of skipping or duplicating it; cancelling that run stops the now
+    running trial within the grace period, and the trial is still kept for the run after."""
     t0 = time.monotonic()
     e = env
+    long = {**TINY, "epochs": 400, "max_steps_per_epoch": 4, "patience": 1000}  # never finishes within the test
     # a blocker takes the second CPU slot, so the sweep's first trial waits in the queue
     blocker = JobSpec.create("baseline", [SYMBOL], params={"_test": {"steps": 600, "sleep": 0.1}})
     e.engine.submit(blocker)
-    sweep = JobSpec.create("sweep", [SYMBOL], "toto", params={**TINY, "mode": "quick", "max_runs": 1})
+    sweep = JobSpec.create("sweep", [SYMBOL], "toto", params={**long, "mode": "quick", "max_runs": 1})
     e.engine.submit(sweep)
     await wait_for(lambda: len(trials_of(e.engine, sweep.id)) == 1, 30, "the first trial job", e.engine)
-    (trial_job,) = trials_of(e.engine, sweep.id)
-    assert trial_job.state == "queued"
+    (queued,) = trials_of(e.engine, sweep.id)
+    assert queued.state == "queued"
     e.engine.cancel(sweep.id)
-    await wait_for(lambda: finished(e.engine, sweep.id) and finished(e.engine, trial_job.id), 15,
+    await wait_for(lambda: finished(e.engine, sweep.id) and finished(e.engine, queued.id), 15,
                    "sweep and trial to end", e.engine)
     assert e.engine.job(sweep.id).state == "cancelled"  # type: ignore[union-attr]
-    assert e.engine.job(trial_job.id).state == "cancelled"  # type: ignore[union-attr]
+    assert e.engine.job(queued.id).state == "cancelled"  # type: ignore[union-attr]
     study = load_study(e.ws, "quick")
     (t,) = [t for t in study.trials if t.state.name != "WAITING"]
-    assert t.state.name == "RUNNING" and t.user_attrs["interrupted"] and t.user_attrs["job_id"] == trial_job.id
+    assert t.state.name == "RUNNING" and t.user_attrs["interrupted"] and t.user_attrs["job_id"] == queued.id
     e.engine.cancel(blocker.id)
 
-    # the next run resumes that trial with its exact settings instead of starting another one
-    sweep2, trials2 = await run_sweep_job(e, {**TINY, "mode": "quick", "max_runs": 1})
-    assert len(trials2) == 1 and trials2[0].state == "succeeded"
-    assert e.engine.spec(trials2[0].id).params["resume"] is True  # type: ignore[union-attr]
-    study = load_study(e.ws, "quick")
-    (t,) = [t for t in study.trials if t.state.name != "WAITING"]
-    assert t.state.name == "COMPLETE" and t.user_attrs["job_ids"] == [trial_job.id, trials2[0].id]
-    assert {k: v for k, v in e.engine.spec(trials2[0].id).params.items() if k != "resume"} == \
-        e.engine.spec(trial_job.id).params  # type: ignore[union-attr]
-
-    # a running trial: the sweep's cancel reaches it, and it stops at its next safe point
-    long = {**TINY, "epochs": 400, "max_steps_per_epoch": 4}
-    sweep3 = JobSpec.create("sweep", [SYMBOL], "toto", params={**long, "mode": "priority", "max_runs": 1})
-    e.engine.submit(sweep3)
-    await wait_for(lambda: any(e.engine.curve(j.id) for j in trials_of(e.engine, sweep3.id)), 40,
-                   "the trial to train", e.engine)
-    (running,) = trials_of(e.engine, sweep3.id)
+    # the next run resumes that trial with its exact settings; cancel it once it trains
+    sweep2 = JobSpec.create("sweep", [SYMBOL], "toto", params={**long, "mode": "quick", "max_runs": 1})
+    e.engine.submit(sweep2)
+    await wait_for(lambda: any(e.engine.curve(j.id) for j in trials_of(e.engine, sweep2.id)), 45,
+                   "the resumed trial to train", e.engine)
+    (running,) = trials_of(e.engine, sweep2.id)
+    spec_q, spec_r = e.engine.spec(queued.id), e.engine.spec(running.id)
+    assert spec_q is not None and spec_r is not None
+    assert spec_r.params == {**spec_q.params, "resume": True}
     assert running.state == "running"
     t_cancel = time.monotonic()
-    e.engine.cancel(sweep3.id)
-    await wait_for(lambda: finished(e.engine, sweep3.id) and finished(e.engine, running.id), 15,
+    e.engine.cancel(sweep2.id)
+    await wait_for(lambda: finished(e.engine, sweep2.id) and finished(e.engine, running.id), 15,
                    "sweep and running trial to end", e.engine)
     assert e.engine.job(running.id).state == "cancelled"  # type: ignore[union-attr]
-    assert e.engine.job(sweep3.id).state == "cancelled"  # type: ignore[union-attr]
+    assert e.engine.job(sweep2.id).state == "cancelled"  # type: ignore[union-attr]
     assert time.monotonic() - t_cancel < 10
-    assert not [j for j in trials_of(e.engine, sweep3.id) if j.id != running.id]  # nothing new after the cancel
+    assert "sweep cancelled: cancelling trial job" in "\n".join(e.engine.log_tail(sweep2.id))
+    assert len(trials_of(e.engine, sweep2.id)) == 1  # nothing new after the cancel
+    study = load_study(e.ws, "quick")
+    (t,) = [t for t in study.trials if t.state.name != "WAITING"]
+    assert t.state.name == "RUNNING" and t.user_attrs["interrupted"]
+    assert t.user_attrs["job_ids"] == [queued.id, running.id]
+    ckpt = [d for d in (e.ws / "runs").iterdir() if (d / "checkpoint").is_dir()]
+    assert ckpt, "the cancelled trial kept its checkpoint for the resume"
     print(f"\nlocal sweep cancel e2e: {time.monotonic() - t0:.1f} s")
 
 
@@ -262,6 +261,10 @@ def test_sweep_job_refuses_params_it_would_ignore(tmp_path: Path) -> None:
         with pytest.raises(sweep.SweepError, match=msg):
             sweep.run(spec, ctx)
     assert not (tmp_path / "sweeps").exists() and not (tmp_path / "jobs" / "inbox").exists()
+    # valid params, but no engine watches this workspace (as in a shipped Ray job): refused up front
+    with pytest.raises(sweep.SweepError, match="must run in its engine's workspace"):
+        sweep.run(JobSpec.create("sweep", [SYMBOL], "toto", params={"mode": "quick"}), ctx)
+    assert not (tmp_path / "sweeps").exists()
 
 
 async def test_a_trial_the_engine_refuses_stops_the_sweep_and_is_not_counted(

@@ -61,7 +61,7 @@ def test_train_task_writes_run_artifacts_and_a_loadable_adapter(tmp_path: Path) 
     assert {"loss", "progress", "log", "artifact", "metric"} <= types
     # validation/compare load the adapter the same way
     fc = load_forecaster("chronos2", "tiny", adapter=run["checkpoint"])
-    assert fc.finetune == "lora"
+    assert fc.finetune == "full" == run["hyperparams"]["finetune"]  # the tiny preset trains every weight
     assert run["hyperparams"]["context"] == 64 and run["hyperparams"]["horizon"] == 16
 
 

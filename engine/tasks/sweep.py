@@ -281,6 +281,7 @@ def _follow(runner: Runner, job_id: str, trial: optuna.Trial | None, *, prune: b
                 trial.report(float(e["val"]), ep)
                 if prune and not (pruned or stopping) and trial.should_prune():
                     pruned = True
+                    trial.set_user_attr("pruned", True)  # a coordinator dying before `tell` still counts it pruned
                     log(f"trial {trial.number}: pruned at epoch {ep} (val {e['val']:.4g}); cancelling job {job_id}")
                     runner.cancel(job_id)
         if st in FINAL:
@@ -296,7 +297,7 @@ def _follow(runner: Runner, job_id: str, trial: optuna.Trial | None, *, prune: b
         if st == "queued" and not noted and time.time() - t0 > QUEUED_NOTE_S:
             noted = True
             log(f"trial job {job_id} is still queued after {QUEUED_NOTE_S:.0f} s (waiting for a free slot; "
-                "a sweep job itself holds one)")
+                "a running sweep job holds one itself)")
         time.sleep(poll)
 
 
@@ -376,6 +377,8 @@ def _drive(study: optuna.Study, runner: Runner, workspace: Path, *, name: str, m
         """Follow the trial's job to an outcome, resubmitting (resume) when it was interrupted."""
         while True:
             st = _follow(runner, job_id, trial, prune=prune, log=log, cancelled=cancelled, poll=poll)
+            if st == "cancelled" and trial.user_attrs.get("pruned"):
+                st = "pruned"
             if st == "stopped":
                 log(f"trial {trial.number}: left for the next run of this sweep (resumes job {job_id}'s checkpoint)")
                 return
@@ -453,6 +456,11 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     if spec.model is None or spec.model == "naive":
         raise SweepError("a sweep needs a foundation model (toto, kronos or chronos2)")
     check_sweep_params(p)
+    if not (Path(ctx.workspace) / "jobs" / "inbox").is_dir():
+        # Every engine creates it on start; its absence means this worker runs in a copy of the
+        # workspace (Ray's shipped mode), where spooled trials would never reach an engine.
+        raise SweepError(f"a sweep job must run in its engine's workspace, but {ctx.workspace} has no jobs/inbox "
+                         "(on Ray: make the workspace visible at the same path on the node, FORECAST_RAY_SHARED=1)")
     mode = str(p.get("mode", "priority"))
     res = {k: p[k] for k in ("gpus", "vram_gb") if p.get(k) is not None}
     if res.get("vram_gb") and "gpus" not in res:
