@@ -138,6 +138,15 @@ async def main(seconds: float, rate: float) -> None:
         print(f"time to stock rows on screen:  {t_rows * 1000:7.1f} ms")
         print(f"time to engine+store ready:    {t_ready * 1000:7.1f} ms")
 
+        dispatch_ms: list[float] = []
+        orig_dispatch = app.dispatch_updates
+
+        def timed_dispatch(batch: object) -> None:
+            t = time.perf_counter()
+            orig_dispatch(batch)
+            dispatch_ms.append((time.perf_counter() - t) * 1000)
+
+        app.dispatch_updates = timed_dispatch  # type: ignore[method-assign]
         stop = asyncio.Event()
         streamer = asyncio.create_task(_stream(app, ids, rate, stop))
         await pilot.press("2")
@@ -158,6 +167,8 @@ async def main(seconds: float, rate: float) -> None:
         for name, lat in (("queue screen", queue_lat), ("live screen", live_lat)):
             print(f"key→repaint {name:13s} n={len(lat):3d}  p50 {statistics.median(lat):6.1f} ms  "
                   f"p95 {_pct(lat, 95):6.1f} ms  max {max(lat):6.1f} ms  (target p95 ≤ 50)")
+        print(f"update batch handling: n={len(dispatch_ms)} p50 {statistics.median(dispatch_ms):.1f} ms "
+              f"p95 {_pct(dispatch_ms, 95):.1f} ms")
         print(f"events streamed: {sent} from {N_JOBS} jobs at {rate:g}/s each·type; UI batches applied: {batches}; "
               f"chart redraws on live screen: {chart.draw_count}")
         await app.shutdown()

@@ -40,7 +40,7 @@ from engine.backends.base import Backend, ExitStatus, Handle
 from engine.events import TailChunk, read_events
 from engine.gpu import GpuSource, Telemetry
 from engine.jobs import JobSpec, JobSpecError
-from engine.scheduler import Placement, Scheduler
+from engine.scheduler import COORDINATOR_KINDS, Placement, Scheduler
 from engine.state import FINAL_STATES, JobState, JobUpdate, apply_event
 
 if TYPE_CHECKING:
@@ -615,7 +615,8 @@ class Engine:
                 gpu = None
                 if st.device and st.device.startswith("cuda:"):
                     gpu = int(st.device.split(":", 1)[1])
-                self.scheduler.mark_running(jid, Placement(gpu=gpu, vram_gb=st.vram_gb, admitted_at=time.time()))
+                self.scheduler.mark_running(jid, Placement(gpu=gpu, vram_gb=st.vram_gb, admitted_at=time.time(),
+                                                           slot=spec.kind not in COORDINATOR_KINDS))
                 self._log(j, "info", f"re-attached to pid {handle.pid}")
                 self._mark(jid, urgent=True)
                 continue

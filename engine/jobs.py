@@ -17,6 +17,8 @@ from typing import Any
 
 from engine.models import validate_model
 from engine.symbols import validate_symbol
+from engine.task_params import TaskParamError
+from engine.task_params import check as check_task_params
 
 KINDS: tuple[str, ...] = (
     "baseline", "train", "validate", "compare", "sweep", "calibrate", "regression", "pipeline",
@@ -108,6 +110,10 @@ class JobSpec:
         elif kind in KINDS_WITH_MODEL:
             raise JobSpecError(f"a {kind} job needs a model")
         p = _check_json(params or {})
+        try:
+            check_task_params(kind, p)  # a misspelled name is refused, not silently ignored
+        except TaskParamError as exc:
+            raise JobSpecError(str(exc)) from None
         for key in ("horizon", "context", "epochs", "num_samples", "max_runs"):
             if key in p and p[key] is not None:
                 v = p[key]

@@ -12,6 +12,9 @@ Two pools:
   GPU and a big one waits. Within the GPU pool the head of the queue blocks the jobs behind it
   (no back-filling), so a big job cannot be starved forever by a stream of small ones.
 
+Coordinator jobs (`COORDINATOR_KINDS`: sweep, pipeline) take no CPU slot: they only wait on the
+jobs they hand out, which need the slots.
+
 The scheduler is synchronous, pure bookkeeping; the controller's single poller calls
 `admit()` once per tick with a fresh telemetry snapshot.
 """
@@ -26,6 +29,11 @@ from dataclasses import dataclass
 from engine.gpu import Telemetry
 from engine.jobs import JobSpec, JobSpecError
 
+#: Coordinator jobs hand out other jobs and wait on them (a sweep's trials, a pipeline's steps), so
+#: they never hold a CPU slot: one would otherwise wait forever for children that cannot start
+#: (a sweep on a 1-slot engine, or two sweeps on two slots).
+COORDINATOR_KINDS: frozenset[str] = frozenset({"sweep", "pipeline"})
+
 
 @dataclass
 class Placement:
@@ -34,6 +42,7 @@ class Placement:
     gpu: int | None
     vram_gb: float = 0.0
     admitted_at: float = 0.0
+    slot: bool = True  # False for a coordinator (counts against no pool)
 
     @property
     def device(self) -> str:
@@ -96,7 +105,7 @@ class Scheduler:
         return self.running.pop(job_id, None)
 
     def cpu_in_use(self) -> int:
-        return sum(1 for p in self.running.values() if p.gpu is None)
+        return sum(1 for p in self.running.values() if p.gpu is None and p.slot)
 
     # ---- admission ---------------------------------------------------------------------------
     def check_fits(self, spec: JobSpec, telemetry: Telemetry | None) -> None:
@@ -149,7 +158,9 @@ class Scheduler:
         out: list[tuple[JobSpec, Placement]] = []
         for spec in self.queued():
             wants_gpu = use_gpus and spec.resources.gpus > 0
-            if not wants_gpu:
+            if spec.kind in COORDINATOR_KINDS and not wants_gpu:
+                placement = Placement(gpu=None, admitted_at=now, slot=False)
+            elif not wants_gpu:
                 if cpu_free <= 0:
                     continue
                 cpu_free -= 1
@@ -169,6 +180,4 @@ class Scheduler:
             del self._queue[spec.id]
             self.running[spec.id] = placement
             out.append((spec, placement))
-            if cpu_free <= 0 and (not use_gpus or gpu_blocked):
-                break
         return out

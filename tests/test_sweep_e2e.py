@@ -85,7 +85,8 @@ async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
 
     ws = setup_env(tmp_path, monkeypatch)
     store = Store.open(ws)
-    engine = Engine(ws, store=store, backend=LocalBackend(), cpu_slots=2, poll_interval=0.1, heartbeat_s=1.0,
+    # one CPU slot: the sweep job itself holds none (a coordinator), so its trials still run
+    engine = Engine(ws, store=store, backend=LocalBackend(), cpu_slots=1, poll_interval=0.1, heartbeat_s=1.0,
                     cancel_grace_s=5.0, gpu_source=NoGpu(), env=HOOK_ENV)
     await engine.start()
     try:
@@ -199,7 +200,7 @@ async def test_cancel_sweep_cancels_its_trial_and_the_next_run_resumes_it(env: E
     t0 = time.monotonic()
     e = env
     long = {**TINY, "epochs": 400, "max_steps_per_epoch": 4, "patience": 1000}  # never finishes within the test
-    # a blocker takes the second CPU slot, so the sweep's first trial waits in the queue
+    # a blocker takes the only CPU slot, so the sweep's first trial waits in the queue
     blocker = JobSpec.create("baseline", [SYMBOL], params={"_test": {"steps": 600, "sleep": 0.1}})
     e.engine.submit(blocker)
     sweep = JobSpec.create("sweep", [SYMBOL], "toto", params={**long, "mode": "quick", "max_runs": 1})
@@ -246,14 +247,23 @@ async def test_cancel_sweep_cancels_its_trial_and_the_next_run_resumes_it(env: E
 
 
 def test_sweep_job_refuses_params_it_would_ignore(tmp_path: Path) -> None:
-    """Pinning a searched setting or a typo fails before any trial is queued."""
+    """Pinning a searched setting or a typo fails before any trial is queued: at JobSpec.create
+    (engine.task_params), and again in the task for a spec that did not come through it."""
+    from dataclasses import replace
+
     from engine.events import EventWriter
+    from engine.jobs import JobSpecError
     from engine.tasks import sweep
     from engine.tasks.context import TaskContext
 
-    for params, msg in (({"lr": 1e-3}, "what the sweep searches"), ({"max_step": 3}, "unknown parameter"),
-                        ({"mode": "grid"}, "unknown sweep mode"), ({"vram_gb": -1}, "non-negative")):
-        spec = JobSpec.create("sweep", [SYMBOL], "toto", params=params)
+    for params, msg, at_create in (({"lr": 1e-3}, "what the sweep searches", True),
+                                   ({"max_step": 3}, "unknown parameter", True),
+                                   ({"mode": "grid"}, "unknown sweep mode", False),
+                                   ({"vram_gb": -1}, "non-negative", False)):
+        if at_create:
+            with pytest.raises(JobSpecError, match=msg):
+                JobSpec.create("sweep", [SYMBOL], "toto", params=params)
+        spec = replace(JobSpec.create("sweep", [SYMBOL], "toto"), params=params)
         jd = tmp_path / "jobs" / spec.id
         jd.mkdir(parents=True)
         ctx = TaskContext(job_id=spec.id, workspace=tmp_path, job_dir=jd,
@@ -372,3 +382,20 @@ def test_kronos_sweeps_only_its_native_loss() -> None:
         assert len(pts) == len({json.dumps(p, sort_keys=True) for p in pts})  # no duplicate after the mapping
     assert sweep.trial_budget("full", None, "kronos") == 4 * 3 * 2
     assert sweep.trial_budget("full", None, "toto") == 4 * 3 * 3 * 2
+
+
+def test_coordinator_jobs_hold_no_cpu_slot() -> None:
+    """Two sweeps on a one-slot engine must not starve their own trials."""
+    from engine.scheduler import Scheduler
+
+    sch = Scheduler(cpu_slots=1)
+    specs = [JobSpec.create("sweep", [SYMBOL], "toto"), JobSpec.create("sweep", [SYMBOL], "kronos"),
+             JobSpec.create("train", [SYMBOL], "toto"), JobSpec.create("train", [SYMBOL], "kronos")]
+    for s in specs:
+        sch.push(s)
+    admitted = [s.id for s, _ in sch.admit(None)]
+    assert admitted == [s.id for s in specs[:3]] and sch.cpu_in_use() == 1
+    sch.release(specs[0].id)
+    assert sch.admit(None) == []  # a coordinator ending frees no slot: the train job still waits
+    sch.release(specs[2].id)
+    assert [s.id for s, _ in sch.admit(None)] == [specs[3].id]

@@ -92,9 +92,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(model: str, tmp_path: Pat
     ra = train(a, tr, va, cfg, ckpt_dir=tmp_path / "a")
     calls = {"n": 0}
 
-    def cancel_after_6() -> bool:  # stops mid-epoch 1 (4 steps per epoch)
+    def cancel_after_6() -> bool:  # stops mid-epoch 1, after 6 steps
+        # checked before each of the 4 steps and each of the 6 validation batches of an epoch
         calls["n"] += 1
-        return calls["n"] > 6
+        return calls["n"] > 4 + 6 + 2
 
     b = fresh()
     rb1 = train(b, tr, va, cfg, ckpt_dir=tmp_path / "b", cancelled=cancel_after_6)

@@ -3,7 +3,9 @@
 Every command runs its work as real jobs through an in-process engine (queued, recorded in the
 store by the engine, visible to a console opened later), waits for them and prints the outcome. If
 a console already owns the workspace (store locked), the jobs are handed to its engine through the
-inbox instead and the command waits on them the same way. No prompts anywhere.
+inbox instead and the command waits on them the same way. Submitting and following is the shared
+path of `run`/`train` (console.commands.follow): progress goes to stderr, Ctrl-C detaches (the
+jobs go on) and prints how to re-attach. No prompts anywhere.
 
 Heavy imports stay inside the handlers so `forecast-console --help` stays instant.
 """
@@ -153,35 +155,24 @@ def _params(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
 
 def _runner(ws: Path) -> Any:
     """In-process engine when the workspace is free; the running console's inbox when it is not."""
-    from engine.tasks.pipeline import EngineRunner, SpoolRunner
-    from store.storage import StoreLocked
+    from console.commands.follow import open_runner
 
-    try:
-        return EngineRunner(ws)
-    except StoreLocked as exc:
-        print(f"note: {exc}; handing the jobs to the running console's engine", file=sys.stderr)
-        return SpoolRunner(ws)
+    return open_runner(ws)
 
 
-def _run_specs(specs: list[Any]) -> list[tuple[Any, str, dict[str, Any] | None]]:
-    """Submit, wait, and return (spec, final state, result payload) per spec."""
+def _run_specs(specs: list[Any]) -> list[tuple[Any, str, dict[str, Any] | None]] | None:
+    """Submit, follow, and return (spec, final state, result payload) per spec; None on Ctrl-C (detached).
+
+    The shared submit/follow path of `run` and `train` (console.commands.follow): own engine or the
+    running console's spool; progress on stderr so stdout carries only the answer (--json).
+    """
     from console.cli import CliError
+    from console.commands.follow import run_jobs
 
-    ws = _workspace()
-    runner = _runner(ws)
-    out = []
-    try:
-        ids = [runner.submit(s) for s in specs]
-        for s, jid in zip(specs, ids, strict=True):
-            print(f"job {jid}: {s.kind} {s.model or ''} {' '.join(s.symbols)}", file=sys.stderr)
-        for s, jid in zip(specs, ids, strict=True):
-            st = runner.wait(jid)
-            res = runner.result(jid)
-            if st != "succeeded":
-                print(f"job {jid} {st}: {runner.reason(jid)}", file=sys.stderr)
-            out.append((s, st, res))
-    finally:
-        runner.close()
+    outcomes = run_jobs(_workspace(), specs)
+    if outcomes is None:
+        return None
+    out = [(o.spec, o.state, o.result) for o in outcomes]
     if any(st != "succeeded" for _, st, _ in out):
         failed = [f"{s.kind} {s.model or ''}".strip() for s, st, _ in out if st != "succeeded"]
         raise CliError(f"{len(failed)} job(s) did not succeed: {', '.join(failed)} (see `forecast-console jobs`)")
@@ -205,6 +196,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     models = args.model or list(FOUNDATION)
     specs = [_spec("validate", syms, m, _params(args, mode=args.mode)) for m in models]
     res = _run_specs(specs)
+    if res is None:
+        return 0  # detached: the jobs go on (the re-attach commands were printed)
     if args.json:
         _print_json([r for _, _, r in res])
         return 0
@@ -224,7 +217,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     params = _params(args, top_k=args.top_k)
     if args.model:
         params["models"] = list(args.model)
-    (res,) = _run_specs([_spec("compare", syms, None, params)])
+    done = _run_specs([_spec("compare", syms, None, params)])
+    if done is None:
+        return 0  # detached: the job goes on (the re-attach command was printed)
+    (res,) = done
     payload = res[2] or {}
     if args.json:
         _print_json(payload)
@@ -241,7 +237,10 @@ def cmd_regression(args: argparse.Namespace) -> int:
     params = _params(args, threshold_pct=args.threshold)
     if args.model:
         params["models"] = list(args.model)
-    (res,) = _run_specs([_spec("regression", syms, None, params)])
+    done = _run_specs([_spec("regression", syms, None, params)])
+    if done is None:
+        return 0  # detached: the job goes on (the re-attach command was printed)
+    (res,) = done
     payload = res[2] or {}
     rows = payload.get("regressions", [])
     if args.json:
@@ -263,7 +262,10 @@ def cmd_regression(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     syms = _symbols(args)
     params = _params(args, require_test_improvement=bool(args.require_test_improvement))
-    (res,) = _run_specs([_spec("calibrate", syms, args.model, params)])
+    done = _run_specs([_spec("calibrate", syms, args.model, params)])
+    if done is None:
+        return 0  # detached: the job goes on (the re-attach command was printed)
+    (res,) = done
     payload = res[2] or {}
     if args.json:
         _print_json(payload)

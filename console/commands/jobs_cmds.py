@@ -10,6 +10,9 @@ job by tailing its `events.jsonl` read-only.
 
 Ctrl-C while following detaches: the job keeps running in its own session, and
 `forecast-console attach ID` follows it again.
+
+The submit/follow plumbing lives in `console.commands.follow`, shared with `train` and the
+evaluation commands (one code path, so they cannot drift apart).
 """
 
 from __future__ import annotations
@@ -17,15 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from console.commands import follow
+
 if TYPE_CHECKING:
     from engine.controller import Engine
-    from engine.jobs import JobSpec
     from engine.state import JobState
 
 
@@ -100,62 +102,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=cmd_retry)
 
 
-# ---- shared plumbing ---------------------------------------------------------------------------
+# ---- shared plumbing (console/commands/follow.py; the old names stay for callers and tests) ------
 def _workspace() -> Path:
     from engine import paths
 
     return paths.workspace_dir()
-
-
-def _open_writer(ws: Path) -> Any | None:
-    """The store opened for writing, or None when a running console holds the lock."""
-    from store import Store, StoreLocked
-
-    try:
-        return Store.open(ws)
-    except StoreLocked:
-        return None
-
-
-class _Printer:
-    """Rich progress bar on a terminal, plain throttled lines otherwise (logs, CI)."""
-
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        self.tty = sys.stdout.isatty()
-        self._last_line = 0.0
-        self._progress: Any = None
-        self._task: Any = None
-        if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-            self._progress.start()
-            self._task = self._progress.add_task(job_id[-26:], total=None, info="")
-
-    def say(self, msg: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(msg)
-        else:
-            print(msg, flush=True)
-
-    def progress(self, done: float, total: float, stage: str | None, info: str = "") -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=done, total=total or None,
-                                  info=" ".join(x for x in (stage or "", info) if x))
-            return
-        now = time.monotonic()
-        if now - self._last_line >= 0.5 or (total and done >= total):
-            self._last_line = now
-            pct = f" {100 * done / total:5.1f}%" if total else ""
-            extra = " ".join(x for x in (stage or "", info) if x)
-            print(f"[{self.job_id}] progress {done:g}/{total:g}{pct} {extra}".rstrip(), flush=True)
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
 
 
 def _require_job(ws: Path, job_id: str) -> None:
@@ -172,196 +123,16 @@ def _require_job(ws: Path, job_id: str) -> None:
         raise CliError(f"no such job: {job_id} in {ws}")
 
 
-def _detach_hint(job_id: str) -> str:
-    return f"detached; job {job_id} keeps running. Re-attach with: forecast-console attach {job_id}"
-
-
-def _final(st_state: str, reason: str | None, job_id: str, pr: _Printer) -> int:
-    pr.close()
-    msg = f"job {job_id} {st_state}" + (f": {reason}" if reason else "")
-    print(msg, flush=True)
-    return 0 if st_state == "succeeded" else 1
-
-
-async def _follow_engine(eng: Engine, job_id: str) -> int:
-    """Follow through the engine's updates until the job ends or Ctrl-C (detach)."""
-    st = eng.job(job_id)
-    if st is None:
-        from console.cli import CliError
-
-        raise CliError(f"no such job: {job_id}")
-    q = eng.subscribe()
-    detach = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, detach.set)
-    pr = _Printer(job_id)
-    what = " ".join(x for x in (st.kind, " ".join(st.symbols), st.model or "") if x)
-    pr.say(f"job {job_id}: {what} — {st.state}")
-    try:
-        while True:
-            if detach.is_set():
-                pr.close()
-                print(_detach_hint(job_id), flush=True)
-                return 0
-            if st.finished:
-                # The engine publishes a job's last events and its end in the same tick: print
-                # what is still queued (final warnings, the error) before the verdict.
-                if q.empty():
-                    break
-                u = q.get_nowait()
-            else:
-                try:
-                    u = await asyncio.wait_for(q.get(), 0.2)
-                except TimeoutError:
-                    continue
-            if u.job_id != job_id:
-                continue
-            if u.kind == "progress":
-                loss = f"loss {st.last_train_loss:.4g}" if st.last_train_loss is not None else ""
-                pr.progress(st.progress_done, st.progress_total, st.stage, loss)
-            elif u.kind == "log":
-                pr.say(f"  {u.data.get('level', 'info')}: {u.data.get('msg', '')}")
-            elif u.kind == "state" and u.data.get("warning"):
-                pr.say(f"  warning: {u.data['warning']}")
-        if st.result_summary:
-            pr.say("result: " + json.dumps(st.result_summary, default=str)[:2000])
-        return _final(st.state, st.reason, job_id, pr)
-    finally:
-        pr.close()
-        loop.remove_signal_handler(signal.SIGINT)
-        eng.unsubscribe(q)
-
-
-def _stored_record(ws: Path, job_id: str) -> dict[str, Any]:
-    """The job's record as the store has it (read-only; {} when there is none or it cannot be read)."""
-    from store import Store, StoreError
-
-    if not (ws / "store.json").exists():
-        return {}
-    try:
-        with Store.open(ws, readonly=True) as ro:
-            return ro.get_job(job_id) or {}
-    except StoreError:
-        return {}
-
-
-def _follow_readonly(ws: Path, job_id: str, poll: float = 0.2) -> int:
-    """Follow a job owned by another process's engine by tailing its event file (no writes)."""
-    from engine.backends.local import EXIT_FILE, LocalBackend, read_json
-    from engine.events import read_events
-    from engine.jobs import JobSpec
-    from engine.state import JobState, apply_event
-
-    job_dir = ws / "jobs" / job_id
-    spec_file = job_dir / "spec.json"
-    if not spec_file.exists():
-        from console.cli import CliError
-
-        raise CliError(f"no such job: {job_id} (no {spec_file})")
-    st = JobState.from_spec(JobSpec.from_json(spec_file.read_text(encoding="utf-8")))
-    backend = LocalBackend()
-    pr = _Printer(job_id)
-    pr.say(f"following {job_id} read-only (a running console owns the workspace)")
-    offset = 0
-    has_result = False
-    try:
-        while True:
-            rejected = job_dir / "rejected.txt"
-            if rejected.exists():
-                pr.close()
-                print(rejected.read_text(encoding="utf-8").strip(), file=sys.stderr)
-                return 2
-            ended = (job_dir / EXIT_FILE).exists() or (
-                (job_dir / "pid.json").exists() and backend.attach(job_id, job_dir) is None)
-            chunk = read_events(job_dir / "events.jsonl", offset)
-            offset = chunk.offset
-            for ev in chunk.events:
-                for u in apply_event(st, ev):
-                    if u.kind == "progress":
-                        pr.progress(st.progress_done, st.progress_total, st.stage)
-                    elif u.kind == "log":
-                        pr.say(f"  {u.data.get('level', 'info')}: {u.data.get('msg', '')}")
-                    elif u.kind == "result":
-                        has_result = True
-            if ended:
-                rec = _stored_record(ws, job_id)
-                if rec.get("state") in ("succeeded", "failed", "cancelled", "interrupted"):
-                    # The owning engine already decided (e.g. "interrupted" after a crash): same verdict.
-                    return _final(rec["state"], rec.get("reason"), job_id, pr)
-                data = read_json(job_dir / EXIT_FILE)
-                code = data.get("code") if data else None
-                if code == 0 and has_result:
-                    return _final("succeeded", None, job_id, pr)
-                if code == 143:
-                    return _final("cancelled", st.reason, job_id, pr)
-                why = st.reason or ("process died (no exit status)" if code is None else f"exit code {code}")
-                return _final("failed", why, job_id, pr)
-            time.sleep(poll)
-    except KeyboardInterrupt:
-        pr.close()
-        print(_detach_hint(job_id), flush=True)
-        return 0
-    finally:
-        pr.close()
-
-
-def _make_engine(ws: Path, store: Any, cpu_slots: int = 2, validate_symbols: bool = True) -> Engine:
-    from engine.controller import Engine
-
-    return Engine(ws, store=store, cpu_slots=cpu_slots, validate_symbols=validate_symbols)
-
-
-async def _own(ws: Path, store: Any, action: Any, follow: bool, cpu_slots: int = 2,
-               validate_symbols: bool = True) -> int:
-    """Run an engine here: start (recovery), do `action(engine) -> job id`, follow, stop (jobs go on)."""
-    eng = _make_engine(ws, store, cpu_slots, validate_symbols)
-    await eng.start()
-    try:
-        job_id = action(eng)
-        if not follow:
-            await asyncio.sleep(0)  # let the queued record reach the store in stop()
-            return 0
-        return await _follow_engine(eng, job_id)
-    finally:
-        await eng.stop()
-
-
-def _submit_or_spool(ws: Path, spec: JobSpec, detach: bool, cpu_slots: int = 2) -> int:
-    from engine.controller import spool_submit
-
-    store = _open_writer(ws)
-    if store is None:
-        spool_submit(ws, spec)
-        print(f"queued {spec.id} via the running console's spool (jobs/inbox/)", flush=True)
-        return 0 if detach else _follow_readonly(ws, spec.id)
-    try:
-        def action(eng: Engine) -> str:
-            eng.submit(spec)
-            print(f"queued {spec.id}", flush=True)
-            return spec.id
-
-        if detach:
-            # An engine that exits at once could not run the job: launch it, then detach.
-            return asyncio.run(_own_then_detach(ws, store, action, cpu_slots))
-        return asyncio.run(_own(ws, store, action, follow=True, cpu_slots=cpu_slots))
-    finally:
-        store.close()
-
-
-async def _own_then_detach(ws: Path, store: Any, action: Any, cpu_slots: int) -> int:
-    eng = _make_engine(ws, store, cpu_slots)
-    await eng.start()
-    try:
-        job_id = action(eng)
-        deadline = time.monotonic() + 5
-        while (st := eng.job(job_id)) is not None and st.state == "queued" and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        st = eng.job(job_id)
-        where = f" on {st.device} (pid {st.pid})" if st and st.state == "running" else " (queued)"
-        print(f"{job_id}{where}; follow with: forecast-console attach {job_id}", flush=True)
-        return 0
-    finally:
-        await eng.stop()
+_open_writer = follow.open_writer
+_Printer = follow.Printer
+_detach_hint = follow.detach_hint
+_follow_engine = follow.follow_engine
+_stored_record = follow.stored_record
+_follow_readonly = follow.follow_readonly
+_make_engine = follow.make_engine
+_own = follow.own
+_own_then_detach = follow.own_then_detach
+_submit_or_spool = follow.submit_and_follow
 
 
 # ---- commands ----------------------------------------------------------------------------------

@@ -1,16 +1,17 @@
 """`forecast-console train`: fine-tune a foundation model per symbol, headless, with live progress.
 
-The job goes through the engine (a detached worker subprocess, events file, store record), so a
-headless run and a console run are the same thing and the run lands in the store. `--in-process`
-runs the task in this process instead (no store record; useful for debugging). Heavy modules are
-imported inside the handler so `--help` stays instant.
+A thin front-end over `forecast-console run train`: it builds the train JobSpec, checks at submit
+what can be checked without torch (the CSV loads, the planner accepts the settings and they leave
+windows, pretrained weights are at hand), prints the per-symbol plan the job will use, and then
+goes through exactly the same submit/follow path as `run` (console.commands.follow): its own engine,
+or the running console's spool; --detach launches the job before returning; Ctrl-C detaches and
+says how to re-attach. `--in-process` runs the task in this process instead (no store record;
+useful for debugging). Heavy modules are imported inside the handler so `--help` stays instant.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -126,76 +127,106 @@ def _show(e: dict[str, Any]) -> None:
         print(f"  progress {e.get('done')}/{e.get('total')} eta {_fmt_eta(e.get('eta_s'))}", flush=True)
 
 
-def _via_engine(spec: Any, workspace: Path, detach: bool) -> int:
-    import asyncio
+def _check_weights(model: str, params: dict[str, Any]) -> str | None:
+    """Pretrained presets: the weights must be at hand (local directory or Hugging Face cache) unless the
+    hub is reachable (then the job downloads them). Torch-free and fast: no model package is imported.
 
+    Raises ModelLoadError (a RuntimeError) with the id and the download command; returns where the
+    weights are, or None when the job will download them.
+    """
+    if params.get("preset", "tiny") != "pretrained":
+        return None
+    from engine.forecasters.hub import hub_reachable, resolve_weights
+    from engine.forecasters.registry import DEFAULT_SOURCES
+
+    ids = [params.get("source") or DEFAULT_SOURCES[model][0]]
+    if model == "kronos" and (params.get("tokenizer") or not str(ids[0]).endswith("-mini")):
+        ids.append(params.get("tokenizer") or DEFAULT_SOURCES[model][1])
+    found = []
+    for rid in ids:
+        local = Path(str(rid)).expanduser().is_dir()
+        if not local and hub_reachable() and str(rid).count("/") == 1 and not str(rid).startswith(("/", ".", "~")):
+            continue  # a hub id the job can download; resolving it here would download it now
+        found.append(str(resolve_weights(model, rid)))  # offline: cache lookup only
+    return ", ".join(found) or None
+
+
+def _windows(lo: int, hi: int, context: int, horizon: int, stride: int) -> int:
+    """How many windows `make_windows` yields for a span [lo, hi) (0 when none fit)."""
+    first, last = max(lo, context), hi - horizon
+    return 0 if last < first else (last - first) // stride + 1
+
+
+def preflight(spec: Any, data_dirs: list[Path]) -> list[str]:
+    """Everything that can be checked cheaply before queueing (no torch): each symbol's CSV loads,
+    the planner accepts the settings, and the plan's context + horizon leave training and validation
+    windows; pretrained weights are at hand. Returns one line per symbol with the plan the job will
+    use; raises CliError (or the data/model error) naming the symbol, so nothing is queued.
+
+    The same calls the train task makes (engine.tasks.train.train_symbol), minus the model.
+    """
+    import engine.data as data
     from console.cli import CliError
-    from engine.controller import Engine
-    from store import Store
+    from engine.forecasters.hub import ModelLoadError
+    from engine.forecasters.planner import PlanError, plan_training
+    from engine.tasks.train import _difficulty
 
-    async def main() -> int:
-        store = Store.open(workspace)
-        eng = Engine(workspace, store=store)
-        await eng.start()
+    p = spec.params
+    preset = p.get("preset", "tiny")
+    lines = []
+    for sym in spec.symbols:
+        series = data.load_symbol(sym, data_dirs)  # DataError: FILE:LINE: reason
+        difficulty = p["difficulty"] if p.get("difficulty") else _difficulty(series, data)[0]
         try:
-            q = eng.subscribe()
-            st = eng.submit(spec)
-            print(f"submitted {st.id}")
-            if detach:
-                return 0
-            last = 0.0
-            while True:
-                try:
-                    upd = await asyncio.wait_for(q.get(), timeout=1.0)
-                except TimeoutError:
-                    upd = None
-                js = eng.job(spec.id)
-                if upd is not None and upd.job_id == spec.id:
-                    if upd.kind == "log":
-                        print(f"  {upd.data.get('msg', upd.data)}", flush=True)
-                    elif upd.kind == "loss" and time.monotonic() - last > 1.0:
-                        last = time.monotonic()
-                        d = upd.data
-                        print(f"  epoch {d.get('epoch')} step {d.get('step')} train {d.get('train')}"
-                              f"{'' if d.get('val') is None else ' val ' + str(d.get('val'))}"
-                              f"  ({js.progress_done if js else '?'}/{js.progress_total if js else '?'}, "
-                              f"eta {_fmt_eta(js.eta_s if js else None)})", flush=True)
-                if js is not None and js.state in ("succeeded", "failed", "cancelled", "interrupted"):
-                    print(f"job {js.id}: {js.state}" + (f" ({js.reason})" if js.reason else ""))
-                    break
-        finally:
-            await eng.stop()
-        runs = [r for r in store.runs() if r.get("job_id") == spec.id]
-        _print_runs(runs)
-        store.close()
-        if js.state != "succeeded":
-            raise CliError(f"training job {js.id} {js.state}: {js.reason or 'see its log'}")
-        return 0
-
-    return asyncio.run(main())
+            plan = plan_training(series.n_rows, difficulty, spec.model, preset=preset, context=p.get("context"),
+                                 horizon=p.get("horizon"), loss=p.get("loss"), lora_rank=p.get("lora_rank"),
+                                 lr=p.get("lr"), epochs=p.get("epochs"), batch_size=p.get("batch_size"),
+                                 finetune=p.get("finetune"))
+            spans = data.split_spans(series.n_rows, plan.horizon, val_rows=p.get("val_rows"),
+                                     test_rows=p.get("test_rows"))
+        except (PlanError, ValueError) as exc:
+            raise CliError(f"{sym}: cannot train {spec.model} ({series.n_rows} rows): {exc}") from None
+        stride = int(p.get("stride") or 1)
+        n_train = _windows(*spans.bounds("train"), plan.context, plan.horizon, stride)
+        n_val = _windows(*spans.bounds("val"), plan.context, plan.horizon, 1)
+        if n_train < 1 or n_val < 1:
+            raise CliError(f"{sym}: context {plan.context} + horizon {plan.horizon} leave {n_train} training and "
+                           f"{n_val} validation windows in {series.n_rows} rows; use a shorter --context/--horizon")
+        lines.append(f"{sym}: {series.n_rows} rows, {difficulty}; context {plan.context} horizon {plan.horizon} "
+                     f"loss {plan.loss} lr {plan.lr:g} epochs {plan.epochs} batch {plan.batch_size} "
+                     f"{plan.finetune}{'' if plan.finetune == 'full' else f' rank {plan.lora_rank}'}; "
+                     f"{n_train} train / {n_val} val windows"
+                     + (f" ({'; '.join(plan.notes)})" if plan.notes else ""))
+    try:
+        where = _check_weights(spec.model, p)
+    except ModelLoadError as exc:
+        raise CliError(str(exc)) from None
+    if where:
+        lines.append(f"weights: {where}")
+    return lines
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from console.commands.follow import job_result, submit_and_follow
     from engine import paths
-    from engine.data import find_symbol_csv
     from engine.jobs import JobSpec, Resources
-    from engine.symbols import validate_symbol
+    from engine.tasks.train import check_params
 
     workspace = paths.workspace_dir(args.workspace)
     data_dirs = paths.data_dirs(workspace)
-    syms = [validate_symbol(s) for s in args.stocks]
-    for s in syms:
-        find_symbol_csv(s, data_dirs)  # unknown symbol → one-line error, nothing queued
-    spec = JobSpec.create("train", syms, args.model, params=_params(args), priority=args.priority,
+    spec = JobSpec.create("train", args.stocks, args.model, params=_params(args), priority=args.priority,
                           resources=Resources(gpus=args.gpus))
-    from engine.tasks.train import check_params
-
     check_params(spec.params)
-    workspace.mkdir(parents=True, exist_ok=True)
+    for line in preflight(spec, data_dirs):  # bad CSV, impossible plan, missing weights: nothing queued
+        print(f"plan {line}", flush=True)
     if args.in_process:
+        workspace.mkdir(parents=True, exist_ok=True)
         return _in_process(spec, workspace)
-    try:
-        return _via_engine(spec, workspace, args.detach)
-    except ImportError as exc:  # engine/store not importable in a half-built tree
-        print(f"note: engine unavailable ({exc}); running in-process", file=sys.stderr)
-        return _in_process(spec, workspace)
+    # The same submit/follow path as `forecast-console run train` (own engine or the console's spool;
+    # --detach launches the job first; Ctrl-C detaches with the re-attach command).
+    rc = submit_and_follow(workspace, spec, args.detach)
+    if rc == 0 and not args.detach:
+        res = job_result(workspace, spec.id)
+        if res:
+            _print_runs(res.get("runs") or [])
+    return rc

@@ -181,7 +181,8 @@ def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
     return f
 
 
-def _mean_loss(fc: Any, windows: Any, cfg: TrainConfig) -> float:
+def _mean_loss(fc: Any, windows: Any, cfg: TrainConfig, cancelled: Callable[[], bool] | None = None) -> float | None:
+    """Mean validation loss; None when `cancelled()` turned true between batches (the caller checkpoints)."""
     import torch
 
     fc.set_train_mode(False)
@@ -192,6 +193,8 @@ def _mean_loss(fc: Any, windows: Any, cfg: TrainConfig) -> float:
         batches = batches[: cfg.val_batches]
     with torch.no_grad():
         for idx in batches:
+            if cancelled is not None and cancelled():
+                return None
             total += float(fc.batch_loss(windows.subset(idx), cfg.loss, delta=cfg.huber_delta)) * len(idx)
             n += len(idx)
     return total / max(1, n)
@@ -255,6 +258,9 @@ def train(fc: Any, train_w: Any, val_w: Any, cfg: TrainConfig, *, ckpt_dir: Path
 
     t0 = time.monotonic()
     steps_this_session = 0
+    # Cancellation: checked before every optimizer step and every validation batch (the slowest
+    # thing between two checks is one batch), so a cancelled job checkpoints and returns well
+    # inside the worker's grace period instead of being killed.
     for epoch in range(start_epoch, cfg.epochs):
         if res.stopped_early:
             break
@@ -289,7 +295,14 @@ def train(fc: Any, train_w: Any, val_w: Any, cfg: TrainConfig, *, ckpt_dir: Path
             done = epoch * steps_per_epoch + bi + 1
             eta = elapsed / steps_this_session * (total_steps - done)
             ev.step(res.steps, epoch, lv, done, total_steps, eta)
-        val = _mean_loss(fc, val_w, cfg)
+        val = _mean_loss(fc, val_w, cfg, is_cancelled)
+        if val is None:
+            # Cancelled during the epoch's validation: the epoch's steps are done, so the checkpoint
+            # points past its last batch; a resumed run goes straight to this validation.
+            save_ckpt(epoch, len(batches))
+            res.cancelled = True
+            res.seconds += time.monotonic() - t0
+            return res
         tr = epoch_loss_sum / max(1, epoch_loss_n)
         res.train_losses.append(tr)
         res.val_losses.append(val)

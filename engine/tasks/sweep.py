@@ -37,6 +37,7 @@ import itertools
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -278,7 +279,9 @@ def _follow(runner: Runner, job_id: str, trial: optuna.Trial | None, *, prune: b
                 if ep in reported:
                     continue
                 reported.add(ep)
-                trial.report(float(e["val"]), ep)
+                with warnings.catch_warnings():  # a resumed/re-attached job repeats reported epochs: keep the first
+                    warnings.simplefilter("ignore")
+                    trial.report(float(e["val"]), ep)
                 if prune and not (pruned or stopping) and trial.should_prune():
                     pruned = True
                     trial.set_user_attr("pruned", True)  # a coordinator dying before `tell` still counts it pruned

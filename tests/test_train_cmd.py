@@ -1,0 +1,231 @@
+"""`forecast-console train`: submit-time checks, and the shared submit/follow path of `run train`.
+
+Real CLI processes, real engines, real worker subprocesses training the tiny chronos2 preset on a
+small CSV. Pins the QA defects: --detach never started the job, a console owning the workspace made
+train fail, Ctrl-C said "interrupted" without saying the job goes on, impossible settings were
+accepted and failed later, and a cancelled train job was killed instead of stopping at a safe point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from console.cli import main
+from engine import paths
+from engine.controller import Engine
+from engine.gpu import FakeGpuSource
+from store import Store
+
+ENTRY = "import sys; from console.cli import main; sys.exit(main(sys.argv[1:]))"
+SMALL = ("--model", "chronos2", "--context", "32", "--horizon", "16")
+
+
+def _csv(path: Path, n: int = 420) -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(n)
+    close = 100 + 5 * np.sin(2 * np.pi * t / 16) + rng.normal(0, 0.3, n)
+    days = np.datetime64("2021-01-04") + t.astype("timedelta64[D]")
+    lines = ["timestamp,open,high,low,close,volume"]
+    lines += [f"{d},{c:.4f},{c + 0.5:.4f},{c - 0.5:.4f},{c:.4f},1000" for d, c in zip(days, close, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """SYN (good, 420 rows) and JUNK (binary) CSVs, an empty workspace, an empty Hugging Face cache."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _csv(data / "SYN.csv")
+    (data / "JUNK.csv").write_bytes(b"\x00\x01binary\xff" * 50)
+    e = {paths.ENV_WORKSPACE: str(tmp_path / "ws"), paths.ENV_DATA: str(data), "HF_HUB_OFFLINE": "1",
+         "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for k, v in e.items():
+        monkeypatch.setenv(k, v)
+    return {**os.environ, **e}
+
+
+def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", ENTRY, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def _ws(env: dict[str, str]) -> Path:
+    return Path(env[paths.ENV_WORKSPACE])
+
+
+def _nothing_queued(ws: Path) -> bool:
+    return not (ws / "jobs").exists() or not any((ws / "jobs").glob("*/spec.json"))
+
+
+def _kill_job(ws: Path, job_id: str) -> None:
+    info = json.loads((ws / "jobs" / job_id / "pid.json").read_text())
+    try:
+        os.killpg(info["pgid"], signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# ---- submit-time checks -------------------------------------------------------------------------
+def test_impossible_settings_and_bad_data_are_refused_before_queueing(env: dict[str, str],
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    ws = _ws(env)
+    assert main(["train", "--stocks", "SYN", *SMALL[:2], "--horizon", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert "SYN: cannot train chronos2 (420 rows)" in err and "horizon" in err and "Traceback" not in err
+    assert main(["train", "--stocks", "JUNK", "--model", "toto"]) == 2
+    assert "JUNK.csv" in capsys.readouterr().err
+    assert main(["train", "--stocks", "SYN", "--model", "toto", "--preset", "pretrained",
+                 "--source", str(ws.parent / "no-such-dir")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", "--stocks", "SYN", *SMALL, "--lr", "5"]) == 2
+    assert "lr must be a number in (0, 1)" in capsys.readouterr().err
+    assert _nothing_queued(ws)
+
+
+def test_pretrained_without_weights_offline_is_refused_at_submit(env: dict[str, str]) -> None:
+    r = _cli(env, "train", "--stocks", "SYN", "--model", "kronos", "--preset", "pretrained")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "NeoQuasar/Kronos-small" in r.stderr and "huggingface-cli download" in r.stderr
+    assert "torch" not in r.stderr and _nothing_queued(_ws(env))
+
+
+# ---- the shared submit/follow path --------------------------------------------------------------
+def test_detach_launches_the_job_before_returning(env: dict[str, str]) -> None:
+    ws = _ws(env)
+    r = _cli(env, "train", "--stocks", "SYN", *SMALL, "--epochs", "50", "--detach")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "plan SYN: 420 rows" in r.stdout and "context 32 horizon 16" in r.stdout  # the planner's view
+    job_id = next(ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("queued "))
+    try:
+        assert "on cpu (pid" in r.stdout and f"forecast-console attach {job_id}" in r.stdout
+        pid = json.loads((ws / "jobs" / job_id / "pid.json").read_text())["pid"]
+        assert psutil.pid_exists(pid)  # running on its own, after the command returned
+        with Store.open(ws, readonly=True) as st:
+            assert st.get_job(job_id)["state"] == "running"
+    finally:
+        _kill_job(ws, job_id)
+
+
+def test_ctrl_c_detaches_then_cancel_stops_training_at_a_checkpoint(env: dict[str, str]) -> None:
+    ws = _ws(env)
+    p = subprocess.Popen([sys.executable, "-c", ENTRY, "train", "--stocks", "SYN", *SMALL, "--epochs", "50"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert p.stdout is not None
+    lines = []
+    try:
+        for line in p.stdout:
+            lines.append(line)
+            if "] progress " in line:  # a training step was reported
+                break
+        job_id = next(ln.split()[1] for ln in lines if ln.startswith("queued "))
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, "".join(lines) + out
+    assert f"job {job_id} keeps running" in out and f"forecast-console attach {job_id}" in out
+    assert "interrupted" not in out
+    pid = json.loads((ws / "jobs" / job_id / "pid.json").read_text())["pid"]
+    assert psutil.pid_exists(pid)
+
+    async def cancel() -> tuple[str, str | None, float]:
+        store = Store.open(ws, fsync=False)
+        eng = Engine(ws, store=store, poll_interval=0.02, validate_symbols=False, gpu_source=FakeGpuSource(0))
+        await eng.start()  # recovery re-attaches the running job
+        try:
+            st = eng.job(job_id)
+            assert st is not None and st.state == "running"
+            t0 = time.monotonic()
+            eng.cancel(job_id)
+            while not st.finished and time.monotonic() - t0 < 10:
+                await asyncio.sleep(0.02)
+            return st.state, st.reason, time.monotonic() - t0
+        finally:
+            await eng.stop()
+            store.close()
+
+    try:
+        state, reason, took = asyncio.run(cancel())
+    finally:
+        _kill_job(ws, job_id)
+    events = (ws / "jobs" / job_id / "events.jsonl").read_text()
+    assert state == "cancelled" and "forced" not in (reason or "") and "forced" not in events
+    assert took < 3.0, took
+    assert json.loads((ws / "jobs" / job_id / "exit.json").read_text())["code"] == 143  # its own exit
+    assert list((ws / "runs").glob("chronos2-tiny-SYN-*/checkpoint/trainer_state.pt"))  # resume continues
+
+
+def test_train_next_to_a_running_console_goes_through_the_spool(env: dict[str, str]) -> None:
+    ws = _ws(env)
+
+    async def scenario() -> tuple[subprocess.CompletedProcess[str], Engine]:
+        store = Store.open(ws, fsync=False)
+        eng = Engine(ws, store=store, poll_interval=0.02, validate_symbols=False, gpu_source=FakeGpuSource(0))
+        await eng.start()
+        try:
+            r = await asyncio.to_thread(_cli, env, "train", "--stocks", "SYN", *SMALL, "--epochs", "1",
+                                        "--max-steps-per-epoch", "2")
+            t0 = time.monotonic()
+            while not all(j.finished for j in eng.jobs()) and time.monotonic() - t0 < 5:
+                await asyncio.sleep(0.02)
+            return r, eng
+        finally:
+            await eng.stop()
+            store.close()
+
+    r, eng = asyncio.run(scenario())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "spool" in r.stdout and "read-only" in r.stdout and "succeeded" in r.stdout
+    assert "SYN      chronos2 val_loss" in r.stdout  # the trained run, from the job's result
+    [st] = eng.jobs()
+    assert st.kind == "train" and st.state == "succeeded"
+    with Store.open(ws, readonly=True) as ro:
+        assert [r_["symbol"] for r_ in ro.runs() if r_.get("job_id") == st.id] == ["SYN"]
+
+
+# ---- the training loop's safe points --------------------------------------------------------------
+def test_cancel_during_validation_checkpoints_and_resumes_exactly(tmp_path: Path) -> None:
+    import torch
+
+    from engine.forecasters.registry import load_forecaster
+    from engine.forecasters.training import TrainConfig, train, windows_from_close
+
+    torch.set_num_threads(1)
+    close = 100 + np.cumsum(np.random.default_rng(3).normal(0, 1, 500))
+    tr = windows_from_close(close, 0, 380, 32, 16, stride=8)
+    va = windows_from_close(close, 380, 440, 32, 16, span="val", train_end=380)
+    cfg = TrainConfig(epochs=2, lr=3e-3, batch_size=8, seed=5, max_steps_per_epoch=3, loss="huber")
+
+    def fresh() -> object:
+        fc = load_forecaster("chronos2", "tiny")
+        fc.prepare_finetune("full", seed=5)
+        return fc
+
+    a = fresh()
+    ra = train(a, tr, va, cfg, ckpt_dir=tmp_path / "a")
+    calls = {"n": 0}
+
+    def during_first_validation() -> bool:  # 3 step checks, then the validation batches of epoch 0
+        calls["n"] += 1
+        return calls["n"] > 3 + 2
+
+    b = fresh()
+    rb = train(b, tr, va, cfg, ckpt_dir=tmp_path / "b", cancelled=during_first_validation)
+    assert rb.cancelled and rb.steps == 3 and rb.val_losses == []  # stopped inside validation
+    c = fresh()
+    rc = train(c, tr, va, cfg, ckpt_dir=tmp_path / "b", resume=True)
+    assert rc.steps == ra.steps == 6 and rc.val_losses == ra.val_losses
+    sa, sc = a.trainable_state(), c.trainable_state()
+    assert all(torch.equal(sa[k], sc[k]) for k in sa)
