@@ -39,8 +39,8 @@ from console.widgets.nav import NAV_ITEMS
 #: Job states after which a job's results are in the store (engine.state.FINAL_STATES).
 FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 
-#: Coalescing window of the update pump (≤ 20 batches per second however fast events arrive).
-PUMP_INTERVAL_S = 0.05
+#: Coalescing window of the update pump (≤ 10 batches per second however fast events arrive).
+PUMP_INTERVAL_S = 0.1
 
 
 class ConsoleCommands(Provider):

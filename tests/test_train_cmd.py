@@ -85,7 +85,10 @@ def test_impossible_settings_and_bad_data_are_refused_before_queueing(env: dict[
     assert "SYN: cannot train chronos2 (420 rows)" in err and "horizon" in err and "Traceback" not in err
     assert main(["train", "--stocks", "JUNK", "--model", "toto"]) == 2
     assert "JUNK.csv" in capsys.readouterr().err
-    assert main(["train", "--stocks", "SYN", "--model", "toto", "--preset", "pretrained",
+    # the plan must leave windows in the train span the job will actually use (not the planner's 70%)
+    assert main(["train", "--stocks", "SYN", "--model", "toto", "--preset", "pretrained"]) == 2
+    assert "leave 0 training and 32 validation windows in 420 rows" in capsys.readouterr().err
+    assert main(["train", "--stocks", "SYN", "--model", "toto", "--preset", "pretrained", "--context", "64",
                  "--source", str(ws.parent / "no-such-dir")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["train", "--stocks", "SYN", *SMALL, "--lr", "5"]) == 2

@@ -351,6 +351,12 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         status = pipe.run(runner, log=lambda m: print(m, file=sys.stderr))
     except PipelineError as exc:
         raise CliError(f"{exc} (state kept in {pipe.path}; re-run the same command to resume)") from None
+    except KeyboardInterrupt:
+        # Same as Ctrl-C while following any job: detach. The engine stops watching, the step's
+        # job keeps running, and re-running the command waits for it and goes on.
+        print(f"detached; the pipeline's running job keeps running (`forecast-console jobs`). "
+              f"Re-run the same command to continue pipeline {name}", file=sys.stderr)
+        return 0
     finally:
         runner.close()
     wall = time.time() - t0

@@ -120,8 +120,11 @@ class KeyedTable(DataTable):
                     continue
                 for key, _ in self._columns_spec:
                     new = cells.get(key, txt(None))
-                    if old.get(key) != new:
-                        self.update_cell(rid, key, new, update_width=True)
+                    prev = old.get(key)
+                    if prev != new:
+                        # Re-measuring columns re-renders every row; only do it when the text grew.
+                        grow = prev is None or len(new.text) > len(prev.text)
+                        self.update_cell(rid, key, new, update_width=grow)
                         old[key] = new
                         writes += 1
             if self.sort_column and (added or writes):
