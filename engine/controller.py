@@ -331,6 +331,10 @@ class Engine:
             raise JobSpecError(f"expected a JobSpec, got {type(spec).__name__}")
         if spec.id in self._jobs:
             raise JobSpecError(f"job {spec.id} already exists")
+        # Specs also arrive hand-written through the spool, never having passed JobSpec.create.
+        from engine import task_params
+
+        task_params.check(spec.kind, spec.params)
         if self.validate_symbols:
             known = self.known_symbols()
             if known is not None:

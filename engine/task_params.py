@@ -29,8 +29,8 @@ _EVAL: dict[str, str] = {
     "test_windows": "int", "stride": "int", "val_rows": "int", "test_rows": "int",
 }
 
-#: Train params a sweep passes unchanged to each trial (mirrors engine.tasks.sweep.TRAIN_PASSTHROUGH).
-_TRAIN_PASSTHROUGH: dict[str, str] = {
+#: Train params a sweep passes unchanged to each trial's train job (engine.tasks.sweep uses this).
+TRAIN_PASSTHROUGH: dict[str, str] = {
     "max_steps_per_epoch": "int", "stride": "int", "mae_samples": "int", "batch_size": "int", "val_rows": "int",
     "test_rows": "int", "patience": "int", "finetune": "str", "source": "str", "tokenizer": "str",
     "difficulty": "str",
@@ -65,7 +65,7 @@ PARAMS: dict[str, dict[str, str]] = {
     # engine/tasks/sweep.py: SWEEP_PARAMS | TRAIN_PASSTHROUGH | {"name"}
     "sweep": {
         "mode": "str", "max_runs": "int", "preset": "str", "horizon": "int", "context": "int", "epochs": "int",
-        "seed": "int", "gpus": "number", "vram_gb": "number", "name": "str", **_TRAIN_PASSTHROUGH,
+        "seed": "int", "gpus": "number", "vram_gb": "number", "name": "str", **TRAIN_PASSTHROUGH,
     },
     # engine/tasks/pipeline.py (run)
     "pipeline": {

@@ -114,6 +114,8 @@ def run_job(job_dir: Path) -> int:
                       hyperparams_dir=paths.hyperparams_dir())
     grace = float(os.environ.get(ENV_GRACE, "10"))
 
+    task_running = threading.Event()
+
     def on_term(signum: int, frame: Any) -> None:
         if ctx.cancel_event.is_set():
             return
@@ -128,6 +130,10 @@ def run_job(job_dir: Path) -> int:
         timer = threading.Timer(grace, force)
         timer.daemon = True
         timer.start()
+        # Outside a cooperative region (imports, model loading, tasks that never poll) there is
+        # nothing to save: abort the task now rather than wait for the grace period to force it.
+        if task_running.is_set() and ctx.cooperative_depth == 0:
+            raise Cancelled("cancelled")
 
     signal.signal(signal.SIGTERM, on_term)
     events.started()
@@ -137,9 +143,11 @@ def run_job(job_dir: Path) -> int:
     hb.start()
     code = 1
     try:
+        task_running.set()
         hook = spec.params.get("_test")
         if isinstance(hook, dict) and os.environ.get(ENV_TEST_HOOKS) == "1":
-            result = _run_test_hook(hook, spec, ctx)
+            with ctx.cooperative_cancel():  # the hook polls the flag like a well-behaved task
+                result = _run_test_hook(hook, spec, ctx)
         else:
             try:
                 mod = importlib.import_module(f"engine.tasks.{spec.kind}")
@@ -150,14 +158,17 @@ def run_job(job_dir: Path) -> int:
                     ) from None
                 raise
             result = mod.run(spec, ctx)
+        task_running.clear()
         if ctx.cancelled():
             raise Cancelled("cancelled")
         events.result(result if isinstance(result, dict) else {"summary": {"value": result}})
         code = 0
     except Cancelled as exc:
+        task_running.clear()
         events.error(exc)
         code = EXIT_CANCELLED
     except BaseException as exc:  # noqa: BLE001 - report everything, including KeyboardInterrupt
+        task_running.clear()
         events.error(exc)
         code = 1
     finally:

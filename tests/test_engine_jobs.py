@@ -249,3 +249,4 @@ async def test_symbols_are_validated_against_the_data_folders(engine_factory: An
     assert eng.jobs() == [] and not any((ws / "jobs").glob("*/spec.json"))
     st = eng.submit(mkspec(steps=1))
     await wait_for(lambda: st.state == "succeeded")
+

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +21,24 @@ class TaskContext:
     data_dirs: list[Path] = field(default_factory=list)
     hyperparams_dir: Path | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    #: >0 while the task runs code that checks `cancelled()` and stops at a safe point by itself
+    #: (e.g. a training loop that checkpoints). Outside such regions the worker aborts the task at
+    #: once on SIGTERM: an import or a model load has nothing to save and may take longer than the
+    #: grace period.
+    cooperative_depth: int = 0
 
     def cancelled(self) -> bool:
         """True once SIGTERM arrived; long loops check it and stop at a safe point."""
         return self.cancel_event.is_set()
+
+    @contextmanager
+    def cooperative_cancel(self) -> Iterator[None]:
+        """Mark a region that polls `cancelled()` itself, so SIGTERM only sets the flag inside it."""
+        self.cooperative_depth += 1
+        try:
+            yield
+        finally:
+            self.cooperative_depth -= 1
 
     @property
     def runs_dir(self) -> Path:

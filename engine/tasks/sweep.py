@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import task_params
 from engine.jobs import JobSpec, Resources
 from engine.tasks.pipeline import FINAL, Runner, SpoolRunner
 
@@ -69,13 +70,12 @@ FULL_GRID: dict[str, list[Any]] = {
 #: Models whose fine-tuning supports only their native loss (mirrors engine.forecasters.planner).
 NATIVE_LOSS_ONLY: frozenset[str] = frozenset({"kronos"})
 #: What the sweep searches; a spec may not pin these (that would be a single train job).
-SEARCHED: frozenset[str] = frozenset({"lr", "lora_rank", "loss", "epoch_scale"})
-#: Sweep spec params of the job form; `TRAIN_PASSTHROUGH` go unchanged to every trial's train job.
-SWEEP_PARAMS: frozenset[str] = frozenset({"mode", "max_runs", "preset", "horizon", "context", "epochs", "seed",
-                                          "gpus", "vram_gb"})
-TRAIN_PASSTHROUGH: frozenset[str] = frozenset({"max_steps_per_epoch", "stride", "mae_samples", "batch_size",
-                                               "val_rows", "test_rows", "patience", "finetune", "source",
-                                               "tokenizer", "difficulty"})
+#: These lists live in engine.task_params (the one table of accepted job parameters).
+SEARCHED: frozenset[str] = frozenset(task_params.REFUSED["sweep"])
+#: Train params that go unchanged to every trial's train job.
+TRAIN_PASSTHROUGH: frozenset[str] = frozenset(task_params.TRAIN_PASSTHROUGH)
+#: Sweep spec params of the job form (everything else the sweep accepts).
+SWEEP_PARAMS: frozenset[str] = frozenset(task_params.PARAMS["sweep"]) - TRAIN_PASSTHROUGH - {"name"}
 #: Times a trial's train job is resubmitted (with resume) after it was interrupted.
 MAX_RESUMES = 3
 QUEUED_NOTE_S = 30.0

@@ -133,8 +133,9 @@ def train_symbol(model: str, symbol: str, p: dict[str, Any], ctx: TaskContext, i
     t0 = time.time()
     fc: Any = load_forecaster(model, preset, device=ctx.device, **kw)
     fc.prepare_finetune(plan.finetune, rank=plan.lora_rank, seed=seed)
-    res = train(fc, train_w, val_w, cfg, ckpt_dir=ckpt, events=Events(ev, run_dir / "curve.jsonl"),
-                cancelled=ctx.cancelled, resume=resuming)
+    with ctx.cooperative_cancel():  # the loop checkpoints and returns when cancelled
+        res = train(fc, train_w, val_w, cfg, ckpt_dir=ckpt, events=Events(ev, run_dir / "curve.jsonl"),
+                    cancelled=ctx.cancelled, resume=resuming)
     if res.cancelled:
         ev.log(f"{symbol}: cancelled at step {res.steps}; checkpoint kept in {ckpt} (resume: true continues)")
         return None
