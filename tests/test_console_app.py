@@ -125,7 +125,7 @@ async def test_form_rejects_bad_input_inline(env: dict[str, Path]) -> None:
         assert "horizon must be a positive integer" in str(form.query_one("#run-error").render())
         assert app.screen is form and app.services.jobs() == []
         # the planner's settings for the selected symbol are shown
-        assert "context=" in str(form.query_one("#run-plan").render())
+        assert "AAPL: " in str(form.query_one("#run-plan").render()) and "ctx " in str(form.query_one("#run-plan").render())
 
 
 @pytest.mark.slow
