@@ -31,7 +31,7 @@ from console.screens.live import LiveScreen
 from console.screens.queue import QueueScreen
 from console.screens.quit import QuitScreen
 from console.screens.regressions import RegressionsScreen
-from console.screens.start_run import StartRunScreen
+from console.screens.start_run import FORM_KINDS, StartRunScreen
 from console.screens.stocks import StocksScreen
 from console.services import ConsoleServices
 from console.widgets.nav import NAV_ITEMS
@@ -78,6 +78,7 @@ class ForecastConsoleApp(App[int]):
         *(Binding(key, f"switch_mode('{mode}')", label, show=False, id=f"nav-{mode}")
           for mode, key, label in NAV_ITEMS),
         Binding("g", "switch_mode('gpu')", "GPU", show=False, id="nav-gpu-g"),
+        Binding("r", "start_run", "Run…", id="run"),
         Binding("ctrl+t", "toggle_theme", "Theme", id="theme"),
         Binding("q", "request_quit", "Quit", id="quit"),
         Binding("ctrl+q", "request_quit", "Quit", show=False, id="quit-ctrl", priority=True),
@@ -107,6 +108,9 @@ class ForecastConsoleApp(App[int]):
         self.update_batches = 0
         self._closed = False
         self._finished_seen: set[str] = set()
+        #: job id -> job spec dicts to queue, in order, once that job has succeeded (a regression's
+        #: proposed re-validate must not run before its retrain has produced the new adapter).
+        self.follow_ups: dict[str, list[dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ startup
     def on_mount(self) -> None:
@@ -182,7 +186,21 @@ class ForecastConsoleApp(App[int]):
                 scr.apply_job_updates(ids, dict(losses), dict(logs))
                 if finished:
                     scr.on_jobs_finished(finished)
+        for jid in finished & set(self.follow_ups):
+            self._release_follow_ups(jid)
         self._update_running_title()
+
+    def _release_follow_ups(self, job_id: str) -> None:
+        rest = self.follow_ups.pop(job_id, [])
+        js = self.services.job(job_id)
+        if not rest:
+            return
+        if js is None or js.state != "succeeded":
+            state = js.state if js is not None else "gone"
+            self.notify(f"{job_id} ended {state}: its follow-up {rest[0].get('kind')} was not queued",
+                        severity="warning", timeout=8)
+            return
+        self.queue_proposals(rest)
 
     def _just_finished(self, job_id: str) -> bool:
         """True the first time a job is seen in a final state (results may have reached the store)."""
@@ -280,6 +298,25 @@ class ForecastConsoleApp(App[int]):
             return False
         return self.submit_spec(spec, quiet=quiet)
 
+    def queue_proposals(self, jobs: list[dict[str, Any]]) -> bool:
+        """Queue the first proposed job spec now (fresh id) and the others one after another, each
+        once the previous one has succeeded. True if the first was queued."""
+        if not jobs:
+            return False
+        first, rest = jobs[0], list(jobs[1:])
+        try:
+            spec = self.services.make_spec(str(first.get("kind")), list(first.get("symbols") or []),
+                                           first.get("model"), dict(first.get("params") or {}),
+                                           int(first.get("priority") or 0))
+        except ValueError as exc:
+            self.notify(str(exc), title="not queued", severity="error", timeout=8)
+            return False
+        if not self.submit_spec(spec, quiet=True):
+            return False
+        if rest:
+            self.follow_ups[spec.id] = rest
+        return True
+
     def open_live(self, job_id: str) -> None:
         self.live_job_id = job_id
         self.switch_mode("live")
@@ -347,6 +384,10 @@ class ForecastConsoleApp(App[int]):
             self._closed = True
             try:
                 await self.services.close(cancel_running=cancel_running)
+            except BaseException as exc:  # DEBUGTMP
+                import traceback
+                print("DEBUGTMP", repr(exc), traceback.format_exc())
+                raise
             except Exception as exc:  # noqa: BLE001
                 self.log.error(f"closing services failed: {exc}")
         self.exit(0)
@@ -359,7 +400,7 @@ class ForecastConsoleApp(App[int]):
     def palette_commands(self, screen: Screen) -> Iterable[tuple[str, str, Callable[[], Any]]]:
         for mode, key, label in NAV_ITEMS:
             yield (f"Go to {label} screen", f"Switch screen (key {key})", partial(self.switch_mode, mode))
-        for kind in ("baseline", "train", "validate", "compare", "sweep", "pipeline"):
+        for kind in FORM_KINDS:
             yield (f"Start {kind} run…", f"Open the run form for the selected symbols ({kind})",
                    partial(self.action_start_run, kind))
         yield ("Toggle dark/light theme", "ctrl+t", self.action_toggle_theme)

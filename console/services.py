@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from engine import paths
-from engine.symbols import validate_symbol
+from engine.data import list_symbols
 
 T = TypeVar("T")
 
@@ -69,23 +69,6 @@ class ScreenData:
     picks: list[dict[str, Any]] = field(default_factory=list)
     promotions: list[dict[str, Any]] = field(default_factory=list)
     regressions: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _scan_csv(path: Path) -> tuple[int, str, str]:
-    """Rows and first/last timestamp of a CSV without parsing it (used when engine.data is absent)."""
-    first = last = ""
-    rows = 0
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        fh.readline()  # header
-        for line in fh:
-            if not line.strip():
-                continue
-            rows += 1
-            if not first:
-                first = line.split(",", 1)[0]
-            last = line
-    last = last.split(",", 1)[0] if last else ""
-    return rows, first[:10], last[:10]
 
 
 def _short_date(value: Any) -> str:
@@ -224,25 +207,13 @@ class ConsoleServices:
 
     # ------------------------------------------------------------------ stocks
     def _list_symbol_infos(self) -> list[tuple[str, int, str, str, str]]:
-        if self.data_dirs:
-            shipped_dir = self.data_dirs[0].resolve()
-        else:
-            shipped_dir = None
-        # A cheap scan of our own rather than engine.data.list_symbols: that module imports pandas
-        # (~0.7 s), which the console process never needs; the worker validates the data fully.
-        out: dict[str, tuple[str, int, str, str, str]] = {}
-        for d in self.data_dirs:  # later dirs override earlier, like engine.data
-            if not d.is_dir():
-                continue
-            for p in sorted(d.glob("*.csv")):
-                try:
-                    sym = validate_symbol(p.stem)
-                except ValueError:
-                    continue
-                rows, start, end = _scan_csv(p)
-                src = "shipped" if shipped_dir and d.resolve() == shipped_dir else "workspace"
-                out[sym] = (sym, rows, start, end, src)
-        return list(out.values())
+        """engine.data.list_symbols (pandas-free), tagged shipped/workspace by folder."""
+        shipped_dir = self.data_dirs[0].resolve() if self.data_dirs else None
+        out = []
+        for info in list_symbols(self.data_dirs):
+            src = "shipped" if shipped_dir and info.path.parent.resolve() == shipped_dir else "workspace"
+            out.append((info.symbol, info.rows, _short_date(info.start), _short_date(info.end), src))
+        return out
 
     def _stocks_blocking(self) -> list[StockRow]:
         infos = self._list_symbol_infos()
@@ -303,20 +274,8 @@ class ConsoleServices:
             return []
 
     def _regressions_blocking(self) -> list[dict[str, Any]]:
-        if self.store is not None and hasattr(self.store, "regressions"):
-            rows = self._safe(lambda s: s.regressions())
-            if rows:
-                return rows
-        report = self.workspace / "reports" / "regression.json"
-        if report.is_file():
-            try:
-                data = json.loads(report.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                return []
-            if isinstance(data, dict):
-                data = data.get("regressions") or data.get("rows") or []
-            return [r for r in data if isinstance(r, dict)]
-        return []
+        """The store's regression rows (engine.tasks.regression's format, recorded by the engine)."""
+        return self._safe(lambda s: s.regressions())
 
     def _screen_data_blocking(self) -> ScreenData:
         return ScreenData(

@@ -8,7 +8,7 @@ One asyncio task (the poller) does everything periodic, each tick:
   3. admission (engine.scheduler) and launching (the backend, in a thread);
   4. store writes in a thread, coalesced: one `put_job` per changed job per tick (progress-only
      changes at most every `persist_interval`), plus the `result` payloads (runs, baselines,
-     picks, comparisons) in arrival order.
+     picks, comparisons, regressions) in arrival order.
 No timer per job, no blocking call on the event loop.
 
 Spool: a CLI that finds the store locked by a running console cannot write it, so it writes
@@ -459,6 +459,7 @@ class Engine:
         baselines = payload.get("baselines") or []
         picks = payload.get("picks") or []
         comparisons = payload.get("comparisons") or []
+        regressions = [{**r, "job_id": jid} for r in payload.get("regressions") or [] if isinstance(r, dict)]
         for key in ("regressions", "summary"):
             if key in payload:
                 j.result_extra[key] = payload[key]
@@ -478,6 +479,8 @@ class Engine:
                 s.set_pick(p["model"], p["symbol"], dict(p))
             if comparisons:
                 s.put_comparisons(list(comparisons))
+            if regressions:
+                s.put_regressions(regressions)
 
         self._ops.append(write)
 

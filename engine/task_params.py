@@ -37,11 +37,10 @@ TRAIN_PASSTHROUGH: dict[str, str] = {
 }
 
 PARAMS: dict[str, dict[str, str]] = {
-    # engine/tasks/baseline.py. `preset` has no effect on naive baselines; it is accepted because the
-    # console's job form sends it for every kind (a known name, not a typo).
+    # engine/tasks/baseline.py (naive forecasts: no model, so no preset)
     "baseline": {
         "horizon": "int|list", "span": "str", "context": "int", "stride": "int", "tier_horizon": "int",
-        "tier_span": "str", "methods": "list", "val_rows": "int", "test_rows": "int", "preset": "str",
+        "tier_span": "str", "methods": "list", "val_rows": "int", "test_rows": "int",
     },
     # engine/tasks/train.py (train.KNOWN)
     "train": {

@@ -157,7 +157,13 @@ def run_job(job_dir: Path) -> int:
                         f"no task module engine.tasks.{spec.kind} is installed; cannot run a {spec.kind} job"
                     ) from None
                 raise
-            result = mod.run(spec, ctx)
+            # Coordinators (sweep, pipeline) cancel their child jobs when cancelled, so they always
+            # poll the flag themselves; other tasks are aborted at once outside their own regions.
+            if getattr(mod, "COOPERATIVE_CANCEL", False):
+                with ctx.cooperative_cancel():
+                    result = mod.run(spec, ctx)
+            else:
+                result = mod.run(spec, ctx)
         task_running.clear()
         if ctx.cancelled():
             raise Cancelled("cancelled")

@@ -46,6 +46,7 @@ DOC_FIELDS: dict[str, tuple[str, ...]] = {
     "runs": ("run_id", "model", "symbol", "hyperparams", "metrics", "created", "created_at"),
     "baselines": ("symbol", "model", "horizon", "span"),
     "comparisons": ("symbol", "horizon", "model"),
+    "regressions": ("model", "symbol", "metric"),
     "best": ("model", "symbol", "current"),
     "promotions": ("model", "symbol"),
 }

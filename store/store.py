@@ -1,4 +1,5 @@
-"""`Store`: the workspace's TinyDB database (jobs, runs, baselines, picks, comparisons, promotions).
+"""`Store`: the workspace's TinyDB database (jobs, runs, baselines, picks, comparisons, regressions,
+promotions).
 
 Why a class around TinyDB rather than TinyDB itself: the store owns the single-writer lock, the
 crash-safe storage, input validation (every bad input is refused before anything is written) and
@@ -25,7 +26,7 @@ from store.storage import AtomicJSONStorage, StoreError, StoreLocked, WorkspaceL
 from store.tracker import TrackerMixin, clean_json, fast_copy
 from store.workspace import Workspace, check_id
 
-TABLES: tuple[str, ...] = ("jobs", "runs", "baselines", "best", "promotions", "comparisons", "envs")
+TABLES: tuple[str, ...] = ("jobs", "runs", "baselines", "best", "promotions", "comparisons", "regressions", "envs")
 #: Tables the Store only ever appends to (never updates a document in place): cached serialisation.
 APPEND_ONLY: frozenset[str] = frozenset({"runs", "promotions", "envs"})
 ENV_HYPERPARAMS = "FORECAST_HYPERPARAMS"  # same variable as engine.paths (store depends on nothing of ours)
@@ -42,6 +43,10 @@ def _baseline_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def _comparison_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
     return (r["symbol"], r["horizon"], r["model"])
+
+
+def _regression_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (r["model"], r["symbol"], r["metric"])
 
 
 class Store(TrackerMixin, PromotionMixin):
@@ -257,6 +262,43 @@ class Store(TrackerMixin, PromotionMixin):
         with self._lock:
             sym = self._check_symbol(symbol) if symbol is not None else None
             return [fast_copy(d) for d in self._table("comparisons").values() if sym is None or d["symbol"] == sym]
+
+    # --- regressions -------------------------------------------------------------------------
+    def put_regressions(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Upsert regression-check rows (engine.tasks.regression's format) keyed by (model, symbol, metric).
+
+        Why keyed without the job: the Regressions screen shows the latest verdict per pick; an
+        older check of the same (model, symbol, metric) is replaced, not accumulated.
+        """
+        with self._lock:
+            self._require_writable("record regressions")
+            if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
+                raise StoreError("regressions must be a list of dicts")
+            clean: list[dict[str, Any]] = []
+            for i, r in enumerate(rows):
+                if not isinstance(r, Mapping):
+                    raise StoreError(f"regressions[{i}] must be a dict")
+                missing = [k for k in ("model", "symbol", "metric") if k not in r]
+                if missing:
+                    raise StoreError(f"regressions[{i}] is missing {', '.join(missing)}")
+                c = clean_json(dict(r), f"regressions[{i}]")
+                c["symbol"] = self._check_symbol(c["symbol"])
+                c["model"] = self._check_model(c["model"])
+                if not isinstance(c["metric"], str) or not c["metric"].strip():
+                    raise StoreError(f"regressions[{i}].metric must be a non-empty name")
+                jobs = c.get("proposed_jobs", [])
+                if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
+                    raise StoreError(f"regressions[{i}].proposed_jobs must be a list of job spec dicts")
+                clean.append(self._stamp(c))
+            if clean:
+                self._upsert("regressions", _regression_key, clean)
+
+    def regressions(self, model: str | None = None, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Latest regression rows (one per model, symbol, metric), optionally filtered."""
+        with self._lock:
+            sym = self._check_symbol(symbol) if symbol is not None else None
+            return [fast_copy(d) for d in self._table("regressions").values()
+                    if (sym is None or d["symbol"] == sym) and (model is None or d["model"] == model)]
 
     # --- picks (table "best") -----------------------------------------------------------------
     def _pick_doc(self, model: str, symbol: str) -> dict[str, Any] | None:

@@ -108,12 +108,25 @@ def _seed_store(ws: Path, hp: Path) -> None:
                              "epoch 4: train 0.2000 val 0.2657", "saved adapter"]):
         events.append({"job": TRAIN_ID, "t": T0 + 50 + i, "type": "log", "level": "info", "msg": msg})
     (job_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    (ws / "reports").mkdir(parents=True, exist_ok=True)
-    (ws / "reports" / "regression.json").write_text(json.dumps({"regressions": [
-        {"symbol": "COIN", "model": "toto", "metric": "mae_pct", "before": 20.1, "after": 23.0, "flagged": True,
-         "proposed": {"kind": "train", "params": {"epochs": 30}}},
-        {"symbol": "SPY", "model": "toto", "metric": "mae_pct", "before": 4.2, "after": 4.05, "flagged": False},
-    ]}))
+    from engine.tasks.regression import proposed_jobs
+
+    st = Store.open(ws, hyperparams_dir=hp)
+    try:  # rows in the regression task's format, as the engine records them
+        st.put_regressions([
+            {"symbol": "COIN", "model": "toto", "horizon": 64, "metric": "mae_pct", "span": "test",
+             "current": 23.0, "previous": 20.1, "baseline": 22.0, "delta_vs_previous_pct": 14.4,
+             "delta_vs_baseline_pct": 4.5, "worse_than_previous": True, "worse_than_baseline": False,
+             "flagged": True, "threshold_pct": 5.0, "reason": "mae_pct 14.4% worse than the previous pick",
+             "windows": 32, "job_id": "20261122-000000-000-regression-00000000",
+             "proposed_jobs": proposed_jobs("toto", "COIN", preset="tiny", horizon=64, context=128,
+                                            reason="mae_pct 14.4% worse than the previous pick")},
+            {"symbol": "SPY", "model": "toto", "horizon": 64, "metric": "mae_pct", "span": "test",
+             "current": 4.05, "previous": 4.2, "baseline": 4.4, "delta_vs_previous_pct": -3.6,
+             "delta_vs_baseline_pct": -8.0, "worse_than_previous": False, "worse_than_baseline": False,
+             "flagged": False, "threshold_pct": 5.0, "reason": "ok", "windows": 32, "proposed_jobs": []},
+        ])
+    finally:
+        st.close()
 
 
 def make_app(paths: dict[str, Path]) -> ForecastConsoleApp:
@@ -197,7 +210,8 @@ def test_light_theme(snap_compare: Any, seeded: dict[str, Path]) -> None:
 
 
 def test_regression_retrain_queues_jobs(seeded: dict[str, Path]) -> None:
-    """Flagged rows become train jobs with the proposed params (checked on the engine, not the UI)."""
+    """A flagged row's proposed retrain is queued with its params (checked on the engine, not the UI);
+    the proposed re-validate waits for the retrain."""
 
     async def run() -> None:
         app = make_app(seeded)
@@ -210,7 +224,8 @@ def test_regression_retrain_queues_jobs(seeded: dict[str, Path]) -> None:
             await pilot.pause()
             new = [j for j in app.services.jobs() if j.id not in before]
             assert [(j.kind, j.symbols, j.model) for j in new] == [("train", ("COIN",), "toto")]
-            assert app.services.engine.spec(new[0].id).params == {"epochs": 30}
+            assert app.services.engine.spec(new[0].id).params == {"preset": "tiny", "horizon": 64, "context": 128}
+            assert [s["kind"] for s in app.follow_ups[new[0].id]] == ["validate"]
             app.services.cancel(new[0].id)
 
     asyncio.run(run())

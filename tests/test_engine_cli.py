@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from engine.controller import Engine
-from engine.gpu import FakeGpuSource
-from store import Store
+from tests.helpers import cli_beside_engine
 
 # What the `forecast-console` script runs (`-m console.cli` would load the module twice).
 ENTRY = "import sys; from console.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -86,22 +82,8 @@ def test_spool_when_a_console_owns_the_store(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("FORECAST_TEST_HOOKS", "1")
     ws = tmp_path / "ws"
 
-    async def scenario() -> tuple[subprocess.CompletedProcess[str], Engine]:
-        store = Store.open(ws, fsync=False)
-        eng = Engine(ws, store=store, poll_interval=0.02, validate_symbols=False, gpu_source=FakeGpuSource(0))
-        await eng.start()
-        try:
-            r = await asyncio.to_thread(cli, ws, "run", "baseline", "--stocks", "AAPL",
-                                        "--param", '_test={"steps": 3, "sleep": 0.05}')
-            t0 = time.monotonic()
-            while not all(j.finished for j in eng.jobs()) and time.monotonic() - t0 < 5:
-                await asyncio.sleep(0.02)
-            return r, eng
-        finally:
-            await eng.stop()
-            store.close()
-
-    r, eng = asyncio.run(scenario())
+    r, eng = cli_beside_engine(ws, lambda: cli(ws, "run", "baseline", "--stocks", "AAPL",
+                                               "--param", '_test={"steps": 3, "sleep": 0.05}'))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "spool" in r.stdout and "read-only" in r.stdout and "succeeded" in r.stdout
     [st] = eng.jobs()

@@ -19,6 +19,7 @@ from engine.jobs import JobSpec, JobSpecError, Resources
 from engine.scheduler import Placement
 from engine.state import JobUpdate
 from store import Store
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,14 +31,6 @@ def hook(**kw: Any) -> dict[str, Any]:
 def mkspec(priority: int = 0, vram: float = 0.0, gpus: float = 0.0, **kw: Any) -> JobSpec:
     return JobSpec.create("baseline", ["AAPL"], params=hook(**kw), priority=priority,
                           resources=Resources(gpus=gpus, vram_gb=vram))
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from engine.controller import Engine, spool_cancel, spool_submit
 from engine.gpu import FakeGpuSource
 from engine.jobs import JobSpec
 from store import Store
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.asyncio
 
@@ -50,14 +49,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from engine.controller import Engine
 from engine.jobs import JobSpec
 from engine.state import JobState
+from tests.helpers import write_cycle_csv
 
 pytestmark = pytest.mark.slow
 
@@ -38,18 +38,6 @@ SYMBOL = "SYN"
 TINY: dict[str, Any] = {"preset": "tiny", "horizon": 16, "context": 64, "epochs": 1, "max_steps_per_epoch": 2,
                         "stride": 4, "mae_samples": 4}
 HOOK_ENV = {"FORECAST_TEST_HOOKS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def write_csv(path: Path, n: int = 420) -> None:
-    """A daily series with a 16-day cycle: enough rows for train/val/test spans at h=16."""
-    rng = np.random.default_rng(0)
-    t = np.arange(n)
-    close = 100 + 5 * np.sin(2 * np.pi * t / 16) + rng.normal(0, 0.3, n)
-    days = np.datetime64("2021-01-04") + t.astype("timedelta64[D]")
-    lines = ["timestamp,open,high,low,close,volume"]
-    lines += [f"{d},{c:.4f},{c + 0.5:.4f},{c - 0.5:.4f},{c:.4f},1000" for d, c in zip(days, close, strict=True)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
 
 
 class NoGpu:
@@ -70,7 +58,7 @@ class Env:
 
 def setup_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     data = tmp_path / "data"
-    write_csv(data / f"{SYMBOL}.csv")
+    write_cycle_csv(data / f"{SYMBOL}.csv")
     monkeypatch.setenv("FORECAST_DATA", str(data))
     monkeypatch.setenv("FORECAST_HYPERPARAMS", str(tmp_path / "hyperparams"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

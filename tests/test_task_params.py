@@ -74,10 +74,10 @@ def _source(kind: str) -> str:
     return (TASKS / f"{kind}.py").read_text(encoding="utf-8")
 
 
-#: Declared names a task does not read itself: baseline tolerates `preset` (the console form sends it
-#: for every kind); sweep passes the train names through to its trials, validate its grid overrides
-#: to search_space (both in the same file, so they are found).
-NOT_READ = {("baseline", "preset")}
+#: Declared names a task does not read itself (none now: the console form sends only accepted names);
+#: sweep passes the train names through to its trials, validate its grid overrides to search_space
+#: (both in the same file, so they are found).
+NOT_READ: set[tuple[str, str]] = set()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -119,10 +119,18 @@ def test_in_tree_callers_pass_only_declared_names() -> None:
     # regression proposals
     for job in regression.proposed_jobs("toto", "SPY", preset="tiny", horizon=16, context=128, reason="worse"):
         JobSpec.create(job["kind"], job["symbols"], job.get("model"), params=job.get("params"))
-    # the console's start-run form sends the preset and the integer fields it shows
+    # the console's start-run form sends only the names its kind accepts among the fields it shows
     for kind in FORM_KINDS:
         model = None if kind in ("baseline", "compare") else "toto"
-        JobSpec.create(kind, ["SPY"], model, params={"preset": "tiny", "horizon": 16, "context": 64})
+        shown = {"preset": "tiny", "horizon": 16, "context": 64, "epochs": 2}
+        names = task_params.accepted(kind)
+        JobSpec.create(kind, ["SPY"], model, params={k: v for k, v in shown.items() if k in names})
+
+
+def test_baseline_refuses_preset() -> None:
+    """Naive baselines have no model: a preset would be accepted and ignored, so it is refused."""
+    with pytest.raises(JobSpecError, match="preset"):
+        JobSpec.create("baseline", ["SPY"], None, params={"preset": "tiny"})
 
 
 def test_eval_commands_build_only_declared_params() -> None:

@@ -26,19 +26,10 @@ from engine import paths
 from engine.controller import Engine
 from engine.gpu import FakeGpuSource
 from store import Store
+from tests.helpers import cli_beside_engine, write_cycle_csv
 
 ENTRY = "import sys; from console.cli import main; sys.exit(main(sys.argv[1:]))"
 SMALL = ("--model", "chronos2", "--context", "32", "--horizon", "16")
-
-
-def _csv(path: Path, n: int = 420) -> None:
-    rng = np.random.default_rng(0)
-    t = np.arange(n)
-    close = 100 + 5 * np.sin(2 * np.pi * t / 16) + rng.normal(0, 0.3, n)
-    days = np.datetime64("2021-01-04") + t.astype("timedelta64[D]")
-    lines = ["timestamp,open,high,low,close,volume"]
-    lines += [f"{d},{c:.4f},{c + 0.5:.4f},{c - 0.5:.4f},{c:.4f},1000" for d, c in zip(days, close, strict=True)]
-    path.write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture
@@ -46,7 +37,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """SYN (good, 420 rows) and JUNK (binary) CSVs, an empty workspace, an empty Hugging Face cache."""
     data = tmp_path / "data"
     data.mkdir()
-    _csv(data / "SYN.csv")
+    write_cycle_csv(data / "SYN.csv")
     (data / "JUNK.csv").write_bytes(b"\x00\x01binary\xff" * 50)
     e = {paths.ENV_WORKSPACE: str(tmp_path / "ws"), paths.ENV_DATA: str(data), "HF_HUB_OFFLINE": "1",
          "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -173,22 +164,8 @@ def test_ctrl_c_detaches_then_cancel_stops_training_at_a_checkpoint(env: dict[st
 def test_train_next_to_a_running_console_goes_through_the_spool(env: dict[str, str]) -> None:
     ws = _ws(env)
 
-    async def scenario() -> tuple[subprocess.CompletedProcess[str], Engine]:
-        store = Store.open(ws, fsync=False)
-        eng = Engine(ws, store=store, poll_interval=0.02, validate_symbols=False, gpu_source=FakeGpuSource(0))
-        await eng.start()
-        try:
-            r = await asyncio.to_thread(_cli, env, "train", "--stocks", "SYN", *SMALL, "--epochs", "1",
-                                        "--max-steps-per-epoch", "2")
-            t0 = time.monotonic()
-            while not all(j.finished for j in eng.jobs()) and time.monotonic() - t0 < 5:
-                await asyncio.sleep(0.02)
-            return r, eng
-        finally:
-            await eng.stop()
-            store.close()
-
-    r, eng = asyncio.run(scenario())
+    r, eng = cli_beside_engine(ws, lambda: _cli(env, "train", "--stocks", "SYN", *SMALL, "--epochs", "1",
+                                                "--max-steps-per-epoch", "2"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "spool" in r.stdout and "read-only" in r.stdout and "succeeded" in r.stdout
     assert "SYN      chronos2 val_loss" in r.stdout  # the trained run, from the job's result

@@ -16,19 +16,10 @@ from engine.forecasters.training import TrainConfig, train, windows_from_close
 from engine.jobs import JobSpec
 from engine.tasks import train as train_task
 from engine.tasks.context import TaskContext
+from tests.helpers import write_cycle_csv
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(1)
-
-
-def _csv(path: Path, n: int = 420) -> None:
-    rng = np.random.default_rng(0)
-    t = np.arange(n)
-    close = 100 + 5 * np.sin(2 * np.pi * t / 16) + rng.normal(0, 0.3, n)
-    days = np.datetime64("2021-01-04") + t.astype("timedelta64[D]")
-    lines = ["timestamp,open,high,low,close,volume"]
-    lines += [f"{d},{c:.4f},{c + 0.5:.4f},{c - 0.5:.4f},{c:.4f},1000" for d, c in zip(days, close, strict=True)]
-    path.write_text("\n".join(lines) + "\n")
 
 
 def _ctx(ws: Path, spec: JobSpec, data: Path) -> TaskContext:
@@ -41,7 +32,7 @@ def _ctx(ws: Path, spec: JobSpec, data: Path) -> TaskContext:
 def test_train_task_writes_run_artifacts_and_a_loadable_adapter(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    _csv(data / "SYN.csv")
+    write_cycle_csv(data / "SYN.csv")
     params = dict(epochs=2, context=64, horizon=16, max_steps_per_epoch=3, seed=1, lr=3e-3, mae_samples=4)
     spec = JobSpec.create("train", ["SYN"], "chronos2", params=params)
     ctx = _ctx(tmp_path / "ws", spec, data)

@@ -17,17 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from console.commands.common import add_symbol_selection, positive_int
+
 DEFAULT_HORIZONS: tuple[int, ...] = (1, 16, 64)  # mirrors engine.tasks.baseline (not imported here: --help stays instant)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,17 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "(persistence MAE% at the tier horizon on the train+validation windows, never test), and record "
         "every row in the workspace store.",
     )
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--stocks", nargs="+", metavar="SYMBOL", help="symbols to score")
-    which.add_argument("--priority", action="store_true", help="the 11 priority symbols (those with data)")
-    which.add_argument("--all", action="store_true", help="every symbol in the data folders")
-    p.add_argument("--horizon", nargs="+", type=_positive_int, default=list(DEFAULT_HORIZONS),
+    add_symbol_selection(p, stocks_help="symbols to score")
+    p.add_argument("--horizon", nargs="+", type=positive_int, default=list(DEFAULT_HORIZONS),
                    metavar="H", help="forecast horizons in rows (default 1 16 64)")
     p.add_argument("--span", choices=("test", "val"), default="test",
                    help="span whose windows are scored (default test; selection code compares on val)")
-    p.add_argument("--context", type=_positive_int, default=None, help="context rows per window (default 64)")
-    p.add_argument("--stride", type=_positive_int, default=1, help="rows between window origins (default 1)")
-    p.add_argument("--tier-horizon", type=_positive_int, default=None,
+    p.add_argument("--context", type=positive_int, default=None, help="context rows per window (default 64)")
+    p.add_argument("--stride", type=positive_int, default=1, help="rows between window origins (default 1)")
+    p.add_argument("--tier-horizon", type=positive_int, default=None,
                    help="horizon at which the difficulty tier is measured (default 64)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     p.set_defaults(func=cmd_baseline)

@@ -19,18 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from console.commands.common import add_symbol_selection, positive_int
+
 MODEL_CHOICES = ("naive", "toto", "kronos", "chronos2")
 FOUNDATION = ("toto", "kronos", "chronos2")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 def _non_negative_float(text: str) -> float:
@@ -44,10 +36,7 @@ def _non_negative_float(text: str) -> float:
 
 
 def _common(p: argparse.ArgumentParser, *, model: str | None, models: bool = False) -> None:
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--stocks", nargs="+", metavar="SYMBOL", help="symbols to work on")
-    which.add_argument("--priority", action="store_true", help="the 11 priority symbols (those with data)")
-    which.add_argument("--all", action="store_true", help="every symbol in the data folders")
+    add_symbol_selection(p, stocks_help="symbols to work on")
     if model == "required":
         p.add_argument("--model", required=True, choices=MODEL_CHOICES)
     elif model == "many":
@@ -55,10 +44,10 @@ def _common(p: argparse.ArgumentParser, *, model: str | None, models: bool = Fal
                        help="models (default: every foundation model" + (" with a pick)" if models else ")"))
     p.add_argument("--preset", choices=("tiny", "pretrained"), default="tiny",
                    help="tiny = real architecture with small random weights (CPU, seconds); pretrained = hub weights")
-    p.add_argument("--horizon", type=_positive_int, default=16, help="forecast horizon in rows (default 16)")
-    p.add_argument("--context", type=_positive_int, default=None, help="context rows (default 128 tiny / 512 pretrained)")
-    p.add_argument("--val-windows", type=_positive_int, default=None, help="validation windows per symbol (default 32)")
-    p.add_argument("--test-windows", type=_positive_int, default=None, help="test windows per symbol (default 32)")
+    p.add_argument("--horizon", type=positive_int, default=16, help="forecast horizon in rows (default 16)")
+    p.add_argument("--context", type=positive_int, default=None, help="context rows (default 128 tiny / 512 pretrained)")
+    p.add_argument("--val-windows", type=positive_int, default=None, help="validation windows per symbol (default 32)")
+    p.add_argument("--test-windows", type=positive_int, default=None, help="test windows per symbol (default 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result payloads as JSON")
 
@@ -107,9 +96,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "re-running the same command resumes that trial from its checkpoint.")
     _common(p, model="required")
     p.add_argument("--mode", choices=("priority", "quick", "full", "auto"), default="priority")
-    p.add_argument("--max-runs", type=_positive_int, default=None, help="most finished trials per study")
-    p.add_argument("--epochs", type=_positive_int, default=2, help="base epochs per trial (default 2)")
-    p.add_argument("--max-steps-per-epoch", type=_positive_int, default=None,
+    p.add_argument("--max-runs", type=positive_int, default=None, help="most finished trials per study")
+    p.add_argument("--epochs", type=positive_int, default=2, help="base epochs per trial (default 2)")
+    p.add_argument("--max-steps-per-epoch", type=positive_int, default=None,
                    help="cap on optimizer steps per epoch in every trial (default: whole epochs)")
     p.add_argument("--gpus", type=_non_negative_float, default=None,
                    help="GPUs each trial asks for (fractions pack on Ray; default 1 when --vram is given, else 0)")
@@ -122,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "steps, waits for running ones and resubmits failed/interrupted ones (state in <workspace>/pipelines/).")
     _common(p, model="many")
     p.add_argument("--mode", choices=("quick", "full"), default="quick", help="validation grid (default quick)")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: the planner's)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the planner's)")
     p.add_argument("--name", default=None, help="pipeline name (default derived from the request)")
     p.set_defaults(func=cmd_pipeline)
 
@@ -183,10 +172,25 @@ def _print_json(payloads: list[Any]) -> None:
     print(json.dumps(payloads, indent=1, default=str))
 
 
-def _spec(kind: str, symbols: list[str], model: str | None, params: dict[str, Any]) -> Any:
+def _spec(kind: str, symbols: list[str], model: str | None, params: dict[str, Any] | None) -> Any:
     from engine.jobs import JobSpec
 
     return JobSpec.create(kind, symbols, model, params=params)
+
+
+def _run_one(kind: str, args: argparse.Namespace, model: str | None, params: dict[str, Any]) -> dict[str, Any] | None:
+    """Submit one job on the requested symbols, follow it, return its result payload; None when detached.
+
+    `compare`, `regression` and `calibrate` each run exactly one job; `--model` (when given as a list)
+    becomes the job's `models` parameter.
+    """
+    if isinstance(args.model, list) and args.model:
+        params["models"] = list(args.model)
+    done = _run_specs([_spec(kind, _symbols(args), model, params)])
+    if done is None:
+        return None  # detached: the job goes on (the re-attach command was printed)
+    (res,) = done
+    return res[2] or {}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -213,15 +217,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from engine.tasks.report import comparison_markdown
 
-    syms = _symbols(args)
-    params = _params(args, top_k=args.top_k)
-    if args.model:
-        params["models"] = list(args.model)
-    done = _run_specs([_spec("compare", syms, None, params)])
-    if done is None:
-        return 0  # detached: the job goes on (the re-attach command was printed)
-    (res,) = done
-    payload = res[2] or {}
+    payload = _run_one("compare", args, None, _params(args, top_k=args.top_k))
+    if payload is None:
+        return 0
     if args.json:
         _print_json(payload)
         return 0
@@ -233,15 +231,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_regression(args: argparse.Namespace) -> int:
     from engine.tasks.report import regression_markdown
 
-    syms = _symbols(args)
-    params = _params(args, threshold_pct=args.threshold)
-    if args.model:
-        params["models"] = list(args.model)
-    done = _run_specs([_spec("regression", syms, None, params)])
-    if done is None:
-        return 0  # detached: the job goes on (the re-attach command was printed)
-    (res,) = done
-    payload = res[2] or {}
+    payload = _run_one("regression", args, None, _params(args, threshold_pct=args.threshold))
+    if payload is None:
+        return 0
     rows = payload.get("regressions", [])
     if args.json:
         _print_json(payload)
@@ -250,23 +242,17 @@ def cmd_regression(args: argparse.Namespace) -> int:
         print(f"\nreport: {payload.get('summary', {}).get('report')}")
     proposals = [j for r in rows for j in r.get("proposed_jobs", [])]
     if proposals and args.submit_proposals:
-        from engine.jobs import JobSpec
-
-        specs = [JobSpec.create(j["kind"], j["symbols"], j.get("model"), params=j.get("params")) for j in proposals]
-        _run_specs(specs)
+        _run_specs([_spec(j["kind"], j["symbols"], j.get("model"), j.get("params")) for j in proposals])
     elif proposals:
         print(f"{len(proposals)} job(s) proposed; re-run with --submit-proposals to queue them")
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    syms = _symbols(args)
-    params = _params(args, require_test_improvement=bool(args.require_test_improvement))
-    done = _run_specs([_spec("calibrate", syms, args.model, params)])
-    if done is None:
-        return 0  # detached: the job goes on (the re-attach command was printed)
-    (res,) = done
-    payload = res[2] or {}
+    payload = _run_one("calibrate", args, args.model,
+                       _params(args, require_test_improvement=bool(args.require_test_improvement)))
+    if payload is None:
+        return 0
     if args.json:
         _print_json(payload)
         return 0

@@ -15,15 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+from console.commands.common import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -38,15 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--preset", choices=("tiny", "pretrained"), default="tiny",
                    help="tiny = real architecture with random weights (CPU, seconds); pretrained = hub weights")
     p.add_argument("--source", default=None, help="pretrained hub id or local weights directory")
-    p.add_argument("--epochs", type=_positive_int, default=None)
-    p.add_argument("--context", type=_positive_int, default=None)
-    p.add_argument("--horizon", type=_positive_int, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--context", type=positive_int, default=None)
+    p.add_argument("--horizon", type=positive_int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--lora-rank", type=_positive_int, default=None)
+    p.add_argument("--lora-rank", type=positive_int, default=None)
     p.add_argument("--loss", choices=("native", "huber", "heteroscedastic", "quantile", "mse"), default=None)
-    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps-per-epoch", type=_positive_int, default=None)
+    p.add_argument("--max-steps-per-epoch", type=positive_int, default=None)
     p.add_argument("--finetune", choices=("lora", "full"), default=None,
                    help="default: lora for pretrained, full for tiny (LoRA on random weights learns little)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of the same configuration")

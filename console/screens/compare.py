@@ -22,6 +22,7 @@ from textual.widgets import Static
 from console.screens.base import ModeScreen
 from console.services import metric_of
 from console.widgets.table import Cell, KeyedTable, num, txt
+from engine.models import FOUNDATION_MODELS
 
 COLUMNS = (
     ("win", "★"), ("symbol", "Symbol"), ("horizon", "H"), ("model", "Model"), ("mae_pct", "MAE%"),
@@ -116,7 +117,8 @@ class CompareScreen(ModeScreen):
         self.table.sync(shown)
         detail = self.query_one("#compare-detail", Static)
         if not self.rows:
-            detail.update("No comparisons yet: run a compare (or pipeline) job. Sort: s / click a header.")
+            detail.update("No comparisons yet: after train + validate, press r and queue a compare job "
+                          "(or a pipeline). Sort: s / click a header.")
         else:
             order = "desc" if self.table.sort_reverse else "asc"
             detail.update(f"{len(shown)} rows · sorted by {self.table.sort_column or '—'} ({order}) · "
@@ -141,6 +143,11 @@ class CompareScreen(ModeScreen):
         row = self.rows.get(key or "")
         if row is None:
             self.notify("no comparison row selected", severity="warning")
+            return
+        model = str(row.get("model"))
+        if model not in FOUNDATION_MODELS:
+            self.notify(f"{model} is a reference row (no config to promote): highlight a model's row, e.g. the ★ winner",
+                        severity="warning")
             return
         self.fc_app.confirm_promote(str(row.get("model")), str(row.get("symbol")), on_done=self.reload)
 

@@ -78,6 +78,8 @@ class QueueScreen(ModeScreen):
         Binding("r", "start_run", "Run…", id="queue-run"),
     ]
 
+    _detail_text: str = ""
+
     def compose_body(self) -> ComposeResult:
         yield KeyedTable(COLUMNS, id="queue-table")
         yield Static("", id="queue-detail", classes="detail")
@@ -107,12 +109,12 @@ class QueueScreen(ModeScreen):
             self._show_detail()
 
     def _show_detail(self) -> None:
-        detail = self.query_one("#queue-detail", Static)
+        """Show the highlighted job's line; skip the repaint (and the screen re-layout) if unchanged."""
         jid = self.table.current_id
         js = self.services.job(jid) if jid else None
         if js is None:
-            detail.update("No jobs yet. Press r to start runs (or pick symbols on the Stocks screen first)."
-                          if not self.table.row_count else "")
+            self._set_detail("No jobs yet. Press r to start runs (or pick symbols on the Stocks screen first)."
+                             if not self.table.row_count else "")
             return
         syms = ", ".join(js.symbols)
         text = f"{js.id} · {js.kind} {syms} {js.model or ''} · {js.state}"
@@ -122,7 +124,23 @@ class QueueScreen(ModeScreen):
             text += f" · train loss {js.last_train_loss:.4g}"
             if js.last_val_loss is not None:
                 text += f" · val {js.last_val_loss:.4g}"
-        detail.update(text)
+        self._set_detail(text)
+
+    def _set_detail(self, text: str) -> None:
+        """Update the detail line; re-layout only when its height may change.
+
+        Why: `Static.update` re-lays out the whole screen by default, and the detail changes with
+        every loss tick of a running job (10 times a second).
+        """
+        if text == self._detail_text:
+            return
+        detail = self.query_one("#queue-detail", Static)
+        width = max(1, detail.content_size.width)
+        old_lines, new_lines = self._detail_text.split("\n"), text.split("\n")
+        same_height = (self._detail_text != "" and len(old_lines) == len(new_lines)
+                       and all(len(line) < width for line in old_lines + new_lines))
+        self._detail_text = text
+        detail.update(text, layout=not same_height)
 
     @on(DataTable.RowHighlighted, "#queue-table")
     def _highlighted(self) -> None:

@@ -16,12 +16,24 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from engine.models import MODELS, PRESETS
+from engine.models import FOUNDATION_MODELS, PRESETS
+from engine.task_params import accepted
 
-FORM_KINDS: tuple[str, ...] = ("baseline", "train", "validate", "compare", "sweep", "pipeline")
+FORM_KINDS: tuple[str, ...] = ("baseline", "train", "validate", "compare", "regression", "sweep", "pipeline")
 #: Kinds that work over all models (or naive only): the model field is ignored for them.
-MODEL_FREE_KINDS: frozenset[str] = frozenset({"baseline", "compare"})
+MODEL_FREE_KINDS: frozenset[str] = frozenset({"baseline", "compare", "regression"})
 INT_FIELDS: tuple[str, ...] = ("horizon", "epochs", "context")
+#: What each kind does and what comes next: a new user picks a kind from this, not from the code.
+KIND_HELP: dict[str, str] = {
+    "baseline": "Naive forecasts: fills Tier and Naive MAE% on Stocks. Fast; run it first.",
+    "train": "Fine-tune the model on each symbol (tiny preset: a few minutes on CPU). Next: validate.",
+    "validate": "Pick forecast settings for a trained model on the validation windows. Next: compare.",
+    "compare": "Every model with a pick vs naive on the test windows → Compare screen (4). Model ignored.",
+    "regression": "Re-check every pick vs its previous pick and naive → Regressions screen (5). Model ignored.",
+    "sweep": "Hyperparameter search: many train jobs for the model (slow on CPU).",
+    "pipeline": "baseline → train → validate → compare → regression in one job (slow on CPU).",
+}
+FORM_HINT = "ctrl+s queue · esc cancel · tab next field · enter opens a list"
 
 
 def plan_summary(plan: dict[str, Any]) -> str:
@@ -61,7 +73,7 @@ class StartRunScreen(ModalScreen[Any]):
                 yield Select([(k, k) for k in FORM_KINDS], value=self.initial_kind, allow_blank=False,
                              id="run-kind", compact=True)
                 yield Label("Model")
-                yield Select([(m, m) for m in MODELS], value="toto", allow_blank=True, id="run-model",
+                yield Select([(m, m) for m in FOUNDATION_MODELS], value="toto", allow_blank=True, id="run-model",
                              compact=True)
                 yield Label("Preset")
                 yield Select([(p, p) for p in PRESETS], value="tiny", allow_blank=False, id="run-preset",
@@ -74,15 +86,35 @@ class StartRunScreen(ModalScreen[Any]):
                 yield Input("", placeholder="planner", id="run-epochs", compact=True)
                 yield Label("Priority")
                 yield Input("0", id="run-priority", compact=True)
+            yield Static(KIND_HELP[self.initial_kind], id="run-help", classes="plan")
             yield Static("", id="run-plan", classes="plan")
             yield Static("", id="run-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Queue", variant="primary", id="run-ok", compact=True)
                 yield Button("Cancel", id="run-no", compact=True)
+            yield Static(FORM_HINT, id="run-hint", classes="hint")
 
     def on_mount(self) -> None:
         self.query_one("#run-kind", Select).focus()
+        self._apply_kind()
         self._show_plan()
+
+    def _kind(self) -> str:
+        return str(self.query_one("#run-kind", Select).value)
+
+    @on(Select.Changed, "#run-kind")
+    def _kind_changed(self) -> None:
+        self._apply_kind()
+
+    def _apply_kind(self) -> None:
+        """Grey out the fields this kind does not read, so nothing typed there is silently dropped."""
+        kind = self._kind()
+        names = accepted(kind)
+        self.query_one("#run-model", Select).disabled = kind in MODEL_FREE_KINDS
+        self.query_one("#run-preset", Select).disabled = "preset" not in names
+        for name in INT_FIELDS:
+            self.query_one(f"#run-{name}", Input).disabled = name not in names
+        self.query_one("#run-help", Static).update(KIND_HELP.get(kind, ""))
 
     def _model(self) -> str | None:
         v = self.query_one("#run-model", Select).value
@@ -121,12 +153,15 @@ class StartRunScreen(ModalScreen[Any]):
                 if val is not None:
                     inp.placeholder = f"planner: {val}"
 
-    def build_params(self) -> tuple[dict[str, Any], int]:
-        """Parse the fields; ValueError names the field that is wrong."""
-        params: dict[str, Any] = {"preset": str(self.query_one("#run-preset", Select).value)}
+    def build_params(self, kind: str | None = None) -> tuple[dict[str, Any], int]:
+        """Parse the fields the kind accepts (engine.task_params); ValueError names the field that is wrong."""
+        names = accepted(kind or self._kind())
+        params: dict[str, Any] = {}
+        if "preset" in names:
+            params["preset"] = str(self.query_one("#run-preset", Select).value)
         for name in INT_FIELDS:
             raw = self.query_one(f"#run-{name}", Input).value.strip()
-            if not raw:
+            if not raw or name not in names:
                 continue
             try:
                 params[name] = int(raw)
@@ -141,12 +176,12 @@ class StartRunScreen(ModalScreen[Any]):
 
     def action_submit(self) -> None:
         err = self.query_one("#run-error", Static)
-        kind = str(self.query_one("#run-kind", Select).value)
+        kind = self._kind()
         model = self._model()
         if kind in MODEL_FREE_KINDS:
             model = None
         try:
-            params, priority = self.build_params()
+            params, priority = self.build_params(kind)
             spec = self.app.services.make_spec(kind, self.symbols, model, params, priority)  # type: ignore[attr-defined]
         except ValueError as exc:
             err.update(f"✗ {exc}")

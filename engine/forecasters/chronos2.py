@@ -29,7 +29,7 @@ from engine.forecasters.base import Forecast
 from engine.forecasters.hub import ModelLoadError, resolve_weights
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import gaussian_nll, pinball, point_loss, validate_loss
-from engine.forecasters.toto import context_stats
+from engine.forecasters.toto import batch_arrays, check_forecast_args, context_stats
 
 HUB_ID = "amazon/chronos-2"
 TINY_SEED = 20240602
@@ -128,10 +128,7 @@ class Chronos2Forecaster(FoundationForecaster):
 
     def forecast(self, windows: Any, num_samples: int = 1, *, seed: int = 0, chunk_size: int = 256,
                  **params: Any) -> Forecast:
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        if params:
-            raise ValueError(f"chronos2: unknown forecast parameter(s): {', '.join(sorted(params))}")
+        check_forecast_args(self.name, num_samples, params)
         t0 = time.perf_counter()
         ctx = np.asarray(windows.context_close, dtype=np.float64)
         mu, sd = context_stats(ctx)
@@ -148,9 +145,7 @@ class Chronos2Forecaster(FoundationForecaster):
         import torch
 
         loss = validate_loss(loss, self.supported_losses)
-        ctx = np.asarray(batch.context_close, dtype=np.float64)
-        tgt = np.asarray(batch.targets, dtype=np.float64)
-        mu, sd = context_stats(ctx)
+        ctx, tgt, mu, sd = batch_arrays(batch)
         h = min(tgt.shape[1], self.max_patches * self.out_patch)
         c = torch.tensor(((ctx - mu[:, None]) / sd[:, None])[:, -self.max_context:], dtype=torch.float32,
                          device=self.device)

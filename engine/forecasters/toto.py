@@ -45,6 +45,22 @@ def context_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, np.maximum(sd, floor)
 
 
+def check_forecast_args(model: str, num_samples: int, params: dict[str, Any]) -> None:
+    """The argument checks of a quantile/sample `forecast` (Toto, Chronos-2): same rules, same words."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if params:
+        raise ValueError(f"{model}: unknown forecast parameter(s): {', '.join(sorted(params))}")
+
+
+def batch_arrays(batch: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`(context close, targets, mu, sd)` of a training batch, float64; mu/sd from the context only."""
+    ctx = np.asarray(batch.context_close, dtype=np.float64)
+    tgt = np.asarray(batch.targets, dtype=np.float64)
+    mu, sd = context_stats(ctx)
+    return ctx, tgt, mu, sd
+
+
 class TotoForecaster(FoundationForecaster):
     name = "toto"
     lora_targets: ClassVar[tuple[str, ...]] = ("wQKV", "wO", "mlp.0", "mlp.2")
@@ -89,10 +105,7 @@ class TotoForecaster(FoundationForecaster):
         from toto.data.util.dataset import MaskedTimeseries
         from toto.inference.forecaster import TotoForecaster as _Upstream
 
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        if params:
-            raise ValueError(f"toto: unknown forecast parameter(s): {', '.join(sorted(params))}")
+        check_forecast_args(self.name, num_samples, params)
         t0 = time.perf_counter()
         ctx = np.asarray(windows.context_close, dtype=np.float64)
         w_n, _ = ctx.shape
@@ -129,9 +142,7 @@ class TotoForecaster(FoundationForecaster):
         import torch
 
         loss = validate_loss(loss, self.supported_losses)
-        ctx = np.asarray(batch.context_close, dtype=np.float64)
-        tgt = np.asarray(batch.targets, dtype=np.float64)
-        mu, sd = context_stats(ctx)
+        ctx, tgt, mu, sd = batch_arrays(batch)
         full = (np.concatenate([ctx, tgt], axis=1) - mu[:, None]) / sd[:, None]
         p = self.patch
         usable = full.shape[1] - p

@@ -24,49 +24,22 @@ from typing import Any
 
 import numpy as np
 
+from engine.data.windows import Windows
+
 CHECKPOINT_STATE = "trainer_state.pt"
 
 
 # ---------------------------------------------------------------------------------------------
 # Windows built from arrays (synthetic series, tests, benches) with the engine.data.Windows fields
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ArrayWindows:
-    """Walk-forward windows over an in-memory close series; same fields as `engine.data.Windows`."""
-
-    symbol: str
-    span: str
-    context_len: int
-    horizon: int
-    origins: np.ndarray
-    context: np.ndarray
-    context_time: np.ndarray
-    target_time: np.ndarray
-    targets: np.ndarray
-    scale: np.ndarray
-
-    @property
-    def n(self) -> int:
-        return int(self.origins.shape[0])
-
-    @property
-    def context_close(self) -> np.ndarray:
-        return self.context[:, :, 3]
-
-    @property
-    def last_close(self) -> np.ndarray:
-        return self.context[:, -1, 3]
-
-    def subset(self, idx: Any) -> ArrayWindows:
-        idx = np.asarray(idx)
-        return ArrayWindows(self.symbol, self.span, self.context_len, self.horizon, self.origins[idx],
-                            self.context[idx], self.context_time[idx], self.target_time[idx],
-                            self.targets[idx], self.scale[idx])
+#: The engine's own `Windows` (one type, so subsetting and the fields cannot drift apart); the name stays
+#: for callers (docs/CONTRACTS.md).
+ArrayWindows = Windows
 
 
 def windows_from_close(close: np.ndarray, lo: int, hi: int, context_len: int, horizon: int, *,
                        stride: int = 1, symbol: str = "SYN", span: str = "train",
-                       start: str = "2020-01-01", train_end: int | None = None) -> ArrayWindows:
+                       start: str = "2020-01-01", train_end: int | None = None) -> Windows:
     """Windows whose targets lie in rows [lo, hi) of `close`; contexts may reach back before `lo`."""
     close = np.asarray(close, dtype=np.float64)
     first = max(lo, context_len)
@@ -80,8 +53,8 @@ def windows_from_close(close: np.ndarray, lo: int, hi: int, context_len: int, ho
     te = train_end if train_end is not None else lo
     d = np.abs(np.diff(close))
     scale = np.array([d[: max(1, min(o, te) - 1)].mean() if min(o, te) > 1 else 1.0 for o in origins])
-    return ArrayWindows(symbol, span, context_len, horizon, origins, vals[cidx], times[cidx], times[tidx],
-                        close[tidx], scale)
+    return Windows(symbol, span, context_len, horizon, origins, vals[cidx], times[cidx], times[tidx],
+                   close[tidx], scale)
 
 
 def mae_pct(y: np.ndarray, yhat: np.ndarray) -> float:

@@ -388,6 +388,10 @@ def pipeline_name(symbols: Sequence[str], preset: str, horizon: int, models: Seq
     return f"{preset}-h{horizon}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
+#: The worker lets this task handle SIGTERM itself: it cancels its child jobs before returning.
+COOPERATIVE_CANCEL = True
+
+
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     """The job form: drives the steps through the running engine's inbox (SpoolRunner)."""
     p = dict(spec.params)

@@ -448,6 +448,10 @@ def summarize(study: optuna.Study, name: str, workspace: Path, mode: str, budget
     }
 
 
+#: The worker lets this task handle SIGTERM itself: it cancels its child jobs before returning.
+COOPERATIVE_CANCEL = True
+
+
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     """The job form: trials go to the running engine through its inbox (SpoolRunner).
 

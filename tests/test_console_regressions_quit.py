@@ -1,0 +1,184 @@
+"""Regressions wired end to end (store table, engine write, console screen) and the quit dialog.
+
+Real parts: a real TinyDB store, the real Engine with worker subprocesses, the real regression task
+on naive-model picks (no torch), the real Textual app driven by Pilot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.app import ForecastConsoleApp
+from console.services import ConsoleServices
+from console.widgets.table import KeyedTable
+from engine.gpu import FakeGpuSource
+from store.storage import StoreError
+from tests.test_eval_support import write_csv
+
+
+@pytest.fixture()
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """One synthetic symbol falling steadily (drift beats seasonal-naive there), tmp workspace."""
+    data = tmp_path / "data"
+    write_csv(data / "AAA.csv", n=300, seed=1, drift=-0.01, vol=0.001)
+    ws, hp = tmp_path / "ws", tmp_path / "hp"
+    for k, v in {"FORECAST_DATA": data, "FORECAST_WORKSPACE": ws, "FORECAST_HYPERPARAMS": hp}.items():
+        monkeypatch.setenv(k, str(v))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("FORECAST_TEST_HOOKS", "1")
+    return {"data": data, "ws": ws, "hp": hp}
+
+
+def make_app(env: dict[str, Path]) -> ForecastConsoleApp:
+    svc = ConsoleServices(env["ws"], hyperparams_dir=env["hp"], gpu_source=FakeGpuSource(1, 24.0),
+                          engine_kwargs={"poll_interval": 0.05})
+    return ForecastConsoleApp(svc, telemetry_interval=None)
+
+
+async def wait_for(pilot: Any, pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await pilot.pause(0.1)
+
+
+def _row(model: str = "toto", symbol: str = "SPY", **kw: Any) -> dict[str, Any]:
+    return {"symbol": symbol, "model": model, "horizon": 16, "metric": "mae_pct", "current": 5.0,
+            "previous": 4.0, "flagged": True, "proposed_jobs": [], **kw}
+
+
+def test_store_regressions_upsert_by_model_symbol_metric_and_refuse_bad_rows(tmp_path: Path) -> None:
+    from store import Store
+
+    with Store.open(tmp_path / "ws", hyperparams_dir=tmp_path / "hp") as st:
+        st.put_regressions([_row(), _row(symbol="AAPL", flagged=False)])
+        st.put_regressions([_row(current=6.0)])  # same (model, symbol, metric): replaced, not added
+        rows = st.regressions()
+        assert len(rows) == 2 and st.counts()["regressions"] == 2
+        assert [r["current"] for r in st.regressions(symbol="SPY")] == [6.0]
+        assert st.regressions(model="kronos") == []
+        for bad, msg in (([{"symbol": "SPY", "model": "toto"}], "missing metric"),
+                         ([_row(model="gpt")], "model"), ([_row(symbol="../x")], "symbol"),
+                         ([_row(proposed_jobs="train")], "proposed_jobs"), (_row(), "list of dicts")):
+            with pytest.raises(StoreError, match=msg):
+                st.put_regressions(bad)  # type: ignore[arg-type]
+        assert [r["current"] for r in st.regressions(symbol="SPY")] == [6.0]  # nothing changed
+    with Store.open(tmp_path / "ws", readonly=True) as ro:
+        assert len(ro.regressions()) == 2
+        with pytest.raises(StoreError, match="read-only"):
+            ro.put_regressions([_row()])
+
+
+def _seed_naive_picks(ws: Path, hp: Path) -> None:
+    """Previous pick drift (good on a steady fall), current pick seasonal (worse): flagged."""
+    from store import Store
+
+    with Store.open(ws, hyperparams_dir=hp) as st:
+        for method in ("drift", "seasonal"):
+            st.set_pick("naive", "AAA", {"config": {"method": method}, "selection_metric": "mae_pct"})
+
+
+async def test_regression_job_rows_reach_store_and_screen_queues_proposal(env: dict[str, Path]) -> None:
+    _seed_naive_picks(env["ws"], env["hp"])
+    app = make_app(env)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 10)
+        await pilot.press("5")
+        screen = app.screen
+        detail = screen.query_one("#regress-detail")
+        await wait_for(pilot, lambda: "Press c" in str(detail.render()), 5, "empty-state hint naming the key")
+        assert app.queue_jobs("regression", ["AAA"], None,
+                              {"models": ["naive"], "horizon": 8, "context": 32, "preset": "tiny"})
+        job = app.services.jobs()[-1]
+        await wait_for(pilot, lambda: app.services.job(job.id).state not in ("queued", "running"), 25,
+                       "regression job")
+        assert app.services.job(job.id).state == "succeeded", app.services.job(job.id).reason
+        # engine -> store: the task's rows, tagged with the job
+        await wait_for(pilot, lambda: bool(app.services.store.regressions()), 5, "store rows")
+        (row,) = app.services.store.regressions()
+        assert row["job_id"] == job.id and row["flagged"] and row["worse_than_previous"]
+        assert [j["kind"] for j in row["proposed_jobs"]] == ["train", "validate"]
+        # store -> screen
+        table = screen.query_one(KeyedTable)
+        await wait_for(pilot, lambda: table.row_count == 1, 5, "regression row on screen")
+        key = "naive|AAA|mae_pct"
+        assert table.raw(key, "flag") is True
+        assert table.raw(key, "d_prev") == pytest.approx(row["delta_vs_previous_pct"])
+        assert "1 flagged of 1" in str(detail.render())
+        # t queues the proposed retrain (fresh id, the proposal's params); the re-validate waits for it
+        before = {j.id for j in app.services.jobs()}
+        await pilot.press("t")
+        await pilot.pause()
+        new = [j for j in app.services.jobs() if j.id not in before]
+        assert [(j.kind, j.symbols, j.model) for j in new] == [("train", ("AAA",), "naive")]
+        prop = row["proposed_jobs"][0]
+        assert new[0].id != prop["id"]
+        assert app.services.engine.spec(new[0].id).params == prop["params"]
+        assert [s["kind"] for s in app.follow_ups[new[0].id]] == ["validate"]
+        app.services.cancel(new[0].id)
+        await wait_for(pilot, lambda: new[0].id not in app.follow_ups, 15, "follow-up released")
+        assert app.services.job(new[0].id).state == "cancelled"
+        assert not [j for j in app.services.jobs() if j.kind == "validate"]  # not after a failed retrain
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("choice", ["leave", "cancel"])
+async def test_quit_with_running_job(env: dict[str, Path], choice: str) -> None:
+    """Leave (the default button) keeps the detached worker alive; cancel ends the job cancelled."""
+    app = make_app(env)
+    pid = None
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await asyncio.wait_for(app.ready.wait(), 10)
+            assert app.queue_jobs("train", ["AAA"], "toto", {"_test": {"sleep": 0.2, "steps": 100}})
+            job = app.services.jobs()[-1]
+            await wait_for(pilot, lambda: app.services.job(job.id).pid is not None
+                           and app.services.job(job.id).state == "running", 10, "running job")
+            pid = int(app.services.job(job.id).pid)
+            await pilot.press("q")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "QuitScreen", 5, "quit dialog")
+            assert "1 job(s) still running" in str(app.screen.query_one("#quit-body").render())
+            await wait_for(pilot, lambda: getattr(app.screen.focused, "id", None) == "leave", 5,
+                           "Leave running focused as the default")
+            await pilot.press("enter" if choice == "leave" else "c")  # enter = the focused default
+            try:
+                await wait_for(pilot, lambda: app.return_value is not None, 20, "app exit")
+            except AssertionError:
+                import sys as _s
+                import traceback as _tb
+                for tid, fr in _s._current_frames().items():
+                    print("THREAD", tid, "".join(_tb.format_stack(fr)[-6:]))
+                raise AssertionError(f"DEBUG screen={type(app.screen).__name__} closed={app._closed} "
+                                     f"engine={app.services.engine} store={app.services.store}") from None
+        assert app.return_value == 0
+        from store import Store
+
+        with Store.open(env["ws"], readonly=True) as ro:
+            rec = ro.get_job(job.id)
+        if choice == "leave":
+            assert _alive(pid) and rec["state"] == "running"
+        else:
+            deadline = time.monotonic() + 5
+            while _alive(pid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert not _alive(pid) and rec["state"] == "cancelled"
+    finally:
+        if pid is not None and _alive(pid):
+            os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
