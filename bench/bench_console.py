@@ -206,6 +206,12 @@ async def main(seconds: float, rate: float, profile: str | None = None,
               f"p95 {_pct(dispatch_ms, 95):.1f} ms")
         print(f"events streamed: {sent} from {N_JOBS} jobs at {rate:g}/s each·type; UI batches applied: {batches}; "
               f"chart redraws on live screen: {chart.draw_count}")
+        for w in app.workers:
+            if w.name == "update-pump" and w.error is not None:
+                import traceback
+
+                print("WARNING: the app's update pump died; numbers above are not under load:", file=sys.stderr)
+                traceback.print_exception(w.error, file=sys.stderr)
         sys.stdout.flush()
         if printed is not None:
             printed.set()

@@ -384,10 +384,6 @@ class ForecastConsoleApp(App[int]):
             self._closed = True
             try:
                 await self.services.close(cancel_running=cancel_running)
-            except BaseException as exc:  # DEBUGTMP
-                import traceback
-                print("DEBUGTMP", repr(exc), traceback.format_exc())
-                raise
             except Exception as exc:  # noqa: BLE001
                 self.log.error(f"closing services failed: {exc}")
         self.exit(0)

@@ -101,21 +101,6 @@ def build_setup(
     return EvalSetup(symbol=s.symbol, horizon=horizon, context=context, spans=spans, val=val, test=test)
 
 
-def setup_from_params(symbol: str, params: Mapping[str, Any], data_dirs: Sequence[Path] | None, *, horizon: int,
-                      context: int, val_windows: int = 32) -> EvalSetup:
-    """`build_setup` with the span/window settings of an evaluation job's params (engine.task_params).
-
-    Why one place: validate, compare, regression and calibrate must read `val_windows`, `test_windows`,
-    `stride`, `val_rows` and `test_rows` the same way, or their windows would silently differ.
-    `val_windows` is the default cap when the params name none (calibrate splits val, so asks for more).
-    """
-    return build_setup(
-        symbol, horizon=horizon, context=context, data_dirs=data_dirs or None,
-        val_windows=params.get("val_windows", val_windows), test_windows=params.get("test_windows", 32),
-        stride=int(params.get("stride", 1)), val_rows=params.get("val_rows"), test_rows=params.get("test_rows"),
-    )
-
-
 def truncate_context(windows: Windows, context: int | None) -> Windows:
     """The same windows with only the last `context` rows of each context (same origins/targets)."""
     if context is None or context >= windows.context_len:

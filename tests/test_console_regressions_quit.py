@@ -158,15 +158,7 @@ async def test_quit_with_running_job(env: dict[str, Path], choice: str) -> None:
             await wait_for(pilot, lambda: getattr(app.screen.focused, "id", None) == "leave", 5,
                            "Leave running focused as the default")
             await pilot.press("enter" if choice == "leave" else "c")  # enter = the focused default
-            try:
-                await wait_for(pilot, lambda: app.return_value is not None, 20, "app exit")
-            except AssertionError:
-                import sys as _s
-                import traceback as _tb
-                for tid, fr in _s._current_frames().items():
-                    print("THREAD", tid, "".join(_tb.format_stack(fr)[-6:]))
-                raise AssertionError(f"DEBUG screen={type(app.screen).__name__} closed={app._closed} "
-                                     f"engine={app.services.engine} store={app.services.store}") from None
+            await wait_for(pilot, lambda: app.return_value is not None, 20, "app exit")
         assert app.return_value == 0
         from store import Store
 

@@ -81,8 +81,8 @@ class KeyedTable(DataTable):
         #: Seconds after a cursor move during which streaming cell changes are held back.
         self.hold_after_cursor_s = 0.15
         #: Held changes are written at least this often, so a held-down arrow key cannot freeze
-        #: streaming values (≥ 4 repaints a second).
-        self.max_hold_s = 0.25
+        #: streaming values (a held key still sees ~4 repaints a second).
+        self.max_hold_s = 0.2
         self._hold_until = 0.0
         self._held_since: float | None = None
         self._hold_timer: Timer | None = None

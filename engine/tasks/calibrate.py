@@ -25,7 +25,7 @@ import numpy as np
 from engine import evaluation as ev
 from engine.tasks import report as rep
 from engine.tasks.compare import adapter_for, default_config
-from engine.tasks.validate import job_shape
+from engine.tasks.validate import DEFAULT_HORIZON, default_context
 
 if TYPE_CHECKING:
     from engine.data import Windows
@@ -111,7 +111,10 @@ def calibrate_one(
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     p = dict(spec.params)
     model = spec.model or "naive"
-    preset, horizon, context, seed = job_shape(p)
+    preset = str(p.get("preset", "tiny"))
+    horizon = int(p.get("horizon") or DEFAULT_HORIZON)
+    context = int(p.get("context") or default_context(preset))
+    seed = int(p.get("seed", 0))
     metric = str(p.get("metric", ev.DEFAULT_SELECTION_METRIC))
     frac = float(p.get("holdout_frac", 0.34))
     veto = bool(p.get("require_test_improvement", False))
@@ -127,7 +130,11 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             if ctx.cancelled():
                 break
             ctx.events.progress(si, len(spec.symbols), stage=f"calibrate {symbol}")
-            setup = ev.setup_from_params(symbol, p, ctx.data_dirs, horizon=horizon, context=context, val_windows=48)
+            setup = ev.build_setup(
+                symbol, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None,
+                val_windows=p.get("val_windows", 48), test_windows=p.get("test_windows", 32),
+                stride=int(p.get("stride", 1)), val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
+            )
             pick = store.pick(model, symbol) if store is not None else None
             config = dict(pick["config"]) if pick else default_config(model, preset)
             adapter, run_id = adapter_for(store, model, symbol, pick)

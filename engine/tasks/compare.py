@@ -21,7 +21,7 @@ from engine import ensembles
 from engine import evaluation as ev
 from engine.models import FOUNDATION_MODELS
 from engine.tasks import report as rep
-from engine.tasks.validate import job_shape
+from engine.tasks.validate import DEFAULT_HORIZON, default_context
 
 if TYPE_CHECKING:
     from engine.jobs import JobSpec
@@ -145,7 +145,10 @@ def compare_symbol(
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     p = dict(spec.params)
-    preset, horizon, context, seed = job_shape(p)
+    preset = str(p.get("preset", "tiny"))
+    horizon = int(p.get("horizon") or DEFAULT_HORIZON)
+    context = int(p.get("context") or default_context(preset))
+    seed = int(p.get("seed", 0))
     metric = str(p.get("selection_metric", ev.DEFAULT_SELECTION_METRIC))
     top_k = int(p.get("top_k", 2))
     requested = p.get("models")
@@ -163,7 +166,11 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             if ctx.cancelled():
                 break
             ctx.events.progress(si, len(spec.symbols), stage=f"compare {symbol}")
-            setup = ev.setup_from_params(symbol, p, ctx.data_dirs, horizon=horizon, context=context)
+            setup = ev.build_setup(
+                symbol, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None,
+                val_windows=p.get("val_windows", 32), test_windows=p.get("test_windows", 32),
+                stride=int(p.get("stride", 1)), val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
+            )
             models = models_for(spec.model, requested, store, symbol)
             res = compare_symbol(cache, store, setup, models, preset=preset, seed=seed, metric=metric, top_k=top_k,
                                  log=lambda m, lvl="info": ctx.events.log(m, lvl))

@@ -21,7 +21,7 @@ from engine.jobs import JobSpec
 from engine.models import FOUNDATION_MODELS
 from engine.tasks import report as rep
 from engine.tasks.compare import adapter_for
-from engine.tasks.validate import job_shape
+from engine.tasks.validate import DEFAULT_HORIZON, default_context
 
 if TYPE_CHECKING:
     from engine.tasks.context import TaskContext
@@ -52,7 +52,10 @@ def _eval(cache: ev.ModelCache, store: Any, setup: ev.EvalSetup, model: str, pic
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     p = dict(spec.params)
-    preset, horizon, context, seed = job_shape(p)
+    preset = str(p.get("preset", "tiny"))
+    horizon = int(p.get("horizon") or DEFAULT_HORIZON)
+    context = int(p.get("context") or default_context(preset))
+    seed = int(p.get("seed", 0))
     metric = str(p.get("metric", ev.DEFAULT_SELECTION_METRIC))
     threshold = float(p.get("threshold_pct", 5.0))
     span = str(p.get("span", "test"))
@@ -70,7 +73,11 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             if ctx.cancelled():
                 break
             ctx.events.progress(si, len(spec.symbols), stage=f"regression {symbol}")
-            setup = ev.setup_from_params(symbol, p, ctx.data_dirs, horizon=horizon, context=context)
+            setup = ev.build_setup(
+                symbol, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None,
+                val_windows=p.get("val_windows", 32), test_windows=p.get("test_windows", 32),
+                stride=int(p.get("stride", 1)), val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
+            )
             w = setup.test if span == "test" else setup.val
             naive = ev.naive_point(w)
             base = ev.score(w, naive[:, None, :], naive, naive).get(metric)

@@ -47,17 +47,6 @@ def default_context(preset: str) -> int:
     return 128 if preset == "tiny" else 512
 
 
-def job_shape(p: Mapping[str, Any]) -> tuple[str, int, int, int]:
-    """`(preset, horizon, context, seed)` of an evaluation job's params, defaults filled in.
-
-    Shared by validate, compare, regression and calibrate so the same params give every one of
-    them the same windows and seed.
-    """
-    preset = str(p.get("preset", "tiny"))
-    horizon = int(p.get("horizon") or DEFAULT_HORIZON)
-    return preset, horizon, int(p.get("context") or default_context(preset)), int(p.get("seed", 0))
-
-
 def _list(overrides: Mapping[str, Any], key: str, default: Sequence[Any]) -> list[Any]:
     v = overrides.get(key)
     if v is None:
@@ -193,8 +182,11 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     """Validate `spec.model` on every symbol of the spec; returns picks (+ a tracker run per pick)."""
     p = dict(spec.params)
     model = spec.model or "naive"
-    preset, horizon, context, seed = job_shape(p)
+    preset = str(p.get("preset", "tiny"))
+    horizon = int(p.get("horizon") or DEFAULT_HORIZON)
+    context = int(p.get("context") or default_context(preset))
     mode = str(p.get("mode", "quick"))
+    seed = int(p.get("seed", 0))
     metric = str(p.get("selection_metric", ev.DEFAULT_SELECTION_METRIC))
     ev.metric_value({metric: 1.0}, metric)  # unknown metric -> clear error before any work
     search_space(model, context=context, preset=preset, mode=mode, overrides=p)  # bad grid -> error now
@@ -208,7 +200,11 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
         for si, symbol in enumerate(spec.symbols):
             if ctx.cancelled():
                 break
-            setup = ev.setup_from_params(symbol, p, ctx.data_dirs, horizon=horizon, context=context)
+            setup = ev.build_setup(
+                symbol, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None,
+                val_windows=p.get("val_windows", 32), test_windows=p.get("test_windows", 32),
+                stride=int(p.get("stride", 1)), val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
+            )
             adapter_run = ev.latest_checkpoint_run(store, model, symbol)
             ctx.events.log(
                 f"validate {model} {symbol}: {setup.val.n} val / {setup.test.n} test windows, h={horizon}, "
