@@ -206,6 +206,9 @@ async def main(seconds: float, rate: float, profile: str | None = None,
               f"p95 {_pct(dispatch_ms, 95):.1f} ms")
         print(f"events streamed: {sent} from {N_JOBS} jobs at {rate:g}/s each·type; UI batches applied: {batches}; "
               f"chart redraws on live screen: {chart.draw_count}")
+        if not batches:
+            print("INVALID RUN: no update batch reached the screens (the streamed events went to a queue "
+                  "nobody drained), so the latencies above were measured without load", file=sys.stderr)
         for w in app.workers:
             if w.name == "update-pump" and w.error is not None:
                 import traceback

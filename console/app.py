@@ -375,7 +375,7 @@ class ForecastConsoleApp(App[int]):
 
         def chosen(choice: str | None) -> None:
             if choice is not None:
-                self.run_worker(self.shutdown(cancel_running=choice == "cancel"))
+                self._shutdown_task = asyncio.create_task(self.shutdown(cancel_running=choice == "cancel"))
 
         self.push_screen(QuitScreen(running), chosen)
 

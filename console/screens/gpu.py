@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from textual.app import ComposeResult
+from textual.widgets import Static
 
 from console.screens.base import ModeScreen
 from console.widgets.gpu_panel import GpuPanel
@@ -24,6 +25,7 @@ class GpuScreen(ModeScreen):
     def compose_body(self) -> ComposeResult:
         yield GpuPanel(id="gpu-panel")
         yield KeyedTable(COLUMNS, id="gpu-jobs")
+        yield Static("", id="gpu-empty", classes="detail")
 
     def on_mount(self) -> None:
         self.reload()
@@ -39,6 +41,8 @@ class GpuScreen(ModeScreen):
                 "device": txt(js.device or "—"), "pid": num(js.pid, "{:d}"), "vram": num(vram, "{:.1f}"),
             }
         self.query_one(KeyedTable).sync(rows)
+        self.query_one("#gpu-empty", Static).update(
+            "" if rows else "No job running. Running jobs appear here with their device, pid and VRAM estimate.")
 
     def apply_job_updates(self, job_ids: set[str], losses: dict[str, list[dict[str, Any]]],
                           logs: dict[str, list[str]]) -> None:

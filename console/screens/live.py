@@ -21,6 +21,10 @@ from console.widgets.loss_chart import LossChart
 LOG_LINES = 200
 
 
+#: Job kinds whose tasks emit loss events (the others only report progress and logs).
+LOSS_KINDS: frozenset[str] = frozenset({"train", "sweep", "pipeline"})
+
+
 class LiveScreen(ModeScreen):
     MODE: ClassVar[str] = "live"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -66,6 +70,10 @@ class LiveScreen(ModeScreen):
             self.query_one("#live-title", Static).update("No job to show. Start one with r on the Stocks screen.")
             chart.set_points([])
             return
+        js = self.services.job(job_id)
+        kind = js.kind if js is not None else ""
+        chart.empty_title = ("loss — no points yet" if kind in LOSS_KINDS else
+                             f"loss — {kind or 'this'} jobs have no loss curve (train jobs do; n/N switch job)")
         chart.set_points(self.services.curve(job_id))
         log.write_lines(self.services.log_tail(job_id, LOG_LINES))
         self._update_header()

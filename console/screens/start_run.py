@@ -33,6 +33,8 @@ KIND_HELP: dict[str, str] = {
     "sweep": "Hyperparameter search: many train jobs for the model (slow on CPU).",
     "pipeline": "baseline → train → validate → compare → regression in one job (slow on CPU).",
 }
+#: Kinds whose empty fields take the planner's per-symbol values (the others use their task's defaults).
+PLANNED_KINDS: frozenset[str] = frozenset({"train", "sweep", "pipeline"})
 FORM_HINT = "ctrl+s queue · esc cancel · tab next field · enter opens a list"
 
 
@@ -97,7 +99,6 @@ class StartRunScreen(ModalScreen[Any]):
     def on_mount(self) -> None:
         self.query_one("#run-kind", Select).focus()
         self._apply_kind()
-        self._show_plan()
 
     def _kind(self) -> str:
         return str(self.query_one("#run-kind", Select).value)
@@ -115,6 +116,7 @@ class StartRunScreen(ModalScreen[Any]):
         for name in INT_FIELDS:
             self.query_one(f"#run-{name}", Input).disabled = name not in names
         self.query_one("#run-help", Static).update(KIND_HELP.get(kind, ""))
+        self._show_plan()
 
     def _model(self) -> str | None:
         v = self.query_one("#run-model", Select).value
@@ -143,8 +145,13 @@ class StartRunScreen(ModalScreen[Any]):
             lines.append(f"{sym}: {plan_summary(plan)}")
         if len(self.symbols) > 4:
             lines.append(f"… and {len(self.symbols) - 4} more (each gets its own plan)")
-        self.query_one("#run-plan", Static).update("Planner (empty fields use these):\n" + ("\n".join(lines) if lines else "no symbols"))
-        if first:
+        planned = self._kind() in PLANNED_KINDS
+        head = ("Planner (empty fields use these):" if planned
+                else "Planner (used by train; empty fields here take this kind's defaults):")
+        self.query_one("#run-plan", Static).update(head + "\n" + ("\n".join(lines) if lines else "no symbols"))
+        for name in INT_FIELDS:
+            self.query_one(f"#run-{name}", Input).placeholder = "planner" if planned else "default"
+        if first and planned:
             for name, keys in (("horizon", ("horizon", "prediction_length", "pred_len")),
                                ("context", ("context", "context_length", "context_len")),
                                ("epochs", ("epochs",))):

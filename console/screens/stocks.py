@@ -24,7 +24,7 @@ TIER_STYLE = {"easy": "green", "medium": "yellow", "hard": "red", "extreme": "bo
 
 COLUMNS = (
     ("sel", "✓"), ("symbol", "Symbol"), ("rows", "Rows"), ("start", "From"), ("end", "To"),
-    ("tier", "Tier"), ("naive", "Naive MAE%"), ("best", "Best model"), ("score", "Score"),
+    ("tier", "Tier"), ("naive", "Naive%"), ("best", "Best"), ("score", "Score"),
 )
 
 
@@ -53,6 +53,7 @@ class StocksScreen(ModeScreen):
             yield Static("", id="stocks-status", classes="status")
         yield KeyedTable(COLUMNS, id="stocks-table")
         yield Static("", id="stocks-empty", classes="empty")
+        yield Static("", id="stocks-hint", classes="detail")
 
     def on_mount(self) -> None:
         self.query_one(KeyedTable).focus()
@@ -107,6 +108,15 @@ class StocksScreen(ModeScreen):
         else:
             empty.update("")
         empty.display = not visible
+        hint = self.query_one("#stocks-hint", Static)
+        if self.rows and all(r.baseline_mae_pct is None for r in self.rows.values()):
+            hint.update("Start here: select symbols (space, or p/a presets) and press b for a baseline — it fills "
+                        "Tier and Naive% (naive MAE% at 64 steps). Then r to train/validate/compare.")
+        elif self.rows and not any(r.best_model for r in self.rows.values()):
+            hint.update("Next: r → train a model (tiny preset), then validate it; Best/Score fill in from its pick.")
+        else:
+            hint.update("")
+        hint.display = bool(str(hint.content))
         self._update_status()
 
     def _update_status(self) -> None:
@@ -123,6 +133,8 @@ class StocksScreen(ModeScreen):
     @on(Input.Submitted, "#stock-filter")
     def _filter_done(self) -> None:
         self.table.focus()
+        if self.table.row_count:
+            self.table.move_cursor(row=0)  # space then selects the first match, not a row left from before
 
     def key_escape(self) -> None:
         if self.focused is self.query_one("#stock-filter", Input):

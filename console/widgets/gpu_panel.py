@@ -38,8 +38,9 @@ def render_telemetry(tel: Any, job_pids: Mapping[int, str] | None = None, width:
     parts: list[Any] = []
     gpus = list(getattr(tel, "gpus", None) or [])
     if not gpus or not getattr(tel, "available", bool(gpus)):
-        msg = getattr(tel, "message", "") or "no GPU found"
-        parts.append(Text(f"No GPU: {msg}", style="bold yellow"))
+        msg = getattr(tel, "message", "") or "none found"
+        parts.append(Text("No GPU — jobs run on the CPU; CPU and RAM shown below.", style="bold yellow"))
+        parts.append(Text(f"({msg})", style="dim"))
     for g in gpus:
         table = Table.grid(padding=(0, 1))
         table.add_column()

@@ -26,6 +26,9 @@ class LossChart(PlotextPlot):
     }
     """
 
+    #: Title while there are no points (the Live screen says why: a kind without a loss curve).
+    empty_title: str = "loss — no points yet"
+
     def __init__(self, *, monotonic: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._monotonic = monotonic
@@ -80,5 +83,5 @@ class LossChart(PlotextPlot):
         if self._val:
             plt.plot([p[0] for p in self._val], [p[1] for p in self._val], label="val", marker="braille")
         if not self._train and not self._val:
-            plt.title("loss — no points yet")
+            plt.title(self.empty_title)
         self.refresh()
