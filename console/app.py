@@ -111,6 +111,7 @@ class ForecastConsoleApp(App[int]):
         #: job id -> job spec dicts to queue, in order, once that job has succeeded (a regression's
         #: proposed re-validate must not run before its retrain has produced the new adapter).
         self.follow_ups: dict[str, list[dict[str, Any]]] = {}
+        self._shutdown_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ startup
     def on_mount(self) -> None:
@@ -346,8 +347,8 @@ class ForecastConsoleApp(App[int]):
         async def flow() -> None:
             ok = await self.push_screen_wait(ConfirmScreen(
                 f"Roll back {model} · {symbol}",
-                f"Restore the previously promoted config of {model} for {symbol} "
-                f"(hyperparams/{model}/{symbol}.json).", "Roll back"))
+                f"Restore the config of {model} for {symbol} promoted before the current one in "
+                f"hyperparams/{model}/{symbol}.json; if there was none, the file is removed.", "Roll back"))
             if not ok:
                 return
             try:
@@ -375,6 +376,9 @@ class ForecastConsoleApp(App[int]):
 
         def chosen(choice: str | None) -> None:
             if choice is not None:
+                # A plain task, not run_worker: started from the dialog's dismiss callback, a Textual
+                # worker intermittently never resumed after its first await on a thread (store close),
+                # so the console hung on quit (about 1 run in 3 in tests/test_console_regressions_quit.py).
                 self._shutdown_task = asyncio.create_task(self.shutdown(cancel_running=choice == "cancel"))
 
         self.push_screen(QuitScreen(running), chosen)

@@ -220,6 +220,8 @@ async def test_readonly_when_store_locked(env: dict[str, Path]) -> None:
             await asyncio.wait_for(app.ready.wait(), 10)
             assert app.services.readonly_reason
             assert "READ-ONLY" in app.sub_title
+            stocks = app.screen
+            await wait_for(pilot, lambda: stocks.table.row_count == len(SYMBOLS), 5, "stock rows")
             await pilot.press("space", "b")
             await pilot.pause()
             assert any("cannot manage jobs" in n.message for n in app._notifications)

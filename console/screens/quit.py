@@ -33,7 +33,8 @@ class QuitScreen(ModalScreen[str | None]):
             box.border_title = "Quit"
             yield Static(
                 f"{self.running} job(s) still running. They run detached and the next console "
-                "re-attaches to them.", id="quit-body",
+                "re-attaches to them.\n[dim]enter/l leave running · c cancel them · esc stay[/dim]",
+                id="quit-body",
             )
             with Horizontal(classes="buttons"):
                 yield Button("Leave running", variant="primary", id="leave", compact=True)
