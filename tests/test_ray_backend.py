@@ -343,7 +343,8 @@ async def test_sweep_end_to_end_through_ray(cluster: Any, tmp_path: Path, monkey
     engine; runs land in the tracker; cancelling a sweep cancels its running trial."""
     from engine.controller import Engine
     from store import Store
-    from tests.test_sweep_e2e import TINY, write_csv
+    from tests.helpers import write_cycle_csv as write_csv
+    from tests.test_sweep_e2e import TINY
 
     t0 = time.monotonic()
     data = tmp_path / "data"
