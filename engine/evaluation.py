@@ -356,6 +356,31 @@ def latest_checkpoint_run(store: Any | None, model: str, symbol: str) -> dict[st
     return max(runs, key=_run_time)
 
 
+def _as_horizon(v: Any) -> int | None:
+    try:
+        h = int(v)
+    except (TypeError, ValueError):
+        return None
+    return h if h > 0 else None
+
+
+def run_horizon(run: Mapping[str, Any] | None) -> int | None:
+    """The horizon a tracked run was trained/validated at (its hyperparams), None when unrecorded.
+
+    Why: an adapter fine-tuned at H=64 should be evaluated at 64 unless the user asks otherwise."""
+    if not run:
+        return None
+    return _as_horizon((run.get("hyperparams") or {}).get("horizon"))
+
+
+def pick_horizon(pick: Mapping[str, Any] | None) -> int | None:
+    """The horizon a pick was chosen at (`windows.horizon`, else its hyperparams), None when unrecorded."""
+    if not pick:
+        return None
+    h = _as_horizon((pick.get("windows") or {}).get("horizon"))
+    return h if h is not None else run_horizon(pick)
+
+
 def run_id_of(run: Mapping[str, Any] | None) -> str | None:
     if not run:
         return None

@@ -36,14 +36,16 @@ def test_regression_flags_worse_pick_and_proposes_jobs(tmp_path: Path) -> None:
     (row,) = out["regressions"]
     assert row["previous"] < row["current"] and row["worse_than_previous"] and row["flagged"]
     assert row["delta_vs_previous_pct"] > 5
-    kinds = [j["kind"] for j in row["proposed_jobs"]]
-    assert kinds == ["train", "validate"]
-    # proposals are valid specs: one action away from the queue
-    again = JobSpec.from_dict(row["proposed_jobs"][0])
-    assert again.symbols == ("AAA",) and again.model == "naive" and again.params["horizon"] == 8
+    # naive has no weights: flagged with the reason only, no train/validate job (it could only fail)
+    assert row["proposed_jobs"] == [] and "naive has nothing to train" in row["reason"]
     assert out["summary"]["flagged"] == ["naive/AAA"]
     md = (ctx.reports_dir / f"regression-{ctx.job_id}.md").read_text()
-    assert "| AAA | naive |" in md and "propose: `train`" in md
+    assert "| AAA | naive |" in md and "propose:" not in md
+    # a trainable model's proposals are valid specs: one action away from the queue
+    jobs = regression.proposed_jobs("toto", "AAA", preset="tiny", horizon=8, context=32, reason="worse")
+    assert [j["kind"] for j in jobs] == ["train", "validate"]
+    again = JobSpec.from_dict(jobs[0])
+    assert again.symbols == ("AAA",) and again.model == "toto" and again.params["horizon"] == 8
     json.loads((ctx.reports_dir / f"regression-{ctx.job_id}.json").read_text())
 
 

@@ -12,10 +12,11 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Log, ProgressBar, Static
+from textual.widgets import ProgressBar, Static
 
 from console.screens.base import ModeScreen
 from console.widgets.gpu_panel import GpuPanel
+from console.widgets.log_tail import LogTail
 from console.widgets.loss_chart import LossChart
 
 LOG_LINES = 200
@@ -43,7 +44,7 @@ class LiveScreen(ModeScreen):
                 yield Static("", id="live-title")
                 yield ProgressBar(total=None, show_eta=False, id="live-progress")
                 yield LossChart(id="live-chart", monotonic=self.app.monotonic)  # type: ignore[attr-defined]
-                yield Log(max_lines=LOG_LINES, id="live-log", auto_scroll=True)
+                yield LogTail(LOG_LINES, id="live-log")
             yield GpuPanel(id="live-gpu")
 
     def on_mount(self) -> None:
@@ -64,7 +65,7 @@ class LiveScreen(ModeScreen):
         self.job_id = job_id
         self.fc_app.live_job_id = job_id
         chart = self.query_one(LossChart)
-        log = self.query_one(Log)
+        log = self.query_one(LogTail)
         log.clear()
         if job_id is None:
             self.query_one("#live-title", Static).update("No job to show. Start one with r on the Stocks screen.")
@@ -108,7 +109,7 @@ class LiveScreen(ModeScreen):
         if losses.get(self.job_id):
             self.query_one(LossChart).add_points(losses[self.job_id])
         if logs.get(self.job_id):
-            self.query_one(Log).write_lines(logs[self.job_id])
+            self.query_one(LogTail).write_lines(logs[self.job_id])
         self._update_header()
 
     def action_cycle(self, step: int) -> None:

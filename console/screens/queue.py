@@ -74,7 +74,9 @@ class QueueScreen(ModeScreen):
         Binding("t", "retry_job", "Retry", id="queue-retry"),
         Binding("plus,equals_sign", "bump(1)", "Pri+", key_display="+", id="queue-pri-up"),
         Binding("minus", "bump(-1)", "Pri-", key_display="-", id="queue-pri-down"),
-        Binding("enter", "open_live", "Live", id="queue-live", show=True),
+        # priority: the focused DataTable's own (hidden) `enter` → select_cursor would otherwise
+        # shadow this binding, so the footer never showed how to open the Live view.
+        Binding("enter", "open_live", "Live", id="queue-live", show=True, priority=True),
         Binding("r", "start_run", "Run…", id="queue-run"),
     ]
 
@@ -148,6 +150,7 @@ class QueueScreen(ModeScreen):
 
     @on(DataTable.RowSelected, "#queue-table")
     def _selected(self) -> None:
+        """A click on the highlighted row (the keyboard's `enter` goes through the binding)."""
         self.action_open_live()
 
     def _current(self) -> str | None:

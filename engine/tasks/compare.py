@@ -6,13 +6,16 @@ ensemble members are chosen on the VALIDATION windows; the reported numbers are 
 scored once. Improvement vs naive and vs the runner-up and the Diebold-Mariano p-value vs naive are
 test-span numbers from `engine.metrics`.
 
-Spec params: horizon (16), context (128 tiny / 512 pretrained), preset, models (list; default the
+Spec params: horizon (default: the most common horizon among the compared models' picks / fine-tuned
+runs for the symbol, else 16; an explicit value always wins; models whose pick or adapter was made at
+another horizon are re-scored at the chosen one on the shared windows and named in the job log), context (128 tiny / 512 pretrained), preset, models (list; default the
 spec's model, else every model with a pick for the symbol, else toto+chronos2+kronos), val_windows,
 test_windows, stride, seed, selection_metric (mae_pct), top_k (2; 0 = no ensemble row).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +58,38 @@ def adapter_for(store: Any | None, model: str, symbol: str, pick: Mapping[str, A
             return str(r["checkpoint"]), pick["source_run"]
     r = ev.latest_checkpoint_run(store, model, symbol)
     return (str(r["checkpoint"]), ev.run_id_of(r)) if r else (None, None)
+
+
+def source_horizon(store: Any | None, model: str, symbol: str) -> int | None:
+    """The horizon a model's pick (else its latest fine-tuned run) for `symbol` was made at."""
+    if store is None or model == "naive":
+        return None
+    pick = store.pick(model, symbol)
+    h = ev.pick_horizon(pick)
+    if h is None and pick and pick.get("source_run"):
+        h = ev.run_horizon(store.get_run(pick["source_run"]))
+    if h is None and not pick:
+        h = ev.run_horizon(ev.latest_checkpoint_run(store, model, symbol))
+    return h
+
+
+def choose_horizon(explicit: Any, store: Any | None, models: Sequence[str], symbol: str) -> tuple[int, str, dict[str, int]]:
+    """(horizon, why, {model: its own horizon} for models re-scored at another one).
+
+    Every model must be scored on the same windows, so one horizon per symbol: the explicit one, else
+    the most common among the picks/runs being compared (ties: the first model's), else the default."""
+    own = {m: h for m in models if (h := source_horizon(store, m, symbol)) is not None}
+    if explicit not in (None, "", 0):
+        h, why = int(explicit), "given"
+    elif own:
+        h = Counter(own.values()).most_common(1)[0][0]
+        agree = sorted(m for m, x in own.items() if x == h)
+        why = f"from the picks/runs of {', '.join(agree)}"
+        if len(set(own.values())) > 1:
+            why += " (most common)"
+    else:
+        h, why = DEFAULT_HORIZON, "default: no pick or fine-tuned run records a horizon"
+    return h, why, {m: x for m, x in own.items() if x != h}
 
 
 def models_for(spec_model: str | None, requested: Sequence[str] | None, store: Any | None, symbol: str) -> list[str]:
@@ -146,7 +181,6 @@ def compare_symbol(
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     p = dict(spec.params)
     preset = str(p.get("preset", "tiny"))
-    horizon = int(p.get("horizon") or DEFAULT_HORIZON)
     context = int(p.get("context") or default_context(preset))
     seed = int(p.get("seed", 0))
     metric = str(p.get("selection_metric", ev.DEFAULT_SELECTION_METRIC))
@@ -166,16 +200,22 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             if ctx.cancelled():
                 break
             ctx.events.progress(si, len(spec.symbols), stage=f"compare {symbol}")
+            models = models_for(spec.model, requested, store, symbol)
+            horizon, h_why, rescored = choose_horizon(p.get("horizon"), store, models, symbol)
+            ctx.events.log(f"compare {symbol}: h={horizon} ({h_why})")
+            if rescored:
+                ctx.events.log(f"compare {symbol}: re-scored at h={horizon} on the shared windows although made at "
+                               + ", ".join(f"{m} h={x}" for m, x in sorted(rescored.items())), "warning")
             setup = ev.build_setup(
                 symbol, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None,
                 val_windows=p.get("val_windows", 32), test_windows=p.get("test_windows", 32),
                 stride=int(p.get("stride", 1)), val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
             )
-            models = models_for(spec.model, requested, store, symbol)
             res = compare_symbol(cache, store, setup, models, preset=preset, seed=seed, metric=metric, top_k=top_k,
                                  log=lambda m, lvl="info": ctx.events.log(m, lvl))
             all_rows.extend(res["rows"])
-            per_symbol[symbol] = {k: v for k, v in res.items() if k != "rows"}
+            per_symbol[symbol] = {**{k: v for k, v in res.items() if k != "rows"}, "horizon": horizon,
+                                  "horizon_source": h_why, "rescored_at_other_horizon": rescored}
             w = next(r for r in res["rows"] if r["winner"])
             ctx.events.log(f"compare {symbol} h={horizon}: winner {res['winner']} (chosen on val {metric}); test "
                            f"MAE% {rep.fmt(w['mae_pct'])}, vs naive {rep.fmt(w['improvement_vs_naive_pct'])}%, "
@@ -184,13 +224,16 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     finally:
         if store is not None:
             store.close()
+    hs = {v["horizon"] for v in per_symbol.values()}
+    horizon = hs.pop() if len(hs) == 1 else None  # None: symbols differ, see symbols[s]["horizon"]
     summary = {
         "kind": "compare", "horizon": horizon, "preset": preset, "selection_metric": metric,
         "protocol": rep.PROTOCOL_NOTE,
         "winners": {s: v["winner"] for s, v in per_symbol.items()}, "symbols": per_symbol,
     }
     md = "\n".join([
-        f"# Comparison at horizon {horizon}", "", rep.PROTOCOL_NOTE, "",
+        f"# Comparison at horizon {horizon if horizon is not None else 'per symbol (see rows)'}", "",
+        *[f"- {s}: h={v['horizon']} ({v['horizon_source']})" for s, v in per_symbol.items()], "", rep.PROTOCOL_NOTE, "",
         "Improvements are % lower test "
         f"{metric} than naive persistence / the runner-up (positive = better); DM p-value tests equal "
         "accuracy vs naive on the test windows (HLN-corrected).", "", rep.comparison_markdown(all_rows), "",

@@ -4,7 +4,8 @@ Why re-evaluate instead of reading stored numbers: picks made at different times
 scored on different windows or horizons (the prior art compared a 1-step return MAE with a 64-step
 MAE%). Here all three are forecast on one set of test windows at one horizon and scored by
 `engine.metrics`. This is monitoring, not selection: nothing is chosen from these numbers; a
-flagged row only proposes retrain + validate jobs (JobSpec dicts ready to submit, one action away).
+flagged row only proposes retrain + validate jobs (JobSpec dicts ready to submit, one action away);
+a flagged `naive` pick proposes nothing (it cannot be trained) and says so in its reason.
 
 Spec params: horizon, context, preset, models (default every model with a pick), threshold_pct
 (5: worse by more than this % of the reference is flagged), metric (mae_pct), seed, val_windows,
@@ -104,6 +105,9 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                 if worse_base:
                     reasons.append(f"{metric} {d_base:.1f}% worse than naive persistence")
                 flagged = worse_prev or worse_base
+                trainable = model != "naive"  # naive has no weights: a train job for it can only fail
+                if flagged and not trainable:
+                    reasons.append("naive has nothing to train: no jobs proposed; re-run validate or compare by hand")
                 rows.append({
                     "symbol": symbol, "model": model, "horizon": horizon, "metric": metric, "span": span,
                     "current": cur_v, "previous": prev_v, "baseline": base,
@@ -113,7 +117,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                     "current_config": cur.get("config"), "previous_config": prev.get("config") if prev else None,
                     "windows": w.n,
                     "proposed_jobs": proposed_jobs(model, symbol, preset=preset, horizon=horizon, context=context,
-                                                   reason="; ".join(reasons)) if flagged else [],
+                                                   reason="; ".join(reasons)) if flagged and trainable else [],
                 })
         ctx.events.progress(len(spec.symbols), len(spec.symbols), stage="regression done")
     finally:

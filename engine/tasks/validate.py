@@ -7,7 +7,8 @@ aggregation and every smaller `num_samples` (prefixes of the largest draw, `Samp
 Why it cannot leak: candidates are ranked on validation metrics only (`select_best`); the test
 windows are forecast once, for the winner, after the choice. The test forecasts never feed back.
 
-Spec params (all optional): horizon (16), context (128 tiny / 512 pretrained), preset (tiny),
+Spec params (all optional): horizon (default: the horizon of the fine-tuned run that is loaded, else
+16; an explicit value always wins), context (128 tiny / 512 pretrained), preset (tiny),
 mode (quick|full), val_windows (32), test_windows (32), stride (1), seed (0), selection_metric
 (mae_pct), val_rows/test_rows (span sizes), and grid overrides: num_samples, aggregations,
 temperature, top_p, top_k, max_context, clip, contexts, methods (naive).
@@ -41,6 +42,18 @@ class DrawGroup:
     aggregations: list[str]
     method: str | None = None  # naive only
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_horizon(explicit: Any, run: Mapping[str, Any] | None) -> tuple[int, str]:
+    """(horizon, why): an explicit horizon wins, else the loaded run's, else DEFAULT_HORIZON.
+
+    Why: the planner may train an adapter at H=64; scoring it at 16 would misreport it."""
+    if explicit not in (None, "", 0):
+        return int(explicit), "given"
+    h = ev.run_horizon(run)
+    if h is not None:
+        return h, f"from run {ev.run_id_of(run)}"
+    return DEFAULT_HORIZON, "default"
 
 
 def default_context(preset: str) -> int:
@@ -183,7 +196,6 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     p = dict(spec.params)
     model = spec.model or "naive"
     preset = str(p.get("preset", "tiny"))
-    horizon = int(p.get("horizon") or DEFAULT_HORIZON)
     context = int(p.get("context") or default_context(preset))
     mode = str(p.get("mode", "quick"))
     seed = int(p.get("seed", 0))
@@ -195,19 +207,22 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     picks: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
+    horizons: dict[str, int] = {}
     n_sym = len(spec.symbols)
     try:
         for si, symbol in enumerate(spec.symbols):
             if ctx.cancelled():
                 break
+            adapter_run = ev.latest_checkpoint_run(store, model, symbol)
+            horizon, h_why = resolve_horizon(p.get("horizon"), adapter_run)
+            horizons[symbol] = horizon
             setup = ev.build_setup(
                 symbol, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None,
                 val_windows=p.get("val_windows", 32), test_windows=p.get("test_windows", 32),
                 stride=int(p.get("stride", 1)), val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
             )
-            adapter_run = ev.latest_checkpoint_run(store, model, symbol)
             ctx.events.log(
-                f"validate {model} {symbol}: {setup.val.n} val / {setup.test.n} test windows, h={horizon}, "
+                f"validate {model} {symbol}: {setup.val.n} val / {setup.test.n} test windows, h={horizon} ({h_why}), "
                 f"context={context}, adapter={'run ' + str(ev.run_id_of(adapter_run)) if adapter_run else 'none (base ' + preset + ')'}"
             )
 
@@ -233,11 +248,15 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     finally:
         if store is not None:
             store.close()
+    hs = set(horizons.values())
     return {
         "picks": picks,
         "runs": runs,
         "summary": {
-            "kind": "validate", "model": model, "preset": preset, "horizon": horizon, "mode": mode,
+            "kind": "validate", "model": model, "preset": preset, "mode": mode,
+            # one int when every symbol shares it (the usual case), else None and see `horizons`
+            "horizon": hs.pop() if len(hs) == 1 else (None if hs else resolve_horizon(p.get("horizon"), None)[0]),
+            "horizons": horizons,
             "selection": f"chosen on validation by {metric}; test scored once for the winner",
             "picked": {p_["symbol"]: ev.config_key(p_["config"]) for p_ in picks},
             "cancelled": bool(ctx.cancelled()), "skipped": skipped, "model_loads": models.loads,

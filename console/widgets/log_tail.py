@@ -1,0 +1,67 @@
+"""A bounded, word-wrapping log tail for the Live view.
+
+Why not `Log`: it never wraps, so long lines (tracebacks, paths, hyperparameter dumps) were cut at
+the right edge. `RichLog(wrap=True)` wraps but renders each line once at the width it had when
+written, and its `min_width` (78) would keep narrow panes from wrapping at all. This widget keeps the
+last `max_lines` raw lines (a deque, so memory and work stay bounded), wraps at the pane width,
+reserves the scrollbar gutter so the width never shifts when the scrollbar appears, and re-wraps
+the kept lines only when the pane's width actually changes (rare: resize or the narrow layout).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Self
+
+from rich.text import Text
+from textual.events import Resize
+from textual.widgets import RichLog
+
+
+class LogTail(RichLog):
+    """Word-wrapped tail of the last `max_lines` log lines (plain text, no markup)."""
+
+    DEFAULT_CSS = """
+    LogTail {
+        scrollbar-gutter: stable;
+        overflow-x: hidden;
+    }
+    """
+
+    def __init__(self, max_lines: int = 200, *, id: str | None = None) -> None:  # noqa: A002
+        # RichLog's max_lines counts wrapped (visual) lines: also bounded by the same number.
+        super().__init__(max_lines=max_lines, min_width=1, wrap=True, markup=False, highlight=False,
+                         auto_scroll=True, id=id)
+        self._raw: deque[str] = deque(maxlen=max_lines)
+        self._wrap_width = 0
+
+    def write_lines(self, lines: Iterable[str]) -> Self:
+        """Append lines (the `Log.write_lines` call the Live screen makes)."""
+        for line in lines:
+            self._raw.append(line)
+            self.write(Text(line))
+        return self
+
+    def clear(self) -> Self:
+        self._raw.clear()
+        return super().clear()
+
+    @property
+    def raw_lines(self) -> list[str]:
+        """The kept (unwrapped) lines, oldest first."""
+        return list(self._raw)
+
+    def on_resize(self, event: Resize) -> None:
+        """Re-wrap the kept lines when the width changes (RichLog renders each line only once)."""
+        width = self.scrollable_content_region.width
+        if not self._size_known:  # RichLog's own handler flushes the deferred writes at this width
+            self._wrap_width = width
+            return
+        if width == self._wrap_width or width <= 0:
+            return
+        self._wrap_width = width
+        raw = list(self._raw)
+        super().clear()
+        for line in raw:
+            self.write(Text(line))
