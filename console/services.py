@@ -10,7 +10,6 @@ opens — with empty tables and a plain message — on a workspace or a checkout
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import time
@@ -22,27 +21,14 @@ from typing import Any, TypeVar
 
 from engine import paths
 from engine.data import list_symbols
+from engine.difficulty import DEFAULT_TIER_HORIZON, UNKNOWN, tier
 
 T = TypeVar("T")
 
-#: Difficulty tiers from the naive persistence MAE% at h=64 (PRIOR-ART: easy < 8, medium 8–15, hard > 15).
-TIER_THRESHOLDS: tuple[tuple[float, str], ...] = ((8.0, "easy"), (15.0, "medium"), (30.0, "hard"))
-TIER_HORIZON = 64
-
-
 def tier_for(mae_pct: float | None) -> str:
     """Difficulty tier of a symbol from its naive MAE% (engine.difficulty owns the thresholds)."""
-    if mae_pct is None:
-        return "?"
-    mod = _optional_import("engine.difficulty")
-    fn = getattr(mod, "tier", None) if mod is not None else None
-    if callable(fn):
-        out = str(fn(mae_pct))
-        return "?" if out == "unknown" else out
-    for limit, name in TIER_THRESHOLDS:
-        if mae_pct < limit:
-            return name
-    return "extreme"
+    out = tier(mae_pct)
+    return "?" if out == UNKNOWN else out
 
 
 @dataclass
@@ -73,16 +59,6 @@ class ScreenData:
 
 def _short_date(value: Any) -> str:
     return str(value)[:10] if value is not None else ""
-
-
-def _optional_import(name: str) -> Any | None:
-    """Import a sibling part if it exists yet; a part that is present but broken still raises."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
-            return None
-        raise
 
 
 def _pick_score(pick: dict[str, Any]) -> float | None:
@@ -140,23 +116,12 @@ class ConsoleServices:
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
 
     def _open_store_blocking(self) -> None:
-        mod = _optional_import("store")
-        store_cls = getattr(mod, "Store", None) if mod else None
-        if store_cls is None:
-            for sub in ("store.store", "store.db", "store.core"):
-                m = _optional_import(sub)
-                if m is not None and hasattr(m, "Store"):
-                    store_cls = m.Store
-                    break
-        if store_cls is None:
-            self.notices.append("store not available yet: review tables stay empty")
-            return
+        from store import Store, StoreLocked
+
         try:
-            self.store = store_cls.open(self.workspace, hyperparams_dir=self.hyperparams_dir)
-        except Exception as exc:  # StoreLocked is the expected one; anything else is shown verbatim
-            if type(exc).__name__ != "StoreLocked":
-                raise
-            self.store = store_cls.open(self.workspace, readonly=True, hyperparams_dir=self.hyperparams_dir)
+            self.store = Store.open(self.workspace, hyperparams_dir=self.hyperparams_dir)
+        except StoreLocked as exc:
+            self.store = Store.open(self.workspace, readonly=True, hyperparams_dir=self.hyperparams_dir)
             self.readonly_reason = f"read-only: {exc}"
             self.notices.append(
                 "Workspace is locked by another console: opened read-only, job actions disabled."
@@ -167,30 +132,18 @@ class ConsoleServices:
         await self.call(self._open_store_blocking)
         if not self.use_engine or self.store is None or self.readonly_reason:
             return
-        ctl = _optional_import("engine.controller")
-        if ctl is None or not hasattr(ctl, "Engine"):
-            self.notices.append("engine not available yet: jobs cannot be started")
-            return
+        from engine.backends import get_backend
+        from engine.controller import Engine
+        from engine.gpu import detect_source
+
         kwargs = dict(self.engine_kwargs)
         if self.gpu_source is None:
-            gpu = _optional_import("engine.gpu")
-            if gpu is not None and hasattr(gpu, "detect_source"):
-                self.gpu_source = await self.call(gpu.detect_source)
+            self.gpu_source = await self.call(detect_source)
         kwargs.setdefault("gpu_source", self.gpu_source)
         if self.backend == "ray" and "backend" not in kwargs:
-            kwargs["backend"] = self._ray_backend()
-        self.engine = ctl.Engine(self.workspace, store=self.store, **kwargs)
+            kwargs["backend"] = get_backend("ray", workspace=self.workspace, address=self.address)
+        self.engine = Engine(self.workspace, store=self.store, **kwargs)
         await self.engine.start()
-
-    def _ray_backend(self) -> Any:
-        for name in ("engine.backends.ray_backend", "engine.backends.ray"):
-            mod = _optional_import(name)
-            if mod is None:
-                continue
-            cls = getattr(mod, "RayBackend", None)
-            if cls is not None:
-                return cls(address=self.address) if self.address else cls()
-        raise RuntimeError("the Ray backend is not available: install the 'ray' extra")
 
     async def close(self, cancel_running: bool = False) -> None:
         """Stop the engine (leaving detached jobs running unless asked) and release the store."""
@@ -232,7 +185,7 @@ class ConsoleServices:
                 continue
             if sym in naive or str(b.get("model", "")) not in ("naive", "persistence", "naive_persistence"):
                 continue
-            if int(b.get("horizon", 0) or 0) == TIER_HORIZON:
+            if int(b.get("horizon", 0) or 0) == DEFAULT_TIER_HORIZON:
                 v = metric_of(b, "mae_pct")
                 if v is not None:
                     naive[sym] = v
@@ -384,49 +337,24 @@ class ConsoleServices:
     # ------------------------------------------------------------------ planner and telemetry
     def plan(self, symbol: str, model: str, preset: str = "tiny") -> dict[str, Any] | None:
         """The planner's settings for one symbol (pure python, no torch), or None if unavailable."""
-        mod = _optional_import("engine.forecasters.planner")
+        from engine.forecasters.planner import plan_training
+
         row = self._stock_rows.get(symbol)
-        if mod is None or row is None or not hasattr(mod, "plan_training"):
+        if row is None:
             return None
         try:
-            plan = mod.plan_training(row.rows, row.tier if row.tier != "?" else "unknown", model, preset=preset)
+            plan = plan_training(row.rows, row.tier if row.tier != "?" else UNKNOWN, model, preset=preset)
         except Exception as exc:  # noqa: BLE001 - shown in the form, never fatal
             return {"error": str(exc)}
-        return plan.to_dict() if hasattr(plan, "to_dict") else dict(plan)
+        return plan.to_dict()
 
     def gpu_snapshot(self) -> Any:
         """Blocking (NVML / psutil): call from a thread worker only."""
         if self.gpu_source is None:
-            gpu = _optional_import("engine.gpu")
-            if gpu is not None and hasattr(gpu, "detect_source"):
-                self.gpu_source = gpu.detect_source()
-            else:
-                self.gpu_source = _PsutilSource()
+            from engine.gpu import detect_source
+
+            self.gpu_source = detect_source()
         return self.gpu_source.snapshot()
-
-
-@dataclass
-class _Telemetry:
-    gpus: list[Any]
-    cpu_percent: float | None
-    ram_used_gb: float | None
-    ram_total_gb: float | None
-    available: bool
-    message: str
-
-
-class _PsutilSource:
-    """Stand-in for engine.gpu until it lands: no GPU, CPU/RAM from psutil."""
-
-    def snapshot(self) -> _Telemetry:
-        try:
-            import psutil
-
-            vm = psutil.virtual_memory()
-            return _Telemetry([], psutil.cpu_percent(interval=None), vm.used / 2**30, vm.total / 2**30,
-                              False, "no GPU telemetry (engine.gpu missing)")
-        except ImportError:
-            return _Telemetry([], None, None, None, False, "no GPU telemetry")
 
 
 def metric_of(row: dict[str, Any], *names: str) -> float | None:

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from console.cli import main
-from console.commands.baseline_cmd import _record_json
 from engine import paths
 from engine.data import load_symbol, make_windows, split_spans
 from engine.difficulty import tier
@@ -196,15 +195,6 @@ def test_task_stops_when_cancelled(tmp_path: Path) -> None:
     finally:
         writer.close()
     assert result["baselines"] == [] and result["summary"]["cancelled"] is True
-
-
-def test_json_fallback_recorder_is_atomic_and_upserts(tmp_path: Path) -> None:
-    row = {"symbol": "SPY", "model": "naive_drift", "horizon": 1, "span": "test", "metrics": {"mae": 1.0}}
-    _record_json(tmp_path, [row])
-    _record_json(tmp_path, [{**row, "metrics": {"mae": 2.0}}, {**row, "horizon": 16}])
-    data = json.loads((tmp_path / "baselines.json").read_text())
-    assert len(data) == 2 and data[0]["metrics"]["mae"] == 2.0
-    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_worker_subprocess_runs_a_baseline_job(tmp_path: Path) -> None:

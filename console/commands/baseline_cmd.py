@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,19 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def record_baselines(workspace: Path, rows: list[dict[str, Any]]) -> str:
-    """Write the rows to the workspace store (upsert by symbol, model, horizon, span); says where.
-
-    Falls back to `<workspace>/baselines.json` (atomic replace, merged by the same key) only when
-    the store package is not importable, so a half-built tree still keeps the numbers.
-    """
-    try:
-        from store import Store  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from store.store import Store
-        except ImportError:
-            return _record_json(workspace, rows)
+    """Write the rows to the workspace store (upsert by symbol, model, horizon, span); says where."""
     from console.cli import CliError
+    from store import Store
     from store.storage import StoreError
 
     try:
@@ -66,27 +55,6 @@ def record_baselines(workspace: Path, rows: list[dict[str, Any]]) -> str:
     except StoreError as exc:
         raise CliError(f"baselines computed but not recorded: {exc}") from None
     return str(workspace / "store.json")
-
-
-def _record_json(workspace: Path, rows: list[dict[str, Any]]) -> str:
-    path = workspace / "baselines.json"
-    workspace.mkdir(parents=True, exist_ok=True)
-    existing: list[dict[str, Any]] = []
-    if path.exists():
-        try:
-            existing = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            existing = []
-    key = lambda r: (r["symbol"], r["model"], r["horizon"], r["span"])  # noqa: E731
-    merged = {key(r): r for r in existing if isinstance(r, dict)}
-    merged.update({key(r): r for r in rows})
-    tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(list(merged.values()), fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return str(path)
 
 
 def _resolve_symbols(args: argparse.Namespace, data_dirs: list[Path]) -> list[str]:

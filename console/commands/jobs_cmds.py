@@ -138,28 +138,20 @@ _submit_or_spool = follow.submit_and_follow
 # ---- commands ----------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from engine import paths
+    from engine.data import list_symbols, load_symbol
     from engine.jobs import JobSpec, Resources
 
     ws = _workspace()
-    known = None
-    try:
-        from engine.data import list_symbols
-
-        known = [i.symbol for i in list_symbols(paths.data_dirs(ws))]
-    except ImportError:
-        pass
+    dirs = paths.data_dirs(ws)
+    known = [i.symbol for i in list_symbols(dirs)]
     gpus = args.gpus if args.gpus is not None else (1.0 if args.vram > 0 else 0.0)
     spec = JobSpec.create(args.kind, args.stocks, model=args.model, params=dict(args.param),
                           priority=args.priority, resources=Resources(gpus=gpus, vram_gb=args.vram),
                           known_symbols=known)
-    if known is not None:
-        from engine.data import load_symbol
-
-        dirs = paths.data_dirs(ws)
-        for sym in spec.symbols:
-            # A bad CSV is the user's input error: say FILE:LINE: reason now, queue nothing, rather
-            # than start a job that can only fail.
-            load_symbol(sym, dirs)
+    for sym in spec.symbols:
+        # A bad CSV is the user's input error: say FILE:LINE: reason now, queue nothing, rather
+        # than start a job that can only fail.
+        load_symbol(sym, dirs)
     return _submit_or_spool(ws, spec, args.detach, args.cpu_slots)
 
 
