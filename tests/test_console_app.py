@@ -108,6 +108,8 @@ async def test_form_rejects_bad_input_inline(env: dict[str, Path]) -> None:
     app = make_app(env)
     async with app.run_test(size=(120, 40)) as pilot:
         await asyncio.wait_for(app.ready.wait(), 10)
+        stocks = app.screen
+        await wait_for(pilot, lambda: stocks.table.row_count == len(SYMBOLS), 5, "stock rows")
         await pilot.press("r")
         await pilot.pause()
         assert any("select symbols" in n.message for n in app._notifications)
@@ -133,6 +135,8 @@ async def test_train_loss_points_arrive_then_cancel(env: dict[str, Path]) -> Non
     app = make_app(env)
     async with app.run_test(size=(120, 40)) as pilot:
         await asyncio.wait_for(app.ready.wait(), 10)
+        stocks = app.screen
+        await wait_for(pilot, lambda: stocks.table.row_count == len(SYMBOLS), 5, "stock rows")
         await pilot.press("space", "r")
         await pilot.pause()
         form = app.screen

@@ -141,6 +141,14 @@ def settle(*keys: str, then: Callable[[Any], Any] | None = None) -> Callable[[An
     async def run(pilot: Any) -> None:
         app = pilot.app
         await asyncio.wait_for(app.ready.wait(), 10)
+        # Keys like "p" act on the stock rows: wait until they are on screen, not a fixed sleep
+        # (a loaded machine loads them later than any fixed pause).
+        deadline = asyncio.get_running_loop().time() + 10
+        table = getattr(app.screen, "table", None)
+        while table is not None and table.row_count == 0:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("stock rows never appeared")
+            await pilot.pause(0.05)
         await pilot.pause(0.3)
         for k in keys:
             await pilot.press(k)
