@@ -67,7 +67,7 @@ def test_missing_weights_offline_fail_fast_with_download_command() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     secs, msg = out.stdout.split("\n", 1)
     assert float(secs) < 1.0, out.stdout + out.stderr
-    assert "Datadog/Toto-Open-Base-1.0" in msg and "huggingface-cli download Datadog/Toto-Open-Base-1.0" in msg
+    assert "Datadog/Toto-Open-Base-1.0" in msg and "hf download Datadog/Toto-Open-Base-1.0" in msg
 
 
 @pytest.mark.parametrize("model,hub_id", [("kronos", "NeoQuasar/Kronos-small"), ("chronos2", "amazon/chronos-2")])
@@ -79,7 +79,7 @@ def test_each_model_names_its_hub_id(monkeypatch: pytest.MonkeyPatch, model: str
     from engine.forecasters.registry import load_forecaster
 
     t = time.perf_counter()
-    with pytest.raises(ModelLoadError, match=f"huggingface-cli download {hub_id}"):
+    with pytest.raises(ModelLoadError, match=f"hf download {hub_id}"):
         load_forecaster(model, "pretrained")
     assert time.perf_counter() - t < 1.0
 

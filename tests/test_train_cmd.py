@@ -90,7 +90,7 @@ def test_impossible_settings_and_bad_data_are_refused_before_queueing(env: dict[
 def test_pretrained_without_weights_offline_is_refused_at_submit(env: dict[str, str]) -> None:
     r = _cli(env, "train", "--stocks", "SYN", "--model", "kronos", "--preset", "pretrained")
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "NeoQuasar/Kronos-small" in r.stderr and "huggingface-cli download" in r.stderr
+    assert "NeoQuasar/Kronos-small" in r.stderr and "hf download" in r.stderr
     assert "torch" not in r.stderr and _nothing_queued(_ws(env))
 
 

@@ -23,7 +23,7 @@ class ModelLoadError(RuntimeError):
 
 def download_command(repo_id: str) -> str:
     """The command a user runs to put `repo_id` into the local cache."""
-    return f"huggingface-cli download {repo_id}"
+    return f"hf download {repo_id}"
 
 
 def _env_offline() -> bool:
