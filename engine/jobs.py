@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.models import validate_model
+from engine.names import PathNameError, validate_name
 from engine.symbols import validate_symbol
 from engine.task_params import TaskParamError
 from engine.task_params import check as check_task_params
@@ -114,6 +115,11 @@ class JobSpec:
             check_task_params(kind, p)  # a misspelled name is refused, not silently ignored
         except TaskParamError as exc:
             raise JobSpecError(str(exc)) from None
+        if p.get("name") is not None:  # pipeline/sweep names become file names
+            try:
+                validate_name(f"{kind} name", p["name"])
+            except PathNameError as exc:
+                raise JobSpecError(str(exc)) from None
         for key in ("horizon", "context", "epochs", "num_samples", "max_runs"):
             if key in p and p[key] is not None:
                 v = p[key]

@@ -14,21 +14,19 @@ Ids become folder names, so they are checked here once: nothing can walk out of 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.names import PathNameError, validate_name
 from store.storage import StoreError
-
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def check_id(kind: str, value: str) -> str:
-    """An id that is safe as a single path component, else StoreError saying why."""
-    if not isinstance(value, str) or not _ID_RE.match(value) or ".." in value:
-        raise StoreError(f"{kind} id {value!r} is not valid: use 1-128 characters from A-Z a-z 0-9 . _ - "
-                         "(no path separators)")
-    return value
+    """An id that is safe as a single path component (engine.names), else StoreError saying why."""
+    try:
+        return validate_name(f"{kind} id", value)
+    except PathNameError as exc:
+        raise StoreError(str(exc)) from None
 
 
 @dataclass(frozen=True)

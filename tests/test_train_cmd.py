@@ -158,7 +158,7 @@ def test_ctrl_c_detaches_then_cancel_stops_training_at_a_checkpoint(env: dict[st
     assert state == "cancelled" and "forced" not in (reason or "") and "forced" not in events
     assert took < 3.0, took
     assert json.loads((ws / "jobs" / job_id / "exit.json").read_text())["code"] == 143  # its own exit
-    assert list((ws / "runs").glob("chronos2-tiny-SYN-*/checkpoint/trainer_state.pt"))  # resume continues
+    assert list((ws / "runs").glob("chronos2-tiny-SYN-*/checkpoint/state-*/state.json"))  # resume continues
 
 
 def test_train_next_to_a_running_console_goes_through_the_spool(env: dict[str, str]) -> None:

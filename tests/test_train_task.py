@@ -43,8 +43,10 @@ def test_train_task_writes_run_artifacts_and_a_loadable_adapter(tmp_path: Path) 
     for k in ("val_loss", "val_mae_pct", "val_naive_mae_pct"):
         assert np.isfinite(m[k])
     run_dir = Path(run["extra"]["run_dir"])
-    for f in ("config.json", "metrics.json", "curve.jsonl", "checkpoint/trainer_state.pt", "adapter/adapter_meta.json"):
+    for f in ("config.json", "metrics.json", "curve.jsonl", "adapter/adapter_meta.json"):
         assert (run_dir / f).exists(), f
+    assert list(run_dir.glob("checkpoint/state-*/tensors.safetensors"))  # data-only checkpoint, no pickle
+    assert not list(run_dir.rglob("*.pt"))
     curve = [json.loads(x) for x in (run_dir / "curve.jsonl").read_text().splitlines()]
     assert sum(1 for c in curve if c.get("val") is not None) == 2  # one validation point per epoch
     evs = read_events(ctx.job_dir / "events.jsonl").events

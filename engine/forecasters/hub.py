@@ -66,6 +66,20 @@ def force_offline_if_unreachable() -> bool:
     return offline
 
 
+#: Weight formats that are pickles (loading one can run code); only safetensors weights are used.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def _refuse_pickle_only(model: str, path: Path) -> Path:
+    """A weights folder must carry safetensors: a pickle-only one is refused before any loader sees it."""
+    names = [f.name for f in path.iterdir() if f.is_file()] if path.is_dir() else []
+    pickled = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
+    if pickled and not any(n.endswith(".safetensors") for n in names):
+        raise ModelLoadError(f"{model}: {path} holds only pickle-format weights ({', '.join(pickled[:3])}); "
+                             "pickles can run code when loaded and are refused; use the safetensors weights")
+    return path
+
+
 def resolve_weights(model: str, repo_or_dir: str | os.PathLike[str], *, required: tuple[str, ...] = ()) -> Path:
     """A local directory holding the weights for `repo_or_dir` (a hub id or a directory).
 
@@ -78,14 +92,14 @@ def resolve_weights(model: str, repo_or_dir: str | os.PathLike[str], *, required
         missing = [f for f in required if not (p / f).exists()]
         if missing:
             raise ModelLoadError(f"{model}: directory {p} has no {', '.join(missing)}; it is not a {model} checkpoint")
-        return p.resolve()
+        return _refuse_pickle_only(model, p.resolve())
     if raw.startswith(("/", ".", "~")) or raw.count("/") != 1:
         raise ModelLoadError(f"{model}: weights directory {raw!r} does not exist (and it is not a hub id like 'org/name')")
     offline = force_offline_if_unreachable()
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(raw, local_files_only=True))
+        found = Path(snapshot_download(raw, local_files_only=True))
     except Exception as cached_exc:  # LocalEntryNotFoundError and friends
         if offline:
             raise ModelLoadError(
@@ -93,9 +107,12 @@ def resolve_weights(model: str, repo_or_dir: str | os.PathLike[str], *, required
                 f"is not reachable (offline). Download them on a connected machine with: "
                 f"{download_command(raw)}  (or pass a local directory that holds them)"
             ) from cached_exc
+    else:
+        return _refuse_pickle_only(model, found)
     try:
-        return Path(snapshot_download(raw))
+        downloaded = Path(snapshot_download(raw))
     except Exception as exc:
         raise ModelLoadError(
             f"{model}: could not download {raw!r} ({type(exc).__name__}: {exc}). Try: {download_command(raw)}"
         ) from exc
+    return _refuse_pickle_only(model, downloaded)

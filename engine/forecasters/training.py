@@ -6,10 +6,11 @@ becomes a loss) is `FoundationForecaster.batch_loss`.
 
 Determinism and resume: the batch order of epoch `e` is a permutation drawn from
 `numpy.random.default_rng([seed, e])`, so a resumed run regenerates it and skips the batches it has
-already done. A checkpoint (written at the end of every epoch, and at the next safe point when the
-job is cancelled) holds the adapter tensors, the optimiser, the scheduler, torch's RNG state, the
-position (epoch, batch), the best validation loss so far and the best adapter tensors, so a resumed
-run ends at the same weights as an uninterrupted one with the same seed.
+already done. A checkpoint (engine.forecasters.checkpoints: tensors + JSON, never a pickle; written
+at the end of every epoch, and at the next safe point when the job is cancelled) holds the adapter
+tensors, the optimiser, the scheduler, torch's RNG state, the position (epoch, batch), the best
+validation loss so far and the best adapter tensors, so a resumed run ends at the same weights as an
+uninterrupted one with the same seed. Resume takes the newest checkpoint generation that loads.
 """
 
 from __future__ import annotations
@@ -25,9 +26,7 @@ from typing import Any
 import numpy as np
 
 from engine.data.windows import Windows
-
-CHECKPOINT_STATE = "trainer_state.pt"
-
+from engine.forecasters.checkpoints import has_checkpoint, load_newest, save_state
 
 # ---------------------------------------------------------------------------------------------
 # Windows built from arrays (synthetic series, tests, benches) with the engine.data.Windows fields
@@ -201,31 +200,33 @@ def train(fc: Any, train_w: Any, val_w: Any, cfg: TrainConfig, *, ckpt_dir: Path
     best_state: dict[str, Any] | None = None
     bad_epochs = 0
     epoch_loss_sum, epoch_loss_n = 0.0, 0
-    if resume and ckpt_dir is not None and (ckpt_dir / CHECKPOINT_STATE).is_file():
-        st = torch.load(ckpt_dir / CHECKPOINT_STATE, map_location="cpu", weights_only=False)
-        if st.get("config") != asdict(cfg):
-            raise ValueError(f"cannot resume from {ckpt_dir}: it was written with a different training config")
-        fc.load_trainable_state(st["adapter"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        torch.set_rng_state(st["torch_rng"])
-        start_epoch, start_batch = st["epoch"], st["batch"]
-        best_state, bad_epochs = st["best_state"], st["bad_epochs"]
-        epoch_loss_sum, epoch_loss_n = st["epoch_loss_sum"], st["epoch_loss_n"]
-        res = TrainResult(**st["result"])
-        ev.log(f"resumed from {ckpt_dir} at epoch {start_epoch}, batch {start_batch}")
+    if resume and ckpt_dir is not None and has_checkpoint(ckpt_dir):
+        def apply(st: dict[str, Any]) -> None:
+            nonlocal best_state, bad_epochs, epoch_loss_sum, epoch_loss_n, start_epoch, start_batch, res
+            if st.get("config") != asdict(cfg):
+                raise ValueError("it was written with a different training config")
+            fc.load_trainable_state(st["adapter"])
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+            torch.set_rng_state(st["torch_rng"])
+            start_epoch, start_batch = int(st["epoch"]), int(st["batch"])
+            best_state, bad_epochs = st["best_state"], int(st["bad_epochs"])
+            epoch_loss_sum, epoch_loss_n = float(st["epoch_loss_sum"]), int(st["epoch_loss_n"])
+            res = TrainResult(**st["result"])
+
+        _, gen, skipped = load_newest(ckpt_dir, apply)
+        for why in skipped:
+            ev.log(f"checkpoint skipped: {why}")
+        ev.log(f"resumed from {gen} at epoch {start_epoch}, batch {start_batch}")
 
     def save_ckpt(epoch: int, batch: int) -> None:
         if ckpt_dir is None:
             return
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
         st = {"config": asdict(cfg), "adapter": fc.trainable_state(), "optimizer": opt.state_dict(),
               "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
               "batch": batch, "best_state": best_state, "bad_epochs": bad_epochs,
               "epoch_loss_sum": epoch_loss_sum, "epoch_loss_n": epoch_loss_n, "result": asdict(res)}
-        tmp = ckpt_dir / (CHECKPOINT_STATE + ".tmp")
-        torch.save(st, tmp)
-        tmp.replace(ckpt_dir / CHECKPOINT_STATE)
+        save_state(ckpt_dir, st)
         if fc.finetune is not None:
             fc.save_adapter(ckpt_dir / "adapter")
 

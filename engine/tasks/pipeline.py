@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from engine.events import read_events
 from engine.jobs import JobSpec
 from engine.models import FOUNDATION_MODELS
+from engine.names import validate_name
 
 if TYPE_CHECKING:
     from engine.tasks.context import TaskContext
@@ -277,7 +278,7 @@ class Pipeline:
 
     def __init__(self, workspace: Path, name: str, steps: list[Step]) -> None:
         self.workspace = Path(workspace)
-        self.name = name
+        self.name = validate_name("pipeline name", name)  # it becomes a file name
         self.path = self.workspace / "pipelines" / f"{name}.json"
         self.steps = steps
         self.started_at = time.time()

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.names import validate_name
+
 if TYPE_CHECKING:
     from engine.jobs import JobSpec
     from engine.tasks.context import TaskContext
@@ -61,6 +63,7 @@ def _atomic_write(path: Path, text: str) -> None:
 def write_report(reports_dir: Path, name: str, payload: Mapping[str, Any] | None, markdown: str) -> dict[str, Path]:
     """Write `<name>.md` (+ `<name>.json`) and `latest-<kind>` copies; returns the paths written."""
     out: dict[str, Path] = {}
+    validate_name("report name", name)  # it becomes a file name under reports/
     md = reports_dir / f"{name}.md"
     _atomic_write(md, markdown)
     out["markdown"] = md

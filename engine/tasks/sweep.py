@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import task_params
 from engine.jobs import JobSpec, Resources
+from engine.names import PathNameError, validate_name
 from engine.tasks.pipeline import FINAL, Runner, SpoolRunner
 
 if TYPE_CHECKING:
@@ -88,6 +89,14 @@ class SweepError(ValueError):
     """Bad sweep input (mode, max_runs, params) or a study that cannot be opened or is busy."""
 
 
+def _study_file_name(name: str) -> str:
+    """A study name becomes `sweeps/<name>.db` and `.lock`: checked like every path name."""
+    try:
+        return validate_name("sweep study name", name)
+    except PathNameError as exc:
+        raise SweepError(str(exc)) from None
+
+
 def study_name(model: str, symbol: str, preset: str, horizon: int, mode: str) -> str:
     return f"{model}-{symbol}-{preset}-h{horizon}-{mode}"
 
@@ -122,6 +131,7 @@ def open_study(workspace: Path, name: str, mode: str, seed: int = 0, model: str 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder = Path(workspace) / "sweeps"
+    name = _study_file_name(name)
     folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{folder / (name + '.db')}"
     # Grids are enqueued points (not optuna's GridSampler, which stops the study from inside `tell`
@@ -216,6 +226,7 @@ def study_lock(workspace: Path, name: str, owner: str) -> Iterator[None]:
     import fcntl
 
     folder = Path(workspace) / "sweeps"
+    name = _study_file_name(name)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

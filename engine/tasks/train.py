@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.forecasters.checkpoints import has_checkpoint, newest_mtime
+
 if TYPE_CHECKING:
     from engine.jobs import JobSpec
     from engine.tasks.context import TaskContext
@@ -83,10 +85,9 @@ def _difficulty(series: Any, data: Any) -> tuple[str, float | None]:
 def _run_dir(ctx: TaskContext, prefix: str, resume: bool) -> Path:
     runs = ctx.runs_dir
     if resume and runs.is_dir():
-        found = sorted((d for d in runs.glob(prefix + "-*") if (d / "checkpoint" / "trainer_state.pt").is_file()),
-                       key=lambda d: (d / "checkpoint" / "trainer_state.pt").stat().st_mtime)
+        found = [(t, d) for d in runs.glob(prefix + "-*") if (t := newest_mtime(d / "checkpoint")) is not None]
         if found:
-            return found[-1]
+            return max(found)[1]
     return runs / f"{prefix}-{ctx.job_id[-8:]}"
 
 
@@ -120,7 +121,7 @@ def train_symbol(model: str, symbol: str, p: dict[str, Any], ctx: TaskContext, i
                                                           .encode()).hexdigest()[:8]
     run_dir = _run_dir(ctx, prefix, bool(p.get("resume")))
     ckpt = run_dir / "checkpoint"
-    resuming = bool(p.get("resume")) and (ckpt / "trainer_state.pt").is_file()
+    resuming = bool(p.get("resume")) and has_checkpoint(ckpt)
     if not resuming and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,29 @@
+"""Names that become file or folder names: job/run ids, pipeline, sweep-study and report names.
+
+Why one rule here: a name from a spool file, a job param or `--name` is joined onto a workspace
+folder; `../../x` or an absolute path would write outside the workspace. Every such name is checked
+by `validate_name` before it is used as a path, like symbols are by `engine.symbols`. Pure (no
+imports of ours), so `store` may use it too.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class PathNameError(ValueError):
+    """A name that cannot safely be a single path component."""
+
+
+def validate_name(kind: str, value: object) -> str:
+    """`value` when it is 1-128 characters from A-Z a-z 0-9 . _ - (starting with a letter or digit,
+    no '..'), else PathNameError naming `kind` and the rule."""
+    if not isinstance(value, str) or not _NAME_RE.match(value) or ".." in value:
+        raise PathNameError(f"{kind} {value!r:.80} is not valid: use 1-128 characters from A-Z a-z 0-9 . _ - "
+                            "starting with a letter or digit (no path separators, no '..')")
+    return value
+
+
+__all__ = ["PathNameError", "validate_name"]
