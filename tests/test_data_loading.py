@@ -84,10 +84,10 @@ def test_epoch_semicolon_bom_and_newest_first(tmp_path: Path) -> None:
     np.testing.assert_array_equal(s.frame["volume"].to_numpy(), [5, 5, 5])
 
 
-def test_timezone_aware_timestamps_become_naive_utc(tmp_path: Path) -> None:
+def test_timezone_aware_timestamps_keep_the_exchange_wall_clock(tmp_path: Path) -> None:
     text = "timestamp,close\n2024-01-02T09:30:00-05:00,10\n2024-01-02T10:30:00-05:00,11\n"
     s = load_csv(_write(tmp_path, text))
-    assert s.frame["timestamp"].tolist() == [pd.Timestamp("2024-01-02 14:30"), pd.Timestamp("2024-01-02 15:30")]
+    assert s.frame["timestamp"].tolist() == [pd.Timestamp("2024-01-02 09:30"), pd.Timestamp("2024-01-02 10:30")]
 
 
 def test_shipped_data_all_loads_and_is_consistent() -> None:
@@ -170,7 +170,9 @@ MALFORMED: dict[str, tuple[str | bytes, int | None, str]] = {
                   r"close is not a finite number: 'NaN'"),
     "inf_value": (H + "2024-01-02,10,inf,9,10.5,100\n2024-01-03,10,11,9,10,100\n", 2,
                   r"high is not a finite number: 'inf'"),
-    "empty_value": (H + "2024-01-02,10,11,9,10.5,100\n2024-01-03,10,11,9,10.5,\n", 3, r"missing volume value"),
+    "empty_value": (H + "2024-01-02,10,11,9,10.5,100\n2024-01-03,10,11,,10.5,100\n", 3, r"missing low value"),
+    "bad_volume": (H + "2024-01-02,10,11,9,10.5,100\n2024-01-03,10,11,9,10.5,lots\n", 3,
+                   r"non-numeric volume value 'lots'"),
     "zero_price": (H + "2024-01-02,10,11,9,10.5,100\n2024-01-03,0,11,0,10.5,100\n", 3, r"non-positive open price 0"),
     "negative_price": ("date,close\n2024-01-02,1\n2024-01-03,-2\n", 3, r"non-positive close price -2"),
     "negative_volume": (H + "2024-01-02,10,11,9,10.5,100\n2024-01-03,10,11,9,10.5,-5\n", 3, r"negative volume -5"),

@@ -30,3 +30,15 @@ def add_symbol_selection(p: argparse.ArgumentParser, *, stocks_help: str) -> Non
     which.add_argument("--stocks", nargs="+", metavar="SYMBOL", help=stocks_help)
     which.add_argument("--priority", action="store_true", help="the 11 priority symbols (those with data)")
     which.add_argument("--all", action="store_true", help="every symbol in the data folders")
+
+
+def add_date_order(p: argparse.ArgumentParser) -> None:
+    """`--dayfirst` / `--monthfirst` (dest `dayfirst`: True, False, or None = decide from the file).
+
+    Only needed for a file whose numeric dates read both ways (the loader's error says so).
+    """
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--dayfirst", dest="dayfirst", action="store_const", const=True, default=None,
+                       help="read numeric dates as day/month/year (only for files that read both ways)")
+    order.add_argument("--monthfirst", dest="dayfirst", action="store_const", const=False,
+                       help="read numeric dates as month/day/year")

@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from console.commands.common import add_date_order
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="make or validate the per-symbol CSV data",
@@ -37,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "`baseline`/`train` say.)")
     check.add_argument("items", nargs="*", metavar="SYMBOL|PATH",
                        help="symbols (looked up in the data folders) or CSV paths; default: every symbol")
+    add_date_order(check)
     check.set_defaults(func=_check)
 
 
@@ -92,9 +95,9 @@ def _check(args: argparse.Namespace) -> int:
         try:
             p = Path(item).expanduser()
             if item.lower().endswith(".csv") or "/" in item or "\\" in item or p.is_file():
-                series = load_csv(p)
+                series = load_csv(p, dayfirst=args.dayfirst)
             else:
-                series = load_symbol(item, dirs)
+                series = load_symbol(item, dirs, dayfirst=args.dayfirst)
         except (DataError, SymbolError) as exc:
             failed += 1
             print(f"forecast-console: error: {exc}", file=sys.stderr)

@@ -37,7 +37,7 @@ def _pick_delimiter(header: str) -> str:
 
 
 def _norm_name(name: str) -> str:
-    return "".join(ch for ch in name.strip().strip('"').lower() if ch not in " _-.")
+    return "".join(ch for ch in name.strip().strip('"').lower() if ch not in " _-.<>")
 
 
 def _default_dirs(data_dirs: Sequence[Path] | None) -> list[Path]:

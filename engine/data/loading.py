@@ -2,14 +2,19 @@
 
 Every problem with a data file becomes a `DataError` naming the file, the 1-based line of the CSV
 (the header is line 1) and the reason, because the person fixing it opens the file in an editor.
-Nothing here writes anything; a bad file changes nothing.
+Nothing here writes anything; a bad file changes nothing. The standard `csv` module splits the
+file (it knows the file line of every row, which pandas' reader does not report); pandas reads the
+cells (`engine.data.parsing`: dates, numbers, decimal commas, thousands separators).
 
 Accepted exports: a header row; a time column called timestamp/date/datetime/time (ISO dates,
-common US/EU dates, or unix epoch seconds/ms); price columns open/high/low/close and volume in any
-case. `close` wins over `adj close`; `adj close` is used only when there is no close. A file with a
-close but no open/high/low is a close-only export (`has_ohlc=False`). Comma, semicolon and tab
-separators are recognised from the header. Rows must be in time order; a file sorted newest-first
-throughout (as some brokers export) is reversed, anything else out of order is refused.
+day-first or month-first numeric dates, unix epoch seconds/ms, zone-stamped times kept at the
+exchange's wall clock); price columns open/high/low/close and volume in any case. `close` wins over
+`adj close`; `adj close` is used when there is no close (or the close column is empty). A file whose
+open/high/low columns are missing *or empty on every row* is a close-only export (`has_ohlc=False`).
+Volume is optional per file and per row: empty cells are NaN, never an error, and volume is never
+read as a price. Comma, semicolon and tab separators are recognised from the header. Rows must be
+in time order; a file sorted newest-first throughout (as some brokers export) is reversed,
+anything else out of order is refused.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from engine.data.listing import (  # noqa: F401 - re-exported: engine.data.loadi
     find_symbol_csv,
     list_symbols,
 )
+from engine.data.parsing import TimeProblem, decimal_comma, empty_volume, parse_numbers, parse_times
 from engine.symbols import SymbolError, validate_symbol
 
 COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
@@ -125,9 +131,10 @@ def _fmt_ts(ts: pd.Timestamp) -> str:
     return ts.isoformat()
 
 
-def load_symbol(symbol: str, data_dirs: Sequence[Path] | None = None) -> Series:
+def load_symbol(symbol: str, data_dirs: Sequence[Path] | None = None, *, dayfirst: bool | None = None) -> Series:
+    """Load `SYMBOL.csv` from the data folders; `dayfirst` as in `load_csv`."""
     sym = validate_symbol(symbol)
-    return load_csv(find_symbol_csv(sym, data_dirs), sym)
+    return load_csv(find_symbol_csv(sym, data_dirs), sym, dayfirst=dayfirst)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,33 +151,6 @@ def _looks_like_data(cell: str) -> bool:
     except ValueError:
         pass
     return c[:1].isdigit() and any(ch in c for ch in "-/:")
-
-
-def _parse_times(raw: list[str]) -> pd.Series:
-    """Parse every time field the same way; NaT where a field cannot be parsed."""
-    s = pd.Series(raw, dtype=object)
-    numeric = pd.to_numeric(s, errors="coerce")
-    if numeric.notna().all():
-        # Unix epoch: pick the unit from the magnitude (a 4-digit year column is not an epoch).
-        mag = float(numeric.abs().max())
-        if mag < 1e4:
-            return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
-        unit = "s" if mag < 1e11 else "ms" if mag < 1e14 else "us" if mag < 1e17 else "ns"
-        return pd.to_datetime(numeric, unit=unit, errors="coerce").astype("datetime64[ns]")
-    best: pd.Series | None = None
-    for fmt in ("ISO8601", None):
-        try:
-            kw = {"format": fmt} if fmt else {}
-            parsed = pd.to_datetime(s, errors="coerce", utc=True, **kw)
-        except (ValueError, TypeError, OverflowError):
-            continue
-        if best is None or parsed.isna().sum() < best.isna().sum():
-            best = parsed
-        if not parsed.isna().any():
-            break
-    if best is None:
-        return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
-    return best.dt.tz_convert(None).astype("datetime64[ns]")
 
 
 def _read_text(path: Path) -> str:
@@ -197,8 +177,12 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def load_csv(path: Path, symbol: str | None = None) -> Series:
-    """Load and validate one CSV into a Series, or raise the first DataError found in it."""
+def load_csv(path: Path, symbol: str | None = None, *, dayfirst: bool | None = None) -> Series:
+    """Load and validate one CSV into a Series, or raise the first DataError found in it.
+
+    `dayfirst`: True reads numeric dates as D/M/Y, False as M/D/Y, None decides from the file and
+    refuses a file that reads both ways (`engine.data.parsing`).
+    """
     path = Path(path)
     if symbol is None:
         try:
@@ -262,12 +246,6 @@ def load_csv(path: Path, symbol: str | None = None) -> Series:
             raise DataError(path, header_line, "no close column (expected close, or adj close)")
         col["close"] = col["adj_close"]
         adjusted = True
-    ohlc_present = [c for c in ("open", "high", "low") if c in col]
-    if ohlc_present and len(ohlc_present) < 3:
-        missing = [c for c in ("open", "high", "low") if c not in col]
-        raise DataError(path, header_line, f"has {', '.join(ohlc_present)} but no {', '.join(missing)}: "
-                        "give all of open, high, low, close, or close only")
-    has_ohlc = len(ohlc_present) == 3
 
     if not rows:
         raise DataError(path, header_line, "no data rows (header only)")
@@ -283,30 +261,53 @@ def load_csv(path: Path, symbol: str | None = None) -> Series:
         i = col[key]
         return [row[i].strip() if i < len(row) else "" for row in rows]
 
+    # Which columns are really there: a column left empty on every row is an absent column.
+    for key in ("open", "high", "low", "close", "volume"):
+        if key in col and not any(cells(key)):
+            if key == "close" and "adj_close" in col and any(cells("adj_close")):
+                col["close"], adjusted = col["adj_close"], True
+            elif key != "close":
+                del col[key]
+    ohlc_present = [c for c in ("open", "high", "low") if c in col]
+    if ohlc_present and len(ohlc_present) < 3:
+        missing = [c for c in ("open", "high", "low") if c not in col]
+        raise DataError(path, header_line, f"has {', '.join(ohlc_present)} but no {', '.join(missing)}: "
+                        "give all of open, high, low, close, or close only")
+    has_ohlc = len(ohlc_present) == 3
+
     # Timestamps
     raw_ts = cells("timestamp")
     for k, v in enumerate(raw_ts):
         if not v:
             raise DataError(path, lines[k], "missing timestamp")
-    ts = _parse_times(raw_ts)
+    ts = parse_times(raw_ts, dayfirst)
+    if isinstance(ts, TimeProblem):
+        raise DataError(path, lines[ts.row], ts.reason)
     bad = np.flatnonzero(ts.isna().to_numpy())
     if bad.size:
         k = int(bad[0])
-        raise DataError(path, lines[k], f"unparseable timestamp {raw_ts[k]!r}")
+        forced = "" if dayfirst is None else f" (read {'day' if dayfirst else 'month'} first, as asked)"
+        raise DataError(path, lines[k], f"unparseable timestamp {raw_ts[k]!r}{forced}")
 
     # Numbers
+    comma = decimal_comma([c for key in ("open", "high", "low", "close") if key in col for c in cells(key)], delim)
     data: dict[str, np.ndarray] = {}
     for key in ("open", "high", "low", "close", "volume"):
         if key not in col:
             continue
         raw = cells(key)
-        vals = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
-        nonfinite = np.flatnonzero(~np.isfinite(vals))
+        vals = parse_numbers(raw, comma_decimal=comma, volume=key == "volume")
+        if key == "volume":
+            vals[empty_volume(raw)] = np.nan  # no volume on this row: fine, no model needs it
+            nonfinite = np.flatnonzero(~np.isfinite(vals) & ~empty_volume(raw))
+        else:
+            nonfinite = np.flatnonzero(~np.isfinite(vals))
         if nonfinite.size:
             k = int(nonfinite[0])
             name = seen[key] if key in seen else key
             if not raw[k]:
-                reason = f"missing {key} value (column {name!r})"
+                reason = f"missing {key} value (column {name!r})" + (
+                    "; give open/high/low on every row or leave the columns empty" if key in ("open", "high", "low") else "")
             else:
                 try:
                     float(raw[k])
@@ -323,7 +324,7 @@ def load_csv(path: Path, symbol: str | None = None) -> Series:
                 k = int(bad[0])
                 raise DataError(path, lines[k], f"non-positive {key} price {data[key][k]:g}")
     if "volume" in data:
-        bad = np.flatnonzero(data["volume"] < 0)
+        bad = np.flatnonzero(np.nan_to_num(data["volume"], nan=0.0) < 0)
         if bad.size:
             k = int(bad[0])
             raise DataError(path, lines[k], f"negative volume {data['volume'][k]:g}")
