@@ -73,7 +73,7 @@ async def _stream(app: object, ids: list[str], rate: float, stop: asyncio.Event)
                 JobUpdate(jid, "loss", {"step": step, "epoch": step // 100, "train": js.last_train_loss}),
                 JobUpdate(jid, "log", {"level": "info", "msg": f"step {step}"}),
             ):
-                for q in engine._subs:
+                for q in engine.table.subs:
                     q.put_nowait(upd)
                 sent += 1
         await asyncio.sleep(period)

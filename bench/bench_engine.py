@@ -33,10 +33,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["FORECAST_TEST_HOOKS"] = "1"
 
-from engine.controller import Engine, _Job  # noqa: E402
+from engine.controller import Engine  # noqa: E402
 from engine.events import read_events  # noqa: E402
 from engine.gpu import FakeGpuSource  # noqa: E402
 from engine.jobs import JobSpec  # noqa: E402
+from engine.jobtable import LiveJob  # noqa: E402
 from engine.state import JobState  # noqa: E402
 from store import Store  # noqa: E402
 
@@ -98,8 +99,8 @@ def bench_events(n_events: int, tmp: Path, chunk: int = 5000, persist_interval: 
     jdir = ws / "jobs" / spec.id
     jdir.mkdir(parents=True)
     spec.write(jdir)
-    job = _Job(spec=spec, state=JobState.from_spec(spec))
-    eng._jobs[spec.id] = job
+    job = LiveJob(spec=spec, state=JobState.from_spec(spec))
+    eng.table.jobs[spec.id] = job
     path = jdir / "events.jsonl"
     lines = []
     t = time.time()
@@ -126,8 +127,8 @@ def bench_events(n_events: int, tmp: Path, chunk: int = 5000, persist_interval: 
                 fh.flush()
                 t0 = time.perf_counter()
                 c = read_events(path, job.offset)
-                eng._ingest(job, c)
-                await eng._flush()
+                eng.table.ingest(job, c)
+                await eng.persistence.flush()
                 while not q.empty():
                     q.get_nowait()
                     got += 1
@@ -137,7 +138,7 @@ def bench_events(n_events: int, tmp: Path, chunk: int = 5000, persist_interval: 
     async def run_and_flush() -> tuple[float, int]:
         out = await run()
         t0 = time.perf_counter()
-        await eng._flush(force=True)
+        await eng.persistence.flush(force=True)
         return out[0] + (time.perf_counter() - t0), out[1]
 
     elapsed, got = asyncio.run(run_and_flush())

@@ -113,12 +113,13 @@ class TailChunk:
     offset: int  # byte offset to resume from (only complete lines are consumed)
 
 
-def read_events(path: os.PathLike[str] | str, offset: int = 0) -> TailChunk:
-    """Read complete lines from `offset`; a half-written last line is left for the next read."""
+def read_events(path: os.PathLike[str] | str, offset: int = 0, limit: int | None = None) -> TailChunk:
+    """Read complete lines from `offset` (up to byte `limit`); a half-written last line is left for
+    the next read. Unreadable lines become `log` warnings rather than being dropped."""
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)
-            data = fh.read()
+            data = fh.read() if limit is None else fh.read(max(0, limit - offset))
     except FileNotFoundError:
         return TailChunk([], offset)
     end = data.rfind(b"\n")
@@ -141,3 +142,11 @@ def read_events(path: os.PathLike[str] | str, offset: int = 0) -> TailChunk:
             ev = {"type": "log", "level": "warning", "msg": f"unreadable event line: {raw[:200]!r}"}
         events.append(ev)
     return TailChunk(events, offset + end + 1)
+
+
+def job_result(path: os.PathLike[str] | str) -> dict[str, Any] | None:
+    """The payload of a job's `result` event (what its task returned), or None."""
+    for e in reversed(read_events(path, 0).events):
+        if e.get("type") == "result":
+            return {k: v for k, v in e.items() if k not in ("job", "t", "type")}
+    return None

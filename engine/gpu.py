@@ -30,6 +30,7 @@ class GpuInfo:
     temp_c: float | None = None
     power_w: float | None = None
     processes: list[tuple[int, float | None]] | None = None  # (pid, mem_gb); None = n/a
+    uuid: str | None = None  # "GPU-…": the identity CUDA_VISIBLE_DEVICES accepts in any device order
 
     @property
     def mem_free_gb(self) -> float | None:
@@ -104,6 +105,8 @@ class NvmlSource:
         info = GpuInfo(index=i)
         name = _safe(lambda: nv.nvmlDeviceGetName(h))
         info.name = name.decode() if isinstance(name, bytes) else name
+        uuid = _safe(lambda: nv.nvmlDeviceGetUUID(h))
+        info.uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
         mem = _safe(lambda: nv.nvmlDeviceGetMemoryInfo(h))
         if mem is not None:
             info.mem_used_gb = _safe(lambda: mem.used / GIB)
@@ -144,8 +147,9 @@ class FakeGpuSource:
     """
 
     def __init__(self, n_gpus: int = 1, total_gb: float = 80.0, *, base_used_gb: float = 0.5,
-                 name: str = "Fake GPU") -> None:
+                 name: str = "Fake GPU", uuids: list[str] | None = None) -> None:
         self.n_gpus = n_gpus
+        self.uuids = list(uuids) if uuids is not None else [f"GPU-fake-{i:04d}" for i in range(n_gpus)]
         self.total_gb = float(total_gb)
         self.base_used_gb = float(base_used_gb)
         self.name = name
@@ -171,7 +175,7 @@ class FakeGpuSource:
                 index=i, name=self.name, mem_used_gb=round(used, 3), mem_total_gb=self.total_gb,
                 util_pct=float(min(100, 40 * len(mine))), temp_c=40.0 + 5 * len(mine),
                 power_w=60.0 + 100.0 * len(mine),
-                processes=[(pid, v) for pid, v in mine if pid is not None],
+                processes=[(pid, v) for pid, v in mine if pid is not None], uuid=self.uuids[i],
             ))
         return Telemetry(gpus=gpus, cpu_percent=12.5, ram_used_gb=16.0, ram_total_gb=64.0,
                          available=self.n_gpus > 0,
@@ -198,6 +202,29 @@ def detect_source() -> GpuSource:
     msg = src.message or "no GPU"
     src.close()
     return CpuOnlySource(msg)
+
+
+def pin_env(gpu: int | None, telemetry: Telemetry | None, *, hide_gpus: bool) -> dict[str, str]:
+    """The environment that puts a worker on NVML GPU `gpu` (None: a CPU job).
+
+    NVML numbers GPUs by PCI bus; CUDA numbers them fastest-first unless CUDA_DEVICE_ORDER says
+    PCI_BUS_ID, so an index alone can name another card on a mixed host. The worker is pinned by
+    the GPU's UUID (valid in any order), and CUDA_DEVICE_ORDER=PCI_BUS_ID is set for every worker
+    so that an index (when NVML gave no UUID) or a child process counting devices agrees with NVML.
+    A CPU job on a GPU host sees no GPU at all (`hide_gpus`), so it cannot grab GPU memory.
+    """
+    from engine.worker import ENV_DEVICE
+
+    env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    if gpu is None:
+        if hide_gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        env[ENV_DEVICE] = "cpu"
+        return env
+    info = next((g for g in (telemetry.gpus if telemetry else []) if g.index == gpu), None)
+    env["CUDA_VISIBLE_DEVICES"] = info.uuid if info is not None and info.uuid else str(gpu)
+    env[ENV_DEVICE] = "cuda"
+    return env
 
 
 def gpu_free_gb(t: Telemetry) -> dict[int, float]:

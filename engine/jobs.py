@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from engine.models import validate_model
@@ -20,6 +21,7 @@ from engine.names import PathNameError, validate_name
 from engine.symbols import validate_symbol
 from engine.task_params import TaskParamError
 from engine.task_params import check as check_task_params
+from store.atomic import atomic_write_text
 
 KINDS: tuple[str, ...] = (
     "baseline", "train", "validate", "compare", "sweep", "calibrate", "regression", "pipeline",
@@ -174,10 +176,80 @@ class JobSpec:
 
     def write(self, job_dir: os.PathLike[str] | str) -> None:
         """Write `spec.json` atomically (the worker reads it; it must never see half a file)."""
-        path = os.path.join(job_dir, "spec.json")
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(self.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write_text(JobDir(Path(job_dir)).spec, self.to_json())
+
+
+@dataclass(frozen=True)
+class JobDir:
+    """A job's folder, `<workspace>/jobs/<id>/`, and the one definition of every file name in it.
+
+    spec.json (the JobSpec, written before the job is queued), events.jsonl (the worker's event
+    stream), stderr.log (the worker's stdout+stderr), pid.json (local backend: pid, process group,
+    start time), exit.json (the worker's exit code, written as it ends), rejected.txt (why the engine
+    refused a spooled spec).
+    """
+
+    path: Path
+
+    SPEC = "spec.json"
+    EVENTS = "events.jsonl"
+    STDERR = "stderr.log"
+    PID = "pid.json"
+    EXIT = "exit.json"
+    REJECTED = "rejected.txt"
+
+    @classmethod
+    def of(cls, workspace: os.PathLike[str] | str, job_id: str) -> JobDir:
+        return cls(Path(workspace) / JOBS_DIR / job_id)
+
+    @property
+    def job_id(self) -> str:
+        return self.path.name
+
+    @property
+    def spec(self) -> Path:
+        return self.path / self.SPEC
+
+    @property
+    def events(self) -> Path:
+        return self.path / self.EVENTS
+
+    @property
+    def stderr(self) -> Path:
+        return self.path / self.STDERR
+
+    @property
+    def pid(self) -> Path:
+        return self.path / self.PID
+
+    @property
+    def exit(self) -> Path:
+        return self.path / self.EXIT
+
+    @property
+    def rejected(self) -> Path:
+        return self.path / self.REJECTED
+
+    def read_spec(self) -> JobSpec:
+        return JobSpec.from_json(self.spec.read_text(encoding="utf-8"))
+
+    def stderr_tail(self, n_lines: int = 12, max_bytes: int = 4000) -> str:
+        """The last lines the worker printed (shown with a failure)."""
+        try:
+            with open(self.stderr, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - max_bytes))
+                data = fh.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        return "\n".join(data.strip().splitlines()[-n_lines:])
+
+
+#: `<workspace>/jobs/` holds one JobDir per job, plus the spool inbox `jobs/inbox/`.
+JOBS_DIR = "jobs"
+INBOX_DIR = "inbox"
+
+
+def inbox_dir(workspace: os.PathLike[str] | str) -> Path:
+    return Path(workspace) / JOBS_DIR / INBOX_DIR

@@ -2,19 +2,32 @@
 
 `apply_event` is a pure function of (state, event) so the same code serves live tailing and
 rebuilding a job from its `events.jsonl` when an engine re-attaches: replaying a file gives the
-same state the first engine had. Side effects (store writes, curve lists) live in the controller.
+same state the first engine had. Side effects (store writes, curve lists) live in engine.jobtable.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from engine.jobs import JobSpec
 
-STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-ACTIVE_STATES: frozenset[str] = frozenset({"queued", "running"})
-FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+
+class Status(StrEnum):
+    """A job's state: the one spelling of every name (members are plain strings in records and JSON)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+STATES: tuple[str, ...] = tuple(Status)
+ACTIVE_STATES: frozenset[str] = frozenset({Status.QUEUED, Status.RUNNING})
+FINAL_STATES: frozenset[str] = frozenset(set(Status) - ACTIVE_STATES)
 UPDATE_KINDS: tuple[str, ...] = ("state", "progress", "loss", "log", "metric", "result")
 
 

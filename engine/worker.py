@@ -21,7 +21,6 @@ alone must never be able to make a production worker crash itself.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import signal
 import subprocess
@@ -32,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.events import EventWriter
-from engine.jobs import JobSpec
+from engine.jobs import JobDir, JobSpec
 from engine.tasks.context import TaskContext
+from store.atomic import atomic_write_json
 
 ENV_TEST_HOOKS = "FORECAST_TEST_HOOKS"
 ENV_HEARTBEAT = "FORECAST_HEARTBEAT_S"
@@ -47,12 +47,8 @@ class Cancelled(Exception):
 
 
 def _write_exit(job_dir: Path, code: int) -> None:
-    path = job_dir / "exit.json"
-    tmp = job_dir / "exit.json.tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"code": code, "t": time.time(), "pid": os.getpid()}, fh)
-        os.replace(tmp, path)
+        atomic_write_json(JobDir(job_dir).exit, {"code": code, "t": time.time(), "pid": os.getpid()})
     except OSError:
         pass
 

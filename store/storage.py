@@ -23,7 +23,6 @@ import errno
 import fcntl
 import json
 import os
-import secrets
 import shutil
 import socket
 import time
@@ -32,6 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from tinydb.storages import Storage
+
+from store.atomic import TMP_PREFIX as _TMP_PREFIX
+from store.atomic import TMP_SUFFIX as _TMP_SUFFIX
+from store.atomic import atomic_write_bytes, fsync_dir  # noqa: F401 - re-exported for store.promotion
 
 #: Bumped when the layout of store.json changes; MIGRATIONS[n] turns version n data into n + 1.
 SCHEMA_VERSION = 1
@@ -53,8 +56,6 @@ DOC_FIELDS: dict[str, tuple[str, ...]] = {
 _DICT_FIELDS: frozenset[str] = frozenset({"hyperparams", "metrics", "current"})
 
 _RACY_S = 2.0  # a file modified this recently may hide a change behind an equal (inode, mtime, size)
-_TMP_PREFIX = "."
-_TMP_SUFFIX = ".tmp"
 
 
 class StoreError(RuntimeError, ValueError):
@@ -70,50 +71,8 @@ class StoreLocked(StoreError):
 
 
 # --------------------------------------------------------------------------------------------------
-# Atomic file writes (also used for promoted configs)
+# Temp files a killed writer left (the atomic write itself is store.atomic)
 # --------------------------------------------------------------------------------------------------
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename durable: fsync the directory that holds the entry."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Replace `path` with `data` so readers see the old or the new file, never a partial one."""
-    path = Path(path)
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        if fsync:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if fsync:
-        fsync_dir(path.parent)
 
 
 def remove_stale_temps(path: Path) -> int:

@@ -222,9 +222,10 @@ async def test_worker_env_narrows_cuda_devices(engine_factory: Any) -> None:
     eng: Engine = await engine_factory(gpu_source=src)
     st = eng.submit(mkspec(gpus=1, vram=10, steps=1))
     await wait_for(lambda: st.finished)
-    env = eng._worker_env(Placement(gpu=1, vram_gb=10))
-    assert env["CUDA_VISIBLE_DEVICES"] == "1" and env["FORECAST_DEVICE"] == "cuda"
-    cpu_env = eng._worker_env(Placement(gpu=None))
+    env = eng.worker_env(Placement(gpu=1, vram_gb=10))
+    assert env["CUDA_VISIBLE_DEVICES"] == src.uuids[1] and env["FORECAST_DEVICE"] == "cuda"
+    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    cpu_env = eng.worker_env(Placement(gpu=None))
     assert cpu_env["CUDA_VISIBLE_DEVICES"] == "" and cpu_env["FORECAST_DEVICE"] == "cpu"
     assert st.device == "cuda:0" and st.state == "succeeded"
 

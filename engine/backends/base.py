@@ -1,8 +1,8 @@
-"""The Backend protocol: how the engine starts, stops, finds and watches a job's process.
+"""The Backend base class: how the engine starts, stops, finds and watches a job's process.
 
 The engine only ever holds an opaque `Handle`; everything process-specific (pid, process group,
 start time, waitpid) stays inside the local backend, so a Ray backend (actor/task refs) plugs in
-by implementing the same four calls. Every call is synchronous and quick (no blocking waits):
+by implementing the same calls. Every call is synchronous and quick (no blocking waits):
 the engine's single poller calls `poll` for each running job every tick.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from engine.jobs import JobSpec
 
@@ -39,29 +39,45 @@ class ExitStatus:
         return self.code == 0
 
 
-@runtime_checkable
-class Backend(Protocol):
-    name: str
+class Backend:
+    """Where jobs run. Subclasses implement the five calls; the class attributes declare what a
+    backend can do, so the engine never probes for optional methods.
+
+    Abilities (class attributes, overridden by subclasses that have them):
+    - `schedules_resources`: the backend admits jobs itself (Ray: num_cpus/num_gpus), so the engine
+      passes no local telemetry to the scheduler and hands over up to `max_in_flight` jobs at once;
+    - `has_exit_fd`: `exit_fd(handle)` gives a file descriptor that becomes readable when the job
+      ends, so the engine wakes at once instead of at its next poll;
+    - `runs_remote`: jobs may run on another machine (no local pid to show or signal).
+    """
+
+    name: str = "backend"
+    schedules_resources: bool = False
+    max_in_flight: int = 64
+    has_exit_fd: bool = False
+    runs_remote: bool = False
 
     def submit(self, spec: JobSpec, job_dir: Path, env: dict[str, str]) -> Handle:
         """Start the job (its spec.json is already written in job_dir); return at once."""
-        ...
+        raise NotImplementedError
 
     def cancel(self, handle: Handle, grace_s: float) -> None:
         """Ask the job to stop now; force it after `grace_s` (enforced by later `poll` calls)."""
-        ...
+        raise NotImplementedError
 
     def attach(self, job_id: str, job_dir: Path) -> Handle | None:
         """Find a job started by an earlier engine; None when it is no longer running."""
-        ...
+        raise NotImplementedError
 
     def poll(self, handle: Handle) -> ExitStatus | None:
         """None while the job runs; its ExitStatus once it has ended."""
-        ...
+        raise NotImplementedError
 
     def owns_pid(self, handle: Handle, pid: int) -> bool:
         """Whether a (GPU) process pid belongs to this job (its process or its children)."""
-        ...
+        return False
 
-    # Optional: `exit_fd(handle) -> int | None`, a file descriptor (owned by the caller) that
-    # becomes readable when the job ends; the engine then wakes at once instead of at its next poll.
+    def exit_fd(self, handle: Handle) -> int | None:
+        """A file descriptor (owned by the caller) readable when the job ends; None when unsupported
+        (only called when `has_exit_fd`)."""
+        return None

@@ -9,21 +9,20 @@ engine can tell our still-running worker from an unrelated process that reused t
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from engine.backends.base import ExitStatus, Handle
-from engine.jobs import JobSpec
+from engine.backends.base import Backend, ExitStatus, Handle
+from engine.jobs import JobDir, JobSpec
+from store.atomic import atomic_write_json, read_json
 
-PID_FILE = "pid.json"
-EXIT_FILE = "exit.json"
-STDERR_FILE = "stderr.log"
+PID_FILE = JobDir.PID
+EXIT_FILE = JobDir.EXIT
+STDERR_FILE = JobDir.STDERR
 
 
 def _create_time(pid: int) -> float | None:
@@ -65,24 +64,11 @@ def describe_exit(code: int | None, sig: int | None) -> str:
     return f"exit code {code}"
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
-
-
-class LocalBackend:
+class LocalBackend(Backend):
     name = "local"
+    has_exit_fd = hasattr(os, "pidfd_open")
 
     def __init__(self, python: str | None = None) -> None:
         self.python = python or sys.executable
@@ -98,7 +84,7 @@ class LocalBackend:
             )
         info = {"pid": proc.pid, "pgid": proc.pid, "create_time": _create_time(proc.pid),
                 "launched_at": time.time()}
-        write_json_atomic(job_dir / PID_FILE, info)
+        atomic_write_json(job_dir / PID_FILE, info)
         self._procs[spec.id] = proc
         return Handle(job_id=spec.id, job_dir=job_dir, info=info, pid=proc.pid)
 

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.backends.base import ExitStatus, Handle
+from engine.backends.base import Backend, ExitStatus, Handle
 from engine.jobs import JobSpec, Resources
 
 RAY_NAMESPACE = "forecast-console"
@@ -377,7 +377,7 @@ class _Live:
     cancelled: bool = False
 
 
-class RayBackend:
+class RayBackend(Backend):
     """The `Backend` protocol on a Ray cluster (see the module docstring for what runs where)."""
 
     name = "ray"
@@ -385,6 +385,7 @@ class RayBackend:
     schedules_resources = True
     #: How many jobs the engine hands to Ray at once (Ray queues those that do not fit yet).
     max_in_flight = 64
+    runs_remote = True
 
     def __init__(self, workspace: Path | str | None = None, address: str | None = None, *,
                  gpu_memory_gb: float | None = None, shared: bool | None = None,

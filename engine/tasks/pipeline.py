@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from engine.events import read_events
 from engine.jobs import JobSpec
 from engine.models import FOUNDATION_MODELS
 from engine.names import validate_name
+from store.atomic import atomic_write_json
 
 if TYPE_CHECKING:
     from engine.tasks.context import TaskContext
@@ -302,12 +302,8 @@ class Pipeline:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"name": self.name, "updated": time.time(), "steps": [asdict(s) for s in self.steps]}, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        atomic_write_json(self.path, {"name": self.name, "updated": time.time(),
+                                      "steps": [asdict(s) for s in self.steps]}, indent=1)
 
     def run(self, runner: Runner, *, log: Callable[[str], None] = print, max_attempts: int = 2,
             cancelled: Callable[[], bool] | None = None, step_timeout: float | None = None) -> dict[str, Any]:

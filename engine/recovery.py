@@ -1,0 +1,112 @@
+"""Rebuilding the engine's jobs from the store when an engine starts.
+
+Jobs the store has as `running` are re-attached when their process is still alive (the backend
+decides: pid and start time match, or the Ray actor exists), and their events are replayed from
+byte 0 to rebuild state and curve; side effects (store result writes) only happen past the offset
+the previous engine recorded. A dead one becomes `succeeded`/`failed` if it left `exit.json`,
+otherwise `interrupted` (retry resumes it with params {"resume": true}). Queued jobs are
+re-queued. Finished jobs are loaded without their curve, which is read from the event file the
+first time someone asks (`ensure_loaded`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from engine.backends.base import Backend, ExitStatus, Handle
+from engine.events import TailChunk, read_events
+from engine.jobs import JobSpec
+from engine.jobtable import JobTable, LiveJob, event_log_line
+from engine.scheduler import COORDINATOR_KINDS, Placement
+from engine.state import JobState, Status, apply_event
+from store.atomic import read_json
+
+log = logging.getLogger("engine")
+
+
+def _load_spec(table: JobTable, rec: dict[str, Any]) -> JobSpec | None:
+    try:
+        if isinstance(rec.get("spec"), dict):
+            return JobSpec.from_dict(rec["spec"])
+        return table.dir(rec["id"]).read_spec()
+    except (OSError, ValueError, KeyError) as exc:
+        log.error("cannot recover job %s: %s", rec.get("id"), exc)
+        return None
+
+
+def recover(table: JobTable, backend: Backend, records: Iterable[dict[str, Any]]) -> None:
+    """Runs in a thread before the poller starts (nothing else touches engine state yet)."""
+    for rec in sorted(records, key=lambda r: (r.get("created_at") or 0, r.get("id", ""))):
+        jid = rec.get("id")
+        if not isinstance(jid, str) or jid in table.jobs:
+            continue
+        state = rec.get("state")
+        spec = _load_spec(table, rec)
+        if spec is None:
+            continue
+        st = JobState.from_record(rec)
+        jd = table.dir(jid)
+        if state == Status.QUEUED:
+            table.scheduler.push(spec)
+            table.jobs[jid] = LiveJob(spec=spec, state=st, handle=Handle(jid, jd.path))
+            continue
+        if state != Status.RUNNING:
+            table.jobs[jid] = LiveJob(spec=spec, state=st, handle=Handle(jid, jd.path), loaded=False)
+            continue
+        j = LiveJob(spec=spec, state=st, persisted_offset=int(rec.get("events_offset") or 0))
+        j.run_ids = list(rec.get("run_ids") or [])
+        table.jobs[jid] = j
+        # Rebuild state from the whole file; only events past persisted_offset have effects.
+        st.warning = None
+        replay(table, j, jd.events)
+        handle = backend.attach(jid, jd.path)
+        if handle is not None:
+            j.handle = handle
+            st.pid = handle.pid or st.pid
+            gpu = None
+            if st.device and st.device.startswith("cuda:"):
+                gpu = int(st.device.split(":", 1)[1])
+            table.scheduler.mark_running(jid, Placement(gpu=gpu, vram_gb=st.vram_gb, admitted_at=time.time(),
+                                                        slot=spec.kind not in COORDINATOR_KINDS))
+            table.log(j, "info", f"re-attached to pid {handle.pid}")
+            table.mark(jid, urgent=True)
+            continue
+        j.handle = Handle(jid, jd.path)
+        data = read_json(jd.exit)
+        if data is not None and isinstance(data.get("code"), int):
+            table.on_exit(j, ExitStatus(code=data["code"], reason=f"exit code {data['code']}"))
+        else:
+            table.finish(j, Status.INTERRUPTED, "process died while no engine was watching (no exit status)")
+
+
+def replay(table: JobTable, j: LiveJob, path: Path) -> None:
+    """Apply a job's file from byte 0; side effects only beyond `persisted_offset`."""
+    if j.persisted_offset > 0:
+        table.ingest(j, read_events_until(path, j.persisted_offset), side_effects=False)
+    table.ingest(j, read_events(path, j.offset), side_effects=True)
+
+
+def ensure_loaded(table: JobTable, j: LiveJob) -> None:
+    """Finished jobs from the store get their curve and logs from the event file on demand."""
+    if j.loaded:
+        return
+    j.loaded = True
+    chunk = read_events(table.dir(j.state.id).events, 0)
+    snapshot = replace(j.state)
+    snapshot.metrics = dict(j.state.metrics)
+    for ev in chunk.events:
+        ups = apply_event(snapshot, ev)
+        if ev.get("type") == "loss":
+            j.curve.append(ups[0].data)
+        elif ev.get("type") in ("log", "error", "artifact"):
+            j.logs.append(event_log_line(ev, ups[0]))
+
+
+def read_events_until(path: Path, limit: int) -> TailChunk:
+    """Complete lines that end at or before byte `limit` (used to split a replay)."""
+    return read_events(path, 0, limit)
