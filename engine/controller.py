@@ -219,6 +219,7 @@ class Engine:
         """The environment of a worker placed on a CPU slot or one GPU."""
         from engine.gpu import pin_env
         from engine.paths import ENV_WORKSPACE
+        from engine.threads import thread_env
         from engine.worker import ENV_GRACE, ENV_HEARTBEAT
 
         env = dict(os.environ)
@@ -228,6 +229,7 @@ class Engine:
         # The worker gives up slightly before the engine's SIGKILL, so it can still write exit.json.
         env[ENV_GRACE] = f"{max(0.1, self.cancel_grace_s * 0.8):g}"
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(thread_env(placement.threads))  # the cores it was admitted for, not the machine's
         tel = self.telemetry_snapshot
         env.update(pin_env(placement.gpu, tel, hide_gpus=tel is not None and tel.available))
         return env

@@ -15,6 +15,9 @@ Two pools:
 Coordinator jobs (`COORDINATOR_KINDS`: sweep, pipeline) take no CPU slot: they only wait on the
 jobs they hand out, which need the slots.
 
+Threads: a CPU-slot job is admitted for `cores // cpu_slots` cores (at least one) and its worker
+is capped at that many compute threads; GPU jobs and coordinators get one (engine.threads).
+
 The scheduler is synchronous, pure bookkeeping; the controller's single poller calls
 `admit()` once per tick with a fresh telemetry snapshot.
 """
@@ -26,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from engine import threads
 from engine.gpu import Telemetry
 from engine.jobs import JobSpec, JobSpecError
 
@@ -43,6 +47,7 @@ class Placement:
     vram_gb: float = 0.0
     admitted_at: float = 0.0
     slot: bool = True  # False for a coordinator (counts against no pool)
+    threads: int = 1  # compute threads the worker may use (engine.threads): its share of the cores
 
     @property
     def device(self) -> str:
@@ -57,7 +62,7 @@ class _Entry:
 
 class Scheduler:
     def __init__(self, cpu_slots: int = 2, vram_reserve_gb: float = 2.0,
-                 promise_ttl_s: float = 120.0) -> None:
+                 promise_ttl_s: float = 120.0, cores: int | None = None) -> None:
         if cpu_slots < 1:
             raise ValueError(f"cpu_slots must be >= 1, got {cpu_slots}")
         if vram_reserve_gb < 0:
@@ -65,6 +70,8 @@ class Scheduler:
         self.cpu_slots = cpu_slots
         self.vram_reserve_gb = vram_reserve_gb
         self.promise_ttl_s = promise_ttl_s
+        #: Threads per CPU-slot job: slots × share ≤ the machine's cores (engine.threads).
+        self.slot_threads = threads.share(cpu_slots, cores)
         self._queue: dict[str, _Entry] = {}
         self._seq = itertools.count()
         self.running: dict[str, Placement] = {}
@@ -164,7 +171,7 @@ class Scheduler:
                 if cpu_free <= 0:
                     continue
                 cpu_free -= 1
-                placement = Placement(gpu=None, admitted_at=now)
+                placement = Placement(gpu=None, admitted_at=now, threads=self.slot_threads)
             else:
                 if gpu_blocked:
                     continue

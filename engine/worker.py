@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine import threads
+from engine.data.listing import job_listing
 from engine.events import EventWriter
 from engine.jobs import JobDir, JobSpec
 from engine.tasks.context import TaskContext
@@ -153,6 +155,7 @@ def run_job(job_dir: Path) -> int:
                         f"no task module engine.tasks.{spec.kind} is installed; cannot run a {spec.kind} job"
                     ) from None
                 raise
+            threads.apply()  # the task module may have loaded torch: cap it at the admitted cores
             # Coordinators (sweep, pipeline) cancel their child jobs when cancelled, so they always
             # poll the flag themselves; other tasks are aborted at once outside their own regions.
             if getattr(mod, "COOPERATIVE_CANCEL", False):
@@ -189,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (job_dir / "spec.json").is_file():
         print(f"engine.worker: no spec.json in {job_dir}", file=sys.stderr)
         return 2
-    return run_job(job_dir)
+    with job_listing():  # the data folders are listed once per job, not once per symbol
+        return run_job(job_dir)
 
 
 if __name__ == "__main__":

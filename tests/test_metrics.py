@@ -208,3 +208,23 @@ def test_dm_horizon_follows_stride() -> None:
     assert M.dm_horizon(_windows(close, 10, 16, stride=1)) == 16
     assert M.dm_horizon(_windows(close, 10, 16, stride=4)) == 4
     assert M.dm_horizon(_windows(close, 10, 16, stride=32)) == 1
+
+
+@pytest.mark.parametrize("df", [1, 2, 5, 31, 200, 5000])
+def test_student_t_p_value_matches_scipy(df: int) -> None:
+    """The DM p-value's t tail is computed without scipy (import cost); it must equal scipy's."""
+    from scipy import stats
+
+    for t in (0.0, 1e-6, 0.05, 0.7, 1.0, 1.96, 2.5, 4.0, 12.0, -3.0):
+        assert M.student_t_two_sided(t, df) == pytest.approx(2 * stats.t.cdf(-abs(t), df), abs=TOL, rel=TOL)
+    assert math.isnan(M.student_t_two_sided(math.nan, df))
+    assert M.student_t_two_sided(math.inf, df) == 0.0
+
+
+def test_metrics_import_does_not_load_scipy() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, engine.metrics; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -120,6 +120,13 @@ def _print_table(rows: list[dict[str, Any]], horizons: list[int], span: str, tie
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    from engine.data import job_listing
+
+    with job_listing():  # the data folders are listed once, not once per symbol
+        return _baseline(args)
+
+
+def _baseline(args: argparse.Namespace) -> int:
     from engine import paths
     from engine.difficulty import DEFAULT_TIER_HORIZON
     from engine.tasks.baseline import DEFAULT_CONTEXT, compute_baselines

@@ -138,20 +138,22 @@ _submit_or_spool = follow.submit_and_follow
 # ---- commands ----------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from engine import paths
-    from engine.data import list_symbols, load_symbol
+    from engine.data import check_csv, list_symbols
     from engine.jobs import JobSpec, Resources
 
     ws = _workspace()
     dirs = paths.data_dirs(ws)
-    known = [i.symbol for i in list_symbols(dirs)]
+    infos = {i.symbol: i for i in list_symbols(dirs)}
+    known = list(infos)
     gpus = args.gpus if args.gpus is not None else (1.0 if args.vram > 0 else 0.0)
     spec = JobSpec.create(args.kind, args.stocks, model=args.model, params=dict(args.param),
                           priority=args.priority, resources=Resources(gpus=gpus, vram_gb=args.vram),
                           known_symbols=known)
     for sym in spec.symbols:
-        # A bad CSV is the user's input error: say FILE:LINE: reason now, queue nothing, rather
-        # than start a job that can only fail.
-        load_symbol(sym, dirs)
+        # A file that cannot be a series (not text, no time/close column, no rows) is the user's
+        # input error: say FILE:LINE: reason now, queue nothing. Only the header and the row count
+        # are read here; the worker validates every value (and fails the job naming the row).
+        check_csv(infos[sym].path, sym)
     return _submit_or_spool(ws, spec, args.detach, args.cpu_slots)
 
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from engine.data.listing import SymbolInfo, find_symbol_csv, list_symbols
+from engine.data.listing import DataError, SymbolInfo, check_csv, find_symbol_csv, job_listing, list_symbols
 
 if TYPE_CHECKING:
-    from engine.data.loading import COLUMNS, DataError, Series, load_csv, load_symbol
+    from engine.data.loading import COLUMNS, Series, load_csv, load_symbol
     from engine.data.windows import SPANS, Spans, Windows, default_span_rows, make_windows, split_spans
 
 #: Lazily exported name -> the submodule that defines it.
 _LAZY: dict[str, str] = {
-    "COLUMNS": "engine.data.loading", "DataError": "engine.data.loading", "Series": "engine.data.loading",
+    "COLUMNS": "engine.data.loading", "Series": "engine.data.loading",
     "load_csv": "engine.data.loading", "load_symbol": "engine.data.loading",
     "SPANS": "engine.data.windows", "Spans": "engine.data.windows", "Windows": "engine.data.windows",
     "default_span_rows": "engine.data.windows", "make_windows": "engine.data.windows",
@@ -41,6 +41,6 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "COLUMNS", "SPANS", "DataError", "Series", "Spans", "SymbolInfo", "Windows", "default_span_rows",
-    "find_symbol_csv", "list_symbols", "load_csv", "load_symbol", "make_windows", "split_spans",
+    "COLUMNS", "SPANS", "DataError", "Series", "Spans", "SymbolInfo", "Windows", "check_csv", "default_span_rows",
+    "find_symbol_csv", "job_listing", "list_symbols", "load_csv", "load_symbol", "make_windows", "split_spans",
 ]

@@ -30,15 +30,21 @@ import numpy as np
 import pandas as pd
 
 from engine.data.listing import (  # noqa: F401 - re-exported: engine.data.loading's names stay importable
+    _ALIASES,
+    MIN_ROWS,
     TIME_ALIASES,
+    DataError,
     SymbolInfo,
     _csv_files,
     _default_dirs,
     _norm_name,
     _pick_delimiter,
     _quick_info,
+    _read_text,
     _symbol_map,
+    check_csv,
     find_symbol_csv,
+    header_columns,
     list_symbols,
 )
 from engine.data.parsing import TimeProblem, decimal_comma, empty_volume, parse_numbers, parse_times
@@ -46,42 +52,8 @@ from engine.symbols import SymbolError, validate_symbol
 
 COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
-#: Header names (lower-case, spaces/underscores/dashes removed) mapped to our column names.
-_ALIASES: dict[str, str] = {
-    "open": "open", "o": "open",
-    "high": "high", "h": "high",
-    "low": "low", "l": "low",
-    "close": "close", "c": "close", "last": "close", "price": "close",
-    "adjclose": "adj_close", "adjustedclose": "adj_close",
-    "volume": "volume", "vol": "volume", "v": "volume",
-}
-#: Rows needed for a file to be a series at all (a window needs more; make_windows says how many).
-MIN_ROWS = 2
 #: Relative slack for OHLC consistency, so a rounding in the last printed digit is not an error.
 _OHLC_RTOL = 1e-9
-
-
-class DataError(ValueError):
-    """The one error type for bad data: `str(e) == "FILE:ROW: REASON"` (":ROW" left out if unknown)."""
-
-    def __init__(self, file: str | Path | None, row: int | None, reason: str) -> None:
-        self.file = str(file) if file is not None else None
-        self.row = row
-        self.reason = reason
-        super().__init__(self._text())
-
-    def _text(self) -> str:
-        where = self.file or "<data>"
-        if self.row is not None:
-            where = f"{where}:{self.row}"
-        return f"{where}: {self.reason}"
-
-    def __str__(self) -> str:
-        return self._text()
-
-    def __reduce__(self) -> tuple[type[DataError], tuple[str | None, int | None, str]]:
-        # Keeps the error picklable (it crosses process boundaries in the worker / Ray).
-        return (DataError, (self.file, self.row, self.reason))
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare by identity
@@ -141,42 +113,6 @@ def load_symbol(symbol: str, data_dirs: Sequence[Path] | None = None, *, dayfirs
 # Parsing
 
 
-def _looks_like_data(cell: str) -> bool:
-    c = cell.strip().strip('"')
-    if not c:
-        return False
-    try:
-        float(c)
-        return True
-    except ValueError:
-        pass
-    return c[:1].isdigit() and any(ch in c for ch in "-/:")
-
-
-def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(path, None, "file not found") from None
-    except IsADirectoryError:
-        raise DataError(path, None, "is a folder, not a CSV file") from None
-    except OSError as exc:
-        raise DataError(path, None, f"cannot read file: {exc.strerror or exc}") from None
-    if not raw.strip():
-        raise DataError(path, None, "empty file")
-    if b"\x00" in raw:
-        raise DataError(path, None, "binary data, not a text CSV file (NUL bytes)")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(path, line, "not a text CSV file (invalid UTF-8 bytes)") from None
-    bad = sum(1 for ch in text[:4096] if not ch.isprintable() and ch not in "\r\n\t")
-    if bad > 8:
-        raise DataError(path, None, "binary or garbage data, not a text CSV file")
-    return text
-
-
 def load_csv(path: Path, symbol: str | None = None, *, dayfirst: bool | None = None) -> Series:
     """Load and validate one CSV into a Series, or raise the first DataError found in it.
 
@@ -213,39 +149,7 @@ def load_csv(path: Path, symbol: str | None = None, *, dayfirst: bool | None = N
         raise DataError(path, reader.line_num, f"malformed CSV: {exc}") from None
     assert header is not None  # the file has a non-blank line
 
-    names = [_norm_name(h) for h in header]
-    known = set(_ALIASES) | set(TIME_ALIASES)
-    if not any(n in known for n in names):
-        if any(_looks_like_data(c) for c in header):
-            raise DataError(path, header_line, "no header row: the first line looks like data; "
-                            "expected a header such as timestamp,open,high,low,close,volume")
-        raise DataError(path, header_line, "no recognisable columns in the header; "
-                        "expected timestamp,open,high,low,close,volume")
-
-    col: dict[str, int] = {}
-    seen: dict[str, str] = {}
-    for i, (n, orig) in enumerate(zip(names, header, strict=True)):
-        key = "timestamp" if n in TIME_ALIASES else _ALIASES.get(n)
-        if key is None:
-            continue
-        if key == "timestamp" and "timestamp" in col:
-            # Keep the most specific time column (timestamp > datetime > date > time).
-            prev = _norm_name(header[col["timestamp"]])
-            if TIME_ALIASES.index(n) >= TIME_ALIASES.index(prev):
-                continue
-        elif key in col:
-            raise DataError(path, header_line, f"duplicate column {orig.strip()!r} "
-                            f"(already have {seen[key]!r})")
-        col[key] = i
-        seen[key] = orig.strip()
-    if "timestamp" not in col:
-        raise DataError(path, header_line, "no timestamp column (expected one of: timestamp, date, datetime, time)")
-    adjusted = False
-    if "close" not in col:
-        if "adj_close" not in col:
-            raise DataError(path, header_line, "no close column (expected close, or adj close)")
-        col["close"] = col["adj_close"]
-        adjusted = True
+    col, seen, adjusted = header_columns(path, header, header_line)
 
     if not rows:
         raise DataError(path, header_line, "no data rows (header only)")
