@@ -11,7 +11,9 @@ On SIGTERM the worker sets `ctx.cancel_event` (tasks check it at safe points) an
 has not returned within the grace period, exits anyway (code 143).
 
 Test hook: a spec param `{"_test": {"sleep": s, "steps": n, "crash": "segv|exit3|raise",
-"child": true, "stderr": "text", "ignore_term": true, "result": {...}}}` replaces the task by a scripted one, for ANY kind, but only
+"child": true, "stderr": "text", "ignore_term": true, "result": {...}, "mutate": true, "probe": true}}`
+(mutate/probe: change, or report in the result summary, process-wide state; engine.process_state)
+replaces the task by a scripted one, for ANY kind, but only
 when the environment has FORECAST_TEST_HOOKS=1. Why: the engine's tests need real processes
 that run for a while, crash in specific ways or spawn children, and the job kinds are fixed (no
 "sleep" kind). Why guarded: spec params arrive from users and from the spool folder; a param
@@ -30,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import threads
+from engine import process_state, threads
 from engine.data.listing import job_listing
 from engine.events import EventWriter
 from engine.jobs import JobDir, JobSpec
@@ -95,6 +97,10 @@ def _run_test_hook(hook: dict[str, Any], spec: JobSpec, ctx: TaskContext) -> dic
             time.sleep(0.05)
     if ctx.cancelled():
         raise Cancelled("cancelled")
+    if hook.get("mutate"):
+        process_state.mutate()
+    if hook.get("probe"):
+        return {"summary": process_state.probe()}
     result = hook.get("result")
     return dict(result) if isinstance(result, dict) else {"summary": {"steps": steps}}
 
