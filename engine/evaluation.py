@@ -9,8 +9,17 @@ they cannot drift apart between jobs.
   same windows (`truncate_context`), so targets and origins never differ between models.
 - `SampleBank`: one draw per (windows, draw parameters, seed); smaller `num_samples` are prefixes
   of the largest draw and every aggregation reads the same samples.
+- Windows cover their whole span by default: every origin up to `DEFAULT_MAX_WINDOWS` per span,
+  beyond that a wider stride spreads the cap over the span (`engine.data.windows.spread_stride`).
+  Every result records its window spec (`window_spec`: span, count, stride, rows covered, first and
+  last origin), so numbers from different window sets are never ranked together.
 - `select_best`: picks a candidate from *validation* metrics only. Test windows are scored only
   after the choice is made (`score_config`), so no selection can read the test span.
+- `naive_reference`: naive's own variants (persistence, drift, seasonal) are selected on
+  validation like any model; the chosen variant is the reference of every DM test, and
+  `naive_decision` lets a model replace it only when it is significantly better on validation
+  (one-sided DM, `DEFAULT_DM_ALPHA`).
+- `crossfit_calibration`: an affine calibration scored on validation windows it was not fitted on.
 - `run_config`: apply a chosen config (context, draw parameters, num_samples, aggregation,
   optional affine calibration) to windows and return samples + point forecast + latency.
 
@@ -36,6 +45,12 @@ if TYPE_CHECKING:
 #: Lower is better for these; selection minimises them.
 MINIMISE: frozenset[str] = frozenset({"mae", "mae_pct", "return_mae", "rmse", "mase", "crps"})
 DEFAULT_SELECTION_METRIC = "mae_pct"
+#: Windows per evaluation span by default: every origin of the span up to this many (a tiny-preset
+#: validate/compare job stays under a minute on a CPU, bench/bench_validate.py); longer spans are
+#: spread over with a wider stride.
+DEFAULT_MAX_WINDOWS = 256
+#: A model replaces naive only when its one-sided DM p-value on validation is below this.
+DEFAULT_DM_ALPHA = 0.05
 #: Keys of a config that are handled here rather than passed to `Forecaster.forecast`.
 CONFIG_META_KEYS: frozenset[str] = frozenset({"num_samples", "aggregation", "context", "calibration", "method"})
 
@@ -65,11 +80,20 @@ class EvalSetup:
             "horizon": self.horizon,
             "context": self.context,
             "spans": self.spans.to_dict(),
-            "val_windows": int(self.val.n),
-            "test_windows": int(self.test.n),
-            "val_origins": [int(self.val.origins[0]), int(self.val.origins[-1])],
-            "test_origins": [int(self.test.origins[0]), int(self.test.origins[-1])],
+            "val_windows": window_spec(self.val, self.spans),
+            "test_windows": window_spec(self.test, self.spans),
         }
+
+
+def window_spec(windows: Windows, spans: Spans | None = None) -> dict[str, Any]:
+    """{span, count, stride, rows_covered, first_origin, last_origin} of a set of windows
+    (`store.records.WindowSpec`, the one definition), plus `span_rows` when the spans are known."""
+    from store.records import WindowSpec
+
+    doc = WindowSpec.from_origins(windows.span, windows.origins, windows.horizon).to_doc()
+    if spans is not None:
+        doc["span_rows"] = spans.rows(windows.span)
+    return doc
 
 
 def build_setup(
@@ -79,26 +103,44 @@ def build_setup(
     context: int,
     data_dirs: Sequence[Path] | None = None,
     series: Series | None = None,
-    val_windows: int | None = 32,
-    test_windows: int | None = 32,
-    stride: int = 1,
+    val_windows: int | None = None,
+    test_windows: int | None = None,
+    stride: int | None = None,
     val_rows: int | None = None,
     test_rows: int | None = None,
+    dayfirst: bool | None = None,
 ) -> EvalSetup:
     """Load the symbol (unless `series` is given) and build its validation and test windows.
 
-    `val_windows`/`test_windows` cap the number of windows (None = all that fit); the windows are
-    spread over the span by `stride`, so a cap keeps the job fast without changing the protocol.
+    `val_windows`/`test_windows` cap the windows per span (default `DEFAULT_MAX_WINDOWS`); `stride`
+    is the smallest step between origins (default 1). A cap widens the stride so the windows still
+    cover the whole span. `dayfirst` is the loader's date-order override.
     """
     from engine.data import load_symbol, make_windows, split_spans
 
     if horizon <= 0 or context <= 0:
         raise EvaluationError(f"horizon and context must be positive, got horizon={horizon} context={context}")
-    s = series if series is not None else load_symbol(symbol, data_dirs)
+    for name, v in (("val_windows", val_windows), ("test_windows", test_windows), ("stride", stride)):
+        if v is not None and int(v) < 1:
+            raise EvaluationError(f"{name} must be >= 1, got {v}")
+    s = series if series is not None else load_symbol(symbol, data_dirs, dayfirst=dayfirst)
     spans = split_spans(s.n_rows, horizon, val_rows=val_rows, test_rows=test_rows)
-    val = make_windows(s, spans, "val", context, horizon, stride=stride, max_windows=val_windows)
-    test = make_windows(s, spans, "test", context, horizon, stride=stride, max_windows=test_windows)
+    step = int(stride or 1)
+    val = make_windows(s, spans, "val", context, horizon, stride=step, max_windows=int(val_windows or DEFAULT_MAX_WINDOWS))
+    test = make_windows(s, spans, "test", context, horizon, stride=step,
+                        max_windows=int(test_windows or DEFAULT_MAX_WINDOWS))
     return EvalSetup(symbol=s.symbol, horizon=horizon, context=context, spans=spans, val=val, test=test)
+
+
+def setup_from_params(symbol: str, params: Mapping[str, Any], *, horizon: int, context: int,
+                      data_dirs: Sequence[Path] | None = None) -> EvalSetup:
+    """`build_setup` with the window/span/date settings every evaluating job kind accepts."""
+    return build_setup(
+        symbol, horizon=horizon, context=context, data_dirs=data_dirs,
+        val_windows=params.get("val_windows"), test_windows=params.get("test_windows"),
+        stride=params.get("stride"), val_rows=params.get("val_rows"), test_rows=params.get("test_rows"),
+        dayfirst=params.get("dayfirst"),
+    )
 
 
 def truncate_context(windows: Windows, context: int | None) -> Windows:
@@ -210,6 +252,49 @@ def calibrate_samples(samples: np.ndarray, last: np.ndarray, calibration: Mappin
     return out.reshape(w, h, s).transpose(0, 2, 1)
 
 
+def fit_affine(point: np.ndarray, targets: np.ndarray, last: np.ndarray) -> dict[str, float]:
+    """Least-squares scale/bias mapping predicted returns to realised returns."""
+    last = np.asarray(last, dtype=np.float64)[:, None]
+    r_hat = (np.asarray(point) / last - 1.0).reshape(-1)
+    r = (np.asarray(targets) / last - 1.0).reshape(-1)
+    ok = np.isfinite(r_hat) & np.isfinite(r)
+    r_hat, r = r_hat[ok], r[ok]
+    if r.size < 2 or float(np.var(r_hat)) < 1e-18:
+        return {"scale": 1.0, "bias": float(np.mean(r - r_hat)) if r.size else 0.0}
+    a, b = np.polyfit(r_hat, r, 1)
+    return {"scale": float(a), "bias": float(b)}
+
+
+#: Folds of the cross-fitted calibration (contiguous blocks of validation windows).
+CROSSFIT_FOLDS = 2
+
+
+def crossfit_calibration(point: np.ndarray, samples: np.ndarray, windows: Windows,
+                         folds: int = CROSSFIT_FOLDS) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated (point, samples) where every window's calibration was fitted on OTHER windows.
+
+    The windows are split into `folds` contiguous blocks; a block is calibrated with the affine fit
+    of the windows outside it whose targets do not overlap the block's targets (origins at least one
+    horizon away). So a calibrated config is never scored on the windows it was fitted on."""
+    n = windows.n
+    if n < 2 * folds:
+        raise EvaluationError(f"cross-fitted calibration needs at least {2 * folds} windows, have {n}")
+    origins = np.asarray(windows.origins)
+    out_p = np.array(point, dtype=np.float64, copy=True)
+    out_s = np.array(samples, dtype=np.float64, copy=True)
+    for block in np.array_split(np.arange(n), folds):
+        lo, hi = origins[block[0]], origins[block[-1]]
+        fit = np.flatnonzero((origins <= lo - windows.horizon) | (origins >= hi + windows.horizon))
+        if fit.size < 2:
+            raise EvaluationError(f"cross-fitted calibration: too few windows outside block {lo}..{hi} "
+                                  f"at horizon {windows.horizon} (raise val_windows or the validation span)")
+        cal = fit_affine(point[fit], windows.targets[fit], windows.last_close[fit])
+        last = windows.last_close[block]
+        out_p[block] = apply_calibration(point[block], last, cal)
+        out_s[block] = calibrate_samples(samples[block], last, cal)
+    return out_p, out_s
+
+
 @dataclass
 class ConfigOutput:
     samples: np.ndarray  # [W, S, H] after calibration
@@ -219,8 +304,12 @@ class ConfigOutput:
 
 def run_config(
     bank: SampleBank, key: str, windows: Windows, config: Mapping[str, Any], *, seed: int = 0,
+    crossfit: bool = False,
 ) -> ConfigOutput:
-    """Apply a config to windows: context, draw parameters, num_samples, aggregation, calibration."""
+    """Apply a config to windows: context, draw parameters, num_samples, aggregation, calibration.
+
+    `crossfit=True` (validation windows): a config's calibration is replaced by the cross-fitted one
+    (`crossfit_calibration`), because the stored calibration was fitted on these very windows."""
     from engine.forecasters.base import aggregate
 
     meta, draw_params = split_config(config)
@@ -231,7 +320,9 @@ def run_config(
     how = str(meta.get("aggregation") or ("mean" if samples.shape[1] == 1 else "median"))
     point = aggregate(samples, how)
     cal = meta.get("calibration")
-    if cal:
+    if cal and crossfit:
+        point, samples = crossfit_calibration(point, samples, windows)
+    elif cal:
         point = apply_calibration(point, windows.last_close, cal)
         samples = calibrate_samples(samples, windows.last_close, cal)
     return ConfigOutput(samples=samples, point=point, latency_per_forecast_s=d.latency_s / max(1, windows.n))
@@ -255,6 +346,64 @@ def score(windows: Windows, samples: np.ndarray, point: np.ndarray, naive: np.nd
 
     out = evaluate(windows, samples, point, naive_point=naive)
     return {k: _f(v) for k, v in out.items()}
+
+
+@dataclass
+class NaiveReference:
+    """Naive's variant chosen on validation, with its forecasts on both spans (the DM reference)."""
+
+    method: str
+    val_point: np.ndarray
+    test_point: np.ndarray
+    validation: dict[str, float | None]
+    test: dict[str, float | None]
+    variants: dict[str, float | None]  # method -> validation metric (what the choice saw)
+
+
+def naive_reference(setup: EvalSetup, metric: str = DEFAULT_SELECTION_METRIC,
+                    methods: Sequence[str] | None = None) -> NaiveReference:
+    """Select naive's variant on VALIDATION like any model (persistence/drift/seasonal), then score
+    the chosen one on test. Every model's DM test is against this variant on the same windows."""
+    from engine.forecasters.naive import NAIVE_METHODS
+
+    names = list(methods or NAIVE_METHODS)
+    val_points: dict[str, np.ndarray] = {}
+    cands = []
+    for name in names:
+        if name not in NAIVE_METHODS:
+            raise EvaluationError(f"unknown naive method {name!r}; choose one of: {', '.join(NAIVE_METHODS)}")
+        vp = np.asarray(NAIVE_METHODS[name]().forecast(setup.val, 1, seed=0).samples, dtype=np.float64)[:, 0, :]
+        val_points[name] = vp
+        cands.append(Candidate(config={"method": name}, validation=score(setup.val, vp[:, None, :], vp, vp)))
+    best = select_best(cands, metric).config["method"]
+    vp = val_points[best]
+    tp = np.asarray(NAIVE_METHODS[best]().forecast(setup.test, 1, seed=0).samples, dtype=np.float64)[:, 0, :]
+    return NaiveReference(method=best, val_point=vp, test_point=tp,
+                          validation=score(setup.val, vp[:, None, :], vp, vp),
+                          test=score(setup.test, tp[:, None, :], tp, tp),
+                          variants={c.config["method"]: c.validation.get(metric) for c in cands})
+
+
+def dm_label(stat: float | None, p_two_sided: float | None) -> str:
+    """"better, p=0.012" / "worse, p=3.5e-05" / "n/a": the DM result with its direction."""
+    if stat is None or p_two_sided is None or not (math.isfinite(stat) and math.isfinite(p_two_sided)):
+        return "n/a"
+    side = "better" if stat < 0 else "worse" if stat > 0 else "equal"
+    return f"{side}, p={p_two_sided:.2g}"
+
+
+def naive_decision(validation: Mapping[str, Any], alpha: float = DEFAULT_DM_ALPHA) -> tuple[bool, str]:
+    """(replaces naive?, why) from a model's VALIDATION metrics vs the naive reference.
+
+    A model replaces naive only when the one-sided DM test "model better than naive" on validation
+    has p < alpha; a lower validation error alone is not enough (a searched model wins by noise)."""
+    p = _f(validation.get("dm_p_better"))
+    label = dm_label(_f(validation.get("dm_stat")), _f(validation.get("dm_p_two_sided")))
+    if p is None:
+        return False, "DM test undefined on validation (too few windows): naive kept"
+    if p < alpha:
+        return True, f"better than naive on validation (one-sided DM p={p:.2g} < {alpha:g})"
+    return False, f"not significantly better than naive on validation ({label}; one-sided p={p:.2g} >= {alpha:g})"
 
 
 def _f(v: Any) -> float | None:

@@ -38,7 +38,11 @@ Diebold–Mariano
     Harvey–Leybourne–Newbold correction ``DM* = DM · sqrt((T + 1 − 2h + h(h−1)/T) / T)``,
     two-sided p-value from Student t with T − 1 degrees of freedom. This is exactly
     ``statsmodels.tsa.stattools.diebold_mariano_test(y, a, b, lags=h−1, harvey_adj=True, horizon=h)``.
-    Undefined (NaN statistic and p-value, not an error) when T ≤ h, T < 2, or the differential
+    The one-sided p-value of "a is better than b" (H1: mean d < 0) is ``t.cdf(DM*, T − 1)``: small
+    only when the statistic is negative, so a model significantly *worse* than naive never reads as
+    a winner. For walk-forward windows `h` is the windows' overlap ``ceil(H / stride)``: with
+    stride ≥ H the windows do not overlap and no lags are used.
+    Undefined (NaN statistic and p-values, not an error) when T ≤ h, T < 2, or the differential
     has zero variance (e.g. identical forecasts).
 
 Inputs of the wrong shape raise ``ValueError``; NaN in forecasts propagates to NaN metrics rather
@@ -57,7 +61,7 @@ if TYPE_CHECKING:
     from engine.data import Windows
 
 METRIC_KEYS: tuple[str, ...] = (
-    "mae", "mae_pct", "return_mae", "rmse", "mase", "crps", "coverage80", "dm_stat", "dm_pvalue",
+    "mae", "mae_pct", "return_mae", "rmse", "mase", "crps", "coverage80", "dm_stat", "dm_p_two_sided", "dm_p_better",
 )
 
 
@@ -167,12 +171,14 @@ def coverage(y: Any, samples: Any, level: float = 0.8) -> float:
 
 @dataclass(frozen=True)
 class DMResult:
-    """Diebold–Mariano statistic (HLN-corrected) and two-sided p-value; NaN when undefined."""
+    """Diebold–Mariano statistic (HLN-corrected), two-sided p-value and one-sided p-value of "a has
+    the smaller loss" (`p_better`); NaN when undefined."""
 
     stat: float
     pvalue: float
     lags: int = 0
     n: int = 0
+    p_better: float = math.nan
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         """Unpacks as `stat, pvalue = dm`, like statsmodels' result."""
@@ -214,7 +220,9 @@ def diebold_mariano(loss_a: Any, loss_b: Any, horizon: int = 1) -> DMResult:
     adj = math.sqrt((t + 1 - 2 * h + h * (h - 1) / t) / t)
     stat = adj * dm
     pvalue = student_t_two_sided(stat, t - 1)
-    return DMResult(float(stat), pvalue, lags, t)
+    # one-sided "a better than b" (H1: mean d < 0) = t.cdf(stat): half the two-sided tail on a's side
+    p_better = pvalue / 2.0 if stat < 0 else 1.0 - pvalue / 2.0
+    return DMResult(float(stat), pvalue, lags, t, float(p_better))
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -312,5 +320,6 @@ def evaluate(
         "crps": crps(y, samples),
         "coverage80": coverage(y, samples, 0.8),
         "dm_stat": dm.stat,
-        "dm_pvalue": dm.pvalue,
+        "dm_p_two_sided": dm.pvalue,
+        "dm_p_better": dm.p_better,
     }

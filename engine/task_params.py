@@ -26,7 +26,7 @@ COMMON: dict[str, str] = {"_test": "dict", "resume": "bool"}
 #: Span/window settings shared by the evaluation kinds (engine.evaluation.build_setup).
 _EVAL: dict[str, str] = {
     "preset": "str", "horizon": "int", "context": "int", "seed": "int", "val_windows": "int",
-    "test_windows": "int", "stride": "int", "val_rows": "int", "test_rows": "int",
+    "test_windows": "int", "stride": "int", "val_rows": "int", "test_rows": "int", "dayfirst": "bool",
 }
 
 #: Train params a sweep passes unchanged to each trial's train job (engine.tasks.sweep uses this).
@@ -51,14 +51,14 @@ PARAMS: dict[str, dict[str, str]] = {
     },
     # engine/tasks/validate.py: the span settings, the mode, and the grid overrides of search_space
     "validate": {
-        **_EVAL, "mode": "str", "selection_metric": "str", "num_samples": "int|list", "aggregations": "str|list",
+        **_EVAL, "mode": "str", "selection_metric": "str", "dm_alpha": "number", "num_samples": "int|list", "aggregations": "str|list",
         "temperature": "number|list", "top_p": "number|list", "top_k": "int|list", "max_context": "int|list",
         "clip": "number|list", "contexts": "int|list", "methods": "str|list",
     },
     # engine/tasks/compare.py
-    "compare": {**_EVAL, "selection_metric": "str", "top_k": "int", "models": "list"},
+    "compare": {**_EVAL, "selection_metric": "str", "top_k": "int", "models": "list", "dm_alpha": "number"},
     # engine/tasks/calibrate.py
-    "calibrate": {**_EVAL, "metric": "str", "holdout_frac": "number", "require_test_improvement": "bool"},
+    "calibrate": {**_EVAL, "metric": "str", "require_test_improvement": "bool"},
     # engine/tasks/regression.py
     "regression": {**_EVAL, "metric": "str", "span": "str", "models": "list", "threshold_pct": "number"},
     # engine/tasks/sweep.py: SWEEP_PARAMS | TRAIN_PASSTHROUGH | {"name"}
@@ -69,7 +69,7 @@ PARAMS: dict[str, dict[str, str]] = {
     # engine/tasks/pipeline.py (run)
     "pipeline": {
         "preset": "str", "horizon": "int", "context": "int", "models": "list", "epochs": "int", "mode": "str",
-        "val_windows": "int", "test_windows": "int", "name": "str",
+        "val_windows": "int", "test_windows": "int", "stride": "int", "dayfirst": "bool", "name": "str",
     },
 }
 

@@ -118,6 +118,7 @@ class WindowSpec(Record):
     rows_covered: int = Field(ge=0)
     first_origin: int | None = None
     last_origin: int | None = None
+    span_rows: int | None = None  # rows in the span, so rows_covered / span_rows is the share scored
 
     @classmethod
     def from_origins(cls, span: str, origins: Iterable[int], horizon: int) -> WindowSpec:
@@ -155,6 +156,7 @@ class NaiveScores(Record):
     """Naive persistence on exactly the windows of the record it belongs to."""
 
     KIND: ClassVar[str] = "naive scores"
+    method: str | None = None  # naive's variant chosen on validation (the DM reference)
     validation: Metrics = Field(default_factory=Metrics)
     test: Metrics = Field(default_factory=Metrics)
 
@@ -290,10 +292,12 @@ class Pick(DecisionKey, Stamped):
     KIND: ClassVar[str] = "pick"
     config: dict[str, Any]
     selection_metric: str = "mae_pct"
-    selection_span: Literal["val"] = "val"
+    selection_span: Literal["val", "val+test veto"] = "val"
     validation: Metrics = Field(default_factory=Metrics)
     test: Metrics = Field(default_factory=Metrics)
     naive: NaiveScores = Field(default_factory=NaiveScores)
+    beats_naive: bool | None = None  # one-sided DM on validation below the threshold (engine.evaluation)
+    decision_note: str | None = None
     context: int | None = None
     spans: SpanBounds | None = None
     val_windows: WindowSpec | None = None
@@ -348,6 +352,7 @@ class ComparisonRow(DecisionKey, Stamped):
     improvement_vs_runner_up_pct: float | None = None
     latency_s: float | None = None
     decision_note: str | None = None  # why the winner is what it is (e.g. "naive: not significantly better")
+    dm_alpha: float | None = None  # the one-sided DM threshold the decision used
 
     def label(self) -> str:
         return f"comparison {self.model}/{self.symbol} h={self.horizon}"
@@ -378,7 +383,11 @@ class RegressionRow(Stamped):
     reason: str = ""
     current_config: dict[str, Any] | None = None
     previous_config: dict[str, Any] | None = None
-    windows: WindowSpec | int | None = None
+    windows: WindowSpec | int | None = None  # the validation windows the flag was read from
+    test_current: float | None = None  # shown beside the flag, never acted on
+    test_previous: float | None = None
+    test_baseline: float | None = None
+    test_windows: WindowSpec | None = None
     proposed_jobs: list[dict[str, Any]] = Field(default_factory=list)
     follow_up: str | None = None  # pipeline/job id that carries out the proposed retrain chain
 

@@ -58,12 +58,12 @@ def test_rows_share_windows_and_match_definitions() -> None:
             assert len({(r["n_windows"], r["target_start"], r["target_end"]) for r in group}) == 1
             pers = next(r for r in group if r["model"] == "naive_persistence")
             assert abs(pers["metrics"]["mae_pct"] - _persistence_mae_pct(sym, h, ("test",))) < 1e-9
-            assert pers["metrics"]["dm_pvalue"] is None  # persistence vs itself: undefined
+            assert pers["metrics"]["dm_p_two_sided"] is None  # persistence vs itself: undefined
             drift = next(r for r in group if r["model"] == "naive_drift")
             # DM needs more windows than the overlap h (32 overlapping 64-step windows: undefined)
-            assert (drift["metrics"]["dm_pvalue"] is not None) == (drift["n_windows"] > h)
+            assert (drift["metrics"]["dm_p_two_sided"] is not None) == (drift["n_windows"] > h)
             assert set(pers["metrics"]) == {"mae", "mae_pct", "return_mae", "rmse", "mase", "crps",
-                                            "coverage80", "dm_stat", "dm_pvalue"}
+                                            "coverage80", "dm_stat", "dm_p_two_sided", "dm_p_better"}
         tier_rows = [r for r in rows if r["symbol"] == sym]
         pre = _persistence_mae_pct(sym, 64, ("train", "val"))
         assert all(r["tier_span"] == "pretest" and r["tier_horizon"] == 64 for r in tier_rows)

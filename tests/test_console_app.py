@@ -174,8 +174,8 @@ def _seed_pick_and_comparison(ws: Path, hp: Path) -> None:
                                      "validation": {"mae_pct": 1.5}, "test": {"mae_pct": 1.7},
                                      "windows": {"horizon": 16}})
         st.put_comparisons([
-            {"symbol": "SPY", "horizon": 16, "model": "toto", "mae_pct": 1.7, "winner": True, "dm_pvalue": 0.01},
-            {"symbol": "SPY", "horizon": 16, "model": "naive", "mae_pct": 2.1, "winner": False, "dm_pvalue": None},
+            {"symbol": "SPY", "horizon": 16, "model": "toto", "mae_pct": 1.7, "winner": True, "dm_stat": -2.7, "dm_p_two_sided": 0.01, "dm_p_better": 0.005},
+            {"symbol": "SPY", "horizon": 16, "model": "naive", "mae_pct": 2.1, "winner": False, "dm_stat": None, "dm_p_two_sided": None, "dm_p_better": None},
         ])
     finally:
         st.close()

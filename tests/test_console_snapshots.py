@@ -76,15 +76,15 @@ def _seed_store(ws: Path, hp: Path) -> None:
                                       "validation": {"mae_pct": 21.3}, "test": {"mae_pct": 23.0}})
         st.put_comparisons([
             {"symbol": "SPY", "horizon": 64, "model": "toto", "mae_pct": 4.05, "mase": 0.97, "crps": 3.1,
-             "coverage80": 0.78, "dm_pvalue": 0.012, "improvement_pct": 8.0, "winner": True},
+             "coverage80": 0.78, "dm_stat": -2.6, "dm_p_two_sided": 0.012, "dm_p_better": 0.006, "improvement_pct": 8.0, "winner": True},
             {"symbol": "SPY", "horizon": 64, "model": "kronos", "mae_pct": 4.4, "mase": 1.02, "crps": 3.4,
-             "coverage80": 0.74, "dm_pvalue": 0.21, "improvement_pct": 0.1, "winner": False},
+             "coverage80": 0.74, "dm_stat": -1.3, "dm_p_two_sided": 0.21, "dm_p_better": 0.105, "improvement_pct": 0.1, "winner": False},
             {"symbol": "SPY", "horizon": 64, "model": "naive", "mae_pct": 4.4, "mase": 1.0, "crps": 4.4,
-             "coverage80": 0.0, "dm_pvalue": None, "improvement_pct": 0.0, "winner": False},
+             "coverage80": 0.0, "dm_stat": None, "dm_p_two_sided": None, "dm_p_better": None, "improvement_pct": 0.0, "winner": False},
             {"symbol": "COIN", "horizon": 64, "model": "toto", "mae_pct": 23.0, "mase": 1.1, "crps": 15.2,
-             "coverage80": 0.69, "dm_pvalue": 0.48, "improvement_pct": -4.6, "winner": False},
+             "coverage80": 0.69, "dm_stat": 5.1, "dm_p_two_sided": 3.5e-05, "dm_p_better": 0.99998, "improvement_pct": -4.6, "winner": False},
             {"symbol": "COIN", "horizon": 64, "model": "naive", "mae_pct": 22.0, "mase": 1.0, "crps": 22.0,
-             "coverage80": 0.0, "dm_pvalue": None, "improvement_pct": 0.0, "winner": True},
+             "coverage80": 0.0, "dm_stat": None, "dm_p_two_sided": None, "dm_p_better": None, "improvement_pct": 0.0, "winner": True},
         ])
         st.put_job(_job_rec(BASE_ID, "baseline", ["AAPL", "SPY"], None, "succeeded", T0 - 40,
                             progress_done=2, progress_total=2, finished_at=T0 - 30))

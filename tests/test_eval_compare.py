@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from engine import evaluation as ev
@@ -54,16 +53,28 @@ def test_compare_rows_winner_on_validation_and_metrics_from_engine_metrics(tmp_p
     assert set(rows) == {"naive", "chronos2", "toto", "ensemble_top2"}
     winners = [m for m, r in rows.items() if r["winner"]]
     assert len(winners) == 1
-    # winner = best VALIDATION mae_pct among the models (ties impossible here)
-    assert winners[0] == min(rows, key=lambda m: rows[m]["val_mae_pct"])
+    # winner = best VALIDATION mae_pct among the models significantly better than naive there, else naive
+    significant = [m for m in ("chronos2", "toto") if (rows[m]["val_dm_p_better"] or 1.0) < 0.05]
+    expect = min(significant, key=lambda m: rows[m]["val_mae_pct"]) if significant else "naive"
+    assert winners[0] == expect and rows[expect]["decision_note"]
     for r in rows.values():
         assert r["span"] == "test" and r["selected_on"] == "val" and r["horizon"] == 8
-        for k in ("mae", "mae_pct", "return_mae", "mase", "crps", "coverage80", "latency_s"):
+        for k in ("mae", "mae_pct", "return_mae", "mase", "crps", "coverage80", "latency_s", "dm_stat",
+                  "dm_p_two_sided", "dm_p_better"):
             assert k in r
-    # naive row equals engine.metrics.evaluate on the same windows (no second definition)
+        assert 0 < r["windows"]["count"] <= 12 and r["windows"]["stride"] >= 2 and r["val_windows"]["span"] == "val"
+    # naive row equals engine.metrics.evaluate of naive's variant chosen on validation (no second definition)
     s = load_symbol("AAA", [data])
     setup = ev.build_setup("AAA", horizon=8, context=32, series=s, val_windows=12, test_windows=12, stride=2)
-    naive = np.repeat(setup.test.last_close[:, None], 8, axis=1)
+    from engine.forecasters.naive import NAIVE_METHODS
+
+    val_scores = {}
+    for name, cls in NAIVE_METHODS.items():
+        vp = cls().forecast(setup.val, 1).samples[:, 0, :]
+        val_scores[name] = evaluate(setup.val, vp[:, None, :], vp, vp)["mae_pct"]
+    method = min(val_scores, key=lambda m: val_scores[m])
+    assert rows["naive"]["config"]["method"] == method
+    naive = NAIVE_METHODS[method]().forecast(setup.test, 1).samples[:, 0, :]
     ref = evaluate(setup.test, naive[:, None, :], naive, naive)
     assert rows["naive"]["mae_pct"] == pytest.approx(ref["mae_pct"])
     assert rows["naive"]["improvement_vs_naive_pct"] == pytest.approx(0.0)

@@ -70,10 +70,29 @@ def test_fit_affine_recovers_known_map() -> None:
     point = last[:, None] * (1 + r_hat)
     cal = calibrate.fit_affine(point, targets, last)
     assert cal["scale"] == pytest.approx(0.5, abs=1e-9) and cal["bias"] == pytest.approx(0.003, abs=1e-9)
-    fit, judge = calibrate.split_for_holdout(48, 8, 0.34)
-    assert fit[-1] + 8 < judge[0]
-    with pytest.raises(ev.EvaluationError, match="more validation windows"):
-        calibrate.split_for_holdout(10, 8, 0.34)
+
+
+
+def test_crossfit_calibration_never_uses_a_window_to_fit_itself(tmp_path: Path) -> None:
+    """Each block's calibration equals the fit on the windows outside it (at least a horizon away)."""
+    from engine.data import load_csv, make_windows, split_spans
+
+    s = load_csv(write_csv(tmp_path / "AAA.csv", n=320, seed=3), "AAA")
+    w = make_windows(s, split_spans(s.n_rows, 4), "val", 16, 4)
+    rng = np.random.default_rng(1)
+    point = w.last_close[:, None] * (1 + rng.normal(0, 0.01, (w.n, 4)))
+    samples = point[:, None, :] + rng.normal(0, 0.1, (w.n, 3, 4))
+    cp, cs = ev.crossfit_calibration(point, samples, w)
+    first = np.array_split(np.arange(w.n), 2)[0]
+    outside = np.flatnonzero(w.origins >= w.origins[first[-1]] + 4)
+    cal = ev.fit_affine(point[outside], w.targets[outside], w.last_close[outside])
+    np.testing.assert_allclose(cp[first], ev.apply_calibration(point[first], w.last_close[first], cal))
+    # poisoning the block's own targets changes nothing about its calibrated forecast
+    w2 = w.subset(np.arange(w.n))
+    w2.targets[first] = 1e6
+    np.testing.assert_allclose(ev.crossfit_calibration(point, samples, w2)[0][first], cp[first])
+    with pytest.raises(ev.EvaluationError, match="at least 4 windows"):
+        ev.crossfit_calibration(point[:3], samples[:3], w.subset(np.arange(3)))
 
 
 def test_calibrate_reports_verdict_either_way(tmp_path: Path) -> None:
@@ -89,6 +108,7 @@ def test_calibrate_reports_verdict_either_way(tmp_path: Path) -> None:
     res = json.loads((ctx.reports_dir / f"calibrate-{ctx.job_id}.json").read_text())["results"]["AAA"]
     assert res["kept"] == (len(out["picks"]) == 1)
     assert res["kept"] == res["val_improved"]  # default: the decision is made on validation only
+    assert res["val_improved"] == (res["val_crossfit_after"] < res["val_crossfit_before"])
     if out["picks"]:
         assert out["picks"][0]["config"]["calibration"] == res["calibration"]
         assert out["picks"][0]["config"]["method"] == "drift"

@@ -65,7 +65,7 @@ def test_select_best_uses_validation_metric_and_breaks_ties_by_cost() -> None:
     with pytest.raises(ev.EvaluationError, match="no candidates"):
         ev.select_best([])
     with pytest.raises(ev.EvaluationError, match="cannot select on"):
-        ev.select_best([a], "dm_pvalue")
+        ev.select_best([a], "dm_p_two_sided")
 
 
 def test_sample_bank_reuses_one_draw_as_prefixes(tmp_path: Path) -> None:

@@ -47,11 +47,17 @@ def test_naive_validate_picks_on_val_and_reports_test(tmp_path: Path) -> None:
     assert pick["config"]["method"] in ("persistence", "drift", "seasonal")
     # strong drift: the drift method must win on validation
     assert pick["config"]["method"] == "drift"
-    assert pick["validation"]["mae_pct"] < pick["naive"]["validation"]["mae_pct"]
-    for key in ("mae", "mae_pct", "return_mae", "mase", "crps", "coverage80", "dm_pvalue"):
+    # naive's variant is selected on validation like any model: the reference is drift too
+    assert pick["naive"]["method"] == "drift"
+    assert pick["validation"]["mae_pct"] == pick["naive"]["validation"]["mae_pct"]
+    for key in ("mae", "mae_pct", "return_mae", "mase", "crps", "coverage80", "dm_p_two_sided", "dm_p_better"):
         assert key in pick["test"]
     w = pick["windows"]
-    assert w["horizon"] == 8 and w["context"] == 32 and w["spans"]["val_end"] <= w["test_origins"][0]
+    assert w["horizon"] == 8 and w["context"] == 32 and w["spans"]["val_end"] <= w["test_windows"]["first_origin"]
+    # whole span by default: every origin of each span, targets covering all of its rows
+    for span in ("val", "test"):
+        spec_ = pick[f"{span}_windows"]
+        assert spec_["stride"] == 1 and spec_["rows_covered"] == spec_["span_rows"]
     assert out["runs"][0]["metrics"]["val_mae_pct"] == pick["validation"]["mae_pct"]
     types = {e["type"] for e in events_of(ctx)}
     assert {"log", "progress", "metric"} <= types
@@ -77,7 +83,7 @@ def test_bad_input_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ev.EvaluationError, match="unknown aggregation"):
         validate.run(spec("validate", ["AAA"], "toto", aggregations=["bogus"]), ctx)
     with pytest.raises(ev.EvaluationError, match="cannot select on"):
-        validate.run(spec("validate", ["AAA"], "naive", selection_metric="dm_pvalue"), ctx)
+        validate.run(spec("validate", ["AAA"], "naive", selection_metric="dm_p_two_sided"), ctx)
     with pytest.raises(ev.EvaluationError, match="mode"):
         validate.run(spec("validate", ["AAA"], "naive", mode="huge"), ctx)
     assert not (ctx.workspace / "store.json").exists()

@@ -137,6 +137,8 @@ def test_diebold_mariano_matches_statsmodels(t: int, h: int, criterion: str) -> 
     assert got.lags == ref.lags == h - 1
     stat, p = got
     assert (stat, p) == (got.stat, got.pvalue)
+    # one-sided "a better than b": half the two-sided p on a's side, 1 - p/2 on the other
+    assert abs(got.p_better - (ref.pvalue / 2 if ref.statistic < 0 else 1 - ref.pvalue / 2)) < TOL
 
 
 def test_diebold_mariano_sign_and_power() -> None:
@@ -144,8 +146,11 @@ def test_diebold_mariano_sign_and_power() -> None:
     y = rng.normal(size=300)
     good, bad = np.abs(rng.normal(0, 0.5, 300)), np.abs(rng.normal(0, 2.0, 300))
     dm = M.diebold_mariano(good, bad, 1)
-    assert dm.stat < 0 and dm.pvalue < 1e-6
-    assert M.diebold_mariano(bad, good, 1).stat == pytest.approx(-dm.stat)
+    assert dm.stat < 0 and dm.pvalue < 1e-6 and dm.p_better < 1e-6
+    worse = M.diebold_mariano(bad, good, 1)
+    assert worse.stat == pytest.approx(-dm.stat)
+    # significantly WORSE: the two-sided p is tiny, the one-sided "better" p is ~1
+    assert worse.pvalue < 1e-6 and worse.p_better > 1 - 1e-6
     del y
 
 
@@ -191,7 +196,7 @@ def test_evaluate_keys_and_consistency() -> None:
     assert 0.0 <= res["coverage80"] <= 1.0
     persistence = np.repeat(win.last_close[:, None], 8, axis=1)
     explicit = M.evaluate(win, samples, point, naive_point=persistence)
-    assert explicit["dm_stat"] == res["dm_stat"] and np.isfinite(res["dm_pvalue"])
+    assert explicit["dm_stat"] == res["dm_stat"] and np.isfinite(res["dm_p_two_sided"]) and np.isfinite(res["dm_p_better"])
     # DM against naive uses per-window price MAE with h-1 lags (stride 1 → h = 8)
     ref = diebold_mariano_test(
         np.zeros(win.n), np.abs(win.targets - point).mean(1), np.abs(win.targets - persistence).mean(1),
@@ -200,7 +205,7 @@ def test_evaluate_keys_and_consistency() -> None:
     assert abs(res["dm_stat"] - ref.statistic) < TOL
     # persistence against itself: DM undefined, other metrics fine
     own = M.evaluate(win, persistence[:, None, :], persistence)
-    assert math.isnan(own["dm_pvalue"]) and own["crps"] == pytest.approx(own["mae"])
+    assert math.isnan(own["dm_p_two_sided"]) and math.isnan(own["dm_p_better"]) and own["crps"] == pytest.approx(own["mae"])
 
 
 def test_dm_horizon_follows_stride() -> None:

@@ -71,7 +71,10 @@ def test_cli_run_refuses_a_typo_and_queues_nothing(tmp_path: Path, monkeypatch: 
 
 
 def _source(kind: str) -> str:
-    return (TASKS / f"{kind}.py").read_text(encoding="utf-8")
+    src = (TASKS / f"{kind}.py").read_text(encoding="utf-8")
+    if "setup_from_params" in src:  # the shared window/span/date settings are read there, once
+        src += (TASKS.parent / "evaluation.py").read_text(encoding="utf-8")
+    return src
 
 
 #: Declared names a task does not read itself (none now: the console form sends only accepted names);

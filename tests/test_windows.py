@@ -119,13 +119,16 @@ def test_context_is_a_copy_not_a_view() -> None:
     np.testing.assert_array_equal(series.frame["close"].to_numpy(), before)
 
 
-def test_stride_anchored_at_the_end_and_max_windows_keeps_recent() -> None:
+def test_stride_anchored_at_the_end_and_max_windows_spreads_over_the_span() -> None:
     series = _series(300)
     spans = split_spans(300, 5, val_rows=50, test_rows=50)
     w = make_windows(series, spans, "test", context_len=20, horizon=5, stride=7)
     assert w.origins[-1] == 300 - 5 and np.all(np.diff(w.origins) == 7) and w.origins[0] >= 250
+    # 46 possible origins (250..295) capped at 3 windows: stride 16, still reaching the span's start
     w2 = make_windows(series, spans, "test", context_len=20, horizon=5, max_windows=3)
-    np.testing.assert_array_equal(w2.origins, [293, 294, 295])
+    np.testing.assert_array_equal(w2.origins, [263, 279, 295])
+    w3 = make_windows(series, spans, "test", context_len=20, horizon=5, max_windows=46)
+    np.testing.assert_array_equal(w3.origins, np.arange(250, 296))
     sub = w.subset([0, 2])
     np.testing.assert_array_equal(sub.origins, w.origins[[0, 2]])
     np.testing.assert_array_equal(sub.context, w.context[[0, 2]])

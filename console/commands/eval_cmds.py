@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from console.commands.common import add_symbol_selection, positive_int
+from console.commands.common import add_date_order, add_symbol_selection, positive_int
 
 MODEL_CHOICES = ("naive", "toto", "kronos", "chronos2")
 FOUNDATION = ("toto", "kronos", "chronos2")
@@ -46,10 +46,27 @@ def _common(p: argparse.ArgumentParser, *, model: str | None, models: bool = Fal
                    help="tiny = real architecture with small random weights (CPU, seconds); pretrained = hub weights")
     p.add_argument("--horizon", type=positive_int, default=16, help="forecast horizon in rows (default 16)")
     p.add_argument("--context", type=positive_int, default=None, help="context rows (default 128 tiny / 512 pretrained)")
-    p.add_argument("--val-windows", type=positive_int, default=None, help="validation windows per symbol (default 32)")
-    p.add_argument("--test-windows", type=positive_int, default=None, help="test windows per symbol (default 32)")
+    p.add_argument("--val-windows", type=positive_int, default=None,
+                   help="most validation windows per symbol (default: every origin up to 256, spread over the span)")
+    p.add_argument("--test-windows", type=positive_int, default=None,
+                   help="most test windows per symbol (default: every origin up to 256, spread over the span)")
+    p.add_argument("--stride", type=positive_int, default=None,
+                   help="smallest step between window origins in rows (default 1; >= horizon: no overlap, DM lags 0)")
+    add_date_order(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result payloads as JSON")
+
+
+def _alpha(text: str) -> float:
+    v = _non_negative_float(text)
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a p-value threshold in (0, 1), got {text!r}")
+    return v
+
+
+def _dm_alpha(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dm-alpha", type=_alpha, default=None,
+                   help="a model replaces naive only when better on validation with one-sided DM p below this (default 0.05)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -60,6 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "using the latest fine-tuned adapter when one exists; the winner becomes the pick and is reported on test.")
     _common(p, model="many")
     p.add_argument("--mode", choices=("quick", "full"), default="quick", help="grid size (default quick)")
+    _dm_alpha(p)
     p.set_defaults(func=cmd_validate)
 
     p = subparsers.add_parser(
@@ -68,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "return MAE, MASE, CRPS, coverage, latency, DM p-value vs naive. Winner chosen on validation, reported on test.")
     _common(p, model="many", models=True)
     p.add_argument("--top-k", type=int, default=2, help="members of the top-k ensemble row (0 = none; default 2)")
+    _dm_alpha(p)
     p.set_defaults(func=cmd_compare)
 
     p = subparsers.add_parser(
@@ -134,7 +153,7 @@ def _symbols(args: argparse.Namespace) -> list[str]:
 
 def _params(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     p: dict[str, Any] = {"preset": args.preset, "horizon": args.horizon, "seed": args.seed}
-    for key in ("context", "val_windows", "test_windows"):
+    for key in ("context", "val_windows", "test_windows", "stride", "dayfirst", "dm_alpha"):
         v = getattr(args, key, None)
         if v is not None:
             p[key] = v
@@ -327,7 +346,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     if not models:
         raise CliError("the pipeline needs at least one foundation model")
     steps = plan_steps(syms, preset=args.preset, horizon=args.horizon, context=args.context, models=models,
-                       epochs=args.epochs, mode=args.mode, val_windows=args.val_windows, test_windows=args.test_windows)
+                       epochs=args.epochs, mode=args.mode, val_windows=args.val_windows, test_windows=args.test_windows,
+                       stride=args.stride, dayfirst=args.dayfirst)
     name = args.name or pipeline_name(syms, args.preset, args.horizon, models)
     ws = _workspace()
     pipe = Pipeline(ws, name, steps)

@@ -1,4 +1,4 @@
-"""Compare screen: per symbol × horizon × model metrics, winner marked, DM p-value, promote key.
+"""Compare screen: per symbol × horizon × model metrics, winner marked, DM vs naive with direction, promote key.
 
 Why numeric sort on raw values: operators sort by MAE% or p-value to find the worst symbols; the
 cells keep the raw float. Promotion goes through a confirmation modal that shows the change
@@ -26,7 +26,7 @@ from engine.models import FOUNDATION_MODELS
 
 COLUMNS = (
     ("win", "★"), ("symbol", "Symbol"), ("horizon", "H"), ("model", "Model"), ("mae_pct", "MAE%"),
-    ("mase", "MASE"), ("crps", "CRPS"), ("cov", "Cov80"), ("dm_p", "DM p"), ("impr", "vs naive%"),
+    ("mase", "MASE"), ("crps", "CRPS"), ("cov", "Cov80"), ("dm_p", "DM vs naive"), ("impr", "vs naive%"),
 )
 SORTABLE = [c for c, _ in COLUMNS]
 
@@ -37,7 +37,9 @@ def comparison_key(row: dict[str, Any]) -> str:
 
 def comparison_cells(row: dict[str, Any]) -> dict[str, Cell]:
     win = bool(row.get("winner"))
-    p = metric_of(row, "dm_pvalue", "dm_p")
+    stat, p2, pb = metric_of(row, "dm_stat"), metric_of(row, "dm_p_two_sided"), metric_of(row, "dm_p_better")
+    side = None if stat is None or p2 is None else ("better" if stat < 0 else "worse" if stat > 0 else "equal")
+    dm_style = "" if side is None or p2 >= 0.05 else ("green" if side == "better" else "red")
     return {
         "win": Cell(win, "★" if win else "", style="bold yellow"),
         "symbol": txt(row.get("symbol"), style="bold" if win else ""),
@@ -47,7 +49,9 @@ def comparison_cells(row: dict[str, Any]) -> dict[str, Cell]:
         "mase": num(metric_of(row, "mase"), "{:.3f}"),
         "crps": num(metric_of(row, "crps"), "{:.3f}"),
         "cov": num(metric_of(row, "coverage80"), "{:.2f}"),
-        "dm_p": num(p, "{:.3f}", style="green" if p is not None and p < 0.05 else ""),
+        # sorted by the one-sided p of "better than naive"; shown with its direction, never a bare p
+        "dm_p": Cell(pb, f"{side} p={p2:.2g}" if side else "—", style=dm_style or ("dim" if side is None else ""),
+                     justify="right"),
         "impr": num(metric_of(row, "improvement_pct", "improvement_vs_naive_pct")),
     }
 

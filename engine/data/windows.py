@@ -133,13 +133,26 @@ class Windows:
         return replace(self, **arrays)
 
 
+def spread_stride(n_origins: int, stride: int = 1, max_windows: int | None = None) -> int:
+    """The stride that fits `n_origins` possible origins into at most `max_windows` windows.
+
+    At least `stride`; None = no cap. With the result at or below the horizon the windows' targets
+    cover every row of the span; above it they leave gaps (the window spec records rows covered).
+    """
+    if max_windows is None or n_origins <= 0:
+        return max(1, int(stride))
+    return max(int(stride), math.ceil(n_origins / int(max_windows)))
+
+
 def make_windows(series: Series, spans: Spans, span: str, context_len: int, horizon: int,
                  stride: int = 1, max_windows: int | None = None) -> Windows:
     """Windows whose targets lie entirely inside `span`; context may reach back into earlier spans.
 
     Origins step by `stride` back from the last possible one (so the span's final rows are always
-    scored); `max_windows` keeps the most recent ones. DataError "no usable windows: need N rows,
-    have M" when none fit, N counting rows through the first window's last target.
+    scored). `max_windows` caps the count by widening the stride (`spread_stride`), so the windows
+    still spread over the whole span instead of keeping only its most recent sliver. DataError "no
+    usable windows: need N rows, have M" when none fit, N counting rows through the first window's
+    last target.
     """
     if context_len < 1 or horizon < 1 or stride < 1:
         raise ValueError(f"context_len, horizon and stride must be >= 1, got {context_len}, {horizon}, {stride}")
@@ -155,10 +168,8 @@ def make_windows(series: Series, spans: Spans, span: str, context_len: int, hori
         need = first + horizon
         raise DataError(series.path, None, f"no usable windows: need {need} rows, have {hi} "
                         f"({span} span rows {lo}..{hi - 1}, context {context_len}, horizon {horizon})")
-    origins = np.arange(last, first - 1, -stride, dtype=np.int64)[::-1]
-    if max_windows is not None:
-        origins = origins[-max_windows:]
-    origins = np.ascontiguousarray(origins)
+    stride = spread_stride(last - first + 1, stride, max_windows)
+    origins = np.ascontiguousarray(np.arange(last, first - 1, -stride, dtype=np.int64)[::-1])
 
     values = series.values
     close = values[:, 3]

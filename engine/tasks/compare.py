@@ -1,16 +1,19 @@
 """compare: every chosen model + naive persistence on identical windows at horizon H.
 
 Each model runs with its current pick (made on validation by the validate job) or, when it has
-none, with a default config (marked `source="default"`). The winner, the runner-up and the top-k
-ensemble members are chosen on the VALIDATION windows; the reported numbers are the TEST windows,
-scored once. Improvement vs naive and vs the runner-up and the Diebold-Mariano p-value vs naive are
-test-span numbers from `engine.metrics`.
+none, with a default config (marked `source="default"`). Naive's variant is chosen on validation
+like any model. The winner, the runner-up and the top-k ensemble members are chosen on the
+VALIDATION windows, and a model wins only when it beats naive there significantly (one-sided DM,
+`dm_alpha`, default 0.05), else the decision is naive and the row says why; the reported numbers are
+the TEST windows, scored once. Improvement vs naive and vs the runner-up and the DM result vs naive
+(statistic, two-sided p, one-sided p "better than naive") are test-span numbers from `engine.metrics`.
 
 Spec params: horizon (default: the most common horizon among the compared models' picks / fine-tuned
 runs for the symbol, else 16; an explicit value always wins; models whose pick or adapter was made at
 another horizon are re-scored at the chosen one on the shared windows and named in the job log), context (128 tiny / 512 pretrained), preset, models (list; default the
 spec's model, else every model with a pick for the symbol, else toto+chronos2+kronos), val_windows,
-test_windows, stride, seed, selection_metric (mae_pct), top_k (2; 0 = no ensemble row).
+test_windows (default: every origin up to engine.evaluation.DEFAULT_MAX_WINDOWS), stride (1), dayfirst,
+seed, selection_metric (mae_pct), top_k (2; 0 = no ensemble row), dm_alpha (0.05).
 """
 
 from __future__ import annotations
@@ -106,26 +109,35 @@ def models_for(spec_model: str | None, requested: Sequence[str] | None, store: A
 
 def compare_symbol(
     cache: ev.ModelCache, store: Any | None, setup: ev.EvalSetup, models: Sequence[str], *, preset: str,
-    seed: int, metric: str, top_k: int, log: Any = None,
+    seed: int, metric: str, top_k: int, log: Any = None, alpha: float = ev.DEFAULT_DM_ALPHA,
 ) -> dict[str, Any]:
-    """Rows (one per model + naive [+ ensemble]) for one symbol; choices on val, numbers on test."""
-    naive_val = ev.naive_point(setup.val)
-    naive_test = ev.naive_point(setup.test)
-    entries: dict[str, dict[str, Any]] = {}
+    """Rows (one per model + naive [+ ensemble]) for one symbol; choices on val, numbers on test.
+
+    Naive's variant is chosen on validation first (`ev.naive_reference`) and is the DM reference of
+    every model. The winner is the best model by validation `metric` among those significantly
+    better than naive on validation (`ev.naive_decision`); when none is, the winner is naive. A
+    calibrated pick is scored on validation with its cross-fitted calibration (never on the windows
+    its calibration was fitted on).
+    """
+    ref = ev.naive_reference(setup, metric)
+    naive_val, naive_test = ref.val_point, ref.test_point
+    entries: dict[str, dict[str, Any]] = {
+        "naive": {"config": {"method": ref.method, "num_samples": 1, "aggregation": "mean"}, "source": "selected on val",
+                  "source_run": None, "adapter": None, "validation": ref.validation, "test": ref.test, "latency_s": 0.0,
+                  "naive_variants": ref.variants},
+    }
     val_out: dict[str, ev.ConfigOutput] = {}
     test_out: dict[str, ev.ConfigOutput] = {}
     failures: dict[str, str] = {}
-    for model in ["naive", *models]:
-        pick = store.pick(model, setup.symbol) if (store is not None and model != "naive") else None
+    for model in models:
+        pick = store.pick(model, setup.symbol) if store is not None else None
         config = dict(pick["config"]) if pick else default_config(model, preset)
         adapter, run_id = adapter_for(store, model, setup.symbol, pick)
         try:
             bank = cache.bank(model, adapter=adapter, method=config.get("method"))
-            vo = ev.run_config(bank, "val", setup.val, config, seed=seed)
+            vo = ev.run_config(bank, "val", setup.val, config, seed=seed, crossfit=True)
             to = ev.run_config(bank, "test", setup.test, config, seed=seed)
         except Exception as exc:  # one broken model must not hide the others' comparison
-            if model == "naive":
-                raise
             failures[model] = f"{type(exc).__name__}: {exc}"
             if log:
                 log(f"compare {setup.symbol}: {model} failed: {failures[model]}", "warning")
@@ -138,10 +150,17 @@ def compare_symbol(
             "latency_s": to.latency_per_forecast_s,
         }
     # ---- choices: validation only ----
+    verdicts = {m: ev.naive_decision(e["validation"], alpha) for m, e in entries.items() if m != "naive"}
     cands = [ev.Candidate(config={"model": m}, validation=e["validation"]) for m, e in entries.items()]
     ranked = [c.config["model"] for c in ev.rank(cands, metric)]
-    winner = ranked[0]
-    runner_up = ranked[1] if len(ranked) > 1 else None
+    eligible = [m for m in ranked if m != "naive" and verdicts[m][0]]
+    winner = eligible[0] if eligible else "naive"
+    runner_up = next((m for m in ranked if m != winner), None)
+    if winner == "naive":
+        best_model = next((m for m in ranked if m != "naive"), None)
+        decision = ("naive: " + verdicts[best_model][1]) if best_model else "naive: no model to compare"
+    else:
+        decision = f"{winner}: {verdicts[winner][1]}"
     members: list[str] = []
     if top_k and len([m for m in entries if m != "naive"]) >= 2:
         members = ensembles.top_k_members(
@@ -159,23 +178,35 @@ def compare_symbol(
     # ---- report: test numbers ----
     naive_test_m = entries["naive"]["test"].get(metric)
     ru_test = entries[runner_up]["test"].get(metric) if runner_up else None
+    specs = setup.windows_info()
     rows = []
     for model, e in entries.items():
-        t = e["test"]
+        t, v = e["test"], e["validation"]
         rows.append({
-            "symbol": setup.symbol, "horizon": setup.horizon, "model": model,
-            **{k: t.get(k) for k in ("mae", "mae_pct", "return_mae", "rmse", "mase", "crps", "coverage80", "dm_stat", "dm_pvalue")},
-            "val_mae_pct": e["validation"].get("mae_pct"), f"val_{metric}": e["validation"].get(metric),
+            "symbol": setup.symbol, "horizon": setup.horizon, "model": model, "preset": preset,
+            **{k: t.get(k) for k in METRIC_COLUMNS},
+            "dm": ev.dm_label(t.get("dm_stat"), t.get("dm_p_two_sided")),
+            "val_mae_pct": v.get("mae_pct"), f"val_{metric}": v.get(metric),
+            "val_dm_stat": v.get("dm_stat"), "val_dm_p_two_sided": v.get("dm_p_two_sided"),
+            "val_dm_p_better": v.get("dm_p_better"), "val_dm": ev.dm_label(v.get("dm_stat"), v.get("dm_p_two_sided")),
+            "validation": v, "test": t,
             "latency_s": e["latency_s"], "winner": model == winner, "runner_up": model == runner_up,
             "improvement_vs_naive_pct": ev.improvement_pct(t.get(metric), naive_test_m),
             "improvement_vs_runner_up_pct": ev.improvement_pct(t.get(metric), ru_test) if model == winner and runner_up else None,
             "config": e["config"], "source": e["source"], "source_run": e["source_run"],
-            "span": "test", "selected_on": "val", "selection_metric": metric,
-            "windows": setup.test.n, "context": setup.context,
+            "span": "test", "selected_on": "val", "selection_metric": metric, "dm_alpha": alpha,
+            "decision_note": decision if model == winner else (verdicts[model][1] if model in verdicts else None),
+            "windows": specs["test_windows"], "val_windows": specs["val_windows"], "context": setup.context,
+            "spans": specs["spans"],
         })
     rows.sort(key=lambda r: (not r["winner"], ranked.index(r["model"]) if r["model"] in ranked else len(ranked)))
     return {"rows": rows, "winner": winner, "runner_up": runner_up, "ensemble": members, "failures": failures,
-            "windows": setup.windows_info()}
+            "decision": decision, "naive_method": ref.method, "windows": specs}
+
+
+#: The test metrics a comparison row carries flat (the report's and the console's columns).
+METRIC_COLUMNS: tuple[str, ...] = ("mae", "mae_pct", "return_mae", "rmse", "mase", "crps", "coverage80",
+                                   "dm_stat", "dm_p_two_sided", "dm_p_better")
 
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
@@ -185,6 +216,9 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     seed = int(p.get("seed", 0))
     metric = str(p.get("selection_metric", ev.DEFAULT_SELECTION_METRIC))
     top_k = int(p.get("top_k", 2))
+    alpha = float(p.get("dm_alpha") or ev.DEFAULT_DM_ALPHA)
+    if not 0.0 < alpha < 1.0:
+        raise ev.EvaluationError(f"dm_alpha must be in (0, 1), got {alpha}")
     requested = p.get("models")
     if requested is not None:
         from engine.models import validate_model
@@ -206,20 +240,18 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             if rescored:
                 ctx.events.log(f"compare {symbol}: re-scored at h={horizon} on the shared windows although made at "
                                + ", ".join(f"{m} h={x}" for m, x in sorted(rescored.items())), "warning")
-            setup = ev.build_setup(
-                symbol, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None,
-                val_windows=p.get("val_windows", 32), test_windows=p.get("test_windows", 32),
-                stride=int(p.get("stride", 1)), val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
-            )
+            setup = ev.setup_from_params(symbol, p, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None)
+            ctx.events.log(f"compare {symbol}: {setup.val.n} val / {setup.test.n} test windows "
+                           f"(stride {ev.window_spec(setup.test)['stride']})")
             res = compare_symbol(cache, store, setup, models, preset=preset, seed=seed, metric=metric, top_k=top_k,
-                                 log=lambda m, lvl="info": ctx.events.log(m, lvl))
+                                 log=lambda m, lvl="info": ctx.events.log(m, lvl), alpha=alpha)
             all_rows.extend(res["rows"])
             per_symbol[symbol] = {**{k: v for k, v in res.items() if k != "rows"}, "horizon": horizon,
                                   "horizon_source": h_why, "rescored_at_other_horizon": rescored}
             w = next(r for r in res["rows"] if r["winner"])
-            ctx.events.log(f"compare {symbol} h={horizon}: winner {res['winner']} (chosen on val {metric}); test "
+            ctx.events.log(f"compare {symbol} h={horizon}: winner {res['winner']} ({res['decision']}); test "
                            f"MAE% {rep.fmt(w['mae_pct'])}, vs naive {rep.fmt(w['improvement_vs_naive_pct'])}%, "
-                           f"DM p {rep.fmt(w['dm_pvalue'])}")
+                           f"DM vs naive {w['dm']}")
         ctx.events.progress(len(spec.symbols), len(spec.symbols), stage="compare done")
     finally:
         if store is not None:
@@ -234,9 +266,12 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     md = "\n".join([
         f"# Comparison at horizon {horizon if horizon is not None else 'per symbol (see rows)'}", "",
         *[f"- {s}: h={v['horizon']} ({v['horizon_source']})" for s, v in per_symbol.items()], "", rep.PROTOCOL_NOTE, "",
-        "Improvements are % lower test "
-        f"{metric} than naive persistence / the runner-up (positive = better); DM p-value tests equal "
-        "accuracy vs naive on the test windows (HLN-corrected).", "", rep.comparison_markdown(all_rows), "",
+        f"Naive's variant (persistence/drift/seasonal) is chosen on validation like any model. A model "
+        f"replaces naive only when it is better than naive on validation with one-sided DM p < {alpha:g}; "
+        f"otherwise the decision is naive. Improvements are % lower test {metric} than naive / the runner-up "
+        "(positive = better); 'DM vs naive' is the test-span DM test (HLN-corrected) with its direction.", "",
+        *[f"- {s}: decision {v['winner']}: {v['decision']}" for s, v in per_symbol.items()], "",
+        rep.comparison_markdown(all_rows), "",
         *[f"- {s}: model failures: {v['failures']}" for s, v in per_symbol.items() if v["failures"]],
     ]) + "\n"
     paths = rep.write_report(ctx.reports_dir, f"compare-{ctx.job_id}", {"rows": all_rows, "summary": summary}, md)

@@ -16,7 +16,8 @@ Runners (how a job is submitted and waited for):
   - `SpoolRunner`: hands specs to an already-running engine through its inbox (used when the
     pipeline/sweep itself runs as a job inside a worker, which must not open the store for writing).
 
-Spec params for the job form: preset, horizon, context, models, epochs, mode, name.
+Spec params for the job form: preset, horizon, context, models, epochs, mode, name, val_windows,
+test_windows, stride, dayfirst.
 """
 
 from __future__ import annotations
@@ -232,29 +233,25 @@ class Step:
 
 def plan_steps(symbols: Sequence[str], *, preset: str = "tiny", horizon: int = 16, context: int | None = None,
                models: Sequence[str] = FOUNDATION_MODELS, epochs: int | None = None, mode: str = "quick",
-               val_windows: int | None = None, test_windows: int | None = None) -> list[Step]:
+               val_windows: int | None = None, test_windows: int | None = None, stride: int | None = None,
+               dayfirst: bool | None = None) -> list[Step]:
     """The six stages; one train/validate step per model, each covering every symbol.
 
-    The tiny preset gets small defaults (context 64, 1 epoch of at most 10 steps, 16 windows per
-    evaluation span) so the whole pipeline over the priority symbols runs in minutes on a CPU.
+    The tiny preset gets small training defaults (context 64, 1 epoch of at most 10 steps) so the
+    whole pipeline over the priority symbols runs in minutes on a CPU. Evaluation uses the same
+    whole-span windows as a validate/compare job run by hand (engine.evaluation.build_setup's
+    defaults), so the pipeline's numbers are comparable with theirs.
     """
     syms = list(symbols)
     tiny = preset == "tiny"
     if tiny:
         context = context or 64
         epochs = epochs or 1
-        val_windows = val_windows or 24
-        test_windows = test_windows or 24
     ev: dict[str, Any] = {"preset": preset, "horizon": horizon}
-    if context:
-        ev["context"] = context
-    if val_windows:
-        ev["val_windows"] = val_windows
-    if test_windows:
-        ev["test_windows"] = test_windows
-    if tiny:
-        # stride 4: 24 windows span 92+h rows and the DM test (lags ceil(h/stride)-1) stays defined
-        ev["stride"] = 4
+    for key, value in (("context", context), ("val_windows", val_windows), ("test_windows", test_windows),
+                       ("stride", stride), ("dayfirst", dayfirst)):
+        if value is not None:
+            ev[key] = value
     steps = [Step("baseline", "baseline", syms, None, {"horizon": [horizon]})]
     for m in models:
         tp: dict[str, Any] = {"preset": preset, "horizon": horizon}
@@ -397,7 +394,8 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     models = list(p.get("models") or FOUNDATION_MODELS)
     steps = plan_steps(spec.symbols, preset=preset, horizon=horizon, context=p.get("context"), models=models,
                        epochs=p.get("epochs"), mode=str(p.get("mode", "quick")),
-                       val_windows=p.get("val_windows"), test_windows=p.get("test_windows"))
+                       val_windows=p.get("val_windows"), test_windows=p.get("test_windows"),
+                       stride=p.get("stride"), dayfirst=p.get("dayfirst"))
     name = str(p.get("name") or pipeline_name(spec.symbols, preset, horizon, models))
     pipe = Pipeline(ctx.workspace, name, steps)
     runner = SpoolRunner(ctx.workspace)

@@ -3,13 +3,14 @@
 Why re-evaluate instead of reading stored numbers: picks made at different times may have been
 scored on different windows or horizons (the prior art compared a 1-step return MAE with a 64-step
 MAE%). Here all three are forecast on one set of test windows at one horizon and scored by
-`engine.metrics`. This is monitoring, not selection: nothing is chosen from these numbers; a
-flagged row only proposes retrain + validate jobs (JobSpec dicts ready to submit, one action away);
+`engine.metrics`. This is monitoring, not selection: flags and proposals are read from the VALIDATION
+windows only (a loop that followed test-driven proposals would select on test); test numbers are
+shown beside them. A flagged row only proposes retrain + validate jobs (JobSpec dicts ready to submit, one action away);
 a flagged `naive` pick proposes nothing (it cannot be trained) and says so in its reason.
 
 Spec params: horizon, context, preset, models (default every model with a pick), threshold_pct
 (5: worse by more than this % of the reference is flagged), metric (mae_pct), seed, val_windows,
-test_windows, span (test).
+test_windows, stride, dayfirst, span (val; the only accepted value, kept so old specs say why).
 """
 
 from __future__ import annotations
@@ -42,13 +43,16 @@ def proposed_jobs(model: str, symbol: str, *, preset: str, horizon: int, context
     return [{**train.to_dict(), "why": reason}, {**val.to_dict(), "why": f"re-validate after {train.id}"}]
 
 
-def _eval(cache: ev.ModelCache, store: Any, setup: ev.EvalSetup, model: str, pick: Mapping[str, Any], span: str,
-          seed: int, naive: Any) -> dict[str, float | None]:
+def _eval(cache: ev.ModelCache, store: Any, setup: ev.EvalSetup, model: str, pick: Mapping[str, Any],
+          seed: int, ref: ev.NaiveReference) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """(validation, test) metrics of one pick on the shared windows; a calibrated pick is cross-fitted
+    on validation (its calibration was fitted there)."""
     adapter, _ = adapter_for(store, model, setup.symbol, pick)
     bank = cache.bank(model, adapter=adapter, method=pick["config"].get("method"))
-    w = setup.test if span == "test" else setup.val
-    out = ev.run_config(bank, span, w, pick["config"], seed=seed)
-    return ev.score(w, out.samples, out.point, naive)
+    vo = ev.run_config(bank, "val", setup.val, pick["config"], seed=seed, crossfit=True)
+    to = ev.run_config(bank, "test", setup.test, pick["config"], seed=seed)
+    return (ev.score(setup.val, vo.samples, vo.point, ref.val_point),
+            ev.score(setup.test, to.samples, to.point, ref.test_point))
 
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
@@ -59,9 +63,10 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     seed = int(p.get("seed", 0))
     metric = str(p.get("metric", ev.DEFAULT_SELECTION_METRIC))
     threshold = float(p.get("threshold_pct", 5.0))
-    span = str(p.get("span", "test"))
-    if span not in ("val", "test"):
-        raise ev.EvaluationError(f"span must be val or test, got {span!r}")
+    span = str(p.get("span", "val"))
+    if span != "val":
+        raise ev.EvaluationError(f"span must be val, got {span!r}: regression flags and proposes retrains from "
+                                 "validation only (test numbers are shown beside them, never acted on)")
     if threshold < 0:
         raise ev.EvaluationError(f"threshold_pct must be >= 0, got {threshold}")
     ev.metric_value({metric: 1.0}, metric)
@@ -74,48 +79,47 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             if ctx.cancelled():
                 break
             ctx.events.progress(si, len(spec.symbols), stage=f"regression {symbol}")
-            setup = ev.build_setup(
-                symbol, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None,
-                val_windows=p.get("val_windows", 32), test_windows=p.get("test_windows", 32),
-                stride=int(p.get("stride", 1)), val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
-            )
-            w = setup.test if span == "test" else setup.val
-            naive = ev.naive_point(w)
-            base = ev.score(w, naive[:, None, :], naive, naive).get(metric)
+            setup = ev.setup_from_params(symbol, p, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None)
+            ref = ev.naive_reference(setup, metric)
+            base, base_test = ref.validation.get(metric), ref.test.get(metric)
+            specs = setup.windows_info()
             for model in requested:
                 cur = store.pick(model, symbol) if store is not None else None
                 if not cur:
                     continue
                 prev = store.previous_pick(model, symbol)
                 try:
-                    cur_v = _eval(cache, store, setup, model, cur, span, seed, naive).get(metric)
-                    prev_v = _eval(cache, store, setup, model, prev, span, seed, naive).get(metric) if prev else None
+                    cur_v, cur_t = _eval(cache, store, setup, model, cur, seed, ref)
+                    prev_v, prev_t = _eval(cache, store, setup, model, prev, seed, ref) if prev else ({}, {})
                 except Exception as exc:  # report, do not hide the other rows
                     rows.append({"symbol": symbol, "model": model, "horizon": horizon, "metric": metric,
                                  "flagged": False, "reason": f"could not evaluate: {type(exc).__name__}: {exc}",
                                  "proposed_jobs": []})
                     continue
-                d_prev = worse_by_pct(cur_v, prev_v)
-                d_base = worse_by_pct(cur_v, base)
+                c, pv = cur_v.get(metric), prev_v.get(metric) if prev else None
+                d_prev = worse_by_pct(c, pv)
+                d_base = worse_by_pct(c, base)
                 worse_prev = d_prev is not None and d_prev > threshold
                 worse_base = d_base is not None and d_base > threshold
                 reasons = []
                 if worse_prev:
-                    reasons.append(f"{metric} {d_prev:.1f}% worse than the previous pick")
+                    reasons.append(f"validation {metric} {d_prev:.1f}% worse than the previous pick")
                 if worse_base:
-                    reasons.append(f"{metric} {d_base:.1f}% worse than naive persistence")
+                    reasons.append(f"validation {metric} {d_base:.1f}% worse than naive ({ref.method})")
                 flagged = worse_prev or worse_base
                 trainable = model != "naive"  # naive has no weights: a train job for it can only fail
                 if flagged and not trainable:
                     reasons.append("naive has nothing to train: no jobs proposed; re-run validate or compare by hand")
                 rows.append({
-                    "symbol": symbol, "model": model, "horizon": horizon, "metric": metric, "span": span,
-                    "current": cur_v, "previous": prev_v, "baseline": base,
+                    "symbol": symbol, "model": model, "horizon": horizon, "metric": metric, "span": "val",
+                    "current": c, "previous": pv, "baseline": base,
+                    "test_current": cur_t.get(metric), "test_previous": prev_t.get(metric) if prev else None,
+                    "test_baseline": base_test,
                     "delta_vs_previous_pct": d_prev, "delta_vs_baseline_pct": d_base,
                     "worse_than_previous": worse_prev, "worse_than_baseline": worse_base, "flagged": flagged,
                     "threshold_pct": threshold, "reason": "; ".join(reasons) or "ok",
                     "current_config": cur.get("config"), "previous_config": prev.get("config") if prev else None,
-                    "windows": w.n,
+                    "windows": specs["val_windows"], "test_windows": specs["test_windows"],
                     "proposed_jobs": proposed_jobs(model, symbol, preset=preset, horizon=horizon, context=context,
                                                    reason="; ".join(reasons)) if flagged and trainable else [],
                 })
@@ -126,9 +130,10 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     flagged = [r for r in rows if r.get("flagged")]
     md = "\n".join([
         f"# Regression check at horizon {horizon}", "",
-        f"Current pick vs previous pick vs naive persistence on the same {span} windows, by {metric}; flagged when "
-        f"worse by more than {threshold:g}% of the reference. Nothing is selected here; flagged rows propose a "
-        "retrain + validate job.", "", rep.regression_markdown(rows) if rows else "_no picks to check_", "",
+        f"Current pick vs previous pick vs naive (its variant chosen on validation) on the same windows, by {metric}. "
+        f"Flags and proposals come from the VALIDATION windows only (worse by more than {threshold:g}% of the "
+        "reference); test numbers are shown beside them and never drive a retrain. Nothing is selected here; "
+        "flagged rows propose a retrain + validate job.", "", rep.regression_markdown(rows) if rows else "_no picks to check_", "",
         *[f"- propose: `{j['kind']}` {r['model']} {r['symbol']}" for r in flagged for j in r["proposed_jobs"]],
     ]) + "\n"
     paths = rep.write_report(ctx.reports_dir, f"regression-{ctx.job_id}", {"rows": rows}, md)

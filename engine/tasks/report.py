@@ -99,8 +99,9 @@ def stamp() -> str:
 COMPARISON_COLUMNS: tuple[tuple[str, str], ...] = (
     ("symbol", "symbol"), ("model", "model"), ("winner", "winner"), ("val_mae_pct", "val MAE%"),
     ("mae", "MAE"), ("mae_pct", "MAE%"), ("return_mae", "return MAE"), ("mase", "MASE"), ("crps", "CRPS"),
-    ("coverage80", "cov80"), ("dm_pvalue", "DM p vs naive"), ("improvement_vs_naive_pct", "vs naive %"),
-    ("improvement_vs_runner_up_pct", "vs runner-up %"), ("latency_s", "latency s/forecast"),
+    ("coverage80", "cov80"), ("dm", "DM vs naive (test)"), ("val_dm", "DM vs naive (val)"),
+    ("improvement_vs_naive_pct", "vs naive %"), ("improvement_vs_runner_up_pct", "vs runner-up %"),
+    ("latency_s", "latency s/forecast"), ("decision_note", "why"),
 )
 
 
@@ -109,9 +110,10 @@ def comparison_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 REGRESSION_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("symbol", "symbol"), ("model", "model"), ("metric", "metric"), ("current", "current"),
-    ("previous", "previous"), ("baseline", "naive"), ("delta_vs_previous_pct", "Δ vs previous %"),
-    ("delta_vs_baseline_pct", "Δ vs naive %"), ("flagged", "flagged"), ("reason", "why"),
+    ("symbol", "symbol"), ("model", "model"), ("metric", "metric"), ("current", "val current"),
+    ("previous", "val previous"), ("baseline", "val naive"), ("delta_vs_previous_pct", "Δ vs previous %"),
+    ("delta_vs_baseline_pct", "Δ vs naive %"), ("flagged", "flagged"), ("test_current", "test current (shown only)"),
+    ("test_baseline", "test naive"), ("reason", "why"),
 )
 
 

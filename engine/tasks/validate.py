@@ -9,9 +9,11 @@ windows are forecast once, for the winner, after the choice. The test forecasts 
 
 Spec params (all optional): horizon (default: the horizon of the fine-tuned run that is loaded, else
 16; an explicit value always wins), context (128 tiny / 512 pretrained), preset (tiny),
-mode (quick|full), val_windows (32), test_windows (32), stride (1), seed (0), selection_metric
-(mae_pct), val_rows/test_rows (span sizes), and grid overrides: num_samples, aggregations,
-temperature, top_p, top_k, max_context, clip, contexts, methods (naive).
+mode (quick|full), val_windows / test_windows (default: every origin of the span up to
+engine.evaluation.DEFAULT_MAX_WINDOWS, spread over the span beyond that), stride (1), dayfirst, seed (0),
+selection_metric (mae_pct), dm_alpha (0.05: the pick records whether it beats naive on validation),
+val_rows/test_rows (span sizes), and grid overrides: num_samples, aggregations, temperature, top_p,
+top_k, max_context, clip, contexts, methods (naive).
 """
 
 from __future__ import annotations
@@ -143,12 +145,13 @@ def search(
 def validate_symbol(
     models: ev.ModelCache, model: str, setup: ev.EvalSetup, *, adapter_run: Mapping[str, Any] | None,
     mode: str, overrides: Mapping[str, Any], seed: int, metric: str, preset: str,
-    progress: Any | None = None, cancelled: Any | None = None,
+    progress: Any | None = None, cancelled: Any | None = None, alpha: float = ev.DEFAULT_DM_ALPHA,
 ) -> dict[str, Any] | None:
     """Search on validation, report the winner on test; returns a `picks` row (None if cancelled)."""
     adapter = adapter_run.get("checkpoint") if adapter_run else None
     groups = search_space(model, context=setup.context, preset=preset, mode=mode, overrides=overrides)
-    naive_val = ev.naive_point(setup.val)
+    ref = ev.naive_reference(setup, metric)  # naive's variant, chosen on validation: the DM reference
+    naive_val = ref.val_point
     banks = None
     if model == "naive":
         banks = {g.method: models.bank("naive", method=g.method) for g in groups if g.method}
@@ -165,22 +168,28 @@ def validate_symbol(
     # ---- the choice is made; only now are the test windows forecast, once, for the winner ----
     wbank = banks[best.config["method"]] if banks is not None else bank
     out = ev.run_config(wbank, "test", setup.test, best.config, seed=seed)
-    naive_test = ev.naive_point(setup.test)
-    test_metrics = ev.score(setup.test, out.samples, out.point, naive_test)
+    test_metrics = ev.score(setup.test, out.samples, out.point, ref.test_point)
     test_metrics["latency_per_forecast_s"] = out.latency_per_forecast_s
-    naive_val_m = ev.score(setup.val, naive_val[:, None, :], naive_val, naive_val)
-    naive_test_m = ev.score(setup.test, naive_test[:, None, :], naive_test, naive_test)
     top = [{"config": c.config, metric: c.validation.get(metric)} for c in ev.rank(cands, metric)[:5]]
+    beats, why = (False, f"naive ({ref.method} chosen on validation)") if model == "naive" else \
+        ev.naive_decision(best.validation, alpha)
+    info = setup.windows_info()
     return {
         "model": model,
         "symbol": setup.symbol,
+        "horizon": setup.horizon,
         "config": best.config,
         "selection_metric": metric,
         "selection_span": "val",
         "validation": best.validation,
         "test": test_metrics,
-        "naive": {"validation": naive_val_m, "test": naive_test_m},
-        "windows": setup.windows_info(),
+        "naive": {"method": ref.method, "validation": ref.validation, "test": ref.test},
+        "beats_naive": beats,
+        "decision_note": why,
+        "windows": info,
+        "context": setup.context,
+        "val_windows": info["val_windows"],
+        "test_windows": info["test_windows"],
         "source_run": ev.run_id_of(adapter_run),
         "adapter": str(adapter) if adapter else None,
         "preset": preset,
@@ -200,6 +209,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     mode = str(p.get("mode", "quick"))
     seed = int(p.get("seed", 0))
     metric = str(p.get("selection_metric", ev.DEFAULT_SELECTION_METRIC))
+    alpha = float(p.get("dm_alpha") or ev.DEFAULT_DM_ALPHA)
     ev.metric_value({metric: 1.0}, metric)  # unknown metric -> clear error before any work
     search_space(model, context=context, preset=preset, mode=mode, overrides=p)  # bad grid -> error now
     store = ev.open_store_readonly(ctx.workspace)
@@ -216,13 +226,11 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             adapter_run = ev.latest_checkpoint_run(store, model, symbol)
             horizon, h_why = resolve_horizon(p.get("horizon"), adapter_run)
             horizons[symbol] = horizon
-            setup = ev.build_setup(
-                symbol, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None,
-                val_windows=p.get("val_windows", 32), test_windows=p.get("test_windows", 32),
-                stride=int(p.get("stride", 1)), val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
-            )
+            setup = ev.setup_from_params(symbol, p, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None)
+            vs = ev.window_spec(setup.val, setup.spans)
             ctx.events.log(
-                f"validate {model} {symbol}: {setup.val.n} val / {setup.test.n} test windows, h={horizon} ({h_why}), "
+                f"validate {model} {symbol}: {setup.val.n} val / {setup.test.n} test windows (stride {vs['stride']}, "
+                f"{vs['rows_covered']}/{vs['span_rows']} val rows scored), h={horizon} ({h_why}), "
                 f"context={context}, adapter={'run ' + str(ev.run_id_of(adapter_run)) if adapter_run else 'none (base ' + preset + ')'}"
             )
 
@@ -230,7 +238,8 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                 ctx.events.progress(_si + done / max(1, total), n_sym, stage=f"validate {_sym}")
 
             pick = validate_symbol(models, model, setup, adapter_run=adapter_run, mode=mode, overrides=p,
-                                   seed=seed, metric=metric, preset=preset, progress=prog, cancelled=ctx.cancelled)
+                                   seed=seed, metric=metric, preset=preset, progress=prog, cancelled=ctx.cancelled,
+                                   alpha=alpha)
             if pick is None:
                 skipped[symbol] = "cancelled"
                 break
@@ -244,6 +253,9 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                 "metrics": {**{f"val_{k}": x for k, x in v.items()}, **{f"test_{k}": x for k, x in t.items()}},
                 "checkpoint": pick["adapter"], "notes": f"validate ({mode}); chosen on val, reported on test",
                 "seed": seed,
+                # which windows the val_*/test_* numbers are on: only runs with equal specs are comparable
+                "extra": {"val_windows": pick["val_windows"], "test_windows": pick["test_windows"],
+                          "context": setup.context, "horizon": horizon},
             })
     finally:
         if store is not None:
