@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hyperparams", help="promoted-config folder (default ./hyperparams, or $FORECAST_HYPERPARAMS)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local", help="where jobs run (default local)")
     parser.add_argument("--address", default=None, help="Ray address for --backend ray (auto, ray://host:10001)")
+    parser.add_argument("--no-warm", action="store_true",
+                        help="run every job in a new process (no warm workers for short jobs; or $FORECAST_WARM=0)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod_name in COMMAND_MODULES:
         try:
@@ -71,6 +73,10 @@ def _apply_global_env(args: argparse.Namespace) -> None:
     if args.address and args.backend != "ray":
         raise CliError("--address only applies to --backend ray")
     os.environ[ENV_BACKEND] = args.backend
+    if args.no_warm:
+        from engine.backends.pool import ENV_WARM
+
+        os.environ[ENV_WARM] = "0"
     if args.address:
         os.environ[ENV_RAY_ADDRESS] = args.address
 

@@ -112,6 +112,7 @@ class Engine:
                 await asyncio.sleep(self.poll_interval)
         await self.poller.stop()
         await self.persistence.flush(force=True)
+        self.backend.close()
 
     # ---- reading ---------------------------------------------------------------------------
     def subscribe(self) -> asyncio.Queue[JobUpdate]:

@@ -197,6 +197,7 @@ class JobDir:
     PID = "pid.json"
     EXIT = "exit.json"
     REJECTED = "rejected.txt"
+    CANCEL = "cancel.request"
 
     @classmethod
     def of(cls, workspace: os.PathLike[str] | str, job_id: str) -> JobDir:
@@ -229,6 +230,10 @@ class JobDir:
     @property
     def rejected(self) -> Path:
         return self.path / self.REJECTED
+
+    @property
+    def cancel(self) -> Path:
+        return self.path / self.CANCEL
 
     def read_spec(self) -> JobSpec:
         return JobSpec.from_json(self.spec.read_text(encoding="utf-8"))

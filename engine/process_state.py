@@ -23,9 +23,18 @@ from typing import Any
 from engine import threads as thread_caps
 
 
+def loaded(name: str) -> Any:
+    """The module if this process has finished importing it, else None (never imports it: naive
+    jobs stay torch-free; a warm worker may be importing it in a background thread right now)."""
+    mod = sys.modules.get(name)
+    spec = getattr(mod, "__spec__", None)
+    if mod is None or getattr(spec, "_initializing", False):
+        return None
+    return mod
+
+
 def _torch() -> Any:
-    """torch if this process has imported it (never imports it: naive jobs stay torch-free)."""
-    return sys.modules.get("torch")
+    return loaded("torch")
 
 
 @dataclass
@@ -56,7 +65,7 @@ class Baseline:
 def reseed() -> None:
     """Fresh OS entropy for every global generator, as a new process would have."""
     random.seed()
-    np = sys.modules.get("numpy")
+    np = loaded("numpy")
     if np is not None:
         np.random.seed(None)
     torch = _torch()

@@ -65,6 +65,8 @@ def apply(threads: int | None = None) -> int | None:
     if n is None:
         return None
     torch = sys.modules.get("torch")
+    if getattr(getattr(torch, "__spec__", None), "_initializing", False):
+        return n  # being imported by another thread: it starts with OMP_NUM_THREADS from our env
     if torch is not None and hasattr(torch, "set_num_threads"):
         torch.set_num_threads(n)
     return n

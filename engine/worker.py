@@ -119,6 +119,7 @@ def run_job(job_dir: Path) -> int:
     grace = float(os.environ.get(ENV_GRACE, "10"))
 
     task_running = threading.Event()
+    timers: list[threading.Timer] = []  # forced exits pending; cancelled once the job has ended
 
     def on_term(signum: int, frame: Any) -> None:
         if ctx.cancel_event.is_set():
@@ -133,6 +134,7 @@ def run_job(job_dir: Path) -> int:
 
         timer = threading.Timer(grace, force)
         timer.daemon = True
+        timers.append(timer)
         timer.start()
         # Outside a cooperative region (imports, model loading, tasks that never poll) there is
         # nothing to save: abort the task now rather than wait for the grace period to force it.
@@ -184,6 +186,8 @@ def run_job(job_dir: Path) -> int:
         code = 1
     finally:
         stop.set()
+        for timer in timers:  # a job that stopped within its grace must not take its process down later
+            timer.cancel()
     _write_exit(job_dir, code)
     events.close()
     return code

@@ -26,8 +26,14 @@ def get_backend(name: str = "local", **kw: object) -> Backend:
 
 
 def backend_from_env(workspace: Path) -> Backend:
-    """The backend `forecast-console --backend/--address` chose (exported by the CLI), default local."""
+    """The backend `forecast-console --backend/--address` chose (exported by the CLI), default local,
+    with warm workers for short jobs unless `--no-warm` / FORECAST_WARM=0 (engine.backends.pool)."""
     name = os.environ.get(ENV_BACKEND, "local") or "local"
     if name == "ray":
         return get_backend("ray", workspace=workspace, address=os.environ.get(ENV_RAY_ADDRESS) or None)
+    if name == "local":
+        from engine.backends.pool import PooledBackend, warm_enabled
+
+        if warm_enabled():
+            return PooledBackend()
     return get_backend(name)

@@ -77,6 +77,10 @@ class Backend:
         """Whether a (GPU) process pid belongs to this job (its process or its children)."""
         return False
 
+    def close(self) -> None:
+        """Release what the backend keeps between jobs (warm workers); running jobs keep running.
+        Called when the engine stops."""
+
     def exit_fd(self, handle: Handle) -> int | None:
         """A file descriptor (owned by the caller) readable when the job ends; None when unsupported
         (only called when `has_exit_fd`)."""
