@@ -1,6 +1,12 @@
 """Engine benchmarks: per-job overhead beyond the worker's own start-up, and event throughput.
 
-    python bench/bench_engine.py [--jobs 10] [--events 200000] [--poll 0.2]
+    python bench/bench_engine.py [--jobs 10] [--events 200000] [--poll 0.2] [--short 1 8 24] [--only short]
+
+0. Short jobs (issue 17): N naive `validate` jobs (one symbol each) queued at once vs one job
+   covering the same N symbols, on 2 CPU slots, cold (one process per job, `--no-warm`) and warm
+   (engine.backends.pool; the pool starts empty, so the N jobs pay for its first start-up), N = 1,
+   8, 24; plus the per-job overhead beyond the task's own compute (wall of N single jobs minus the
+   one covering job, divided by N, times the slots). Target: 24 warm jobs within 2x the one job.
 
 1. Worker start-up alone: `python -m engine.worker <dir>` run directly (test hook, zero steps),
    from spawn to exit.
@@ -149,14 +155,71 @@ def bench_events(n_events: int, tmp: Path, chunk: int = 5000, persist_interval: 
     return {"events": n_events, "seconds": elapsed, "per_s": n_events / elapsed, "updates": got}
 
 
+def _short_spec(symbols: list[str]) -> JobSpec:
+    return JobSpec.create("validate", symbols, model="naive", params={"horizon": 16})
+
+
+async def bench_short(n: int, tmp: Path, warm: bool, symbols: list[str]) -> dict[str, float]:
+    """Wall from submitting N one-symbol jobs at once to all finished; and for one N-symbol job.
+
+    Warm: the pool is warmed first by one job per slot (as a running engine service keeps it), so
+    the figures are what a user sees once workers exist; cold: a new process per job."""
+    from engine.backends.local import LocalBackend
+    from engine.backends.pool import PooledBackend
+
+    ws = tmp / f"ws-short-{n}-{warm}"
+    store = Store.open(ws)
+    backend = PooledBackend() if warm else LocalBackend()
+    eng = Engine(ws, store=store, backend=backend, cpu_slots=2, poll_interval=0.05, validate_symbols=False,
+                 gpu_source=FakeGpuSource(0))
+    await eng.start()
+    out: dict[str, float] = {}
+
+    async def run(specs: list[JobSpec]) -> float:
+        t0 = time.perf_counter()
+        states = [eng.submit(sp) for sp in specs]
+        while not all(st.finished for st in states):
+            await asyncio.sleep(0.005)
+        bad = [st.reason for st in states if st.state != "succeeded"]
+        assert not bad, bad
+        return time.perf_counter() - t0
+
+    try:
+        if warm:
+            await run([_short_spec([s]) for s in symbols[:2]])
+        started = backend.started if warm else 0
+        out["many"] = await run([_short_spec([s]) for s in symbols[:n]])
+        out["one"] = await run([_short_spec(symbols[:n])])
+        out["workers"] = float(backend.started - started if warm else n)
+    finally:
+        await eng.stop()
+        store.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=10)
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--poll", type=float, nargs="+", default=[0.2, 0.02])
+    ap.add_argument("--short", type=int, nargs="+", default=[1, 8, 24], help="N for the short-jobs comparison")
+    ap.add_argument("--only", choices=("short",), default=None, help="run only the short-jobs comparison")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        from engine.data import list_symbols
+
+        symbols = [i.symbol for i in list_symbols([ROOT / "trainingdata"])]
+        os.environ.setdefault("FORECAST_DATA", str(ROOT / "trainingdata"))
+        for n in args.short:
+            for warm in (False, True):
+                r = asyncio.run(bench_short(n, tmp, warm, symbols))
+                per_job = max(0.0, r["many"] - r["one"]) / n * 2  # 2 slots
+                print(f"{n:2d} short jobs queued at once, {'warm' if warm else 'cold'}: {r['many']:6.2f} s vs one "
+                      f"job covering the same {n} symbols {r['one']:5.2f} s  (x{r['many'] / r['one']:.1f}; "
+                      f"{r['workers']:.0f} new processes; overhead {1000 * per_job:.0f} ms/job)", flush=True)
+        if args.only == "short":
+            return
         direct = bench_worker_direct(args.jobs, tmp)
         print(f"worker start-up alone (spawn -> exit, {args.jobs} runs): median {1000 * statistics.median(direct):.1f} ms")
         for poll in args.poll:
