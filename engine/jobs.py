@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.models import validate_model
-from engine.names import PathNameError, validate_name
 from engine.symbols import validate_symbol
-from engine.task_params import TaskParamError
+from engine.task_params import PARAMS, TaskParamError
 from engine.task_params import check as check_task_params
 from store.atomic import atomic_write_text
 
-KINDS: tuple[str, ...] = (
-    "baseline", "train", "validate", "compare", "sweep", "calibrate", "regression", "pipeline",
-)
+#: The job kinds: exactly those with a parameter model (engine.task_params).
+KINDS: tuple[str, ...] = tuple(PARAMS)
 #: Kinds that need a model name; the others work over all models or naive only.
 KINDS_WITH_MODEL: frozenset[str] = frozenset({"train", "validate", "sweep", "calibrate"})
 
@@ -114,20 +112,9 @@ class JobSpec:
             raise JobSpecError(f"a {kind} job needs a model")
         p = _check_json(params or {})
         try:
-            check_task_params(kind, p)  # a misspelled name is refused, not silently ignored
+            check_task_params(kind, p)  # names, types and bounds: engine.task_params
         except TaskParamError as exc:
             raise JobSpecError(str(exc)) from None
-        if p.get("name") is not None:  # pipeline/sweep names become file names
-            try:
-                validate_name(f"{kind} name", p["name"])
-            except PathNameError as exc:
-                raise JobSpecError(str(exc)) from None
-        for key in ("horizon", "context", "epochs", "num_samples", "max_runs"):
-            if key in p and p[key] is not None:
-                v = p[key]
-                vals = v if isinstance(v, list) else [v]
-                if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in vals):
-                    raise JobSpecError(f"{key} must be a positive integer, got {v!r}")
         if not isinstance(priority, int):
             raise JobSpecError(f"priority must be an integer, got {priority!r}")
         if resources is None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 MODELS: tuple[str, ...] = ("naive", "toto", "kronos", "chronos2")
 FOUNDATION_MODELS: tuple[str, ...] = ("toto", "kronos", "chronos2")
-PRESETS: tuple[str, ...] = ("tiny", "pretrained")
+#: Weight presets: tiny = the real architecture with small random weights; pretrained = hub weights.
+Preset = Literal["tiny", "pretrained"]
+PRESETS: tuple[str, ...] = get_args(Preset)
 
 
 class ModelNameError(ValueError):

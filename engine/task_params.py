@@ -1,146 +1,399 @@
-"""The parameters each job kind accepts, so a misspelled one is refused instead of silently ignored.
+"""The parameters each job kind accepts: one pydantic model per kind, the only declaration there is.
 
-Why a table: tasks read `spec.params` with `.get(name, default)`, so `horizn=16` used to run with the
-default horizon and nobody noticed. `JobSpec.create` checks every name against this table (with a
-"did you mean" from difflib) and every value against a simple type, before anything is queued.
+Why models: a spec's `params` is a plain JSON dict that crosses every boundary (CLI, console form,
+spool, worker). Each kind's model says which names it reads, their types, bounds, defaults and help
+text; `JobSpec.create`, the engine's spool intake and the tasks all validate through `parse`, the CLI
+generates its flags from the model (console.commands.params_cli) and the console's start-run form its
+fields (console.screens.start_run). Adding a field here reaches all of them.
 
-The names were collected from what each `engine/tasks/<kind>.py` reads from `spec.params`; the
-tests keep the table in step with the train task's and the sweep's own lists. Pure module (no torch,
-no task imports), so the CLI, the console form and the engine can all afford it.
+Rules: `extra="forbid"` (a misspelled name is refused with a difflib "did you mean"), strict types (a
+bool is not an int, "3" is not a number), and a JSON null means "the task's default" (null values are
+dropped before validation, so the field's default applies). Defaults of `None` mean the task works the
+value out itself (the planner, the trained run's horizon).
 
-Types are deliberately simple: "int" (not bool), "number" (int or float), "str", "bool", "list",
-"dict", or several joined by "|" (e.g. "int|list" for grids that take one value or a list). A JSON
-null is accepted for any parameter and means "the task's default".
+Pure module: pydantic and our plain validators only (no torch, no task imports), so the CLI, the
+console and the engine can all afford it.
 """
 
 from __future__ import annotations
 
 import difflib
+import types
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal, Self, Union, get_args, get_origin
 
-#: Every kind accepts these: the worker's scripted-task hook (honoured only with FORECAST_TEST_HOOKS=1)
-#: and `resume`, which a retry of an interrupted job adds (a train job continues from its checkpoint).
-COMMON: dict[str, str] = {"_test": "dict", "resume": "bool"}
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-#: Span/window settings shared by the evaluation kinds (engine.evaluation.build_setup).
-_EVAL: dict[str, str] = {
-    "preset": "str", "horizon": "int", "context": "int", "seed": "int", "val_windows": "int",
-    "test_windows": "int", "stride": "int", "val_rows": "int", "test_rows": "int", "dayfirst": "bool",
-}
+from engine.difficulty import DEFAULT_TIER_HORIZON, TIERS
+from engine.models import Preset
+from engine.names import validate_name
 
-#: Train params a sweep passes unchanged to each trial's train job (engine.tasks.sweep uses this).
-TRAIN_PASSTHROUGH: dict[str, str] = {
-    "max_steps_per_epoch": "int", "stride": "int", "mae_samples": "int", "batch_size": "int", "val_rows": "int",
-    "test_rows": "int", "patience": "int", "finetune": "str", "source": "str", "tokenizer": "str",
-    "difficulty": "str",
-}
+#: Training losses (engine.forecasters.losses implements them; `native` is each model's own objective).
+Loss = Literal["native", "huber", "heteroscedastic", "quantile", "mse"]
+LOSSES: tuple[str, ...] = get_args(Loss)
 
-PARAMS: dict[str, dict[str, str]] = {
-    # engine/tasks/baseline.py (naive forecasts: no model, so no preset)
-    "baseline": {
-        "horizon": "int|list", "span": "str", "context": "int", "stride": "int", "tier_horizon": "int",
-        "tier_span": "str", "methods": "list", "val_rows": "int", "test_rows": "int",
-    },
-    # engine/tasks/train.py (train.KNOWN)
-    "train": {
-        "preset": "str", "source": "str", "tokenizer": "str", "epochs": "int", "context": "int", "horizon": "int",
-        "lr": "number", "lora_rank": "int", "loss": "str", "batch_size": "int", "seed": "int",
-        "max_steps_per_epoch": "int", "finetune": "str", "difficulty": "str", "stride": "int", "val_rows": "int",
-        "test_rows": "int", "patience": "int", "mae_samples": "int", "run_id": "str",
-    },
-    # engine/tasks/validate.py: the span settings, the mode, and the grid overrides of search_space
-    "validate": {
-        **_EVAL, "mode": "str", "selection_metric": "str", "dm_alpha": "number", "num_samples": "int|list", "aggregations": "str|list",
-        "temperature": "number|list", "top_p": "number|list", "top_k": "int|list", "max_context": "int|list",
-        "clip": "number|list", "contexts": "int|list", "methods": "str|list",
-    },
-    # engine/tasks/compare.py
-    "compare": {**_EVAL, "selection_metric": "str", "top_k": "int", "models": "list", "dm_alpha": "number"},
-    # engine/tasks/calibrate.py
-    "calibrate": {**_EVAL, "metric": "str", "require_test_improvement": "bool"},
-    # engine/tasks/regression.py
-    "regression": {**_EVAL, "metric": "str", "span": "str", "models": "list", "threshold_pct": "number"},
-    # engine/tasks/sweep.py: SWEEP_PARAMS | TRAIN_PASSTHROUGH | {"name"}
-    "sweep": {
-        "mode": "str", "max_runs": "int", "preset": "str", "horizon": "int", "context": "int", "epochs": "int",
-        "seed": "int", "gpus": "number", "vram_gb": "number", "name": "str", **TRAIN_PASSTHROUGH,
-    },
-    # engine/tasks/pipeline.py (run)
-    "pipeline": {
-        "preset": "str", "horizon": "int", "context": "int", "models": "list", "epochs": "int", "mode": "str",
-        "val_windows": "int", "test_windows": "int", "stride": "int", "dayfirst": "bool", "name": "str",
-    },
-}
-
-
-#: Names a kind refuses with a reason of its own (not a typo: a setting that would be overridden).
-REFUSED: dict[str, dict[str, str]] = {
-    "sweep": {k: "is what the sweep searches; leave it out (or queue a single train job)"
-              for k in ("lr", "lora_rank", "loss", "epoch_scale")},
-}
+PosInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+#: One-sided Diebold-Mariano p below which a model replaces naive (engine.evaluation applies it).
+DmAlpha = Annotated[float, Field(gt=0, lt=1)] | None
+DM_ALPHA_FIELD: Any = Field(None, description="a model replaces naive only when better on validation with "
+                            "one-sided DM p below this (default 0.05)")
+#: A name that becomes a file name (pipeline state, sweep study): engine.names' rule.
+PathName = Annotated[str, AfterValidator(lambda v: validate_name("", v))]
 
 
 class TaskParamError(ValueError):
     """A parameter the job kind does not read, or a value of the wrong type; the message says which."""
 
 
-def accepted(kind: str) -> dict[str, str]:
-    """Name → type of every parameter `kind` accepts (the common hooks included)."""
+class Params(BaseModel):
+    """What every kind accepts: the worker's scripted-task hook and `resume`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    #: The job kind these parameters belong to (its error messages start with it).
+    KIND: ClassVar[str] = "job"
+    #: Names a kind refuses with a reason of its own (not a typo: a setting that would be overridden).
+    REFUSED: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any]) -> Self:
+        """These parameters validated from a spec's dict (defaults filled in), or TaskParamError."""
+        given = {k: v for k, v in params.items() if v is not None}
+        for name in given:
+            why = cls.REFUSED.get(name)
+            if why:
+                raise TaskParamError(f"{cls.KIND}: {name} {why}")
+        try:
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            raise TaskParamError(_message(cls, exc, given)) from None
+
+    test_hook: dict[str, Any] | None = Field(
+        None, alias="_test", description="scripted-task hook for the test suite (honoured only with "
+        "FORECAST_TEST_HOOKS=1)")
+    resume: bool = Field(False, description="continue from an interrupted attempt (a retry sets it)",
+                         json_schema_extra={"hidden": True})
+
+
+class SpanParams(Params):
+    """Spans of the series: how many rows the validation and test spans hold."""
+
+    val_rows: PosInt | None = Field(None, description="rows in the validation span (default: the split rule)")
+    test_rows: PosInt | None = Field(None, description="rows in the test span (default: the split rule)")
+
+
+class EvalParams(SpanParams):
+    """Window settings shared by the evaluating kinds (engine.evaluation.build_setup)."""
+
+    preset: Preset = Field("tiny", description="tiny = real architecture with small random weights (CPU, "
+                           "seconds); pretrained = hub weights")
+    horizon: PosInt | None = Field(None, description="forecast horizon in rows (default: the trained run's "
+                                   "or the picks' horizon, else 16)")
+    context: PosInt | None = Field(None, description="context rows (default: the model's preset context)")
+    seed: NonNegInt = Field(0, description="random seed of sampling")
+    val_windows: PosInt | None = Field(None, description="most validation windows per symbol (default: every "
+                                       "origin up to 256, spread over the span)")
+    test_windows: PosInt | None = Field(None, description="most test windows per symbol (default: every origin "
+                                        "up to 256, spread over the span)")
+    stride: PosInt | None = Field(None, description="smallest step between window origins in rows (default 1; "
+                                  ">= horizon: no overlap, DM lags 0)")
+    dayfirst: bool | None = Field(None, description="numeric dates are day/month/year (true) or month/day/year "
+                                  "(false); default: decided from the file")
+
+
+class BaselineParams(SpanParams):
+    """engine/tasks/baseline.py: naive forecasts, no model (so no preset)."""
+
+    KIND: ClassVar[str] = "baseline"
+
+    horizon: PosInt | list[PosInt] = Field([1, 16, 64], description="forecast horizon(s) in rows")
+    span: Literal["test", "val"] = Field("test", description="span whose windows are scored")
+    context: PosInt = Field(64, description="context rows per window")
+    stride: PosInt = Field(1, description="rows between window origins")
+    tier_horizon: PosInt = Field(DEFAULT_TIER_HORIZON, description="horizon at which the difficulty tier is measured")
+    tier_span: Literal["pretest", "train", "val", "test"] = Field(
+        "pretest", description="span whose windows measure the difficulty tier (pretest = train + val)")
+    methods: list[Literal["persistence", "drift", "seasonal"]] = Field(
+        ["persistence", "drift", "seasonal"], description="naive methods to score")
+
+
+class TrainSettings(SpanParams):
+    """Training settings a sweep passes unchanged to each trial's train job."""
+
+    max_steps_per_epoch: PosInt | None = Field(None, description="cap on optimizer steps per epoch "
+                                               "(default: whole epochs)")
+    stride: PosInt = Field(1, description="rows between training window origins")
+    mae_samples: PosInt = Field(8, description="samples per window for the validation MAE%")
+    batch_size: PosInt | None = Field(None, description="windows per optimizer step (default: the plan's)")
+    patience: PosInt = Field(3, description="epochs without validation improvement before stopping")
+    finetune: Literal["lora", "full"] | None = Field(
+        None, description="lora or full (default: lora for pretrained, full for tiny)")
+    source: str | None = Field(None, description="pretrained hub id or local weights directory")
+    tokenizer: str | None = Field(None, description="Kronos tokenizer hub id or directory (pretrained)")
+    difficulty: str | None = Field(None, description="difficulty tier (default: measured on the train span); "
+                                   "one of " + ", ".join(TIERS), json_schema_extra={"choices": list(TIERS)})
+
+    @field_validator("difficulty")
+    @classmethod
+    def _tier(cls, v: str | None) -> str | None:
+        if v is not None and v not in TIERS:
+            raise ValueError(f"must be one of {', '.join(TIERS)}")
+        return v
+
+
+class TrainParams(TrainSettings):
+    """engine/tasks/train.py: fine-tune one model per symbol."""
+
+    KIND: ClassVar[str] = "train"
+
+    preset: Preset = Field("tiny", description="tiny = real architecture with random weights (CPU); "
+                           "pretrained = hub weights")
+    epochs: PosInt | None = Field(None, description="training epochs (default: the plan's)")
+    context: PosInt | None = Field(None, description="context rows (default: the plan's)")
+    horizon: PosInt | None = Field(None, description="forecast horizon in rows (default: the plan's)")
+    lr: float | None = Field(None, gt=0, lt=1, description="learning rate (default: the plan's)")
+    lora_rank: PosInt | None = Field(None, description="LoRA rank (default: the plan's)")
+    loss: Loss | None = Field(None, description="training loss (default: the plan's)")
+    seed: NonNegInt = Field(0, description="random seed")
+    resume: bool = Field(False, description="continue from the last checkpoint of the same configuration")
+
+
+class ValidateParams(EvalParams):
+    """engine/tasks/validate.py: the mode and the grid overrides of the model's search space."""
+
+    KIND: ClassVar[str] = "validate"
+
+    mode: Literal["quick", "full"] = Field("quick", description="grid size")
+    selection_metric: str = Field("mae_pct", description="validation metric the winner is chosen on")
+    dm_alpha: DmAlpha = DM_ALPHA_FIELD
+    num_samples: PosInt | list[PosInt] | None = Field(None, description="sample counts to try")
+    aggregations: str | list[str] | None = Field(None, description="sample aggregations to try")
+    temperature: float | list[float] | None = Field(None, description="Kronos sampling temperatures to try")
+    top_p: float | list[float] | None = Field(None, description="Kronos nucleus sampling p values to try")
+    top_k: NonNegInt | list[NonNegInt] | None = Field(None, description="Kronos top-k values to try")
+    max_context: PosInt | list[PosInt] | None = Field(None, description="Kronos context caps to try")
+    clip: float | list[float] | None = Field(None, description="Kronos clip values to try")
+    contexts: PosInt | list[PosInt] | None = Field(None, description="context lengths to try")
+    methods: str | list[str] | None = Field(None, description="naive methods to try")
+
+
+class CompareParams(EvalParams):
+    """engine/tasks/compare.py: every picked model and naive on identical windows."""
+
+    KIND: ClassVar[str] = "compare"
+
+    selection_metric: str = Field("mae_pct", description="validation metric the winner is chosen on")
+    top_k: NonNegInt = Field(2, description="members of the top-k ensemble row (0 = none)")
+    dm_alpha: DmAlpha = DM_ALPHA_FIELD
+    models: list[str] | None = Field(None, description="models to compare (default: every model with a pick)")
+
+
+class CalibrateParams(EvalParams):
+    """engine/tasks/calibrate.py: affine correction fitted on validation."""
+
+    KIND: ClassVar[str] = "calibrate"
+
+    metric: str = Field("mae_pct", description="metric the calibration must improve")
+    require_test_improvement: bool = Field(False, description="also drop the calibration when test gets worse")
+
+
+class RegressionParams(EvalParams):
+    """engine/tasks/regression.py: current pick vs previous pick vs naive."""
+
+    KIND: ClassVar[str] = "regression"
+
+    metric: str = Field("mae_pct", description="metric compared")
+    span: Literal["test", "val"] = Field("test", description="span whose windows are scored")
+    models: list[str] | None = Field(None, description="models to check (default: every model with a pick)")
+    threshold_pct: NonNegFloat = Field(5.0, description="flag when worse by more than this %")
+
+
+class SweepParams(TrainSettings):
+    """engine/tasks/sweep.py: the study settings plus train settings passed to every trial."""
+
+    KIND: ClassVar[str] = "sweep"
+
+    REFUSED: ClassVar[dict[str, str]] = {
+        k: "is what the sweep searches; leave it out (or queue a single train job)"
+        for k in ("lr", "lora_rank", "loss", "epoch_scale")}
+
+    mode: Literal["priority", "quick", "full", "auto"] = Field(
+        "priority", description="priority (research-backed configs), quick/full (grids), auto (TPE + pruning)")
+    max_runs: PosInt | None = Field(None, description="most finished trials per study")
+    preset: Preset = Field("tiny", description="tiny = random weights (CPU); pretrained = hub weights")
+    horizon: PosInt = Field(16, description="forecast horizon in rows")
+    context: PosInt | None = Field(None, description="context rows (default: the plan's)")
+    epochs: PosInt = Field(2, description="base epochs per trial")
+    seed: NonNegInt = Field(0, description="random seed of the sampler and the trials")
+    gpus: NonNegFloat | None = Field(None, description="GPUs each trial asks for (default 1 with vram_gb, else 0)")
+    vram_gb: NonNegFloat | None = Field(None, description="VRAM estimate of each trial in GB")
+    name: PathName | None = Field(None, description="label of the sweep job")
+
+
+class PipelineParams(Params):
+    """engine/tasks/pipeline.py (`run`): baseline → train → validate → compare → regression → report."""
+
+    KIND: ClassVar[str] = "pipeline"
+
+    preset: Preset = Field("tiny", description="tiny = random weights (CPU); pretrained = hub weights")
+    horizon: PosInt = Field(16, description="forecast horizon in rows")
+    context: PosInt | None = Field(None, description="context rows (default: the model's preset context)")
+    models: list[str] | None = Field(None, description="foundation models (default: all)")
+    epochs: PosInt | None = Field(None, description="training epochs (default: the plan's)")
+    mode: Literal["quick", "full"] = Field("quick", description="validation grid")
+    val_windows: PosInt | None = Field(None, description="validation windows per symbol")
+    test_windows: PosInt | None = Field(None, description="test windows per symbol")
+    stride: PosInt | None = Field(None, description="smallest step between evaluation window origins")
+    dayfirst: bool | None = Field(None, description="numeric dates are day/month/year (true) or month/day/year "
+                                  "(false); default: decided from the file")
+    name: PathName | None = Field(None, description="pipeline name (default derived from the request)")
+
+
+#: Kind → its parameter model. The job kinds are exactly these keys (engine.jobs.KINDS).
+PARAMS: dict[str, type[Params]] = {
+    "baseline": BaselineParams, "train": TrainParams, "validate": ValidateParams, "compare": CompareParams,
+    "sweep": SweepParams, "calibrate": CalibrateParams, "regression": RegressionParams,
+    "pipeline": PipelineParams,
+}
+
+
+def model_for(kind: str) -> type[Params]:
     if kind not in PARAMS:
         raise TaskParamError(f"unknown job kind {kind!r}; choose one of: {', '.join(PARAMS)}")
-    return {**PARAMS[kind], **COMMON}
+    return PARAMS[kind]
 
 
-def _type_ok(value: Any, types: str) -> bool:
-    for t in types.split("|"):
-        if t == "int" and isinstance(value, int) and not isinstance(value, bool):
-            return True
-        if t == "number" and isinstance(value, int | float) and not isinstance(value, bool):
-            return True
-        if t == "str" and isinstance(value, str):
-            return True
-        if t == "bool" and isinstance(value, bool):
-            return True
-        if t == "list" and isinstance(value, list | tuple):
-            return True
-        if t == "dict" and isinstance(value, dict):
-            return True
-    return False
+def _names(model: type[Params]) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()]
 
 
-def _a(types: str) -> str:
-    words = {"int": "an integer", "number": "a number", "str": "a string", "bool": "true or false",
-             "list": "a list", "dict": "an object"}
-    return " or ".join(words.get(t, t) for t in types.split("|"))
+def names(kind: str) -> list[str]:
+    """The parameter names `kind` accepts, as they appear in a spec (aliases, e.g. `_test`)."""
+    return _names(model_for(kind))
+
+
+def _suggest(model: type[Params], name: str) -> str | None:
+    close = difflib.get_close_matches(name, [n for n in _names(model) if not n.startswith("_")], n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def suggest(kind: str, name: str) -> str | None:
     """The accepted name closest to `name` (difflib), or None when nothing is close."""
-    names = [n for n in accepted(kind) if not n.startswith("_")]
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    return close[0] if close else None
+    return _suggest(model_for(kind), name)
+
+
+def _message(model: type[Params], exc: ValidationError, params: Mapping[str, Any]) -> str:
+    kind = model.KIND
+    by_name: dict[str, list[str]] = {}
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else ""
+        if err["type"] == "extra_forbidden":
+            hint = _suggest(model, name)
+            known = ", ".join(sorted(n for n in _names(model) if not n.startswith("_")))
+            return (f"{kind}: unknown parameter {name!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+                    + f"; {kind} accepts: {known}")
+        msg = str(err["msg"]).removeprefix("Value error, ").strip()
+        msg = "must be " + msg.removeprefix("Input should be ") if msg.startswith("Input should be ") else msg
+        if msg not in by_name.setdefault(name, []):
+            by_name[name].append(msg)
+    name, msgs = next(iter(by_name.items()))
+    text = " or ".join([msgs[0], *(m.removeprefix("must be ") for m in msgs[1:])])
+    return f"{kind}: parameter {name!r} {text}, got {params.get(name)!r}"
+
+
+def parse(kind: str, params: Mapping[str, Any]) -> Params:
+    """The validated parameters of a `kind` job (defaults filled in), or TaskParamError saying what is wrong."""
+    return model_for(kind).of(params)
 
 
 def check(kind: str, params: Mapping[str, Any]) -> None:
-    """Refuse unknown names (with a suggestion) and values of the wrong simple type.
-
-    Raises TaskParamError naming the first offending parameter and listing what the kind accepts.
-    """
-    spec = accepted(kind)
-    for name in params:
-        why = REFUSED.get(kind, {}).get(name)
-        if why:
-            raise TaskParamError(f"{kind}: {name} {why}")
-        if name not in spec:
-            hint = suggest(kind, name)
-            known = ", ".join(sorted(n for n in spec if not n.startswith("_")))
-            raise TaskParamError(
-                f"{kind}: unknown parameter {name!r}" + (f" (did you mean {hint!r}?)" if hint else "")
-                + f"; {kind} accepts: {known}")
-    for name, value in params.items():
-        if value is not None and not _type_ok(value, spec[name]):
-            raise TaskParamError(f"{kind}: parameter {name!r} must be {_a(spec[name])}, got {value!r}")
+    """Refuse unknown names (with a suggestion) and values of the wrong type or out of bounds."""
+    parse(kind, params)
 
 
-__all__ = ["COMMON", "PARAMS", "REFUSED", "TaskParamError", "accepted", "check", "suggest"]
+# ---- descriptions for the CLI flags and the console form ---------------------------------------
+
+
+@dataclass(frozen=True)
+class ParamField:
+    """One parameter as a front end shows it: the value type, whether a list is taken, choices, help."""
+
+    name: str
+    type: type  # int, float, str or bool
+    many: bool  # a list is accepted
+    single: bool  # a single value is accepted
+    choices: tuple[str, ...] | None
+    default: Any
+    help: str
+    hidden: bool
+    model: type[Params] = field(repr=False)
+
+    def convert(self, text: str) -> Any:
+        """A value from user text ("8", "1e-4", "8,16", "true"), checked against the field's type and
+        bounds; ValueError says what was expected."""
+        raw = text.strip()
+        parts = [p for p in raw.replace(",", " ").split() if p] if self.many else [raw]
+        vals = [self.element(p) for p in parts]
+        value = vals[0] if self.single and len(vals) == 1 else vals
+        self.check(value)
+        return value
+
+    def check(self, value: Any) -> None:
+        """ValueError naming the parameter when `value` does not fit its type or bounds."""
+        self.model.of({self.name: value})  # the other fields keep their defaults
+
+    def element(self, text: str) -> Any:
+        """One value (one list item) from text, by the field's scalar type and choices."""
+        if self.choices is not None and text not in self.choices:
+            raise ValueError(f"{self.name} must be one of {', '.join(self.choices)}, got {text!r}")
+        if self.type is bool:
+            low = text.lower()
+            if low not in ("true", "false", "yes", "no", "1", "0"):
+                raise ValueError(f"{self.name} must be true or false, got {text!r}")
+            return low in ("true", "yes", "1")
+        try:
+            return self.type(text)
+        except ValueError:
+            what = {int: "a whole number", float: "a number"}.get(self.type, "text")
+            raise ValueError(f"{self.name} must be {what}, got {text!r}") from None
+
+
+def _scalar(tp: Any) -> tuple[type, tuple[str, ...] | None]:
+    if get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if get_origin(tp) is Literal:
+        return str, tuple(str(a) for a in get_args(tp))
+    return (tp if tp in (int, float, str, bool) else str), None
+
+
+def fields(kind: str) -> list[ParamField]:
+    """Every parameter of `kind`, described for the CLI and the console form: the kind's own fields
+    first (most specific class first, each in declaration order), then the inherited ones."""
+    model = model_for(kind)
+    order = list(dict.fromkeys(n for cls in model.__mro__ for n in getattr(cls, "__annotations__", {})
+                               if n in model.model_fields))
+    out = []
+    for name in order:
+        f = model.model_fields[name]
+        tp = f.annotation
+        opts = list(get_args(tp)) if get_origin(tp) in (Union, types.UnionType) else [tp]
+        opts = [o for o in opts if o is not type(None)]
+        lists = [get_args(o)[0] for o in opts if get_origin(o) is list]
+        scalars = [o for o in opts if get_origin(o) is not list]
+        base, choices = _scalar((scalars or lists or [str])[0])
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        if choices is None and isinstance(extra.get("choices"), list):
+            choices = tuple(str(c) for c in extra["choices"])
+        hidden = (bool(f.alias and f.alias.startswith("_")) or bool(extra.get("hidden"))
+                  or any(get_origin(o) is dict for o in opts))
+        out.append(ParamField(name=f.alias or name, type=base, many=bool(lists), single=bool(scalars),
+                              choices=choices, default=f.default, help=f.description or "", hidden=hidden,
+                              model=model))
+    return out
+
+
+__all__ = ["LOSSES", "PARAMS", "Loss", "ParamField", "Params", "TaskParamError", "check", "fields", "model_for",
+           "names", "parse", "suggest"]

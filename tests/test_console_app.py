@@ -124,7 +124,7 @@ async def test_form_rejects_bad_input_inline(env: dict[str, Path]) -> None:
         form.query_one("#run-horizon").value = "0"
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert "horizon must be a positive integer" in str(form.query_one("#run-error").render())
+        assert "'horizon' must be greater than or equal to 1" in str(form.query_one("#run-error").render())
         assert app.screen is form and app.services.jobs() == []
         # the planner's settings for the selected symbol are shown
         assert "AAPL: " in str(form.query_one("#run-plan").render()) and "ctx " in str(form.query_one("#run-plan").render())
@@ -142,6 +142,7 @@ async def test_train_loss_points_arrive_then_cancel(env: dict[str, Path]) -> Non
         form = app.screen
         form.query_one("#run-kind").value = "train"
         form.query_one("#run-model").value = "toto"
+        await wait_for(pilot, lambda: bool(form.query("#run-epochs")), 5, "train fields")  # rebuilt for the kind
         form.query_one("#run-epochs").value = "200"
         form.query_one("#run-context").value = "64"
         form.query_one("#run-horizon").value = "16"

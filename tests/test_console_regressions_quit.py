@@ -179,13 +179,15 @@ async def test_quit_with_running_job(env: dict[str, Path], choice: str) -> None:
             os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
 
 
-async def test_run_form_sends_only_the_kinds_accepted_params(env: dict[str, Path]) -> None:
-    """Issue 3: baseline gets no preset (its task has no model); fields a kind ignores are disabled."""
+async def test_run_form_shows_every_parameter_of_the_kind_and_sends_only_what_was_typed(env: dict[str, Path]) -> None:
+    """The form's fields are the kind's parameter model (calibrate included); empty fields are not sent."""
     from textual.widgets import Input, Select
 
-    from console.screens.start_run import StartRunScreen
-    from engine.task_params import accepted
+    from console.screens.start_run import FORM_KINDS, StartRunScreen
+    from engine import task_params
+    from engine.jobs import KINDS
 
+    assert set(FORM_KINDS) == set(KINDS)
     app = ForecastConsoleApp(ConsoleServices(env["ws"], hyperparams_dir=env["hp"]), telemetry_interval=None,
                              start_engine=False)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -193,15 +195,18 @@ async def test_run_form_sends_only_the_kinds_accepted_params(env: dict[str, Path
         form = StartRunScreen(["AAA"], "baseline")
         await app.push_screen(form)
         await pilot.pause()
-        for name in ("horizon", "context", "epochs"):
-            form.query_one(f"#run-{name}", Input).value = "16"
+        form.query_one("#run-horizon", Input).value = "1, 16"
+        form.query_one("#run-context", Input).value = "16"
         params, _ = form.build_params("baseline")
-        assert params == {"horizon": 16, "context": 16}
-        assert form.query_one("#run-preset", Select).disabled and form.query_one("#run-epochs", Input).disabled
-        for kind in ("train", "validate", "compare", "regression", "sweep", "pipeline"):
+        assert params == {"horizon": [1, 16], "context": 16, "span": "test", "tier_span": "pretest"}
+        assert not form.query("#run-preset") and not form.query("#run-epochs")  # a baseline reads neither
+        for kind in ("train", "validate", "compare", "sweep", "calibrate", "regression", "pipeline"):
             form.query_one("#run-kind", Select).value = kind
             await pilot.pause()
+            shown = {w.id.removeprefix("run-") for w in form.query("#run-params > *") if w.id}
+            expected = {f.name for f in task_params.fields(kind) if not f.hidden}
+            assert shown == expected, kind
             params, _ = form.build_params(kind)
-            assert set(params) <= set(accepted(kind)) and params["preset"] == "tiny", kind
-            assert ("epochs" in params) == ("epochs" in accepted(kind)), kind
-            assert form.query_one("#run-epochs", Input).disabled == ("epochs" not in accepted(kind)), kind
+            assert params.get("preset") == "tiny", kind  # a list with a default sends it
+            assert all(not isinstance(v, str) or v for v in params.values())
+            task_params.check(kind, params)

@@ -59,5 +59,5 @@ def test_pipeline_cli_refuses_a_path_like_name(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "console.cli", "--workspace", str(ws), "pipeline", "--stocks", "SPY",
                         "--name", "../../evil"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
-    assert "pipeline name '../../evil' is not valid" in r.stderr
+    assert "parameter 'name' '../../evil' is not valid" in r.stderr
     assert not list(tmp_path.rglob("evil*"))

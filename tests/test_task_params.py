@@ -1,13 +1,13 @@
-"""engine.task_params: every job kind's accepted parameters; a typo is refused with a suggestion.
+"""engine.task_params: one pydantic model per job kind; a typo is refused with a suggestion.
 
-The table is checked against what the tasks actually read (their source and their own lists), and
-every in-tree caller that builds specs (pipeline steps, sweep trials, regression proposals, the
-console's job form, the eval commands) is checked to pass only declared names.
+Every in-tree caller that builds specs (pipeline steps, sweep trials, regression proposals, the
+console's job form, the eval commands) is checked to pass only declared names, and a parameter added
+to a kind's model is shown to reach the CLI help, the console form and the engine's spool intake.
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +21,12 @@ from engine.jobs import KINDS, JobSpec, JobSpecError
 TASKS = paths.PROJECT_ROOT / "engine" / "tasks"
 
 
-def test_every_kind_has_a_table_and_the_common_hooks() -> None:
+def test_every_kind_has_a_model_and_the_common_hooks() -> None:
     assert set(task_params.PARAMS) == set(KINDS)
     for kind in KINDS:
-        acc = task_params.accepted(kind)
-        assert acc["_test"] == "dict" and acc["resume"] == "bool"
+        names = task_params.names(kind)
+        assert "_test" in names and "resume" in names
+        assert task_params.model_for(kind).model_config["extra"] == "forbid"
 
 
 def test_misspelled_name_is_refused_with_a_suggestion() -> None:
@@ -42,14 +43,25 @@ def test_misspelled_name_is_refused_with_a_suggestion() -> None:
 
 
 def test_values_of_the_wrong_simple_type_are_refused() -> None:
-    with pytest.raises(JobSpecError, match="'lr' must be a number, got 'fast'"):
+    with pytest.raises(JobSpecError, match="'lr' must be a valid number, got 'fast'"):
         JobSpec.create("train", ["SPY"], "toto", params={"lr": "fast"})
-    with pytest.raises(JobSpecError, match="'resume' must be true or false"):
+    with pytest.raises(JobSpecError, match="'resume' must be a valid boolean, got 1"):
         JobSpec.create("train", ["SPY"], "toto", params={"resume": 1})
-    with pytest.raises(JobSpecError, match="'models' must be a list"):
+    with pytest.raises(JobSpecError, match="'models' must be a valid list"):
         JobSpec.create("compare", ["SPY"], params={"models": "toto"})
-    with pytest.raises(JobSpecError, match="'_test' must be an object"):
+    with pytest.raises(JobSpecError, match="'_test' must be a valid dictionary"):
         JobSpec.create("baseline", ["SPY"], params={"_test": 3})
+    with pytest.raises(JobSpecError, match="'horizon' must be a valid integer or a valid list, got True"):
+        JobSpec.create("baseline", ["SPY"], params={"horizon": True})
+    # bounds and choices come from the model too
+    with pytest.raises(JobSpecError, match="'epochs' must be greater than or equal to 1, got 0"):
+        JobSpec.create("train", ["SPY"], "toto", params={"epochs": 0})
+    with pytest.raises(JobSpecError, match="'lr' must be less than 1"):
+        JobSpec.create("train", ["SPY"], "toto", params={"lr": 3.0})
+    with pytest.raises(JobSpecError, match="'difficulty' must be one of easy, medium, hard, extreme"):
+        JobSpec.create("train", ["SPY"], "toto", params={"difficulty": "brutal"})
+    with pytest.raises(JobSpecError, match="'mode' must be 'priority', 'quick', 'full' or 'auto'"):
+        JobSpec.create("sweep", ["SPY"], "toto", params={"mode": "fast"})
     # one value or a list where the task takes either; null means "the default"
     JobSpec.create("validate", ["SPY"], "kronos", params={"temperature": [0.5, 1.0], "top_k": 20, "context": None})
     JobSpec.create("baseline", ["SPY"], params={"horizon": [1, 16], "_test": {"steps": 1}, "resume": True})
@@ -70,42 +82,8 @@ def test_cli_run_refuses_a_typo_and_queues_nothing(tmp_path: Path, monkeypatch: 
     assert not (tmp_path / "ws").exists()
 
 
-def _source(kind: str) -> str:
-    src = (TASKS / f"{kind}.py").read_text(encoding="utf-8")
-    if "setup_from_params" in src:  # the shared window/span/date settings are read there, once
-        src += (TASKS.parent / "evaluation.py").read_text(encoding="utf-8")
-    return src
-
-
-#: Declared names a task does not read itself (none now: the console form sends only accepted names);
-#: sweep passes the train names through to its trials, validate its grid overrides to search_space
-#: (both in the same file, so they are found).
-NOT_READ: set[tuple[str, str]] = set()
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_every_declared_name_is_read_by_the_task(kind: str) -> None:
-    """A name in the table that the task never mentions would be accepted and ignored: the bug again."""
-    src = _source(kind)
-    for name in task_params.PARAMS[kind]:
-        if (kind, name) in NOT_READ:
-            continue
-        if kind == "sweep" and name in task_params.TRAIN_PASSTHROUGH:
-            continue  # forwarded wholesale to each trial's train job (train.py reads them)
-        assert re.search(rf"[\"']{re.escape(name)}[\"']", src), f"{kind}.py never reads {name!r}"
-
-
-def test_table_matches_the_train_and_sweep_tasks_own_lists() -> None:
-    from engine.tasks import sweep, train
-
-    assert set(task_params.accepted("train")) - {"_test"} == train.KNOWN
-    assert {"mode", "max_runs", "horizon"} <= sweep.SWEEP_PARAMS and not (sweep.SEARCHED & sweep.SWEEP_PARAMS)
-    assert set(task_params.REFUSED["sweep"]) == sweep.SEARCHED
-    assert sweep.TRAIN_PASSTHROUGH <= set(task_params.PARAMS["train"])
-
-
 def test_in_tree_callers_pass_only_declared_names() -> None:
-    from console.screens.start_run import FORM_KINDS
+    from console.screens.start_run import FORM_KINDS, StartRunScreen
     from engine.tasks import regression, sweep
     from engine.tasks.pipeline import plan_steps
 
@@ -122,12 +100,9 @@ def test_in_tree_callers_pass_only_declared_names() -> None:
     # regression proposals
     for job in regression.proposed_jobs("toto", "SPY", preset="tiny", horizon=16, context=128, reason="worse"):
         JobSpec.create(job["kind"], job["symbols"], job.get("model"), params=job.get("params"))
-    # the console's start-run form sends only the names its kind accepts among the fields it shows
+    # the console's start-run form shows (and so sends) only fields of its kind's model
     for kind in FORM_KINDS:
-        model = None if kind in ("baseline", "compare") else "toto"
-        shown = {"preset": "tiny", "horizon": 16, "context": 64, "epochs": 2}
-        names = task_params.accepted(kind)
-        JobSpec.create(kind, ["SPY"], model, params={k: v for k, v in shown.items() if k in names})
+        assert {f.name for f in StartRunScreen.param_fields(kind)} <= set(task_params.names(kind))
 
 
 def test_baseline_refuses_preset() -> None:
@@ -137,15 +112,94 @@ def test_baseline_refuses_preset() -> None:
 
 
 def test_eval_commands_build_only_declared_params() -> None:
-    import argparse
+    from console.cli import build_parser
+    from console.commands.params_cli import params_from_args
 
-    from console.commands import eval_cmds
+    parser = build_parser()
+    for kind, extra in (("validate", ["--mode", "full"]), ("compare", ["--top-k", "3"]),
+                        ("regression", ["--threshold", "7.5"]), ("calibrate", ["--require-test-improvement"]),
+                        ("sweep", ["--vram", "2", "--max-runs", "3"]), ("pipeline", ["--epochs", "2"])):
+        model = ["--model", "toto"]
+        windows = [] if kind == "sweep" else ["--val-windows", "4"]
+        args = parser.parse_args([kind, "--stocks", "SPY", *model, "--horizon", "8", *windows, *extra])
+        params = params_from_args(args, kind)
+        assert params["horizon"] == 8 and params.get("val_windows", 4) == 4
+        JobSpec.create(kind, ["SPY"], "toto", params=params)
+    args = parser.parse_args(["regression", "--stocks", "SPY", "--threshold", "7.5"])
+    assert params_from_args(args, "regression")["threshold_pct"] == 7.5
+    args = parser.parse_args(["baseline", "--stocks", "SPY", "--horizon", "1", "16"])
+    assert params_from_args(args, "baseline")["horizon"] == [1, 16]
 
-    args = argparse.Namespace(preset="tiny", horizon=16, seed=0, context=64, val_windows=8, test_windows=8)
-    for kind, extra in (("validate", {"mode": "quick"}), ("compare", {"top_k": 2}),
-                        ("regression", {"threshold_pct": 5.0}), ("calibrate", {"require_test_improvement": True})):
-        model = "toto" if kind in ("validate", "calibrate") else None
-        JobSpec.create(kind, ["SPY"], model, params=eval_cmds._params(args, **extra))
+
+def test_cli_flags_check_each_value_against_the_model(capsys: pytest.CaptureFixture[str]) -> None:
+    from console.cli import build_parser
+
+    for argv, why in ((["train", "--stocks", "SPY", "--model", "toto", "--epochs", "0"], "greater than or equal to 1"),
+                      (["train", "--stocks", "SPY", "--model", "toto", "--lr", "fast"], "lr must be a number"),
+                      (["train", "--stocks", "SPY", "--model", "toto", "--loss", "l1"], "loss must be one of native"),
+                      (["compare", "--stocks", "SPY", "--top-k", "-1"], "greater than or equal to 0")):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(argv)
+        assert exc.value.code == 2
+        assert why in capsys.readouterr().err, argv
+
+
+def test_a_parameter_added_to_a_model_reaches_cli_help_console_form_and_spool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The one-line change: a field on TrainParams is a CLI flag, a form field and accepted by the spool."""
+    from pydantic import Field
+
+    from console.app import ForecastConsoleApp
+    from console.cli import build_parser
+    from console.screens.start_run import StartRunScreen
+    from console.services import ConsoleServices
+    from engine.controller import Engine, spool_submit
+    from engine.gpu import FakeGpuSource
+    from store import Store
+    from tests.helpers import wait_for
+
+    class Patched(task_params.TrainParams):
+        warmup_steps: task_params.PosInt | None = Field(None, description="linear lr warm-up steps")
+
+    monkeypatch.setitem(task_params.PARAMS, "train", Patched)
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--warmup-steps" in help_text and "linear lr warm-up steps" in " ".join(help_text.split())
+    args = build_parser().parse_args(["train", "--stocks", "SPY", "--model", "toto", "--warmup-steps", "5"])
+    assert args.warmup_steps == 5
+
+    ws = tmp_path / "ws"
+    monkeypatch.setenv(paths.ENV_WORKSPACE, str(ws))
+
+    async def form_and_spool() -> None:
+        app = ForecastConsoleApp(ConsoleServices(ws, hyperparams_dir=tmp_path / "hp"), telemetry_interval=None,
+                                 start_engine=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await asyncio.wait_for(app.ready.wait(), 10)
+            form = StartRunScreen(["AAA"], "train")
+            await app.push_screen(form)
+            await pilot.pause()
+            form.query_one("#run-warmup_steps").value = "5"  # type: ignore[attr-defined]
+            params, _ = form.build_params("train")
+            assert params["warmup_steps"] == 5
+        eng = Engine(ws, store=Store.open(ws, fsync=False), poll_interval=0.02, validate_symbols=False,
+                     gpu_source=FakeGpuSource(0), cpu_slots=1)
+        await eng.start()
+        try:
+            good = JobSpec.create("train", ["SPY"], "toto", params={"warmup_steps": 5})
+            bad = JobSpec.from_dict({**good.to_dict(), "id": good.id + "-x", "params": {"warmup_step": 5}})
+            spool_submit(ws, good)
+            spool_submit(ws, bad)
+            await wait_for(lambda: (ws / "jobs" / bad.id / "rejected.txt").exists(), what="spool rejection")
+            assert "did you mean 'warmup_steps'" in (ws / "jobs" / bad.id / "rejected.txt").read_text()
+            await wait_for(lambda: eng.job(good.id) is not None, what="spooled job queued")
+        finally:
+            await eng.stop(cancel_running=True)
+            eng.store.close()
+
+    asyncio.run(form_and_spool())
 
 
 def test_module_is_pure() -> None:

@@ -82,8 +82,9 @@ def test_impossible_settings_and_bad_data_are_refused_before_queueing(env: dict[
     assert main(["train", "--stocks", "SYN", "--model", "toto", "--preset", "pretrained", "--context", "64",
                  "--source", str(ws.parent / "no-such-dir")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["train", "--stocks", "SYN", *SMALL, "--lr", "5"]) == 2
-    assert "lr must be a number in (0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a usage error: argparse checks each flag against the model
+        main(["train", "--stocks", "SYN", *SMALL, "--lr", "5"])
+    assert exit_.value.code == 2 and "'lr' must be less than 1" in capsys.readouterr().err
     assert _nothing_queued(ws)
 
 

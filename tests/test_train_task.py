@@ -59,12 +59,16 @@ def test_train_task_writes_run_artifacts_and_a_loadable_adapter(tmp_path: Path) 
 
 
 def test_bad_params_fail_before_any_work(tmp_path: Path) -> None:
-    spec = JobSpec.create("train", ["SYN"], "toto", params={"lora_rank": 0})
+    """JobSpec.create refuses these; a hand-written spec that skipped it is refused by the task too."""
+    def unchecked(params: dict[str, object]) -> JobSpec:
+        return JobSpec.from_dict({**JobSpec.create("train", ["SYN"], "toto").to_dict(), "params": params})
+
+    spec = unchecked({"lora_rank": 0})
     ctx = _ctx(tmp_path / "ws", spec, tmp_path)
-    with pytest.raises(ValueError, match="lora_rank must be a positive integer"):
+    with pytest.raises(ValueError, match="'lora_rank' must be greater than or equal to 1"):
         train_task.run(spec, ctx)
-    spec = JobSpec.create("train", ["SYN"], "toto", params={"loss": "cosine"})
-    with pytest.raises(ValueError, match="unknown loss"):
+    spec = unchecked({"loss": "cosine"})
+    with pytest.raises(ValueError, match="'loss' must be 'native', 'huber'"):
         train_task.run(spec, _ctx(tmp_path / "ws2", spec, tmp_path))
     assert not (tmp_path / "ws" / "runs").exists()
 

@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from console.commands.common import add_symbol_selection, positive_int
-
-DEFAULT_HORIZONS: tuple[int, ...] = (1, 16, 64)  # mirrors engine.tasks.baseline (not imported here: --help stays instant)
+from console.commands.common import add_symbol_selection
+from console.commands.params_cli import add_param_flags, params_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,14 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "every row in the workspace store.",
     )
     add_symbol_selection(p, stocks_help="symbols to score")
-    p.add_argument("--horizon", nargs="+", type=positive_int, default=list(DEFAULT_HORIZONS),
-                   metavar="H", help="forecast horizons in rows (default 1 16 64)")
-    p.add_argument("--span", choices=("test", "val"), default="test",
-                   help="span whose windows are scored (default test; selection code compares on val)")
-    p.add_argument("--context", type=positive_int, default=None, help="context rows per window (default 64)")
-    p.add_argument("--stride", type=positive_int, default=1, help="rows between window origins (default 1)")
-    p.add_argument("--tier-horizon", type=positive_int, default=None,
-                   help="horizon at which the difficulty tier is measured (default 64)")
+    add_param_flags(p, "baseline")  # every BaselineParams field (engine.task_params)
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     p.set_defaults(func=cmd_baseline)
 
@@ -128,17 +120,18 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def _baseline(args: argparse.Namespace) -> int:
     from engine import paths
-    from engine.difficulty import DEFAULT_TIER_HORIZON
-    from engine.tasks.baseline import DEFAULT_CONTEXT, compute_baselines
+    from engine.task_params import BaselineParams
+    from engine.tasks.baseline import compute_baselines
 
+    bp = BaselineParams.of(params_from_args(args, "baseline"))
     workspace = paths.workspace_dir(args.workspace)
     data_dirs = paths.data_dirs(workspace)
     symbols = _resolve_symbols(args, data_dirs)
-    horizons = sorted(set(args.horizon))
-    tier_h = args.tier_horizon or DEFAULT_TIER_HORIZON
+    horizons = sorted({bp.horizon} if isinstance(bp.horizon, int) else set(bp.horizon))
+    tier_h = bp.tier_horizon
     rows = compute_baselines(
-        symbols, horizons, data_dirs, span=args.span, context_len=args.context or DEFAULT_CONTEXT,
-        stride=args.stride, tier_horizon=tier_h,
+        symbols, horizons, data_dirs, span=bp.span, context_len=bp.context, stride=bp.stride, tier_horizon=tier_h,
+        tier_span=bp.tier_span, methods=tuple(bp.methods), val_rows=bp.val_rows, test_rows=bp.test_rows,
     )
     good = [r for r in rows if not r.get("error")]
     if not good:
@@ -156,10 +149,10 @@ def _baseline(args: argparse.Namespace) -> int:
     if args.json:
         from engine.tasks.baseline import summarize
 
-        print(json.dumps({"span": args.span, "horizons": horizons, "tier_horizon": tier_h, "recorded": where,
+        print(json.dumps({"span": bp.span, "horizons": horizons, "tier_horizon": tier_h, "recorded": where,
                           "recorded_rows": len(good), "summary": summarize(rows), "rows": rows}, indent=1))
     else:
-        _print_table(rows, horizons, args.span, tier_h)
+        _print_table(rows, horizons, bp.span, tier_h)
         print(f"{len(good)} rows recorded in {where}")
     if failed:
         print(f"forecast-console: {failed} of {len(rows)} rows could not be computed (see above); "

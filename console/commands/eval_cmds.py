@@ -19,54 +19,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from console.commands.common import add_date_order, add_symbol_selection, positive_int
+from console.commands.common import add_date_order, add_symbol_selection
+from console.commands.params_cli import add_param_flags, params_from_args
 
 MODEL_CHOICES = ("naive", "toto", "kronos", "chronos2")
 FOUNDATION = ("toto", "kronos", "chronos2")
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return v
-
-
-def _common(p: argparse.ArgumentParser, *, model: str | None, models: bool = False) -> None:
+def _common(p: argparse.ArgumentParser, kind: str, *, model: str | None, models: bool = False,
+            aliases: dict[str, str] | None = None) -> None:
+    """Symbols, the model choice, every parameter of `kind` (engine.task_params) and --json."""
     add_symbol_selection(p, stocks_help="symbols to work on")
     if model == "required":
         p.add_argument("--model", required=True, choices=MODEL_CHOICES)
     elif model == "many":
         p.add_argument("--model", nargs="+", choices=MODEL_CHOICES, default=None,
                        help="models (default: every foundation model" + (" with a pick)" if models else ")"))
-    p.add_argument("--preset", choices=("tiny", "pretrained"), default="tiny",
-                   help="tiny = real architecture with small random weights (CPU, seconds); pretrained = hub weights")
-    p.add_argument("--horizon", type=positive_int, default=16, help="forecast horizon in rows (default 16)")
-    p.add_argument("--context", type=positive_int, default=None, help="context rows (default 128 tiny / 512 pretrained)")
-    p.add_argument("--val-windows", type=positive_int, default=None,
-                   help="most validation windows per symbol (default: every origin up to 256, spread over the span)")
-    p.add_argument("--test-windows", type=positive_int, default=None,
-                   help="most test windows per symbol (default: every origin up to 256, spread over the span)")
-    p.add_argument("--stride", type=positive_int, default=None,
-                   help="smallest step between window origins in rows (default 1; >= horizon: no overlap, DM lags 0)")
-    add_date_order(p)
-    p.add_argument("--seed", type=int, default=0)
+    add_param_flags(p, kind, skip=("models", "dayfirst"), aliases=aliases)
+    add_date_order(p)  # the dayfirst parameter as --dayfirst / --monthfirst
     p.add_argument("--json", action="store_true", help="print the result payloads as JSON")
-
-
-def _alpha(text: str) -> float:
-    v = _non_negative_float(text)
-    if not 0.0 < v < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a p-value threshold in (0, 1), got {text!r}")
-    return v
-
-
-def _dm_alpha(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dm-alpha", type=_alpha, default=None,
-                   help="a model replaces naive only when better on validation with one-sided DM p below this (default 0.05)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -75,26 +46,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Per model and symbol: search inference parameters (Toto samples x aggregation; Kronos "
         "temperature/top_p/top_k/samples/context/clip; Chronos-2 context x aggregation) on the validation span "
         "using the latest fine-tuned adapter when one exists; the winner becomes the pick and is reported on test.")
-    _common(p, model="many")
-    p.add_argument("--mode", choices=("quick", "full"), default="quick", help="grid size (default quick)")
-    _dm_alpha(p)
+    _common(p, "validate", model="many")
     p.set_defaults(func=cmd_validate)
 
     p = subparsers.add_parser(
         "compare", help="all picked models + naive on identical test windows",
         description="Score every model's pick and naive persistence on the same windows: price MAE, MAE%%, "
         "return MAE, MASE, CRPS, coverage, latency, DM p-value vs naive. Winner chosen on validation, reported on test.")
-    _common(p, model="many", models=True)
-    p.add_argument("--top-k", type=int, default=2, help="members of the top-k ensemble row (0 = none; default 2)")
-    _dm_alpha(p)
+    _common(p, "compare", model="many", models=True)
     p.set_defaults(func=cmd_compare)
 
     p = subparsers.add_parser(
         "regression", help="current vs previous pick vs naive; propose retrains",
         description="Re-score each model's current pick, previous pick and naive persistence on the same windows; "
         "flag what got worse beyond --threshold and propose retrain + validate jobs.")
-    _common(p, model="many", models=True)
-    p.add_argument("--threshold", type=float, default=5.0, help="flag when worse by more than this %% (default 5)")
+    _common(p, "regression", model="many", models=True, aliases={"threshold_pct": "--threshold"})
     p.add_argument("--submit-proposals", action="store_true", help="queue the proposed retrain/validate jobs now")
     p.set_defaults(func=cmd_regression)
 
@@ -102,9 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "calibrate", help="affine scale/bias on validation, judged on test",
         description="Fit an affine correction of predicted returns on validation; keep it only if it improves "
         "held-out validation windows; test is reported either way.")
-    _common(p, model="required")
-    p.add_argument("--require-test-improvement", action="store_true",
-                   help="also drop the calibration when test gets worse (uses test as a veto; said in the report)")
+    _common(p, "calibrate", model="required")
     p.set_defaults(func=cmd_calibrate)
 
     p = subparsers.add_parser(
@@ -113,25 +77,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "quick (small grid), full (grid), auto (TPE + median pruning on per-epoch validation loss). The study is "
         "stored in <workspace>/sweeps/ and continues where it stopped. Ctrl-C cancels the trial in flight; "
         "re-running the same command resumes that trial from its checkpoint.")
-    _common(p, model="required")
-    p.add_argument("--mode", choices=("priority", "quick", "full", "auto"), default="priority")
-    p.add_argument("--max-runs", type=positive_int, default=None, help="most finished trials per study")
-    p.add_argument("--epochs", type=positive_int, default=2, help="base epochs per trial (default 2)")
-    p.add_argument("--max-steps-per-epoch", type=positive_int, default=None,
-                   help="cap on optimizer steps per epoch in every trial (default: whole epochs)")
-    p.add_argument("--gpus", type=_non_negative_float, default=None,
-                   help="GPUs each trial asks for (fractions pack on Ray; default 1 when --vram is given, else 0)")
-    p.add_argument("--vram", type=_non_negative_float, default=None, help="VRAM estimate of each trial in GB")
+    _common(p, "sweep", model="required", aliases={"vram_gb": "--vram"})
     p.set_defaults(func=cmd_sweep)
 
     p = subparsers.add_parser(
         "pipeline", help="baseline -> train -> validate -> compare -> regression -> report, resumable",
         description="Run the whole evaluation pipeline without prompts. Idempotent: re-running skips finished "
         "steps, waits for running ones and resubmits failed/interrupted ones (state in <workspace>/pipelines/).")
-    _common(p, model="many")
-    p.add_argument("--mode", choices=("quick", "full"), default="quick", help="validation grid (default quick)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the planner's)")
-    p.add_argument("--name", default=None, help="pipeline name (default derived from the request)")
+    _common(p, "pipeline", model="many")
     p.set_defaults(func=cmd_pipeline)
 
 
@@ -149,16 +102,6 @@ def _symbols(args: argparse.Namespace) -> list[str]:
     from engine import paths
 
     return _resolve_symbols(args, paths.data_dirs(_workspace()))
-
-
-def _params(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
-    p: dict[str, Any] = {"preset": args.preset, "horizon": args.horizon, "seed": args.seed}
-    for key in ("context", "val_windows", "test_windows", "stride", "dayfirst", "dm_alpha"):
-        v = getattr(args, key, None)
-        if v is not None:
-            p[key] = v
-    p.update({k: v for k, v in extra.items() if v is not None})
-    return p
 
 
 def _runner(ws: Path) -> Any:
@@ -217,7 +160,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     syms = _symbols(args)
     models = args.model or list(FOUNDATION)
-    specs = [_spec("validate", syms, m, _params(args, mode=args.mode)) for m in models]
+    specs = [_spec("validate", syms, m, params_from_args(args, "validate")) for m in models]
     res = _run_specs(specs)
     if res is None:
         return 0  # detached: the jobs go on (the re-attach commands were printed)
@@ -236,7 +179,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from engine.tasks.report import comparison_markdown
 
-    payload = _run_one("compare", args, None, _params(args, top_k=args.top_k))
+    payload = _run_one("compare", args, None, params_from_args(args, "compare"))
     if payload is None:
         return 0
     if args.json:
@@ -250,7 +193,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_regression(args: argparse.Namespace) -> int:
     from engine.tasks.report import regression_markdown
 
-    payload = _run_one("regression", args, None, _params(args, threshold_pct=args.threshold))
+    payload = _run_one("regression", args, None, params_from_args(args, "regression"))
     if payload is None:
         return 0
     rows = payload.get("regressions", [])
@@ -268,8 +211,7 @@ def cmd_regression(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    payload = _run_one("calibrate", args, args.model,
-                       _params(args, require_test_improvement=bool(args.require_test_improvement)))
+    payload = _run_one("calibrate", args, args.model, params_from_args(args, "calibrate"))
     if payload is None:
         return 0
     if args.json:
@@ -287,15 +229,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from console.cli import CliError
     from engine.jobs import Resources
-    from engine.tasks.sweep import SweepError, run_sweep
+    from engine.task_params import SweepParams
+    from engine.tasks.sweep import TRAIN_PASSTHROUGH, SweepError, run_sweep
 
     if args.model == "naive":
         raise CliError("a sweep needs a foundation model (toto, kronos or chronos2)")
     syms = _symbols(args)
     ws = _workspace()
-    gpus = args.gpus if args.gpus is not None else (1.0 if args.vram else 0.0)
-    resources = Resources(gpus=gpus, vram_gb=args.vram or 0.0)
-    extra = {"max_steps_per_epoch": args.max_steps_per_epoch}
+    sp = SweepParams.of(params_from_args(args, "sweep"))
+    gpus = sp.gpus if sp.gpus is not None else (1.0 if sp.vram_gb else 0.0)
+    resources = Resources(gpus=gpus, vram_gb=sp.vram_gb or 0.0)
+    extra = {k: v for k, v in sp.model_dump(exclude_unset=True).items() if k in TRAIN_PASSTHROUGH}
     runner = _runner(ws)
     results = {}
     stop = threading.Event()
@@ -315,9 +259,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 break
             try:
                 results[sym] = run_sweep(
-                    runner, ws, model=args.model, symbol=sym, mode=args.mode, max_runs=args.max_runs,
-                    preset=args.preset, horizon=args.horizon, context=args.context, epochs=args.epochs,
-                    seed=args.seed, extra=extra, resources=resources, cancelled=stop.is_set,
+                    runner, ws, model=args.model, symbol=sym, mode=sp.mode, max_runs=sp.max_runs,
+                    preset=sp.preset, horizon=sp.horizon, context=sp.context, epochs=sp.epochs,
+                    seed=sp.seed, extra=extra, resources=resources, cancelled=stop.is_set,
                     log=lambda m: print(m, file=sys.stderr))
             except SweepError as exc:
                 raise CliError(str(exc)) from None
@@ -339,16 +283,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from console.cli import CliError
+    from engine.task_params import PipelineParams
     from engine.tasks.pipeline import Pipeline, PipelineError, pipeline_name, plan_steps
 
     syms = _symbols(args)
     models = [m for m in (args.model or list(FOUNDATION)) if m != "naive"]
     if not models:
         raise CliError("the pipeline needs at least one foundation model")
-    steps = plan_steps(syms, preset=args.preset, horizon=args.horizon, context=args.context, models=models,
-                       epochs=args.epochs, mode=args.mode, val_windows=args.val_windows, test_windows=args.test_windows,
-                       stride=args.stride, dayfirst=args.dayfirst)
-    name = args.name or pipeline_name(syms, args.preset, args.horizon, models)
+    pp = PipelineParams.of(params_from_args(args, "pipeline"))
+    steps = plan_steps(syms, preset=pp.preset, horizon=pp.horizon, context=pp.context, models=models,
+                       epochs=pp.epochs, mode=pp.mode, val_windows=pp.val_windows, test_windows=pp.test_windows,
+                       stride=pp.stride, dayfirst=pp.dayfirst)
+    name = pp.name or pipeline_name(syms, pp.preset, pp.horizon, models)
     ws = _workspace()
     pipe = Pipeline(ws, name, steps)
     t0 = time.time()

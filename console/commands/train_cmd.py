@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from console.commands.common import positive_int
+from console.commands.params_cli import add_param_flags, params_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,35 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "trains all weights (finetune full) with its native loss at 10x the lr, context at most 128.")
     p.add_argument("--stocks", nargs="+", required=True, metavar="SYMBOL", help="symbols to train on, in turn")
     p.add_argument("--model", required=True, choices=("toto", "kronos", "chronos2"))
-    p.add_argument("--preset", choices=("tiny", "pretrained"), default="tiny",
-                   help="tiny = real architecture with random weights (CPU, seconds); pretrained = hub weights")
-    p.add_argument("--source", default=None, help="pretrained hub id or local weights directory")
-    p.add_argument("--epochs", type=positive_int, default=None)
-    p.add_argument("--context", type=positive_int, default=None)
-    p.add_argument("--horizon", type=positive_int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--lora-rank", type=positive_int, default=None)
-    p.add_argument("--loss", choices=("native", "huber", "heteroscedastic", "quantile", "mse"), default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps-per-epoch", type=positive_int, default=None)
-    p.add_argument("--finetune", choices=("lora", "full"), default=None,
-                   help="default: lora for pretrained, full for tiny (LoRA on random weights learns little)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of the same configuration")
+    add_param_flags(p, "train")  # every TrainParams field (engine.task_params)
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--gpus", type=float, default=0.0, help="GPUs the job needs (0 = CPU slot)")
     p.add_argument("--in-process", action="store_true", help="run here instead of as an engine job (no store record)")
     p.add_argument("--detach", action="store_true", help="submit and return without following progress")
     p.set_defaults(func=cmd_train)
-
-
-def _params(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("preset", "source", "epochs", "context", "horizon", "lr", "lora_rank", "loss", "batch_size", "seed",
-            "max_steps_per_epoch", "finetune")
-    p = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-    if args.resume:
-        p["resume"] = True
-    return p
 
 
 def _fmt_eta(s: Any) -> str:
@@ -143,44 +120,32 @@ def _check_weights(model: str, params: dict[str, Any]) -> str | None:
     return ", ".join(found) or None
 
 
-def _windows(lo: int, hi: int, context: int, horizon: int, stride: int) -> int:
-    """How many windows `make_windows` yields for a span [lo, hi) (0 when none fit)."""
-    first, last = max(lo, context), hi - horizon
-    return 0 if last < first else (last - first) // stride + 1
-
-
 def preflight(spec: Any, data_dirs: list[Path]) -> list[str]:
     """Everything that can be checked cheaply before queueing (no torch): each symbol's CSV loads,
     the planner accepts the settings, and the plan's context + horizon leave training and validation
     windows; pretrained weights are at hand. Returns one line per symbol with the plan the job will
     use; raises CliError (or the data/model error) naming the symbol, so nothing is queued.
 
-    The same calls the train task makes (engine.tasks.train.train_symbol), minus the model.
+    The same planning call the train task makes (engine.tasks.train.plan_symbol), minus the model.
     """
     import engine.data as data
     from console.cli import CliError
+    from engine.data.windows import window_count
     from engine.forecasters.hub import ModelLoadError
-    from engine.forecasters.planner import PlanError, plan_training
-    from engine.tasks.train import _difficulty
+    from engine.forecasters.planner import PlanError
+    from engine.task_params import TrainParams
+    from engine.tasks.train import plan_symbol
 
-    p = spec.params
-    preset = p.get("preset", "tiny")
+    p = TrainParams.of(spec.params)
     lines = []
     for sym in spec.symbols:
         series = data.load_symbol(sym, data_dirs)  # DataError: FILE:LINE: reason
-        difficulty = p["difficulty"] if p.get("difficulty") else _difficulty(series, data)[0]
         try:
-            plan = plan_training(series.n_rows, difficulty, spec.model, preset=preset, context=p.get("context"),
-                                 horizon=p.get("horizon"), loss=p.get("loss"), lora_rank=p.get("lora_rank"),
-                                 lr=p.get("lr"), epochs=p.get("epochs"), batch_size=p.get("batch_size"),
-                                 finetune=p.get("finetune"))
-            spans = data.split_spans(series.n_rows, plan.horizon, val_rows=p.get("val_rows"),
-                                     test_rows=p.get("test_rows"))
+            difficulty, _, plan, spans = plan_symbol(series, spec.model, p)
         except (PlanError, ValueError) as exc:
             raise CliError(f"{sym}: cannot train {spec.model} ({series.n_rows} rows): {exc}") from None
-        stride = int(p.get("stride") or 1)
-        n_train = _windows(*spans.bounds("train"), plan.context, plan.horizon, stride)
-        n_val = _windows(*spans.bounds("val"), plan.context, plan.horizon, 1)
+        n_train = window_count(spans, "train", plan.context, plan.horizon, p.stride)
+        n_val = window_count(spans, "val", plan.context, plan.horizon, 1)
         if n_train < 1 or n_val < 1:
             raise CliError(f"{sym}: context {plan.context} + horizon {plan.horizon} leave {n_train} training and "
                            f"{n_val} validation windows in {series.n_rows} rows; use a shorter --context/--horizon")
@@ -190,7 +155,7 @@ def preflight(spec: Any, data_dirs: list[Path]) -> list[str]:
                      f"{n_train} train / {n_val} val windows"
                      + (f" ({'; '.join(plan.notes)})" if plan.notes else ""))
     try:
-        where = _check_weights(spec.model, p)
+        where = _check_weights(spec.model, spec.params)
     except ModelLoadError as exc:
         raise CliError(str(exc)) from None
     if where:
@@ -202,13 +167,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from console.commands.follow import job_result, submit_and_follow
     from engine import paths
     from engine.jobs import JobSpec, Resources
-    from engine.tasks.train import check_params
 
     workspace = paths.workspace_dir(args.workspace)
     data_dirs = paths.data_dirs(workspace)
-    spec = JobSpec.create("train", args.stocks, args.model, params=_params(args), priority=args.priority,
-                          resources=Resources(gpus=args.gpus))
-    check_params(spec.params)
+    spec = JobSpec.create("train", args.stocks, args.model, params=params_from_args(args, "train"),
+                          priority=args.priority, resources=Resources(gpus=args.gpus))
     for line in preflight(spec, data_dirs):  # bad CSV, impossible plan, missing weights: nothing queued
         print(f"plan {line}", flush=True)
     if args.in_process:

@@ -1,8 +1,11 @@
-"""Start-runs form: kind, model, preset, horizon, epochs, context, priority → a validated JobSpec.
+"""Start-runs form: kind, model, priority and every parameter of the kind → a validated JobSpec.
 
-Why validate here: JobSpec.create is the single gate (unknown symbol, bad model, non-positive
-horizon…); its message is shown inline and nothing is queued until it passes. The planner's
-per-symbol settings are shown and pre-fill the editable fields.
+Why generated: the fields are the kind's parameter model (engine.task_params.fields), so every
+setting a job reads is editable here and a new parameter appears without touching this screen. Each
+field is checked as it is parsed (its type, choices and bounds), and JobSpec.create is the final gate
+(unknown symbol, bad model…); its message is shown inline and nothing is queued until it passes.
+Empty fields are not sent: the task's default (shown as the placeholder) or the planner applies. The
+planner's per-symbol settings are shown and fill the placeholders of the fields they decide.
 """
 
 from __future__ import annotations
@@ -12,29 +15,35 @@ from typing import Any, ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from engine.models import FOUNDATION_MODELS, PRESETS
-from engine.task_params import accepted
+from engine.models import FOUNDATION_MODELS
+from engine.task_params import PARAMS, ParamField, fields
 
-FORM_KINDS: tuple[str, ...] = ("baseline", "train", "validate", "compare", "regression", "sweep", "pipeline")
+FORM_KINDS: tuple[str, ...] = tuple(PARAMS)
 #: Kinds that work over all models (or naive only): the model field is ignored for them.
 MODEL_FREE_KINDS: frozenset[str] = frozenset({"baseline", "compare", "regression"})
-INT_FIELDS: tuple[str, ...] = ("horizon", "epochs", "context")
 #: What each kind does and what comes next: a new user picks a kind from this, not from the code.
 KIND_HELP: dict[str, str] = {
     "baseline": "Naive forecasts: fills Tier and Naive MAE% on Stocks. Fast; run it first.",
     "train": "Fine-tune the model on each symbol (tiny preset: a few minutes on CPU). Next: validate.",
     "validate": "Pick forecast settings for a trained model on the validation windows. Next: compare.",
     "compare": "Every model with a pick vs naive on the test windows → Compare screen (4). Model ignored.",
-    "regression": "Re-check every pick vs its previous pick and naive → Regressions screen (5). Model ignored.",
     "sweep": "Hyperparameter search: many train jobs for the model (slow on CPU).",
+    "calibrate": "Fit a scale/bias correction of the model's pick on validation; kept only if it helps.",
+    "regression": "Re-check every pick vs its previous pick and naive → Regressions screen (5). Model ignored.",
     "pipeline": "baseline → train → validate → compare → regression in one job (slow on CPU).",
 }
 #: Kinds whose empty fields take the planner's per-symbol values (the others use their task's defaults).
 PLANNED_KINDS: frozenset[str] = frozenset({"train", "sweep", "pipeline"})
+#: Planner keys that decide a form field when it is left empty.
+PLANNED_FIELDS: dict[str, tuple[str, ...]] = {
+    "horizon": ("horizon",), "context": ("context",), "epochs": ("epochs",), "lr": ("lr",),
+    "lora_rank": ("lora_rank",), "loss": ("loss",), "batch_size": ("batch_size",), "finetune": ("finetune",),
+}
 FORM_HINT = "ctrl+s queue · esc cancel · tab next field · enter opens a list"
 
 
@@ -51,6 +60,24 @@ def plan_summary(plan: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def _placeholder(f: ParamField) -> str:
+    if f.default is None or f.default == []:
+        return "default"
+    return " ".join(map(str, f.default)) if isinstance(f.default, list) else str(f.default)
+
+
+def field_widget(f: ParamField) -> Widget:
+    """The input for one parameter: a list for choices, a checkbox for a flag, else a text field."""
+    wid = f"run-{f.name}"
+    if f.type is bool and not f.many:
+        return Checkbox(value=bool(f.default), id=wid, compact=True, tooltip=f.help)
+    if f.choices is not None and not f.many:
+        blank = f.default is None
+        return Select([(c, c) for c in f.choices], value=Select.NULL if blank else str(f.default),
+                      allow_blank=blank, prompt="default", id=wid, compact=True, tooltip=f.help)
+    return Input("", placeholder=_placeholder(f), id=wid, compact=True, tooltip=f.help)
+
+
 class StartRunScreen(ModalScreen[Any]):
     """Dismisses with a JobSpec (validated) or None."""
 
@@ -63,6 +90,7 @@ class StartRunScreen(ModalScreen[Any]):
         super().__init__()
         self.symbols = symbols
         self.initial_kind = kind if kind in FORM_KINDS else "baseline"
+        self._shown_kind: str | None = None
 
     def compose(self) -> ComposeResult:
         syms = ", ".join(self.symbols[:8]) + (f" … (+{len(self.symbols) - 8})" if len(self.symbols) > 8 else "")
@@ -70,24 +98,17 @@ class StartRunScreen(ModalScreen[Any]):
             box.border_title = "Start runs"
             yield Static(f"Symbols: {syms or '(none selected — pick some on the Stocks screen)'}",
                          id="run-symbols")
-            with Grid(id="run-grid"):
+            with Grid(id="run-head", classes="run-grid"):
                 yield Label("Kind")
                 yield Select([(k, k) for k in FORM_KINDS], value=self.initial_kind, allow_blank=False,
                              id="run-kind", compact=True)
                 yield Label("Model")
                 yield Select([(m, m) for m in FOUNDATION_MODELS], value="toto", allow_blank=True, id="run-model",
                              compact=True)
-                yield Label("Preset")
-                yield Select([(p, p) for p in PRESETS], value="tiny", allow_blank=False, id="run-preset",
-                             compact=True)
-                yield Label("Horizon")
-                yield Input("", placeholder="planner", id="run-horizon", compact=True)
-                yield Label("Context")
-                yield Input("", placeholder="planner", id="run-context", compact=True)
-                yield Label("Epochs")
-                yield Input("", placeholder="planner", id="run-epochs", compact=True)
                 yield Label("Priority")
                 yield Input("0", id="run-priority", compact=True)
+            with VerticalScroll(id="run-params-box"):
+                yield Grid(*self._param_widgets(self.initial_kind), id="run-params", classes="run-grid")
             yield Static(KIND_HELP[self.initial_kind], id="run-help", classes="plan")
             yield Static("", id="run-plan", classes="plan")
             yield Static("", id="run-error", classes="error")
@@ -96,31 +117,48 @@ class StartRunScreen(ModalScreen[Any]):
                 yield Button("Cancel", id="run-no", compact=True)
             yield Static(FORM_HINT, id="run-hint", classes="hint")
 
+    def _param_widgets(self, kind: str) -> list[Widget]:
+        self._shown_kind = kind
+        out: list[Widget] = []
+        for f in self.param_fields(kind):
+            out += [Label(f.name, classes="param-label"), field_widget(f)]
+        return out
+
+    @staticmethod
+    def param_fields(kind: str) -> list[ParamField]:
+        """The parameters the form shows for `kind`: all of its model's, but the internal hooks."""
+        return [f for f in fields(kind) if not f.hidden]
+
     def on_mount(self) -> None:
         self.query_one("#run-kind", Select).focus()
-        self._apply_kind()
+        self._after_kind()
 
     def _kind(self) -> str:
         return str(self.query_one("#run-kind", Select).value)
 
     @on(Select.Changed, "#run-kind")
-    def _kind_changed(self) -> None:
-        self._apply_kind()
-
-    def _apply_kind(self) -> None:
-        """Grey out the fields this kind does not read, so nothing typed there is silently dropped."""
+    async def _kind_changed(self) -> None:
         kind = self._kind()
-        names = accepted(kind)
+        if kind != self._shown_kind:
+            grid = self.query_one("#run-params", Grid)
+            await grid.remove_children()
+            await grid.mount_all(self._param_widgets(kind))
+        self._after_kind()
+
+    def _after_kind(self) -> None:
+        kind = self._kind()
         self.query_one("#run-model", Select).disabled = kind in MODEL_FREE_KINDS
-        self.query_one("#run-preset", Select).disabled = "preset" not in names
-        for name in INT_FIELDS:
-            self.query_one(f"#run-{name}", Input).disabled = name not in names
         self.query_one("#run-help", Static).update(KIND_HELP.get(kind, ""))
         self._show_plan()
 
     def _model(self) -> str | None:
         v = self.query_one("#run-model", Select).value
-        return None if v is Select.BLANK else str(v)
+        return None if v is Select.NULL else str(v)
+
+    def _preset(self) -> str:
+        found = self.query("#run-preset")
+        v = found.first(Select).value if found else "tiny"
+        return "tiny" if v is Select.NULL else str(v)
 
     @on(Select.Changed, "#run-model")
     @on(Select.Changed, "#run-preset")
@@ -128,13 +166,13 @@ class StartRunScreen(ModalScreen[Any]):
         self._show_plan()
 
     def _show_plan(self) -> None:
-        """Planner settings per symbol; the first symbol's values pre-fill empty fields."""
+        """Planner settings per symbol; the first symbol's values fill the placeholders of empty fields."""
         model = self._model()
         lines: list[str] = []
         first: dict[str, Any] | None = None
         svc = self.app.services  # type: ignore[attr-defined]
         for sym in self.symbols[:4]:
-            plan = svc.plan(sym, model or "toto", str(self.query_one("#run-preset", Select).value))
+            plan = svc.plan(sym, model or "toto", self._preset())
             if plan is None:
                 lines.append(f"{sym}: planner not available")
                 continue
@@ -149,31 +187,31 @@ class StartRunScreen(ModalScreen[Any]):
         head = ("Planner (empty fields use these):" if planned
                 else "Planner (used by train; empty fields here take this kind's defaults):")
         self.query_one("#run-plan", Static).update(head + "\n" + ("\n".join(lines) if lines else "no symbols"))
-        for name in INT_FIELDS:
-            self.query_one(f"#run-{name}", Input).placeholder = "planner" if planned else "default"
-        if first and planned:
-            for name, keys in (("horizon", ("horizon", "prediction_length", "pred_len")),
-                               ("context", ("context", "context_length", "context_len")),
-                               ("epochs", ("epochs",))):
-                inp = self.query_one(f"#run-{name}", Input)
-                val = next((first[k] for k in keys if k in first), None)
-                if val is not None:
-                    inp.placeholder = f"planner: {val}"
+        if not (first and planned):
+            return
+        for f in self.param_fields(self._kind()):
+            keys = PLANNED_FIELDS.get(f.name)
+            val = next((first[k] for k in keys or () if first.get(k) is not None), None)
+            found = self.query(f"#run-{f.name}")
+            if val is not None and found and isinstance(found.first(), Input) and f.default is None:
+                found.first(Input).placeholder = f"planner: {val}"
 
     def build_params(self, kind: str | None = None) -> tuple[dict[str, Any], int]:
-        """Parse the fields the kind accepts (engine.task_params); ValueError names the field that is wrong."""
-        names = accepted(kind or self._kind())
+        """The parameters typed into the form (empty fields left out); ValueError names the one that is wrong."""
         params: dict[str, Any] = {}
-        if "preset" in names:
-            params["preset"] = str(self.query_one("#run-preset", Select).value)
-        for name in INT_FIELDS:
-            raw = self.query_one(f"#run-{name}", Input).value.strip()
-            if not raw or name not in names:
+        for f in self.param_fields(kind or self._kind()):
+            found = self.query(f"#run-{f.name}")
+            if not found:
                 continue
-            try:
-                params[name] = int(raw)
-            except ValueError:
-                raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+            w = found.first()
+            if isinstance(w, Checkbox):
+                if w.value != bool(f.default):
+                    params[f.name] = bool(w.value)
+            elif isinstance(w, Select):
+                if w.value is not Select.NULL:
+                    params[f.name] = f.convert(str(w.value))
+            elif isinstance(w, Input) and w.value.strip():
+                params[f.name] = f.convert(w.value)
         raw_pri = self.query_one("#run-priority", Input).value.strip() or "0"
         try:
             priority = int(raw_pri)

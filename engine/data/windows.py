@@ -144,6 +144,17 @@ def spread_stride(n_origins: int, stride: int = 1, max_windows: int | None = Non
     return max(int(stride), math.ceil(n_origins / int(max_windows)))
 
 
+def _origin_range(spans: Spans, span: str, context_len: int, horizon: int) -> tuple[int, int]:
+    lo, hi = spans.bounds(span)
+    return max(lo, context_len), hi - horizon
+
+
+def window_count(spans: Spans, span: str, context_len: int, horizon: int, stride: int = 1) -> int:
+    """How many windows `make_windows` yields for these settings (0 when none fit), without building them."""
+    first, last = _origin_range(spans, span, context_len, horizon)
+    return 0 if last < first else (last - first) // stride + 1
+
+
 def make_windows(series: Series, spans: Spans, span: str, context_len: int, horizon: int,
                  stride: int = 1, max_windows: int | None = None) -> Windows:
     """Windows whose targets lie entirely inside `span`; context may reach back into earlier spans.
@@ -162,8 +173,7 @@ def make_windows(series: Series, spans: Spans, span: str, context_len: int, hori
         raise DataError(series.path, None, f"spans were split for {spans.n_rows} rows but the series has "
                         f"{series.n_rows}; split again")
     lo, hi = spans.bounds(span)
-    first = max(lo, context_len)
-    last = hi - horizon
+    first, last = _origin_range(spans, span, context_len, horizon)
     if last < first:
         need = first + horizon
         raise DataError(series.path, None, f"no usable windows: need {need} rows, have {hi} "

@@ -15,7 +15,8 @@ import math
 
 import torch
 
-LOSSES: tuple[str, ...] = ("native", "huber", "heteroscedastic", "quantile", "mse")
+from engine.task_params import LOSSES
+
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 

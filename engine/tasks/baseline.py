@@ -12,15 +12,14 @@ The default span is "test" (reporting); "val" is what selection code should comp
 span is recorded in every row, with the spans' row bounds, so a number is never read on the wrong
 span. Everything is vectorised numpy: 24 symbols × 3 horizons take well under a second or two.
 
-Spec params (all optional): horizon (int or list; default 1, 16, 64), span ("test"|"val"),
-context (rows of context per window, default 64), stride (1), tier_horizon (64), tier_span ("pretest" = train+val),
-val_rows / test_rows (span sizes, default from engine.data), methods (list of NAIVE_METHODS keys).
+Spec params: engine.task_params.BaselineParams (names, types, defaults and help text).
 """
 
 from __future__ import annotations
 
 import math
 import time
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,23 +28,26 @@ import numpy as np
 
 from engine.difficulty import DEFAULT_TIER_HORIZON, UNKNOWN, tier
 from engine.symbols import validate_symbol
+from engine.task_params import BaselineParams
 
 if TYPE_CHECKING:
     from engine.data import Series
     from engine.jobs import JobSpec
     from engine.tasks.context import TaskContext
 
-DEFAULT_HORIZONS: tuple[int, ...] = (1, 16, 64)
+_DEFAULTS = BaselineParams()  # the defaults are declared once, on the parameter model
+DEFAULT_HORIZONS: tuple[int, ...] = tuple(_DEFAULTS.horizon) if isinstance(_DEFAULTS.horizon, list) else (
+    _DEFAULTS.horizon,)
 #: Context rows per window. Only drift and seasonal-naive read it (drift's slope spans it); window
 #: origins do not depend on it as long as it fits before the span, so models share these windows.
-DEFAULT_CONTEXT = 64
+DEFAULT_CONTEXT = _DEFAULTS.context
 #: The tier picks training settings (loss, LoRA rank, epochs), so it must not look at the test span.
 #: "pretest" pools the train and validation windows (everything before test): far more windows
 #: than validation alone at h=64, so the tier is stable, and it matches a whole-history estimate.
-DEFAULT_TIER_SPAN = "pretest"
-TIER_SPANS: tuple[str, ...] = ("pretest", "train", "val", "test")
-REPORT_SPANS: tuple[str, ...] = ("test", "val")
-DEFAULT_METHODS: tuple[str, ...] = ("persistence", "drift", "seasonal")
+DEFAULT_TIER_SPAN = _DEFAULTS.tier_span
+TIER_SPANS: tuple[str, ...] = typing.get_args(BaselineParams.model_fields["tier_span"].annotation)
+REPORT_SPANS: tuple[str, ...] = typing.get_args(BaselineParams.model_fields["span"].annotation)
+DEFAULT_METHODS: tuple[str, ...] = tuple(_DEFAULTS.methods)
 
 
 def _json_float(x: Any) -> float | None:
@@ -260,8 +262,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     """
     from engine import paths
 
-    p = spec.params
-    horizons = p.get("horizon", list(DEFAULT_HORIZONS))
+    p = BaselineParams.of(spec.params)
     data_dirs = ctx.data_dirs or paths.data_dirs(ctx.workspace)
     t0 = time.perf_counter()
 
@@ -269,12 +270,9 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
         ctx.events.progress(done, total, stage=sym)
 
     rows = compute_baselines(
-        list(spec.symbols), horizons, data_dirs, span=str(p.get("span", "test")),
-        context_len=int(p.get("context", DEFAULT_CONTEXT)), stride=int(p.get("stride", 1)),
-        tier_horizon=int(p.get("tier_horizon", DEFAULT_TIER_HORIZON)),
-        tier_span=str(p.get("tier_span", DEFAULT_TIER_SPAN)),
-        methods=tuple(p.get("methods", DEFAULT_METHODS)),
-        val_rows=p.get("val_rows"), test_rows=p.get("test_rows"),
+        list(spec.symbols), p.horizon, data_dirs, span=p.span, context_len=p.context, stride=p.stride,
+        tier_horizon=p.tier_horizon, tier_span=p.tier_span, methods=tuple(p.methods),
+        val_rows=p.val_rows, test_rows=p.test_rows,
         progress=progress, cancelled=ctx.cancelled,
     )
     for r in rows:
@@ -292,7 +290,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
         # Error rows are logged above, never stored: they must not overwrite earlier numbers.
         "baselines": good,
         "summary": {
-            "symbols": len(summary), "rows": len(rows), "span": p.get("span", "test"),
+            "symbols": len(summary), "rows": len(rows), "span": p.span,
             "errors": sum(1 for r in rows if r.get("error")), "seconds": round(time.perf_counter() - t0, 3),
             "tiers": {sym: s["tier"] for sym, s in summary.items()},
             "cancelled": ctx.cancelled(),

@@ -37,14 +37,15 @@ import itertools
 import math
 import os
 import time
+import typing
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import task_params
 from engine.jobs import JobSpec, Resources
 from engine.names import PathNameError, validate_name
+from engine.task_params import Params, SweepParams, TaskParamError, TrainSettings
 from engine.tasks.pipeline import FINAL, Runner, SpoolRunner
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
     from engine.tasks.context import TaskContext
 
-MODES: tuple[str, ...] = ("priority", "quick", "full", "auto")
+MODES: tuple[str, ...] = typing.get_args(SweepParams.model_fields["mode"].annotation)
 
 #: Research-backed starting points (prior art: easy → huber, lower rank, higher lr; hard →
 #: heteroscedastic, higher rank, lower lr, more epochs).
@@ -71,12 +72,9 @@ FULL_GRID: dict[str, list[Any]] = {
 #: Models whose fine-tuning supports only their native loss (mirrors engine.forecasters.planner).
 NATIVE_LOSS_ONLY: frozenset[str] = frozenset({"kronos"})
 #: What the sweep searches; a spec may not pin these (that would be a single train job).
-#: These lists live in engine.task_params (the one table of accepted job parameters).
-SEARCHED: frozenset[str] = frozenset(task_params.REFUSED["sweep"])
-#: Train params that go unchanged to every trial's train job.
-TRAIN_PASSTHROUGH: frozenset[str] = frozenset(task_params.TRAIN_PASSTHROUGH)
-#: Sweep spec params of the job form (everything else the sweep accepts).
-SWEEP_PARAMS: frozenset[str] = frozenset(task_params.PARAMS["sweep"]) - TRAIN_PASSTHROUGH - {"name"}
+SEARCHED: frozenset[str] = frozenset(SweepParams.REFUSED)
+#: Train params that go unchanged to every trial's train job (the fields of TrainSettings).
+TRAIN_PASSTHROUGH: frozenset[str] = frozenset(TrainSettings.model_fields) - frozenset(Params.model_fields)
 #: Times a trial's train job is resubmitted (with resume) after it was interrupted.
 MAX_RESUMES = 3
 QUEUED_NOTE_S = 30.0
@@ -198,23 +196,12 @@ def objective_from(result: Mapping[str, Any] | None) -> float | None:
     return None
 
 
-def check_sweep_params(params: Mapping[str, Any]) -> None:
+def check_sweep_params(params: Mapping[str, Any]) -> SweepParams:
     """Refuse, before any trial is queued, params the sweep would silently ignore or override."""
-    pinned = sorted(set(params) & SEARCHED)
-    if pinned:
-        raise SweepError(f"sweep: {', '.join(pinned)} {'is' if len(pinned) == 1 else 'are'} what the sweep searches; "
-                         "leave it out (or queue a single train job)")
-    unknown = sorted(set(params) - SWEEP_PARAMS - TRAIN_PASSTHROUGH - {"name"})
-    if unknown:
-        raise SweepError(f"sweep: unknown parameter(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(sorted(SWEEP_PARAMS | TRAIN_PASSTHROUGH))}")
-    mode = params.get("mode", "priority")
-    if mode not in MODES:
-        raise SweepError(f"unknown sweep mode {mode!r}; choose one of: {', '.join(MODES)}")
-    for key in ("gpus", "vram_gb"):
-        v = params.get(key)
-        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
-            raise SweepError(f"sweep: {key} must be a non-negative number, got {v!r}")
+    try:
+        return SweepParams.of(params)
+    except TaskParamError as exc:
+        raise SweepError(str(exc)) from None
 
 
 @contextlib.contextmanager
@@ -326,18 +313,20 @@ def run_sweep(runner: Runner, workspace: Path, *, model: str, symbol: str, mode:
     `extra` are train params passed unchanged to every trial (e.g. max_steps_per_epoch);
     `resources`/`priority` are those of every trial's train job.
     """
-    if mode not in MODES:
-        raise SweepError(f"unknown sweep mode {mode!r}; choose one of: {', '.join(MODES)}")
-    if max_runs is not None and (not isinstance(max_runs, int) or isinstance(max_runs, bool) or max_runs < 1):
-        raise SweepError(f"max_runs must be a positive integer, got {max_runs!r}")
-    check_sweep_params({k: v for k, v in dict(extra or {}).items() if v is not None})
+    extra = {k: v for k, v in dict(extra or {}).items() if v is not None}
+    unknown = sorted(set(extra) - TRAIN_PASSTHROUGH)
+    if unknown:
+        raise SweepError(f"sweep: {', '.join(unknown)} cannot be passed to the trials; they take: "
+                         f"{', '.join(sorted(TRAIN_PASSTHROUGH))}")
+    check_sweep_params({**extra, "mode": mode, "max_runs": max_runs, "preset": preset, "horizon": horizon,
+                        "context": context, "epochs": epochs, "seed": seed})
     name = study_name(model, symbol, preset, horizon, mode)
     with study_lock(workspace, name, f"job {parent}" if parent else "the headless sweep command"):
         study = open_study(workspace, name, mode, seed, model=model)
         return _drive(study, runner, workspace, name=name, model=model, symbol=symbol, mode=mode,
                       budget=trial_budget(mode, max_runs, model),
                       base={"preset": preset, "horizon": horizon, "context": context, "seed": seed,
-                            **{k: v for k, v in dict(extra or {}).items() if v is not None}},
+                            **extra},
                       epochs=epochs, parent=parent, log=log, cancelled=cancelled, progress=progress,
                       priority=priority, resources=resources, poll=poll)
 
@@ -470,17 +459,15 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     vram_gb (each trial's resources), and train params passed to every trial (TRAIN_PASSTHROUGH).
     The trials get this job's priority and this job as their parent.
     """
-    p = dict(spec.params)
     if spec.model is None or spec.model == "naive":
         raise SweepError("a sweep needs a foundation model (toto, kronos or chronos2)")
-    check_sweep_params(p)
+    p = check_sweep_params(spec.params)
     if not (Path(ctx.workspace) / "jobs" / "inbox").is_dir():
         # Every engine creates it on start; its absence means this worker runs in a copy of the
         # workspace (Ray's shipped mode), where spooled trials would never reach an engine.
         raise SweepError(f"a sweep job must run in its engine's workspace, but {ctx.workspace} has no jobs/inbox "
                          "(on Ray: make the workspace visible at the same path on the node, FORECAST_RAY_SHARED=1)")
-    mode = str(p.get("mode", "priority"))
-    res = {k: p[k] for k in ("gpus", "vram_gb") if p.get(k) is not None}
+    res = {k: v for k, v in (("gpus", p.gpus), ("vram_gb", p.vram_gb)) if v is not None}
     if res.get("vram_gb") and "gpus" not in res:
         res["gpus"] = 1
     runner = SpoolRunner(ctx.workspace)
@@ -489,10 +476,9 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
         if ctx.cancelled():
             break
         out[symbol] = run_sweep(
-            runner, ctx.workspace, model=spec.model, symbol=symbol, mode=mode, max_runs=p.get("max_runs"),
-            preset=str(p.get("preset", "tiny")), horizon=int(p.get("horizon") or 16), context=p.get("context"),
-            epochs=int(p.get("epochs") or 2), seed=int(p.get("seed", 0)), parent=ctx.job_id,
-            extra={k: v for k, v in p.items() if k in TRAIN_PASSTHROUGH},
+            runner, ctx.workspace, model=spec.model, symbol=symbol, mode=p.mode, max_runs=p.max_runs,
+            preset=p.preset, horizon=p.horizon, context=p.context, epochs=p.epochs, seed=p.seed, parent=ctx.job_id,
+            extra={k: v for k, v in p.model_dump(exclude_unset=True).items() if k in TRAIN_PASSTHROUGH},
             log=lambda m: ctx.events.log(m), cancelled=ctx.cancelled,
             progress=lambda d, t: ctx.events.progress(d, t, stage="sweep"), priority=spec.priority,
             resources=Resources(**res) if res else None)

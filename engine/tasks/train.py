@@ -16,9 +16,7 @@ Defaults for the `tiny` preset differ from the prior-art table (see engine.forec
 full fine-tuning, native loss, lr × 10, context ≤ 128 — a random-weight model must be trained,
 not adapted.
 
-Params (all optional): preset ("tiny"|"pretrained"), source (hub id or directory for pretrained),
-epochs, context, horizon, lr, lora_rank, loss, batch_size, seed, resume, max_steps_per_epoch,
-finetune ("lora"|"full"), difficulty, stride, val_rows, test_rows, patience, mae_samples.
+Params: engine.task_params.TrainParams (names, types, bounds, defaults and help text).
 """
 
 from __future__ import annotations
@@ -33,39 +31,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.forecasters.checkpoints import has_checkpoint, newest_mtime
+from engine.task_params import TrainParams
 
 if TYPE_CHECKING:
+    from engine.data.windows import Spans
+    from engine.forecasters.planner import TrainPlan
     from engine.jobs import JobSpec
     from engine.tasks.context import TaskContext
-
-INT_PARAMS = ("epochs", "context", "horizon", "lora_rank", "batch_size", "seed", "max_steps_per_epoch",
-              "stride", "val_rows", "test_rows", "patience", "mae_samples")
-KNOWN = set(INT_PARAMS) | {"preset", "source", "tokenizer", "lr", "loss", "resume", "finetune", "difficulty",
-                           "run_id"}
-
-
-def check_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Validate the spec params up front, so a bad value fails before any model is loaded."""
-    unknown = sorted(set(params) - KNOWN)
-    if unknown:
-        raise ValueError(f"train: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN))}")
-    p = dict(params)
-    for k in INT_PARAMS:
-        v = p.get(k)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "seed" else 1)):
-            raise ValueError(f"train: {k} must be a {'non-negative' if k == 'seed' else 'positive'} integer, got {v!r}")
-    if p.get("lr") is not None and not (isinstance(p["lr"], int | float) and 0 < p["lr"] < 1):
-        raise ValueError(f"train: lr must be a number in (0, 1), got {p['lr']!r}")
-    if p.get("preset", "tiny") not in ("tiny", "pretrained"):
-        raise ValueError(f"train: preset must be tiny or pretrained, got {p.get('preset')!r}")
-    if p.get("finetune", "lora") not in ("lora", "full"):
-        raise ValueError(f"train: finetune must be lora or full, got {p.get('finetune')!r}")
-    if p.get("loss") is not None:
-        from engine.forecasters.losses import validate_loss
-
-        validate_loss(p["loss"])
-    return p
-
 
 def _difficulty(series: Any, data: Any) -> tuple[str, float | None]:
     """Persistence MAE% at h=64 on train-span windows (no validation/test rows are read)."""
@@ -91,37 +63,48 @@ def _run_dir(ctx: TaskContext, prefix: str, resume: bool) -> Path:
     return runs / f"{prefix}-{ctx.job_id[-8:]}"
 
 
-def train_symbol(model: str, symbol: str, p: dict[str, Any], ctx: TaskContext, index: int = 0,
+def plan_symbol(series: Any, model: str, p: TrainParams) -> tuple[str, float | None, TrainPlan, Spans]:
+    """Difficulty (given, else measured on the train span), the plan with the spec's overrides, and the
+    spans: what a train job of `model` on `series` will use. PlanError/ValueError when impossible.
+
+    The console's `train` preflight calls this too, so what it prints is what the job does.
+    """
+    import engine.data as data
+    from engine.forecasters.planner import plan_training
+
+    difficulty, naive64 = (p.difficulty, None) if p.difficulty else _difficulty(series, data)
+    plan = plan_training(series.n_rows, difficulty, model, preset=p.preset, context=p.context, horizon=p.horizon,
+                         loss=p.loss, lora_rank=p.lora_rank, lr=p.lr, epochs=p.epochs, batch_size=p.batch_size,
+                         finetune=p.finetune)
+    spans = data.split_spans(series.n_rows, plan.horizon, val_rows=p.val_rows, test_rows=p.test_rows)
+    return difficulty, naive64, plan, spans
+
+
+def train_symbol(model: str, symbol: str, p: TrainParams, ctx: TaskContext, index: int = 0,
                  total: int = 1) -> dict[str, Any] | None:
     """Train one symbol; the run record for the result payload, or None when cancelled."""
     import engine.data as data
-    from engine.forecasters.planner import plan_training
     from engine.forecasters.registry import load_forecaster
     from engine.forecasters.training import Events, TrainConfig, train, validation_mae_pct
 
     ev = ctx.events
     series = data.load_symbol(symbol, ctx.data_dirs or None)
-    difficulty, naive64 = (p["difficulty"], None) if p.get("difficulty") else _difficulty(series, data)
-    preset = p.get("preset", "tiny")
-    plan = plan_training(series.n_rows, difficulty, model, preset=preset, context=p.get("context"),
-                         horizon=p.get("horizon"), loss=p.get("loss"), lora_rank=p.get("lora_rank"),
-                         lr=p.get("lr"), epochs=p.get("epochs"), batch_size=p.get("batch_size"),
-                         finetune=p.get("finetune"))
-    spans = data.split_spans(series.n_rows, plan.horizon, val_rows=p.get("val_rows"), test_rows=p.get("test_rows"))
-    stride = int(p.get("stride") or 1)
+    difficulty, naive64, plan, spans = plan_symbol(series, model, p)
+    preset = p.preset
+    stride = p.stride
     train_w = data.make_windows(series, spans, "train", plan.context, plan.horizon, stride=stride)
     val_w = data.make_windows(series, spans, "val", plan.context, plan.horizon, stride=1)
-    seed = int(p.get("seed") or 0)
+    seed = p.seed
     cfg = TrainConfig(epochs=plan.epochs, lr=float(plan.lr), batch_size=plan.batch_size, loss=plan.loss, seed=seed,
-                      patience=int(p.get("patience") or 3), max_steps_per_epoch=p.get("max_steps_per_epoch"),
-                      mae_samples=int(p.get("mae_samples") or 8), val_batches=8, mae_windows=32)
-    ident = {"model": model, "preset": preset, "source": p.get("source"), "symbol": symbol, "plan": plan.to_dict(),
+                      patience=p.patience, max_steps_per_epoch=p.max_steps_per_epoch,
+                      mae_samples=p.mae_samples, val_batches=8, mae_windows=32)
+    ident = {"model": model, "preset": preset, "source": p.source, "symbol": symbol, "plan": plan.to_dict(),
              "train": cfg.__dict__, "spans": spans.to_dict(), "stride": stride}
     prefix = f"{model}-{preset}-{symbol}-" + hashlib.sha1(json.dumps(ident, sort_keys=True, default=str)
                                                           .encode()).hexdigest()[:8]
-    run_dir = _run_dir(ctx, prefix, bool(p.get("resume")))
+    run_dir = _run_dir(ctx, prefix, p.resume)
     ckpt = run_dir / "checkpoint"
-    resuming = bool(p.get("resume")) and has_checkpoint(ckpt)
+    resuming = p.resume and has_checkpoint(ckpt)
     if not resuming and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +113,7 @@ def train_symbol(model: str, symbol: str, p: dict[str, Any], ctx: TaskContext, i
     ev.log(f"{symbol}: {model}/{preset} plan {plan.to_dict()}; {train_w.n} train / {val_w.n} val windows; "
            f"run {run_dir.name}{' (resuming)' if resuming else ''}")
 
-    kw = {k: p[k] for k in ("source", "tokenizer") if p.get(k)}
+    kw = {k: v for k, v in (("source", p.source), ("tokenizer", p.tokenizer)) if v}
     t0 = time.time()
     fc: Any = load_forecaster(model, preset, device=ctx.device, **kw)
     fc.prepare_finetune(plan.finetune, rank=plan.lora_rank, seed=seed)
@@ -165,7 +148,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     """Train `spec.model` on each of `spec.symbols` in turn; returns `{runs, summary}`."""
     if spec.model not in ("toto", "kronos", "chronos2"):
         raise ValueError(f"train: model must be toto, kronos or chronos2, got {spec.model!r}")
-    p = check_params(spec.params)
+    p = TrainParams.of(spec.params)
     runs: list[dict[str, Any]] = []
     cancelled = False
     for i, sym in enumerate(spec.symbols):
