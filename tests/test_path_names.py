@@ -43,9 +43,9 @@ def test_every_path_name_user_refuses_a_walk_out(tmp_path: Path) -> None:
             pass
     with pytest.raises(PathNameError, match="report name"):
         write_report(ws / "reports", bad, {"x": 1}, "# x")
-    with pytest.raises(JobSpecError, match="pipeline name"):
+    with pytest.raises(JobSpecError, match="pipeline: parameter 'name'"):
         JobSpec.create("pipeline", ["SPY"], params={"name": bad})
-    with pytest.raises(JobSpecError, match="sweep name"):
+    with pytest.raises(JobSpecError, match="sweep: parameter 'name'"):
         JobSpec.create("sweep", ["SPY"], "toto", params={"name": "/tmp/x"})
     with Store.open(ws, hyperparams_dir=tmp_path / "hp") as s:
         with pytest.raises(StoreError, match="job id"):
