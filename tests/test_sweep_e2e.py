@@ -246,8 +246,8 @@ def test_sweep_job_refuses_params_it_would_ignore(tmp_path: Path) -> None:
 
     for params, msg, at_create in (({"lr": 1e-3}, "what the sweep searches", True),
                                    ({"max_step": 3}, "unknown parameter", True),
-                                   ({"mode": "grid"}, "unknown sweep mode", False),
-                                   ({"vram_gb": -1}, "non-negative", False)):
+                                   ({"mode": "grid"}, "'mode' must be 'priority', 'quick', 'full' or 'auto'", True),
+                                   ({"vram_gb": -1}, "'vram_gb' must be greater than or equal to 0", True)):
         if at_create:
             with pytest.raises(JobSpecError, match=msg):
                 JobSpec.create("sweep", [SYMBOL], "toto", params=params)
