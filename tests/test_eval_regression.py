@@ -58,8 +58,10 @@ def test_regression_not_flagged_when_better_and_bad_threshold(tmp_path: Path) ->
     out = regression.run(spec("regression", ["AAA"], None, models=["naive"], horizon=8, context=32), ctx)
     (row,) = out["regressions"]
     assert not row["flagged"] and row["proposed_jobs"] == [] and row["reason"] == "ok"
-    with pytest.raises(ev.EvaluationError, match="threshold_pct"):
-        regression.run(spec("regression", ["AAA"], None, models=["naive"], threshold_pct=-1), ctx)
+    from engine.jobs import JobSpecError
+
+    with pytest.raises(JobSpecError, match="'threshold_pct' must be greater than or equal to 0"):  # at submit
+        spec("regression", ["AAA"], None, models=["naive"], threshold_pct=-1)
 
 
 def test_fit_affine_recovers_known_map() -> None:

@@ -84,8 +84,10 @@ def test_bad_input_is_refused_before_any_work(tmp_path: Path) -> None:
         validate.run(spec("validate", ["AAA"], "toto", aggregations=["bogus"]), ctx)
     with pytest.raises(ev.EvaluationError, match="cannot select on"):
         validate.run(spec("validate", ["AAA"], "naive", selection_metric="dm_p_two_sided"), ctx)
-    with pytest.raises(ev.EvaluationError, match="mode"):
-        validate.run(spec("validate", ["AAA"], "naive", mode="huge"), ctx)
+    from engine.jobs import JobSpecError
+
+    with pytest.raises(JobSpecError, match="'mode' must be 'quick' or 'full'"):  # refused at submit
+        spec("validate", ["AAA"], "naive", mode="huge")
     assert not (ctx.workspace / "store.json").exists()
 
 
