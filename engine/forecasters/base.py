@@ -34,6 +34,19 @@ class Forecast:
         return self.latency_s / max(1, self.samples.shape[0])
 
 
+def window_seed(seed: int, origin: int) -> int:
+    """The sampling seed of one window: from (seed, origin) only, never from its batch position.
+
+    Why: with one RNG per batch, a window's samples changed when other windows joined the batch, so
+    the same seed and the same window gave different forecasts in validate and compare."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(origin) & 0xFFFFFFFF]).generate_state(1)[0])
+
+
+def window_rngs(seed: int, origins: Any) -> list[np.random.Generator]:
+    """One numpy Generator per window (`window_seed`), for models that draw their own noise."""
+    return [np.random.default_rng(window_seed(seed, o)) for o in np.asarray(origins).reshape(-1)]
+
+
 def aggregate(samples: np.ndarray, how: str = "median") -> np.ndarray:
     """Point forecast `[W, H]` from samples `[W, S, H]`.
 

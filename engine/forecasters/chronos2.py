@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.forecasters.base import Forecast
+from engine.forecasters.base import Forecast, window_rngs
 from engine.forecasters.hub import ModelLoadError, resolve_weights
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import gaussian_nll, pinball, point_loss, validate_loss
@@ -43,12 +43,17 @@ TINY_CHRONOS: dict[str, Any] = dict(context_length=1024, input_patch_size=16, in
 _Z90 = 1.2815515655446004
 
 
-def sample_quantiles(levels: np.ndarray, qvals: np.ndarray, num_samples: int, seed: int) -> np.ndarray:
-    """Draw `[W, S, H]` samples from quantiles `[W, Q, H]` by linear inverse-CDF interpolation."""
+def sample_quantiles(levels: np.ndarray, qvals: np.ndarray, num_samples: int, seed: int,
+                     origins: Any | None = None) -> np.ndarray:
+    """Draw `[W, S, H]` samples from quantiles `[W, Q, H]` by linear inverse-CDF interpolation.
+
+    Each window's uniforms come from its own generator (`window_rngs(seed, origins)`), so a window's
+    samples do not depend on the other windows of the call; without origins, windows are numbered."""
     levels = np.asarray(levels, dtype=np.float64)
     q = np.sort(np.asarray(qvals, dtype=np.float64), axis=1)  # guard against quantile crossing
     w_n, n_q, h = q.shape
-    u = np.random.default_rng(seed).random((w_n, num_samples, h))
+    rngs = window_rngs(seed, np.arange(w_n) if origins is None else origins)
+    u = np.stack([g.random((num_samples, h)) for g in rngs]) if w_n else np.empty((0, num_samples, h))
     j = np.clip(np.searchsorted(levels, u), 1, n_q - 1)
     lo_l, hi_l = levels[j - 1], levels[j]
     frac = np.clip((u - lo_l) / (hi_l - lo_l), 0.0, 1.0)
@@ -135,7 +140,7 @@ class Chronos2Forecaster(FoundationForecaster):
         qn = self.predict_quantiles((ctx - mu[:, None]) / sd[:, None], int(windows.horizon), chunk_size)
         # sorted: a monotone quantile function (an untrained model can cross its quantiles)
         q = np.sort(qn * sd[:, None, None] + mu[:, None, None], axis=1)
-        samples = sample_quantiles(self.levels, q, num_samples, seed)
+        samples = sample_quantiles(self.levels, q, num_samples, seed, windows.origins)
         quantiles = {float(lv): q[:, i, :] for i, lv in enumerate(self.levels)}
         return Forecast(samples=samples, quantiles=quantiles, latency_s=time.perf_counter() - t0,
                         info={"model": self.name, "preset": self.preset, "num_samples": num_samples})

@@ -5,7 +5,9 @@ every generated token (O(H·C²) per path) and returns only the mean of its path
 keeps a key/value cache per transformer block, so each new token costs one position, and returns
 every path. It mirrors upstream step for step — same RoPE positions, same time stamps, same
 top-k/top-p filtering and the same RNG draws in the same order — so for a seed it produces the
-same tokens as `generate_tokens_reference` (a token-returning port of upstream's loop). When the
+same tokens as `generate_tokens_reference` (a token-returning port of upstream's loop).
+`forecast` draws each window's tokens from its own stream (`WindowStreams`, seeded from seed +
+origin), so a window's paths do not depend on which windows share its batch. When the
 window must slide (`max_context` smaller than context + horizon) positions shift under the cache,
 so those steps fall back to a full recompute, exactly like upstream.
 
@@ -22,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.forecasters.base import Forecast
+from engine.forecasters.base import Forecast, window_rngs
 from engine.forecasters.hub import ModelLoadError, resolve_weights
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import validate_loss
@@ -103,15 +105,39 @@ def filter_logits(logits: Any, top_k: int | None, top_p: float | None) -> Any:
     return logits
 
 
+class WindowStreams:
+    """Per-window random streams for batched decoding: rows are ordered window-major (w0s0, w0s1, ...,
+    w1s0, ...), and each decoding step draws `samples` uniforms from each window's own generator.
+
+    Why: `torch.multinomial` with one generator hands out draws by row position, so a window's paths
+    changed when other windows shared its batch. Here a window's draws depend on (seed, origin) only.
+    """
+
+    def __init__(self, seed: int, origins: Any, samples: int) -> None:
+        self.rngs = window_rngs(seed, origins)
+        self.samples = int(samples)
+
+    def uniforms(self, device: Any) -> Any:
+        import torch
+
+        u = np.concatenate([g.random(self.samples) for g in self.rngs])
+        return torch.as_tensor(u, dtype=torch.float64, device=device)[:, None]
+
+
 def sample_token(logits: Any, temperature: float, top_k: int | None, top_p: float | None,
                  generator: Any | None, greedy: bool = False) -> Any:
-    """One token id per row; `generator=None` draws from torch's global RNG (as upstream does)."""
+    """One token id per row; `generator=None` draws from torch's global RNG (as upstream does), a
+    `WindowStreams` by inverse CDF from each window's own uniforms."""
     import torch
     import torch.nn.functional as F
 
     if greedy:
         return torch.argmax(logits, dim=-1, keepdim=True)
     probs = F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
+    if isinstance(generator, WindowStreams):
+        cdf = torch.cumsum(probs.double(), dim=-1)
+        u = generator.uniforms(probs.device) * cdf[:, -1:]
+        return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1)
     return torch.multinomial(probs, 1, generator=generator)
 
 
@@ -306,7 +332,6 @@ class KronosForecaster(FoundationForecaster):
         w_n = windows.n
         out = np.empty((w_n, num_samples, h), dtype=np.float64)
         chunk = max(1, chunk_rows // num_samples)
-        gen = torch.Generator(device=self.device).manual_seed(int(seed))
         decode = generate_tokens if cached else generate_tokens_reference
         self.model.eval()
         for start in range(0, w_n, chunk):
@@ -315,8 +340,9 @@ class KronosForecaster(FoundationForecaster):
             with torch.no_grad():
                 s1, s2 = self.tokenizer.encode(t["x"], half=True)
                 rep = lambda z: z.repeat_interleave(num_samples, dim=0)  # noqa: E731 - order b0s0, b0s1, ...
+                streams = WindowStreams(seed, windows.origins[idx], num_samples)  # per window, not per batch
                 g1, g2 = decode(self.model, rep(s1), rep(s2), rep(t["stamps"]), h, max_context=mc,
-                                temperature=temperature, top_k=top_k, top_p=top_p, generator=gen)
+                                temperature=temperature, top_k=top_k, top_p=top_p, generator=streams)
                 full1 = torch.cat([rep(s1), g1], dim=1)[:, -mc:]
                 full2 = torch.cat([rep(s2), g2], dim=1)[:, -mc:]
                 z = self.tokenizer.decode([full1, full2], half=True)[:, -h:, 3]

@@ -4,9 +4,11 @@ Why these choices:
 - Each window is standardised by its own context's close mean/std before the model sees it
   (Toto scales causally inside as well), and samples are mapped back to price space; nothing from
   the horizon enters the normalisation.
-- Windows are forecast in one batched `TotoForecaster.forecast` call per chunk (chunks bound the
-  memory of `chunk × samples` trajectories); the global RNG is seeded in a forked scope so the same
-  seed gives the same samples without disturbing the caller.
+- Each window is one `TotoForecaster.forecast` call (its samples batched inside it) under its own
+  seed (seed + origin) in a forked RNG scope: upstream draws a batch's samples from torch's global
+  RNG in batch order, so batching windows together made one window's forecast change when other
+  windows were added. The same seed and window now give the same samples whatever else is in the
+  call, without disturbing the caller.
 - LoRA wraps the backbone (`toto.model`; `Toto` itself has no forward) on `wQKV, wO, mlp.0, mlp.2`.
   Training follows Toto's own convention: the target is the input shifted by one patch, and the
   loss is on the model's causally scaled values.
@@ -19,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.forecasters.base import Forecast
+from engine.forecasters.base import Forecast, window_seed
 from engine.forecasters.hub import ModelLoadError, resolve_weights
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import gaussian_nll, point_loss, validate_loss
@@ -100,7 +102,7 @@ class TotoForecaster(FoundationForecaster):
     # ---- forecasting ---------------------------------------------------------------------------
     def forecast(self, windows: Any, num_samples: int = 1, *, seed: int = 0, chunk_size: int | None = None,
                  samples_per_batch: int = 256, **params: Any) -> Forecast:
-        """Sample paths `[W, S, H]` in price space; `chunk_size` windows per model call."""
+        """Sample paths `[W, S, H]` in price space; one upstream call per window (see the module doc)."""
         import torch
         from toto.data.util.dataset import MaskedTimeseries
         from toto.inference.forecaster import TotoForecaster as _Upstream
@@ -113,12 +115,16 @@ class TotoForecaster(FoundationForecaster):
         mu, sd = context_stats(ctx)
         norm = (ctx - mu[:, None]) / sd[:, None]
         spb = max(d for d in range(1, min(samples_per_batch, num_samples) + 1) if num_samples % d == 0)
-        chunk = chunk_size or max(1, 4096 // num_samples)
         out = np.empty((w_n, num_samples, horizon), dtype=np.float64)
         fc = _Upstream(self.backbone)
         self.backbone.eval()
-        for k, start in enumerate(range(0, w_n, chunk)):
-            sl = slice(start, min(w_n, start + chunk))
+        origins = np.asarray(windows.origins).reshape(-1)
+        # one window per upstream call, under its own seed (seed + origin): upstream draws every
+        # sample of a batch from torch's global RNG in batch order, so a shared batch would make a
+        # window's samples depend on its neighbours. `chunk_size` is accepted for compatibility.
+        del chunk_size
+        for start in range(w_n):
+            sl = slice(start, start + 1)
             series = torch.tensor(norm[sl], dtype=torch.float32, device=self.device)[:, None, :]
             b = series.shape[0]
             inputs = MaskedTimeseries(
@@ -128,7 +134,7 @@ class TotoForecaster(FoundationForecaster):
                 timestamp_seconds=torch.zeros_like(series, dtype=torch.int64),
                 time_interval_seconds=torch.full((b, 1), 86400, dtype=torch.int64, device=self.device),
             )
-            with seeded(seed + 7919 * k), torch.inference_mode():
+            with seeded(window_seed(seed, origins[start])), torch.inference_mode():
                 f = fc.forecast(inputs, prediction_length=horizon, num_samples=num_samples,
                                 samples_per_batch=spb, use_kv_cache=True)
             s = f.samples[:, 0].permute(0, 2, 1).double().cpu().numpy()  # (b, S, H)
