@@ -34,6 +34,7 @@ from pathlib import Path
 
 from engine import process_state
 from engine.data.listing import job_listing
+from engine.forecasters import cache as model_cache
 from engine.jobs import JobDir
 from engine.worker import EXIT_CANCELLED, run_job
 
@@ -112,6 +113,7 @@ def main() -> int:
     saved = (os.dup(2), os.dup(2))  # between jobs, stdout and stderr go to the pool's log
     os.dup2(saved[1], 1)
     baseline = process_state.Baseline.capture()
+    model_cache.enable()  # base models stay loaded between jobs, bounded (FORECAST_MODEL_CACHE_MB)
     threading.Thread(target=_preload, name="preload", daemon=True).start()
     for line in sys.stdin:
         line = line.strip()

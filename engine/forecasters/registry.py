@@ -10,6 +10,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from engine.forecasters import cache as model_cache
 from engine.forecasters.base import Forecaster
 from engine.forecasters.hub import ModelLoadError, resolve_weights
 from engine.forecasters.lora import read_adapter_meta
@@ -69,7 +70,11 @@ def load_forecaster(model: str, preset: str = "tiny", *, adapter: Path | str | N
         for rid in ids:
             resolve_weights(model, rid)
     cls = adapter_class(model)
-    fc = cls(preset=preset, device=device, **kw)
+    cache = model_cache.active()  # a warm worker's base models (engine.forecasters.cache)
+    if cache is not None and adapter is None:
+        fc = cache.get(model_cache.cache_key(model, preset, device, kw), lambda: cls(preset=preset, device=device, **kw))
+    else:
+        fc = cls(preset=preset, device=device, **kw)
     if adapter is not None:
         fc.load_adapter(Path(adapter))
     return fc
