@@ -7,6 +7,12 @@
    (engine.backends.pool; the pool starts empty, so the N jobs pay for its first start-up), N = 1,
    8, 24; plus the per-job overhead beyond the task's own compute (wall of N single jobs minus the
    one covering job, divided by N, times the slots). Target: 24 warm jobs within 2x the one job.
+0b. Thread caps (issue 17): four tiny chronos2 `train` jobs (3 epochs) on 2 CPU slots, each worker
+   capped at its share of the cores vs left at the libraries' defaults (one thread per core each).
+   Target: capped ≤ 0.5x uncapped.
+0c. Scale in symbols (issue 17): `forecast-console baseline --all` over the 24 shipped CSVs and
+   over 480 (20 renamed copies of each), each into a fresh workspace, then once more over the 480
+   (re-recording every row). Target: 480 ≤ 20x the 24-symbol wall.
 
 1. Worker start-up alone: `python -m engine.worker <dir>` run directly (test hook, zero steps),
    from spawn to exit.
@@ -197,13 +203,69 @@ async def bench_short(n: int, tmp: Path, warm: bool, symbols: list[str]) -> dict
     return out
 
 
+async def bench_train_caps(tmp: Path, capped: bool, symbols: list[str]) -> float:
+    """Wall of four tiny chronos2 train jobs on 2 slots, with or without the per-worker thread cap."""
+    from engine.backends.local import LocalBackend
+    from engine.threads import ENV_THREADS, THREAD_ENV_VARS
+
+    ws = tmp / f"ws-train-{capped}"
+    store = Store.open(ws)
+    eng = Engine(ws, store=store, backend=LocalBackend(), cpu_slots=2, poll_interval=0.05, validate_symbols=False,
+                 gpu_source=FakeGpuSource(0))
+    if not capped:
+        capped_env = eng.worker_env
+
+        def uncapped(placement: object) -> dict[str, str]:
+            env = capped_env(placement)  # type: ignore[arg-type]
+            for k in (ENV_THREADS, *THREAD_ENV_VARS):
+                env.pop(k, None)
+            return env
+
+        eng.worker_env = uncapped  # type: ignore[method-assign]
+    await eng.start()
+    try:
+        t0 = time.perf_counter()
+        states = [eng.submit(JobSpec.create("train", [s], model="chronos2", params={"preset": "tiny", "epochs": 3}))
+                  for s in symbols[:4]]
+        while not all(st.finished for st in states):
+            await asyncio.sleep(0.05)
+        bad = [st.reason for st in states if st.state != "succeeded"]
+        assert not bad, bad
+        return time.perf_counter() - t0
+    finally:
+        await eng.stop()
+        store.close()
+
+
+def bench_baseline_scale(tmp: Path) -> dict[str, float]:
+    import shutil
+
+    shipped = sorted((ROOT / "trainingdata").glob("*.csv"))
+    out: dict[str, float] = {}
+    for label, copies in (("24", 1), ("480", 20)):
+        data = tmp / f"data-{label}"
+        data.mkdir()
+        for k in range(copies):
+            for f in shipped:
+                shutil.copy(f, data / (f.name if copies == 1 else f"{f.stem}X{k}.csv"))
+        ws = tmp / f"ws-scale-{label}"
+        cmd = [sys.executable, "-m", "console.cli", "--workspace", str(ws), "--data", str(data), "baseline", "--all",
+               "--json"]
+        for run in ("", " again"):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            out[label + run] = time.perf_counter() - t0
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=10)
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--poll", type=float, nargs="+", default=[0.2, 0.02])
     ap.add_argument("--short", type=int, nargs="+", default=[1, 8, 24], help="N for the short-jobs comparison")
-    ap.add_argument("--only", choices=("short",), default=None, help="run only the short-jobs comparison")
+    ap.add_argument("--only", choices=("short", "train", "scale"), default=None,
+                    help="run only the short-jobs comparison, the thread-cap train comparison or the symbol scale")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -211,6 +273,22 @@ def main() -> None:
 
         symbols = [i.symbol for i in list_symbols([ROOT / "trainingdata"])]
         os.environ.setdefault("FORECAST_DATA", str(ROOT / "trainingdata"))
+        if args.only in (None, "scale"):
+            r = bench_baseline_scale(tmp)
+            print(f"baseline --all: 24 symbols {r['24']:.2f} s (again {r['24 again']:.2f} s), 480 symbols "
+                  f"{r['480']:.2f} s (again {r['480 again']:.2f} s) = x{r['480'] / r['24']:.1f} for 20x the symbols "
+                  "(target ≤ 20)", flush=True)
+            if args.only == "scale":
+                return
+        if args.only in (None, "train"):
+            for_env = {k: os.environ.pop(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
+            uncapped = asyncio.run(bench_train_caps(tmp, False, symbols))
+            capped = asyncio.run(bench_train_caps(tmp, True, symbols))
+            os.environ.update(for_env)
+            print(f"4 tiny chronos2 train jobs (3 epochs) on 2 slots: threads capped {capped:.1f} s vs library "
+                  f"defaults {uncapped:.1f} s (x{capped / uncapped:.2f}; target ≤ 0.5)", flush=True)
+            if args.only == "train":
+                return
         for n in args.short:
             for warm in (False, True):
                 r = asyncio.run(bench_short(n, tmp, warm, symbols))
