@@ -7,7 +7,7 @@
    (engine.backends.pool; the pool starts empty, so the N jobs pay for its first start-up), N = 1,
    8, 24; plus the per-job overhead beyond the task's own compute (wall of N single jobs minus the
    one covering job, divided by N, times the slots). Target: 24 warm jobs within 2x the one job.
-0b. Thread caps (issue 17): four tiny chronos2 `train` jobs (3 epochs) on 2 CPU slots, each worker
+0b. Thread caps (issue 17): four tiny chronos2 `train` jobs (3 epochs of 15 steps) on 2 CPU slots, each worker
    capped at its share of the cores vs left at the libraries' defaults (one thread per core each).
    Target: capped ≤ 0.5x uncapped.
 0c. Scale in symbols (issue 17): `forecast-console baseline --all` over the 24 shipped CSVs and
@@ -225,7 +225,8 @@ async def bench_train_caps(tmp: Path, capped: bool, symbols: list[str]) -> float
     await eng.start()
     try:
         t0 = time.perf_counter()
-        states = [eng.submit(JobSpec.create("train", [s], model="chronos2", params={"preset": "tiny", "epochs": 3}))
+        states = [eng.submit(JobSpec.create("train", [s], model="chronos2", params={"preset": "tiny", "epochs": 3,
+                                                                                 "max_steps_per_epoch": 15}))
                   for s in symbols[:4]]
         while not all(st.finished for st in states):
             await asyncio.sleep(0.05)
@@ -233,7 +234,7 @@ async def bench_train_caps(tmp: Path, capped: bool, symbols: list[str]) -> float
         assert not bad, bad
         return time.perf_counter() - t0
     finally:
-        await eng.stop()
+        await eng.stop(cancel_running=True)
         store.close()
 
 
