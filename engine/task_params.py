@@ -26,12 +26,8 @@ from typing import Annotated, Any, ClassVar, Literal, Self, Union, get_args, get
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.difficulty import DEFAULT_TIER_HORIZON, TIERS
-from engine.models import Preset
+from engine.models import LOSSES, Loss, Preset
 from engine.names import validate_name
-
-#: Training losses (engine.forecasters.losses implements them; `native` is each model's own objective).
-Loss = Literal["native", "huber", "heteroscedastic", "quantile", "mse"]
-LOSSES: tuple[str, ...] = get_args(Loss)
 
 PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -51,7 +47,8 @@ class TaskParamError(ValueError):
 class Params(BaseModel):
     """What every kind accepts: the worker's scripted-task hook and `resume`."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # defer_build: the validators are built on first use, so importing this (every CLI start) stays cheap
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     #: The job kind these parameters belong to (its error messages start with it).
     KIND: ClassVar[str] = "job"

@@ -80,7 +80,7 @@ def test_quick_grid_and_auto_pruning(tmp_path: Path) -> None:
 
 def test_bad_sweep_input(tmp_path: Path) -> None:
     r = TrainingRunner(tmp_path)
-    with pytest.raises(sweep.SweepError, match="unknown sweep mode"):
+    with pytest.raises(sweep.SweepError, match="'mode' must be 'priority', 'quick', 'full' or 'auto'"):
         sweep.run_sweep(r, tmp_path, model="toto", symbol="AAA", mode="grid")
     with pytest.raises(sweep.SweepError, match="max_runs"):
         sweep.run_sweep(r, tmp_path, model="toto", symbol="AAA", mode="quick", max_runs=0)

@@ -21,9 +21,10 @@ from typing import Any
 
 from console.commands.common import add_date_order, add_symbol_selection
 from console.commands.params_cli import add_param_flags, params_from_args
+from engine.models import FOUNDATION_MODELS, MODELS
 
-MODEL_CHOICES = ("naive", "toto", "kronos", "chronos2")
-FOUNDATION = ("toto", "kronos", "chronos2")
+MODEL_CHOICES = MODELS
+FOUNDATION = FOUNDATION_MODELS
 
 
 def _common(p: argparse.ArgumentParser, kind: str, *, model: str | None, models: bool = False,

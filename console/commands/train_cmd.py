@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from console.commands.params_cli import add_param_flags, params_from_args
+from engine.models import FOUNDATION_MODELS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "per-stock plan (rows and difficulty → context, horizon, loss, LoRA rank, lr, epochs); the tiny preset "
         "trains all weights (finetune full) with its native loss at 10x the lr, context at most 128.")
     p.add_argument("--stocks", nargs="+", required=True, metavar="SYMBOL", help="symbols to train on, in turn")
-    p.add_argument("--model", required=True, choices=("toto", "kronos", "chronos2"))
+    p.add_argument("--model", required=True, choices=FOUNDATION_MODELS)
     add_param_flags(p, "train")  # every TrainParams field (engine.task_params)
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--gpus", type=float, default=0.0, help="GPUs the job needs (0 = CPU slot)")
@@ -106,11 +107,9 @@ def _check_weights(model: str, params: dict[str, Any]) -> str | None:
     if params.get("preset", "tiny") != "pretrained":
         return None
     from engine.forecasters.hub import hub_reachable, resolve_weights
-    from engine.forecasters.registry import DEFAULT_SOURCES
+    from engine.forecasters.registry import adapter_class
 
-    ids = [params.get("source") or DEFAULT_SOURCES[model][0]]
-    if model == "kronos" and (params.get("tokenizer") or not str(ids[0]).endswith("-mini")):
-        ids.append(params.get("tokenizer") or DEFAULT_SOURCES[model][1])
+    ids = adapter_class(model).weight_ids(params.get("source"), params.get("tokenizer"))
     found = []
     for rid in ids:
         local = Path(str(rid)).expanduser().is_dir()

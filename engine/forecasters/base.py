@@ -8,6 +8,7 @@ Quantile models also return their quantiles and sample from them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -73,12 +74,68 @@ def aggregate(samples: np.ndarray, how: str = "median") -> np.ndarray:
     raise ValueError(f"unknown aggregation {how!r}; choose one of: {', '.join(AGGREGATIONS)}")
 
 
+@dataclass
+class DrawGroup:
+    """One model call of a validation search: its draw parameters, context and the sample sizes and
+    aggregations that ride on the same draw (prefixes of the largest draw; every aggregation of it)."""
+
+    params: dict[str, Any]
+    context: int | None
+    sample_sizes: list[int]
+    aggregations: list[str]
+    method: str | None = None  # naive only
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def grid_values(overrides: Mapping[str, Any], key: str, default: Sequence[Any]) -> list[Any]:
+    """A search-space axis: the job's override for `key` (one value or a list), else `default`."""
+    v = overrides.get(key)
+    if v is None:
+        return list(default)
+    return list(v) if isinstance(v, list | tuple) else [v]
+
+
 class Forecaster(ABC):
-    """A loaded model ready to forecast (and, for foundation models, to fine-tune)."""
+    """A loaded model ready to forecast (and, for foundation models, to fine-tune).
+
+    The class also declares what is known about the model before any weights are loaded (the
+    planner, the tasks and the console read these from the class, torch-free): its contexts, patch
+    sizes, window limit, pretrained weights, default inference config and validation search space.
+    Adding a model is one adapter module with these declarations plus its line in
+    `engine.models.ADAPTERS` (docs/ADDING_A_MODEL.md).
+    """
 
     name: ClassVar[str]
     #: Context and horizon lengths are aligned to this (1 for models without patches).
     patch_size: ClassVar[int] = 1
+    #: Patch length per preset, known before loading (the planner aligns context down, horizon up).
+    patch_sizes: ClassVar[dict[str, int]] = {"tiny": 1, "pretrained": 1}
+    #: Context rows an evaluation uses when the job sets none, per preset.
+    preset_contexts: ClassVar[dict[str, int]] = {"tiny": 128, "pretrained": 512}
+    #: Longest context + horizon the model was trained with (None: no limit).
+    max_window: ClassVar[int | None] = None
+    #: Hub ids of the pretrained weights (the first is the model's own).
+    default_sources: ClassVar[tuple[str, ...]] = ()
+    #: Whether `engine.tasks.train` can fine-tune it.
+    trainable: ClassVar[bool] = False
+    #: Training losses it supports (engine.task_params.LOSSES); `native` is its own objective.
+    supported_losses: ClassVar[tuple[str, ...]] = ("native",)
+
+    @classmethod
+    def default_config(cls, preset: str = "tiny") -> dict[str, Any]:
+        """The inference config it runs with before validation picked one (tables say 'default')."""
+        raise NotImplementedError(f"{cls.__name__} declares no default config")
+
+    @classmethod
+    def search_space(cls, *, context: int, preset: str = "tiny", full: bool = False,
+                     overrides: Mapping[str, Any] | None = None) -> list[DrawGroup]:
+        """The validation grid (`full` = the large one); `overrides` replace axes (grid_values)."""
+        raise NotImplementedError(f"{cls.__name__} declares no validation search space")
+
+    @classmethod
+    def weight_ids(cls, source: str | None = None, tokenizer: str | None = None) -> list[str]:
+        """The hub ids or folders a pretrained load reads (checked before the model package is imported)."""
+        return [source or cls.default_sources[0]] if (source or cls.default_sources) else []
 
     @abstractmethod
     def forecast(self, windows: Windows, num_samples: int = 1, *, seed: int = 0, **params: Any) -> Forecast:

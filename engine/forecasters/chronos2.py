@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.forecasters.base import Forecast, window_rngs
+from engine.forecasters.base import DrawGroup, Forecast, grid_values, window_rngs
 from engine.forecasters.hub import ModelLoadError, resolve_weights
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import gaussian_nll, pinball, point_loss, validate_loss
@@ -70,6 +71,22 @@ class Chronos2Forecaster(FoundationForecaster):
     lora_targets: ClassVar[tuple[str, ...]] = ("q", "k", "v", "o", "output_layer")
     supported_losses: ClassVar[tuple[str, ...]] = ("native", "quantile", "huber", "heteroscedastic", "mse")
     default_loss = "native"
+    patch_sizes: ClassVar[dict[str, int]] = {"tiny": 16, "pretrained": 16}
+    default_sources: ClassVar[tuple[str, ...]] = (HUB_ID,)
+
+    @classmethod
+    def default_config(cls, preset: str = "tiny") -> dict[str, Any]:
+        return {"num_samples": 100, "aggregation": "median"}
+
+    @classmethod
+    def search_space(cls, *, context: int, preset: str = "tiny", full: bool = False,
+                     overrides: Mapping[str, Any] | None = None) -> list[DrawGroup]:
+        """Context lengths × quantile-friendly aggregations (samples come from its quantiles)."""
+        o = dict(overrides or {})
+        ctxs = grid_values(o, "contexts", sorted({max(16, context // 4), max(16, context // 2), context}))
+        sizes = grid_values(o, "num_samples", [100])
+        aggs = grid_values(o, "aggregations", ["median", "mean", "q0.4", "q0.6"])
+        return [DrawGroup({}, c, sorted(sizes), aggs) for c in ctxs]
 
     def __init__(self, preset: str = "tiny", device: str = "cpu", source: str | None = None, **config: Any) -> None:
         super().__init__(preset, device, source)

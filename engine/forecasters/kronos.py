@@ -19,12 +19,14 @@ w1, w2, w3`; the tokenizer stays frozen; the native loss is the model's token cr
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.forecasters.base import Forecast, window_rngs
+from engine.forecasters.base import DrawGroup, Forecast, grid_values, window_rngs
 from engine.forecasters.hub import ModelLoadError, resolve_weights
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import validate_loss
@@ -256,8 +258,40 @@ class KronosForecaster(FoundationForecaster):
     name = "kronos"
     patch_size = 1
     lora_targets: ClassVar[tuple[str, ...]] = ("q_proj", "k_proj", "v_proj", "out_proj", "w1", "w2", "w3")
-    supported_losses: ClassVar[tuple[str, ...]] = ("native",)
+    supported_losses: ClassVar[tuple[str, ...]] = ("native",)  # a token model: its cross-entropy only
     default_loss = "native"
+    patch_sizes: ClassVar[dict[str, int]] = {"tiny": 1, "pretrained": 1}
+    #: Kronos-small/base were trained on 512 tokens.
+    max_window: ClassVar[int | None] = 512
+    default_sources: ClassVar[tuple[str, ...]] = (HUB_ID, TOKENIZER_ID)
+
+    @classmethod
+    def default_config(cls, preset: str = "tiny") -> dict[str, Any]:
+        return {"num_samples": 4 if preset == "tiny" else 10, "aggregation": "mean", "temperature": 1.0,
+                "top_p": 0.9, "top_k": 0, "clip": 5.0}
+
+    @classmethod
+    def search_space(cls, *, context: int, preset: str = "tiny", full: bool = False,
+                     overrides: Mapping[str, Any] | None = None) -> list[DrawGroup]:
+        """Sampling settings (temperature × top-p × top-k × context cap × clip), each its own draw."""
+        o, tiny = dict(overrides or {}), preset == "tiny"
+        temps = grid_values(o, "temperature", [0.7, 1.0] if not full else [0.5, 0.7, 1.0, 1.2])
+        top_ps = grid_values(o, "top_p", [0.9, 1.0] if not full else [0.8, 0.9, 0.95, 1.0])
+        top_ks = grid_values(o, "top_k", [0] if not full else [0, 20, 50])
+        ctxs = grid_values(o, "max_context", [context] if not full else sorted({max(16, context // 2), context}))
+        clips = grid_values(o, "clip", [5.0] if not full else [3.0, 5.0])
+        sizes = grid_values(o, "num_samples", [4, 8] if tiny and not full else [5, 10, 20, 50])
+        aggs = grid_values(o, "aggregations", ["mean", "median"])
+        return [DrawGroup({"temperature": t, "top_p": p, "top_k": k, "clip": cl}, c, sorted(sizes), aggs)
+                for t, p, k, c, cl in itertools.product(temps, top_ps, top_ks, ctxs, clips)]
+
+    @classmethod
+    def weight_ids(cls, source: str | None = None, tokenizer: str | None = None) -> list[str]:
+        """The model and (unless a -mini model brings its own) the tokenizer."""
+        ids = [source or HUB_ID]
+        if tokenizer or not str(ids[0]).endswith("-mini"):
+            ids.append(tokenizer or TOKENIZER_ID)
+        return ids
 
     def __init__(self, preset: str = "tiny", device: str = "cpu", source: str | None = None,
                  tokenizer: str | None = None, features: str = "close", **config: Any) -> None:

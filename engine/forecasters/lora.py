@@ -56,7 +56,7 @@ class FoundationForecaster(Forecaster):
     """A torch model with a module to adapt (`adapt_root`) and a per-batch training loss."""
 
     lora_targets: ClassVar[tuple[str, ...]] = ()
-    supported_losses: ClassVar[tuple[str, ...]] = ("native",)
+    trainable: ClassVar[bool] = True
     #: The loss used when the caller does not pick one.
     default_loss: ClassVar[str] = "native"
 

@@ -12,10 +12,12 @@ token cross-entropy) and each adapter computes it.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
+from engine.models import LOSSES
 
-from engine.task_params import LOSSES
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -35,21 +37,29 @@ def validate_loss(name: str, supported: tuple[str, ...] = LOSSES) -> str:
 
 def huber(pred: torch.Tensor, target: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
     """Huber loss; `delta` is in context standard deviations."""
+    import torch
+
     return torch.nn.functional.huber_loss(pred, target, delta=delta, reduction="mean")
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    import torch
+
     return torch.mean((pred - target) ** 2)
 
 
 def gaussian_nll(mean: torch.Tensor, var: torch.Tensor, target: torch.Tensor, min_var: float = 1e-4) -> torch.Tensor:
     """Heteroscedastic loss: Gaussian negative log-likelihood with a predicted variance per step."""
+    import torch
+
     v = var.clamp(min=min_var)
     return torch.mean(0.5 * (torch.log(v) + (target - mean) ** 2 / v + math.log(2 * math.pi)))
 
 
 def pinball(quantile_preds: torch.Tensor, target: torch.Tensor, levels: torch.Tensor | tuple[float, ...]) -> torch.Tensor:
     """Quantile (pinball) loss averaged over levels; `quantile_preds` is `[B, Q, ...]`, target `[B, ...]`."""
+    import torch
+
     q = torch.as_tensor(levels, dtype=quantile_preds.dtype, device=quantile_preds.device)
     q = q.view(1, -1, *([1] * (quantile_preds.dim() - 2)))
     diff = target.unsqueeze(1) - quantile_preds

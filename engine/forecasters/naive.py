@@ -8,11 +8,12 @@ and the console run them without loading any model package.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from engine.forecasters.base import Forecast, Forecaster
+from engine.forecasters.base import DrawGroup, Forecast, Forecaster, grid_values
 
 if TYPE_CHECKING:
     from engine.data import Windows
@@ -112,3 +113,32 @@ NAIVE_METHODS: dict[str, type[Forecaster]] = {
     "drift": Drift,
     "seasonal": SeasonalNaive,
 }
+
+
+class NaiveForecaster(Forecaster):
+    """The "naive" model of the registry: one of NAIVE_METHODS per call (`method=`, default persistence).
+
+    Its validation search is over the methods themselves; evaluation draws each method's forecast
+    from its own class (engine.evaluation.ModelCache), so this class mainly declares the knowledge.
+    """
+
+    name: ClassVar[str] = "naive"
+
+    def __init__(self, preset: str = "tiny", device: str = "cpu", **_: Any) -> None:
+        self.preset = preset
+
+    @classmethod
+    def default_config(cls, preset: str = "tiny") -> dict[str, Any]:
+        return {"method": "persistence", "num_samples": 1, "aggregation": "mean"}
+
+    @classmethod
+    def search_space(cls, *, context: int, preset: str = "tiny", full: bool = False,
+                     overrides: Mapping[str, Any] | None = None) -> list[DrawGroup]:
+        methods = grid_values(dict(overrides or {}), "methods", list(NAIVE_METHODS))
+        return [DrawGroup({}, None, [1], ["mean"], method=m) for m in methods]
+
+    def forecast(self, windows: Windows, num_samples: int = 1, *, seed: int = 0, method: str = "persistence",
+                 **params: Any) -> Forecast:
+        if method not in NAIVE_METHODS:
+            raise ValueError(f"unknown naive method {method!r}; choose one of: {', '.join(NAIVE_METHODS)}")
+        return NAIVE_METHODS[method]().forecast(windows, num_samples, seed=seed)

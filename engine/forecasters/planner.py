@@ -35,12 +35,6 @@ from engine.difficulty import TIERS, UNKNOWN, tier
 
 #: The engine.difficulty tiers the table covers, in increasing difficulty.
 DIFFICULTIES: tuple[str, ...] = TIERS
-#: Patch length per model (Toto-Open-Base uses 64-step patches; the tiny preset 16).
-PATCH: dict[tuple[str, str], int] = {
-    ("toto", "tiny"): 16, ("toto", "pretrained"): 64,
-    ("chronos2", "tiny"): 16, ("chronos2", "pretrained"): 16,
-    ("kronos", "tiny"): 1, ("kronos", "pretrained"): 1,
-}
 #: Tiers without a row of their own: a symbol whose MAE% is unknown trains like medium.
 ALIASES: dict[str, str] = {UNKNOWN: "medium"}
 #: Per difficulty (DIFFICULTIES order): LoRA rank, lr, epochs.
@@ -52,9 +46,6 @@ TINY_LR_SCALE = 10.0
 TINY_FINETUNE = "full"
 TINY_MAX_CONTEXT = 128
 TINY_LOSS = "native"
-#: Longest context + horizon a model was trained with (Kronos-small/base: 512 tokens).
-MAX_WINDOW: dict[str, int] = {"kronos": 512}
-NATIVE_ONLY: frozenset[str] = frozenset({"kronos"})
 
 
 class PlanError(ValueError):
@@ -116,9 +107,18 @@ def plan_training(rows: int, difficulty: str, model: str, *, preset: str = "tiny
         difficulty = ALIASES[difficulty]
     if difficulty not in DIFFICULTIES:
         raise PlanError(f"difficulty must be one of {', '.join(DIFFICULTIES + tuple(ALIASES))}, got {difficulty!r}")
-    if (model, preset) not in PATCH:
+    # what the model knows about itself: patch length, window limit, losses (its adapter class)
+    from engine.forecasters.hub import ModelLoadError
+    from engine.forecasters.registry import adapter_class
+
+    try:
+        card = adapter_class(model)
+    except ModelLoadError as exc:
+        raise PlanError(str(exc)) from None
+    if not card.trainable or preset not in card.patch_sizes:
         raise PlanError(f"no plan for model {model!r} preset {preset!r}")
-    p = PATCH[(model, preset)]
+    p = card.patch_sizes[preset]
+    native_only = card.supported_losses == ("native",)
     if rows < 500:
         ctx, hor = 256, 16
     elif rows < 1000:
@@ -128,7 +128,7 @@ def plan_training(rows: int, difficulty: str, model: str, *, preset: str = "tiny
     else:
         ctx, hor = 1024, 64
     i = DIFFICULTIES.index(difficulty)
-    loss = "native" if model in NATIVE_ONLY else ("huber" if difficulty == "easy" else "heteroscedastic")
+    loss = "native" if native_only else ("huber" if difficulty == "easy" else "heteroscedastic")
     rank, lr, epochs, finetune = RANKS[i], LRS[i], EPOCHS[i], "lora"
     if preset == "tiny":
         lr, finetune, loss = round(lr * TINY_LR_SCALE, 12), TINY_FINETUNE, TINY_LOSS
@@ -140,9 +140,9 @@ def plan_training(rows: int, difficulty: str, model: str, *, preset: str = "tiny
         notes.append(f"horizon {hor} aligned up to {hor_a} (patch {p})")
     ctx_a = max(p, _align_down(overrides.get("context") or ctx, p))
     hor_a = max(p, _align_up(overrides.get("horizon") or hor_a, p)) if overrides.get("horizon") else hor_a
-    if model in MAX_WINDOW and ctx_a + hor_a > MAX_WINDOW[model]:
-        notes.append(f"context {ctx_a} → {MAX_WINDOW[model] - hor_a} ({model} sees at most {MAX_WINDOW[model]} steps)")
-        ctx_a = _align_down(MAX_WINDOW[model] - hor_a, p)
+    if card.max_window is not None and ctx_a + hor_a > card.max_window:
+        notes.append(f"context {ctx_a} → {card.max_window - hor_a} ({model} sees at most {card.max_window} steps)")
+        ctx_a = _align_down(card.max_window - hor_a, p)
     train_rows = int(rows * train_frac)
     # the train span must hold context + horizon + (min_train_windows - 1) rows
     while ctx_a > p and ctx_a + hor_a + min_train_windows - 1 > train_rows:

@@ -14,26 +14,12 @@ from engine.forecasters import cache as model_cache
 from engine.forecasters.base import Forecaster
 from engine.forecasters.hub import ModelLoadError, resolve_weights
 from engine.forecasters.lora import read_adapter_meta
-from engine.models import PRESETS
+from engine.models import ADAPTERS, PRESETS
 
 __all__ = ["ADAPTERS", "ModelLoadError", "load_forecaster", "adapter_class"]
 
-#: model name -> (module, class); resolved lazily so only the chosen package is imported.
-ADAPTERS: dict[str, tuple[str, str]] = {
-    "toto": ("engine.forecasters.toto", "TotoForecaster"),
-    "kronos": ("engine.forecasters.kronos", "KronosForecaster"),
-    "chronos2": ("engine.forecasters.chronos2", "Chronos2Forecaster"),
-}
-
-#: Default pretrained weights per model (hub ids; Kronos also needs its tokenizer).
-DEFAULT_SOURCES: dict[str, tuple[str, ...]] = {
-    "toto": ("Datadog/Toto-Open-Base-1.0",),
-    "kronos": ("NeoQuasar/Kronos-small", "NeoQuasar/Kronos-Tokenizer-base"),
-    "chronos2": ("amazon/chronos-2",),
-}
-
-
-def adapter_class(model: str) -> type[Any]:
+def adapter_class(model: str) -> type[Forecaster]:
+    """The adapter class of `model`: what it knows (contexts, patches, grids) without loading weights."""
     name = (model or "").strip().lower()
     if name not in ADAPTERS:
         raise ModelLoadError(f"unknown model {model!r}; choose one of: {', '.join(ADAPTERS)}")
@@ -64,12 +50,9 @@ def load_forecaster(model: str, preset: str = "tiny", *, adapter: Path | str | N
             kw["source"] = meta["source"]
     if preset == "pretrained":
         # fail fast (well under a second), before the model package and torch are imported
-        ids = [kw.get("source") or DEFAULT_SOURCES[model][0]]
-        if model == "kronos" and (kw.get("tokenizer") or not str(ids[0]).endswith("-mini")):
-            ids.append(kw.get("tokenizer") or DEFAULT_SOURCES[model][1])
-        for rid in ids:
+        for rid in adapter_class(model).weight_ids(kw.get("source"), kw.get("tokenizer")):
             resolve_weights(model, rid)
-    cls = adapter_class(model)
+    cls: Any = adapter_class(model)
     cache = model_cache.active()  # a warm worker's base models (engine.forecasters.cache)
     if cache is not None and adapter is None:
         fc = cache.get(model_cache.cache_key(model, preset, device, kw), lambda: cls(preset=preset, device=device, **kw))

@@ -17,11 +17,12 @@ Why these choices:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.forecasters.base import Forecast, window_seed
+from engine.forecasters.base import AGGREGATIONS, DrawGroup, Forecast, grid_values, window_seed
 from engine.forecasters.hub import ModelLoadError, resolve_weights
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import gaussian_nll, point_loss, validate_loss
@@ -68,6 +69,23 @@ class TotoForecaster(FoundationForecaster):
     lora_targets: ClassVar[tuple[str, ...]] = ("wQKV", "wO", "mlp.0", "mlp.2")
     supported_losses: ClassVar[tuple[str, ...]] = ("native", "huber", "heteroscedastic", "mse")
     default_loss = "native"
+    # Toto-Open-Base uses 64-step patches; the tiny preset 16 (TINY_CONFIG).
+    patch_sizes: ClassVar[dict[str, int]] = {"tiny": 16, "pretrained": 64}
+    default_sources: ClassVar[tuple[str, ...]] = (HUB_ID,)
+
+    @classmethod
+    def default_config(cls, preset: str = "tiny") -> dict[str, Any]:
+        return {"num_samples": 32 if preset == "tiny" else 256, "aggregation": "median"}
+
+    @classmethod
+    def search_space(cls, *, context: int, preset: str = "tiny", full: bool = False,
+                     overrides: Mapping[str, Any] | None = None) -> list[DrawGroup]:
+        """Sample counts × every aggregation (one draw per context serves them all)."""
+        o, tiny = dict(overrides or {}), preset == "tiny"
+        sizes = grid_values(o, "num_samples", ([8, 16, 32] if tiny else [256, 512, 1024, 2048]) if not full
+                            else ([8, 16, 32, 64, 128] if tiny else [256, 512, 1024, 2048, 4096]))
+        aggs = grid_values(o, "aggregations", list(AGGREGATIONS))
+        return [DrawGroup({}, c, sorted(sizes), aggs) for c in grid_values(o, "contexts", [context])]
 
     def __init__(self, preset: str = "tiny", device: str = "cpu", source: str | None = None, **config: Any) -> None:
         super().__init__(preset, device, source)

@@ -35,18 +35,13 @@ if TYPE_CHECKING:
 
 
 def default_config(model: str, preset: str = "tiny") -> dict[str, Any]:
-    """What a model runs with before it was validated (documented so tables can say 'default')."""
-    tiny = preset == "tiny"
-    if model == "naive":
-        return {"method": "persistence", "num_samples": 1, "aggregation": "mean"}
-    if model == "toto":
-        return {"num_samples": 32 if tiny else 256, "aggregation": "median"}
-    if model == "kronos":
-        return {"num_samples": 4 if tiny else 10, "aggregation": "mean", "temperature": 1.0, "top_p": 0.9,
-                "top_k": 0, "clip": 5.0}
-    if model == "chronos2":
-        return {"num_samples": 100, "aggregation": "median"}
-    raise ev.EvaluationError(f"no default config for model {model!r}")
+    """What a model runs with before it was validated (its adapter declares it; tables say 'default')."""
+    from engine.forecasters.registry import ModelLoadError, adapter_class
+
+    try:
+        return adapter_class(model).default_config(preset)
+    except (ModelLoadError, NotImplementedError):
+        raise ev.EvaluationError(f"no default config for model {model!r}") from None
 
 
 def adapter_for(store: Any | None, model: str, symbol: str, pick: Mapping[str, Any] | None) -> tuple[str | None, str | None]:

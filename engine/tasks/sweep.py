@@ -69,8 +69,6 @@ FULL_GRID: dict[str, list[Any]] = {
     "lr": [5e-5, 1e-4, 3e-4, 1e-3], "lora_rank": [4, 8, 16], "loss": ["native", "huber", "heteroscedastic"],
     "epoch_scale": [1.0, 1.5],
 }
-#: Models whose fine-tuning supports only their native loss (mirrors engine.forecasters.planner).
-NATIVE_LOSS_ONLY: frozenset[str] = frozenset({"kronos"})
 #: What the sweep searches; a spec may not pin these (that would be a single train job).
 SEARCHED: frozenset[str] = frozenset(SweepParams.REFUSED)
 #: Train params that go unchanged to every trial's train job (the fields of TrainSettings).
@@ -101,7 +99,16 @@ def study_name(model: str, symbol: str, preset: str, horizon: int, mode: str) ->
 
 def losses_for(model: str | None) -> list[str]:
     """The losses a sweep may try for `model` (Kronos: native only)."""
-    return ["native"] if model in NATIVE_LOSS_ONLY else ["native", "huber", "heteroscedastic"]
+    return [x for x in ("native", "huber", "heteroscedastic") if x in _supported(model)]
+
+
+def _supported(model: str | None) -> tuple[str, ...]:
+    """The losses `model`'s adapter can train with (all of them when no model is named)."""
+    if model is None:
+        return ("native", "huber", "heteroscedastic")
+    from engine.forecasters.registry import adapter_class
+
+    return adapter_class(model).supported_losses
 
 
 def grid_points(mode: str, model: str | None = None) -> list[dict[str, Any]]:
@@ -113,7 +120,7 @@ def grid_points(mode: str, model: str | None = None) -> list[dict[str, Any]]:
         pts = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
     else:
         return []
-    if model in NATIVE_LOSS_ONLY:
+    if _supported(model) == ("native",):
         out: list[dict[str, Any]] = []
         for pt in pts:
             if "loss" in pt:

@@ -146,8 +146,11 @@ def train_symbol(model: str, symbol: str, p: TrainParams, ctx: TaskContext, inde
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     """Train `spec.model` on each of `spec.symbols` in turn; returns `{runs, summary}`."""
-    if spec.model not in ("toto", "kronos", "chronos2"):
-        raise ValueError(f"train: model must be toto, kronos or chronos2, got {spec.model!r}")
+    from engine.forecasters.registry import adapter_class
+    from engine.models import FOUNDATION_MODELS
+
+    if spec.model is None or spec.model not in FOUNDATION_MODELS or not adapter_class(spec.model).trainable:
+        raise ValueError(f"train: model must be one of {', '.join(FOUNDATION_MODELS)}, got {spec.model!r}")
     p = TrainParams.of(spec.params)
     runs: list[dict[str, Any]] = []
     cancelled = False

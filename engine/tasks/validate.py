@@ -18,32 +18,18 @@ top_k, max_context, clip, contexts, methods (naive).
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine import evaluation as ev
-from engine.forecasters.base import AGGREGATIONS, aggregate
+from engine.forecasters.base import AGGREGATIONS, DrawGroup, aggregate, grid_values
 
 if TYPE_CHECKING:
     from engine.jobs import JobSpec
     from engine.tasks.context import TaskContext
 
 DEFAULT_HORIZON = 16
-
-
-@dataclass
-class DrawGroup:
-    """Parameters that need their own model call; sizes and aggregations ride on one draw."""
-
-    params: dict[str, Any]
-    context: int | None
-    sample_sizes: list[int]
-    aggregations: list[str]
-    method: str | None = None  # naive only
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_horizon(explicit: Any, run: Mapping[str, Any] | None) -> tuple[int, str]:
@@ -58,57 +44,33 @@ def resolve_horizon(explicit: Any, run: Mapping[str, Any] | None) -> tuple[int, 
     return DEFAULT_HORIZON, "default"
 
 
-def default_context(preset: str) -> int:
-    return 128 if preset == "tiny" else 512
+def default_context(preset: str, model: str | None = None) -> int:
+    """The context a job uses when it sets none: the model's own per-preset context (its adapter)."""
+    from engine.forecasters.base import Forecaster
+    from engine.forecasters.registry import adapter_class
 
-
-def _list(overrides: Mapping[str, Any], key: str, default: Sequence[Any]) -> list[Any]:
-    v = overrides.get(key)
-    if v is None:
-        return list(default)
-    return list(v) if isinstance(v, list | tuple) else [v]
+    cls = adapter_class(model) if model else Forecaster
+    return cls.preset_contexts.get(preset, Forecaster.preset_contexts["pretrained"])
 
 
 def search_space(
     model: str, *, context: int, preset: str = "tiny", mode: str = "quick", overrides: Mapping[str, Any] | None = None,
 ) -> list[DrawGroup]:
-    """The grid for one model; `quick` keeps tiny-preset jobs to seconds, `full` is the prior art's grid."""
+    """The model's validation grid (declared by its adapter class); `quick` keeps tiny-preset jobs to
+    seconds, `full` is the large grid. Unknown modes and aggregations are refused here, for every model."""
+    from engine.forecasters.registry import ModelLoadError, adapter_class
+
     if mode not in ("quick", "full"):
         raise ev.EvaluationError(f"unknown validate mode {mode!r}; choose quick or full")
     o = dict(overrides or {})
-    full = mode == "full"
-    tiny = preset == "tiny"
-    for key in ("aggregations",):
-        bad = [a for a in _list(o, key, []) if a not in AGGREGATIONS]
-        if bad:
-            raise ev.EvaluationError(f"unknown aggregation(s) {bad}; choose from: {', '.join(AGGREGATIONS)}")
-    if model == "naive":
-        methods = _list(o, "methods", ["persistence", "drift", "seasonal"])
-        return [DrawGroup({}, None, [1], ["mean"], method=m) for m in methods]
-    if model == "toto":
-        sizes = _list(o, "num_samples", ([8, 16, 32] if tiny else [256, 512, 1024, 2048]) if not full
-                      else ([8, 16, 32, 64, 128] if tiny else [256, 512, 1024, 2048, 4096]))
-        aggs = _list(o, "aggregations", list(AGGREGATIONS))
-        ctxs = _list(o, "contexts", [context])
-        return [DrawGroup({}, c, sorted(sizes), aggs) for c in ctxs]
-    if model == "kronos":
-        temps = _list(o, "temperature", [0.7, 1.0] if not full else [0.5, 0.7, 1.0, 1.2])
-        top_ps = _list(o, "top_p", [0.9, 1.0] if not full else [0.8, 0.9, 0.95, 1.0])
-        top_ks = _list(o, "top_k", [0] if not full else [0, 20, 50])
-        ctxs = _list(o, "max_context", [context] if not full else sorted({max(16, context // 2), context}))
-        clips = _list(o, "clip", [5.0] if not full else [3.0, 5.0])
-        sizes = _list(o, "num_samples", [4, 8] if tiny and not full else [5, 10, 20, 50])
-        aggs = _list(o, "aggregations", ["mean", "median"])
-        return [
-            DrawGroup({"temperature": t, "top_p": p, "top_k": k, "clip": cl}, c, sorted(sizes), aggs)
-            for t, p, k, c, cl in itertools.product(temps, top_ps, top_ks, ctxs, clips)
-        ]
-    if model == "chronos2":
-        ctxs = _list(o, "contexts", sorted({max(16, context // 4), max(16, context // 2), context}))
-        sizes = _list(o, "num_samples", [100])
-        aggs = _list(o, "aggregations", ["median", "mean", "q0.4", "q0.6"])
-        return [DrawGroup({}, c, sorted(sizes), aggs) for c in ctxs]
-    raise ev.EvaluationError(f"no validation grid for model {model!r}")
+    bad = [a for a in grid_values(o, "aggregations", []) if a not in AGGREGATIONS]
+    if bad:
+        raise ev.EvaluationError(f"unknown aggregation(s) {bad}; choose from: {', '.join(AGGREGATIONS)}")
+    try:
+        cls = adapter_class(model)
+        return cls.search_space(context=context, preset=preset, full=mode == "full", overrides=o)
+    except (ModelLoadError, NotImplementedError):
+        raise ev.EvaluationError(f"no validation grid for model {model!r}") from None
 
 
 def search(
@@ -205,7 +167,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     p = dict(spec.params)
     model = spec.model or "naive"
     preset = str(p.get("preset", "tiny"))
-    context = int(p.get("context") or default_context(preset))
+    context = int(p.get("context") or default_context(preset, spec.model))
     mode = str(p.get("mode", "quick"))
     seed = int(p.get("seed", 0))
     metric = str(p.get("selection_metric", ev.DEFAULT_SELECTION_METRIC))
