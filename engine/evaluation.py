@@ -38,6 +38,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.calibration import (  # noqa: F401 - re-exported: one definition, used as ev.<name>
+    CROSSFIT_FOLDS,
+    apply_calibration,
+    calibrate_samples,
+    crossfit_calibration,
+    fit_affine,
+)
+from engine.eval_runs import (  # noqa: F401 - re-exported
+    latest_checkpoint_run,
+    open_store_readonly,
+    pick_horizon,
+    run_horizon,
+    run_id_of,
+)
+
 if TYPE_CHECKING:
     from engine.data import Series, Spans, Windows
     from engine.forecasters.base import Forecaster
@@ -231,70 +246,6 @@ def split_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return meta, draw
 
 
-def apply_calibration(point: np.ndarray, last: np.ndarray, calibration: Mapping[str, float] | None) -> np.ndarray:
-    """Affine correction in return space: r' = scale * r + bias, with r = point / last - 1."""
-    if not calibration:
-        return point
-    scale = float(calibration.get("scale", 1.0))
-    bias = float(calibration.get("bias", 0.0))
-    last = np.asarray(last, dtype=np.float64)[:, None]
-    r = point / last - 1.0
-    return last * (1.0 + scale * r + bias)
-
-
-def calibrate_samples(samples: np.ndarray, last: np.ndarray, calibration: Mapping[str, float] | None) -> np.ndarray:
-    """The same affine correction applied to every sample path (keeps CRPS/coverage consistent)."""
-    if not calibration:
-        return samples
-    w, s, h = samples.shape
-    flat = samples.transpose(0, 2, 1).reshape(w, h * s)  # [W, H*S] so `last` broadcasts per window
-    out = apply_calibration(flat, last, calibration)
-    return out.reshape(w, h, s).transpose(0, 2, 1)
-
-
-def fit_affine(point: np.ndarray, targets: np.ndarray, last: np.ndarray) -> dict[str, float]:
-    """Least-squares scale/bias mapping predicted returns to realised returns."""
-    last = np.asarray(last, dtype=np.float64)[:, None]
-    r_hat = (np.asarray(point) / last - 1.0).reshape(-1)
-    r = (np.asarray(targets) / last - 1.0).reshape(-1)
-    ok = np.isfinite(r_hat) & np.isfinite(r)
-    r_hat, r = r_hat[ok], r[ok]
-    if r.size < 2 or float(np.var(r_hat)) < 1e-18:
-        return {"scale": 1.0, "bias": float(np.mean(r - r_hat)) if r.size else 0.0}
-    a, b = np.polyfit(r_hat, r, 1)
-    return {"scale": float(a), "bias": float(b)}
-
-
-#: Folds of the cross-fitted calibration (contiguous blocks of validation windows).
-CROSSFIT_FOLDS = 2
-
-
-def crossfit_calibration(point: np.ndarray, samples: np.ndarray, windows: Windows,
-                         folds: int = CROSSFIT_FOLDS) -> tuple[np.ndarray, np.ndarray]:
-    """Calibrated (point, samples) where every window's calibration was fitted on OTHER windows.
-
-    The windows are split into `folds` contiguous blocks; a block is calibrated with the affine fit
-    of the windows outside it whose targets do not overlap the block's targets (origins at least one
-    horizon away). So a calibrated config is never scored on the windows it was fitted on."""
-    n = windows.n
-    if n < 2 * folds:
-        raise EvaluationError(f"cross-fitted calibration needs at least {2 * folds} windows, have {n}")
-    origins = np.asarray(windows.origins)
-    out_p = np.array(point, dtype=np.float64, copy=True)
-    out_s = np.array(samples, dtype=np.float64, copy=True)
-    for block in np.array_split(np.arange(n), folds):
-        lo, hi = origins[block[0]], origins[block[-1]]
-        fit = np.flatnonzero((origins <= lo - windows.horizon) | (origins >= hi + windows.horizon))
-        if fit.size < 2:
-            raise EvaluationError(f"cross-fitted calibration: too few windows outside block {lo}..{hi} "
-                                  f"at horizon {windows.horizon} (raise val_windows or the validation span)")
-        cal = fit_affine(point[fit], windows.targets[fit], windows.last_close[fit])
-        last = windows.last_close[block]
-        out_p[block] = apply_calibration(point[block], last, cal)
-        out_s[block] = calibrate_samples(samples[block], last, cal)
-    return out_p, out_s
-
-
 @dataclass
 class ConfigOutput:
     samples: np.ndarray  # [W, S, H] after calibration
@@ -471,72 +422,6 @@ def improvement_pct(value: float | None, reference: float | None) -> float | Non
 
 # ----------------------------------------------------------------------------------------------
 # models and the store (read-only)
-
-
-def open_store_readonly(workspace: Path) -> Any | None:
-    """The workspace store opened read-only, or None when the workspace has no store yet."""
-    try:
-        from store import Store  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from store.store import Store  # type: ignore[no-redef]
-        except ImportError:
-            return None
-    if not (Path(workspace) / "store.json").exists():
-        return None
-    return Store.open(Path(workspace), readonly=True)
-
-
-def _run_time(run: Mapping[str, Any]) -> Any:
-    for key in ("finished_at", "created_at", "timestamp", "time", "started_at"):
-        if run.get(key) is not None:
-            return str(run[key])
-    return str(run.get("run_id") or run.get("id") or "")
-
-
-def latest_checkpoint_run(store: Any | None, model: str, symbol: str) -> dict[str, Any] | None:
-    """The newest run for model+symbol whose checkpoint exists on disk (the adapter to use)."""
-    if store is None or model == "naive":
-        return None
-    runs = [r for r in store.runs(model=model, symbol=symbol) if r.get("checkpoint")]
-    runs = [r for r in runs if Path(str(r["checkpoint"])).exists()]
-    if not runs:
-        return None
-    return max(runs, key=_run_time)
-
-
-def _as_horizon(v: Any) -> int | None:
-    try:
-        h = int(v)
-    except (TypeError, ValueError):
-        return None
-    return h if h > 0 else None
-
-
-def run_horizon(run: Mapping[str, Any] | None) -> int | None:
-    """The horizon a tracked run was trained/validated at (its hyperparams), None when unrecorded.
-
-    Why: an adapter fine-tuned at H=64 should be evaluated at 64 unless the user asks otherwise."""
-    if not run:
-        return None
-    return _as_horizon((run.get("hyperparams") or {}).get("horizon"))
-
-
-def pick_horizon(pick: Mapping[str, Any] | None) -> int | None:
-    """The horizon a pick was chosen at (`windows.horizon`, else its hyperparams), None when unrecorded."""
-    if not pick:
-        return None
-    h = _as_horizon((pick.get("windows") or {}).get("horizon"))
-    return h if h is not None else run_horizon(pick)
-
-
-def run_id_of(run: Mapping[str, Any] | None) -> str | None:
-    if not run:
-        return None
-    for key in ("run_id", "id"):
-        if run.get(key):
-            return str(run[key])
-    return None
 
 
 class ModelCache:

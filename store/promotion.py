@@ -116,6 +116,10 @@ class PromotionMixin:
                            "pick": True},
                 "provenance": {"git_commit": (run or {}).get("git_commit"),
                                "versions": (run or {}).get("versions")},
+                # how the pick was decided: naive's scores on the same windows, the calibration
+                # verdict, whether it beat naive significantly on validation, and where it was chosen
+                "decision": {k: p[k] for k in ("naive", "calibrated", "beats_naive", "decision_note", "selection_span")
+                             if p.get(k) is not None},
             }
         run = self.get_run(source)
         if run is None:
@@ -177,6 +181,7 @@ class PromotionMixin:
                 "promoted_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
                 "promoted_by": by or _who(),
                 "provenance": body["provenance"],
+                **({"decision": body["decision"]} if body.get("decision") else {}),
                 "previous": _summary(replaced),
             }
             self._write_promoted(path, content)

@@ -174,6 +174,35 @@ def md_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _window_key(run: Mapping[str, Any], span: str) -> str | None:
+    """The recorded window spec (`extra.<span>_windows`) a run's metrics were computed on, as text."""
+    spec = (run.get("extra") or {}).get(f"{span}_windows")
+    if not isinstance(spec, Mapping):
+        return None  # not recorded (older runs): nothing to compare
+    keep = ("span", "count", "stride", "rows_covered", "first_origin", "last_origin")
+    return json.dumps({k: spec.get(k) for k in keep}, sort_keys=True)
+
+
+def _refuse_mixed_windows(metric: str, runs: Iterable[Mapping[str, Any]]) -> None:
+    """StoreError when `metric` (val_*/test_*) of one symbol comes from runs scored on different
+    windows: such numbers are not comparable, so nothing ranks them together."""
+    span = "val" if metric.startswith("val_") else "test" if metric.startswith("test_") else None
+    if span is None:
+        return
+    seen: dict[str, tuple[str, str]] = {}
+    for r in runs:
+        key = _window_key(r, span)
+        if key is None:
+            continue
+        sym = str(r.get("symbol"))
+        if sym in seen and seen[sym][0] != key:
+            raise StoreError(
+                f"{metric} of {sym} was computed on different {span} windows in run {seen[sym][1]} "
+                f"({seen[sym][0]}) and run {r.get('run_id')} ({key}); they are not comparable: "
+                "re-validate with the same windows, or filter by model")
+        seen.setdefault(sym, (key, str(r.get("run_id"))))
+
+
 class TrackerMixin:
     """Run logging and queries; mixed into Store (which provides the attributes below)."""
 
@@ -362,6 +391,7 @@ class TrackerMixin:
                     continue
                 pairs.append(((sign * v, r["created_at"]), r))
             pairs.sort(key=_first)
+            _refuse_mixed_windows(metric, [p[1] for p in pairs])
             hit = memo[key] = ([p[0] for p in pairs], [p[1] for p in pairs])
         return hit[1]
 
@@ -421,6 +451,10 @@ class TrackerMixin:
                     k = (sign * v, r["created_at"])
                     if not found or k < found[0]:
                         found = (k, r)
+                _refuse_mixed_windows(metric, [r for r in self._table("runs").values()
+                                               if r["metrics"].get(metric) is not None
+                                               and (model is None or r["model"] == model)
+                                               and (symbol is None or r["symbol"] == symbol)])
                 memo[key] = found
             hit = memo[key]
             return self._public_run(hit[1]) if hit else None

@@ -56,10 +56,17 @@ def test_promote_pick_then_run_then_rollback_chain(st: Store, tmp_path: Path) ->
     r1, r2 = _run(st, 3.0), _run(st, 2.0, top_p=0.9)
     st.set_pick("kronos", "BTCUSD", {"config": {"temperature": 0.5}, "selection_metric": "val_mae_pct",
                                      "validation": {"mae_pct": 3.0}, "test": {"mae_pct": 3.1},
-                                     "windows": {"horizon": 1, "context": 64}, "source_run": r1})
+                                     "windows": {"horizon": 1, "context": 64}, "source_run": r1,
+                                     "naive": {"method": "drift", "validation": {"mae_pct": 3.2}, "test": {}},
+                                     "calibrated": {"verdict": "kept: improved", "test_before": 3.3},
+                                     "selection_span": "val+test veto"})
     path = st.promote("kronos", "BTCUSD")  # from the pick
     first = json.loads(path.read_text())
     assert first["source"] == {"run_id": r1, "job_id": "job-7", "pick": True}
+    # the pick's decision context travels with it (naive on the same windows, calibration verdict, veto)
+    assert first["decision"] == {"naive": {"method": "drift", "validation": {"mae_pct": 3.2}, "test": {}},
+                                 "calibrated": {"verdict": "kept: improved", "test_before": 3.3},
+                                 "selection_span": "val+test veto"}
     assert first["config"] == {"temperature": 0.5} and first["windows"]["spans"] is None
     st.promote("kronos", "BTCUSD", r2)
     second = json.loads(path.read_text())

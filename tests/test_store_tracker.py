@@ -184,3 +184,20 @@ def test_file_stays_small_and_compact(st: Store) -> None:
 def test_metric_flags_are_kept(st: Store) -> None:
     rid = st.log_run("toto", "AAPL", {}, {"val_mae_pct": 2.0, "stopped_early": True, "best_epoch": 3})
     assert st.get_run(rid)["metrics"] == {"val_mae_pct": 2.0, "stopped_early": True, "best_epoch": 3.0}
+
+
+def test_best_refuses_to_rank_val_metrics_from_different_windows(st: Store) -> None:
+    from store.storage import StoreError
+
+    whole = {"span": "val", "count": 192, "stride": 1, "rows_covered": 255, "first_origin": 1190, "last_origin": 1381}
+    last32 = {**whole, "count": 32, "rows_covered": 95, "first_origin": 1350}
+    st.log_run("toto", "AAPL", {}, {"val_mae_pct": 2.0}, extra={"val_windows": whole})
+    st.log_run("toto", "AAPL", {}, {"val_mae_pct": 1.0}, extra={"val_windows": whole})
+    st.log_run("toto", "MSFT", {}, {"val_mae_pct": 0.5}, extra={"val_windows": last32})  # other symbol: own windows
+    assert st.best("val_mae_pct", model="toto", symbol="AAPL")["metrics"]["val_mae_pct"] == 1.0
+    st.log_run("kronos", "AAPL", {}, {"val_mae_pct": 0.1}, extra={"val_windows": last32})
+    with pytest.raises(StoreError, match=r"val_mae_pct of AAPL was computed on different val windows"):
+        st.best("val_mae_pct", symbol="AAPL")
+    with pytest.raises(StoreError, match="not comparable"):
+        st.top_k(3, "val_mae_pct")
+    assert st.best("val_mae_pct", model="kronos")["metrics"]["val_mae_pct"] == 0.1

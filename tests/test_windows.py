@@ -184,3 +184,16 @@ def test_leak_garbage_after_origin_changes_nothing_a_forecast_sees(context_len: 
                 assert not np.array_equal(dirty.targets[clean.origins + horizon > cut],
                                           clean.targets[clean.origins + horizon > cut])
     assert checked > 50
+
+
+def test_train_val_mae_windows_are_the_validate_default_windows() -> None:
+    """train's val MAE% and validate's val_* are computed on the same windows (same cap, same spread)."""
+    from engine.evaluation import DEFAULT_MAX_WINDOWS
+    from engine.forecasters.training import mae_window_index
+
+    for n_rows, horizon in ((300, 5), (4000, 8)):
+        series = _series(n_rows)
+        spans = split_spans(n_rows, horizon)
+        all_w = make_windows(series, spans, "val", 20, horizon)
+        capped = make_windows(series, spans, "val", 20, horizon, max_windows=DEFAULT_MAX_WINDOWS)
+        np.testing.assert_array_equal(all_w.origins[mae_window_index(all_w.n, DEFAULT_MAX_WINDOWS)], capped.origins)

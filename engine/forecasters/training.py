@@ -299,11 +299,21 @@ def train(fc: Any, train_w: Any, val_w: Any, cfg: TrainConfig, *, ckpt_dir: Path
     return res
 
 
+def mae_window_index(n: int, cap: int) -> np.ndarray:
+    """Which of `n` stride-1 validation windows the val MAE% is computed on: at most `cap`, spaced by
+    `spread_stride` back from the last one, i.e. exactly the windows a validate job scores by default
+    (engine.data.windows.make_windows with the same cap), so train and validate `val_*` numbers are
+    computed on the same windows and can be ranked together."""
+    from engine.data.windows import spread_stride
+
+    stride = spread_stride(n, 1, cap)
+    return np.arange(n - 1, -1, -stride, dtype=np.int64)[::-1]
+
+
 def validation_mae_pct(fc: Any, val_w: Any, cfg: TrainConfig) -> dict[str, float]:
-    """Val MAE% of the median forecast (and of naive persistence) on up to `mae_windows` windows."""
-    n = min(val_w.n, cfg.mae_windows)
-    idx = np.linspace(0, val_w.n - 1, n).round().astype(int)
-    w = val_w.subset(np.unique(idx))
+    """Val MAE% of the median forecast (and of naive persistence) on up to `mae_windows` windows
+    (`mae_window_index`)."""
+    w = val_w.subset(mae_window_index(val_w.n, cfg.mae_windows))
     f = fc.forecast(w, num_samples=cfg.mae_samples, seed=cfg.seed)
     point = np.median(f.samples, axis=1)
     naive = np.repeat(w.last_close[:, None], w.horizon, axis=1)

@@ -84,8 +84,9 @@ def train_symbol(model: str, symbol: str, p: TrainParams, ctx: TaskContext, inde
                  total: int = 1) -> dict[str, Any] | None:
     """Train one symbol; the run record for the result payload, or None when cancelled."""
     import engine.data as data
+    from engine.evaluation import DEFAULT_MAX_WINDOWS, window_spec
     from engine.forecasters.registry import load_forecaster
-    from engine.forecasters.training import Events, TrainConfig, train, validation_mae_pct
+    from engine.forecasters.training import Events, TrainConfig, mae_window_index, train, validation_mae_pct
 
     ev = ctx.events
     series = data.load_symbol(symbol, ctx.data_dirs or None)
@@ -97,7 +98,8 @@ def train_symbol(model: str, symbol: str, p: TrainParams, ctx: TaskContext, inde
     seed = p.seed
     cfg = TrainConfig(epochs=plan.epochs, lr=float(plan.lr), batch_size=plan.batch_size, loss=plan.loss, seed=seed,
                       patience=p.patience, max_steps_per_epoch=p.max_steps_per_epoch,
-                      mae_samples=p.mae_samples, val_batches=8, mae_windows=32)
+                      mae_samples=p.mae_samples, val_batches=8,
+                      mae_windows=DEFAULT_MAX_WINDOWS)
     ident = {"model": model, "preset": preset, "source": p.source, "symbol": symbol, "plan": plan.to_dict(),
              "train": cfg.__dict__, "spans": spans.to_dict(), "stride": stride}
     prefix = f"{model}-{preset}-{symbol}-" + hashlib.sha1(json.dumps(ident, sort_keys=True, default=str)
@@ -140,7 +142,9 @@ def train_symbol(model: str, symbol: str, p: TrainParams, ctx: TaskContext, inde
             "checkpoint": str(adapter_dir), "training_time": time.time() - t0, "seed": seed,
             "notes": "; ".join(plan.notes),
             "extra": {"run_id": run_dir.name, "run_dir": str(run_dir), "spans": spans.to_dict(),
-                      "train_windows": train_w.n, "val_windows": val_w.n, "preset": preset,
+                      "train_windows": train_w.n, "preset": preset, "context": plan.context, "horizon": plan.horizon,
+                      # the windows val_mae_pct is on: the same spec as a validate run's (refuse to mix others)
+                      "val_windows": window_spec(val_w.subset(mae_window_index(val_w.n, cfg.mae_windows)), spans),
                       "source": fc.source}}
 
 
