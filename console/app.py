@@ -328,17 +328,22 @@ class ForecastConsoleApp(App[int]):
         if isinstance(live, LiveScreen) and live.is_mounted:
             live.show_job(job_id)
 
-    def confirm_promote(self, model: str, symbol: str, on_done: Callable[[], Any] | None = None) -> None:
-        self.run_worker(self._confirm_promote(model, symbol, on_done), exit_on_error=False)
+    def confirm_promote(self, model: str, symbol: str, on_done: Callable[[], Any] | None = None, *,
+                        source: str = "pick", horizon: int | None = None, preset: str | None = None) -> None:
+        """Confirm, then promote exactly the decision named: a pick at `horizon`, or the comparison row
+        (source="comparison") identified by symbol, horizon, model and preset."""
+        self.run_worker(self._confirm_promote(model, symbol, on_done, source, horizon, preset), exit_on_error=False)
 
-    async def _confirm_promote(self, model: str, symbol: str, on_done: Callable[[], Any] | None) -> None:
-        current, new = await self.services.promotion_preview(model, symbol)
-        body = promotion_body(model, symbol, current, new)
-        ok = await self.push_screen_wait(ConfirmScreen(f"Promote {model} · {symbol}", body, "Promote"))
+    async def _confirm_promote(self, model: str, symbol: str, on_done: Callable[[], Any] | None, source: str,
+                               horizon: int | None, preset: str | None) -> None:
+        current, new, why = await self.services.promotion_preview(model, symbol, source, horizon, preset)
+        body = promotion_body(model, symbol, current, new, why)
+        at = f" · h={horizon}" if horizon else ""
+        ok = await self.push_screen_wait(ConfirmScreen(f"Promote {model} · {symbol}{at}", body, "Promote"))
         if not ok or new is None:
             return
         try:
-            path = await self.services.promote(model, symbol)
+            path = await self.services.promote(model, symbol, source, horizon, preset)
         except Exception as exc:  # noqa: BLE001 - StoreError etc.: shown, nothing changed
             self.notify(str(exc), title="promotion failed", severity="error", timeout=8)
             return

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 
 from engine import paths
 from engine.data import list_symbols
-from engine.difficulty import DEFAULT_TIER_HORIZON, UNKNOWN, tier
+from engine.difficulty import UNKNOWN, tier
+from store.records import BaselineRow, ComparisonRow, Pick, Promotion, RegressionRow
 
 T = TypeVar("T")
 
@@ -33,7 +34,11 @@ def tier_for(mae_pct: float | None) -> str:
 
 @dataclass
 class StockRow:
-    """One line of the Stocks screen; raw numbers kept so sorting is numeric."""
+    """One line of the Stocks screen; raw numbers kept so sorting is numeric.
+
+    `best_*` is the decision at the screen's horizon: the winner of the latest comparison at that
+    horizon (chosen on validation), else the only pick made at it. `best_windows` says which
+    validation windows its score is on ("val 12w")."""
 
     symbol: str
     rows: int
@@ -44,32 +49,50 @@ class StockRow:
     tier: str = "?"
     best_model: str | None = None
     best_score: float | None = None
+    best_windows: str = ""
+    horizon: int | None = None
 
 
 @dataclass
 class ScreenData:
-    """A snapshot of everything the review screens show, read in one go off the loop."""
+    """A snapshot of everything the review screens show, read in one go off the loop (typed records)."""
 
-    baselines: list[dict[str, Any]] = field(default_factory=list)
-    comparisons: list[dict[str, Any]] = field(default_factory=list)
-    picks: list[dict[str, Any]] = field(default_factory=list)
-    promotions: list[dict[str, Any]] = field(default_factory=list)
-    regressions: list[dict[str, Any]] = field(default_factory=list)
+    baselines: list[BaselineRow] = field(default_factory=list)
+    comparisons: list[ComparisonRow] = field(default_factory=list)
+    picks: list[Pick] = field(default_factory=list)
+    promotions: list[Promotion] = field(default_factory=list)
+    regressions: list[RegressionRow] = field(default_factory=list)
+    promoted: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
 
 
 def _short_date(value: Any) -> str:
     return str(value)[:10] if value is not None else ""
 
 
-def _pick_score(pick: dict[str, Any]) -> float | None:
-    """The number a pick was chosen on (validation[selection_metric]), if present."""
-    metric = pick.get("selection_metric") or "mae_pct"
-    for where in (pick.get("validation") or {}, pick.get("metrics") or {}, pick):
-        for key in (metric, "val_mae_pct", "mae_pct"):
-            v = where.get(key) if isinstance(where, dict) else None
-            if isinstance(v, int | float):
-                return float(v)
-    return None
+def horizons_of(comparisons: Sequence[ComparisonRow], picks: Sequence[Pick]) -> list[int]:
+    """Horizons with a decision, most recent comparison's first (then the others, ascending)."""
+    recent = sorted(comparisons, key=lambda r: r.updated_at or 0.0, reverse=True)
+    order = [r.horizon for r in recent] + sorted({p.horizon for p in picks})
+    return list(dict.fromkeys(order))
+
+
+def best_at(symbol: str, horizon: int, comparisons: Sequence[ComparisonRow],
+            picks: Sequence[Pick]) -> tuple[str | None, float | None, str]:
+    """(model, validation score, window label) of the decision for `symbol` at `horizon`.
+
+    The comparison winner when there is one (every model scored on the same windows); else a pick
+    only when it is the single one at that horizon — picks made on different windows are not ranked."""
+    win = [r for r in comparisons if r.symbol == symbol and r.horizon == horizon and r.winner]
+    if win:
+        r = max(win, key=lambda r: r.updated_at or 0.0)
+        return r.model, r.validation.get(r.selection_metric), r.val_windows.short() if r.val_windows else "val ?w"
+    ps = [p for p in picks if p.symbol == symbol and p.horizon == horizon]
+    if len(ps) == 1:
+        p = ps[0]
+        return p.model, p.score(), p.val_windows.short() if p.val_windows else "val ?w"
+    if ps:
+        return None, None, f"{len(ps)} picks: compare them"
+    return None, None, ""
 
 
 class ConsoleServices:
@@ -108,6 +131,7 @@ class ConsoleServices:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-store")
         self._known_symbols: set[str] = set()
         self._stock_rows: dict[str, StockRow] = {}
+        self.horizons: list[int] = []  # horizons with a decision, most recent comparison's first
 
     # ------------------------------------------------------------------ lifecycle
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -168,46 +192,32 @@ class ConsoleServices:
             out.append((info.symbol, info.rows, _short_date(info.start), _short_date(info.end), src))
         return out
 
-    def _stocks_blocking(self) -> list[StockRow]:
+    def _stocks_blocking(self, horizon: int | None = None) -> list[StockRow]:
         infos = self._list_symbol_infos()
-        baselines = self._safe(lambda s: s.baselines()) if self.store else []
-        picks = self._safe(lambda s: s.picks()) if self.store else []
+        baselines: list[BaselineRow] = self._safe(lambda s: s.baselines()) if self.store else []
+        picks: list[Pick] = self._safe(lambda s: s.picks()) if self.store else []
+        comps: list[ComparisonRow] = self._safe(lambda s: s.comparisons()) if self.store else []
+        self.horizons = horizons_of(comps, picks)
+        h = horizon if horizon is not None else (self.horizons[0] if self.horizons else None)
         naive: dict[str, float] = {}
         tiers: dict[str, str] = {}
-        for b in baselines:
-            sym = b.get("symbol")
-            if not sym:
-                continue
-            if isinstance(b.get("tier_mae_pct"), int | float):  # baseline task: naive MAE% at the tier horizon
-                naive[sym] = float(b["tier_mae_pct"])
-                if b.get("tier"):
-                    tiers[sym] = str(b["tier"])
-                continue
-            if sym in naive or str(b.get("model", "")) not in ("naive", "persistence", "naive_persistence"):
-                continue
-            if int(b.get("horizon", 0) or 0) == DEFAULT_TIER_HORIZON:
-                v = metric_of(b, "mae_pct")
-                if v is not None:
-                    naive[sym] = v
-        best: dict[str, tuple[str, float | None]] = {}
-        for p in picks:
-            sym = p.get("symbol")
-            score = _pick_score(p)
-            prev = best.get(sym)
-            if prev is None or (score is not None and (prev[1] is None or score < prev[1])):
-                best[sym] = (str(p.get("model")), score)
+        for b in baselines:  # the tier's own number: persistence MAE% at tier_horizon on tier_span
+            if b.tier_mae_pct is not None:
+                naive[b.symbol] = b.tier_mae_pct
+                if b.tier:
+                    tiers[b.symbol] = b.tier
         rows = []
         for sym, n, start, end, src in sorted(infos):
             mae = naive.get(sym)
-            bm, bs = best.get(sym, (None, None))
-            tier = tiers.get(sym) or tier_for(mae)
-            rows.append(StockRow(sym, n, start, end, src, mae, "?" if tier == "unknown" else tier, bm, bs))
+            bm, bs, bw = best_at(sym, h, comps, picks) if h is not None else (None, None, "")
+            t = tiers.get(sym) or tier_for(mae)
+            rows.append(StockRow(sym, n, start, end, src, mae, "?" if t == "unknown" else t, bm, bs, bw, h))
         self._known_symbols = {r.symbol for r in rows}
         self._stock_rows = {r.symbol: r for r in rows}
         return rows
 
-    async def stocks(self) -> list[StockRow]:
-        return await self.call(self._stocks_blocking)
+    async def stocks(self, horizon: int | None = None) -> list[StockRow]:
+        return await self.call(self._stocks_blocking, horizon)
 
     @property
     def known_symbols(self) -> set[str]:
@@ -231,12 +241,16 @@ class ConsoleServices:
         return self._safe(lambda s: s.regressions())
 
     def _screen_data_blocking(self) -> ScreenData:
+        picks = self._safe(lambda s: s.picks())
+        promos = self._safe(lambda s: s.promotions())
+        pairs = {(p.model, p.symbol) for p in picks} | {(e.model, e.symbol) for e in promos}
         return ScreenData(
             baselines=self._safe(lambda s: s.baselines()),
             comparisons=self._safe(lambda s: s.comparisons()),
-            picks=self._safe(lambda s: s.picks()),
-            promotions=self._safe(lambda s: s.promotions()),
+            picks=picks,
+            promotions=promos,
             regressions=self._regressions_blocking(),
+            promoted={(m, s): self.promoted_config_blocking(m, s) for m, s in pairs},
         )
 
     async def screen_data(self) -> ScreenData:
@@ -252,16 +266,22 @@ class ConsoleServices:
         except (OSError, ValueError) as exc:
             return {"error": f"unreadable {path}: {exc}"}
 
-    def pick_blocking(self, model: str, symbol: str) -> dict[str, Any] | None:
+    def candidate_blocking(self, model: str, symbol: str, source: str, horizon: int | None,
+                           preset: str | None) -> dict[str, Any]:
+        """The document a promotion would write (nothing is written or copied)."""
         if self.store is None:
-            return None
-        return self.store.pick(model, symbol)
+            raise RuntimeError("the store is not available")
+        return self.store.build_promotion(model, symbol, source, horizon=horizon, preset=preset, copy=False)
 
-    async def promotion_preview(self, model: str, symbol: str) -> tuple[dict | None, dict | None]:
-        """(currently promoted, the pick that would be promoted)."""
+    async def promotion_preview(self, model: str, symbol: str, source: str = "pick", horizon: int | None = None,
+                                preset: str | None = None) -> tuple[dict | None, dict | None, str | None]:
+        """(currently promoted, the candidate document, why there is no candidate)."""
         cur = await self.call(self.promoted_config_blocking, model, symbol)
-        new = await self.call(self.pick_blocking, model, symbol)
-        return cur, new
+        try:
+            new = await self.call(self.candidate_blocking, model, symbol, source, horizon, preset)
+        except (ValueError, RuntimeError) as exc:
+            return cur, None, str(exc)
+        return cur, new, None
 
     def _require_writable(self) -> Any:
         if self.store is None:
@@ -270,9 +290,11 @@ class ConsoleServices:
             raise RuntimeError("workspace opened read-only (another console owns it): cannot change it")
         return self.store
 
-    async def promote(self, model: str, symbol: str, source: str = "pick") -> Path:
+    async def promote(self, model: str, symbol: str, source: str = "pick", horizon: int | None = None,
+                      preset: str | None = None) -> Path:
         store = self._require_writable()
-        return await self.call(store.promote, model, symbol, source, os.environ.get("USER") or "console")
+        return await self.call(store.promote, model, symbol, source, os.environ.get("USER") or "console",
+                               horizon=horizon, preset=preset)
 
     async def rollback(self, model: str, symbol: str) -> Path | None:
         store = self._require_writable()
@@ -355,15 +377,3 @@ class ConsoleServices:
 
             self.gpu_source = detect_source()
         return self.gpu_source.snapshot()
-
-
-def metric_of(row: dict[str, Any], *names: str) -> float | None:
-    """A number from a store row whose metrics may be flat or nested (metrics/test/validation)."""
-    for where in (row, row.get("metrics"), row.get("test"), row.get("validation")):
-        if not isinstance(where, dict):
-            continue
-        for n in names:
-            v = where.get(n)
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                return float(v)
-    return None

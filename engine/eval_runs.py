@@ -60,12 +60,9 @@ def run_horizon(run: Mapping[str, Any] | None) -> int | None:
     return _as_horizon((run.get("hyperparams") or {}).get("horizon"))
 
 
-def pick_horizon(pick: Mapping[str, Any] | None) -> int | None:
-    """The horizon a pick was chosen at (`windows.horizon`, else its hyperparams), None when unrecorded."""
-    if not pick:
-        return None
-    h = _as_horizon((pick.get("windows") or {}).get("horizon"))
-    return h if h is not None else run_horizon(pick)
+def pick_horizon(pick: Any | None) -> int | None:
+    """The horizon a pick (a store.records.Pick) was chosen at, None without a pick."""
+    return int(pick.horizon) if pick is not None else None
 
 
 def run_id_of(run: Mapping[str, Any] | None) -> str | None:

@@ -65,7 +65,7 @@ class Persistence:
         baselines = payload.get("baselines") or []
         picks = payload.get("picks") or []
         comparisons = payload.get("comparisons") or []
-        regressions = [{**r, "job_id": jid} for r in payload.get("regressions") or [] if isinstance(r, dict)]
+        regressions = [r for r in payload.get("regressions") or [] if isinstance(r, dict)]
         for key in ("regressions", "summary"):
             if key in payload:
                 j.result_extra[key] = payload[key]
@@ -80,13 +80,13 @@ class Persistence:
                 )
                 j.run_ids.append(rid)
             if baselines:
-                s.put_baselines(list(baselines))
+                s.put_baselines(list(baselines), job_id=jid)
             for p in picks:
-                s.set_pick(p["model"], p["symbol"], dict(p))
+                s.set_pick(p["model"], p["symbol"], dict(p), job_id=jid)
             if comparisons:
-                s.put_comparisons(list(comparisons))
+                s.put_comparisons(list(comparisons), job_id=jid)
             if regressions:
-                s.put_regressions(regressions)
+                s.put_regressions(regressions, job_id=jid)
 
         self._ops.append(write)
 

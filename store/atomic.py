@@ -34,12 +34,17 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes, *, fsync: bool = True) -> None:
-    """Replace `path` with `data` so readers see the old or the new file, never a partial one."""
+def atomic_write_bytes(path: Path | str, data: bytes, *, fsync: bool = True, mode: int | None = None) -> None:
+    """Replace `path` with `data` so readers see the old or the new file, never a partial one.
+
+    `mode` sets the new file's permission bits (a promotion passes the replaced file's own, so a
+    replacement does not silently widen or narrow who may read it)."""
     path = Path(path)
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             n = os.write(fd, view)

@@ -94,6 +94,10 @@ class Metrics(Record):
             # (issue 12); that one producer is translated here, nowhere else.
             if "dm_pvalue" in data and "dm_p_two_sided" not in data:
                 data["dm_p_two_sided"] = data.pop("dm_pvalue")
+            stat, p2 = data.get("dm_stat"), data.get("dm_p_two_sided")
+            if data.get("dm_p_better") is None and isinstance(stat, int | float) and isinstance(p2, int | float):
+                # the t distribution is symmetric: one-sided p of "model better" (stat < 0) from the two-sided
+                data["dm_p_better"] = p2 / 2.0 if stat < 0 else 1.0 - p2 / 2.0
         return data
 
     def get(self, name: str) -> float | None:
@@ -144,8 +148,10 @@ class WindowSpec(Record):
 
 
 class SpanBounds(Record):
-    """Train/validation/test boundaries (engine.data.Spans.to_dict())."""
+    """Train/validation/test boundaries (engine.data.Spans.to_dict(); its derived
+    `train`/`val`/`test` ranges are dropped, they follow from these three)."""
 
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
     KIND: ClassVar[str] = "spans"
     n_rows: int = Field(ge=0)
     train_end: int = Field(ge=0)
@@ -215,7 +221,7 @@ class BaselineRow(Stamped):
     model: str  # naive_persistence | naive_drift | naive_seasonal
     horizon: int = Field(ge=1)
     span: Span
-    n_windows: int = Field(ge=0)
+    n_windows: int | None = Field(default=None, ge=0)
     n_rows: int | None = None
     context_len: int | None = None
     stride: int = Field(default=1, ge=1)
@@ -229,6 +235,8 @@ class BaselineRow(Stamped):
     tier_horizon: int | None = None
     tier_span: str | None = None
     tier_mae_pct: float | None = None
+    tier_error: str | None = None
+    season: int | None = None  # naive_seasonal's period (5 business days, 7 calendar days)
 
     _sym = field_validator("symbol", mode="before")(classmethod(lambda cls, v: _check_symbol(v)))
 
@@ -340,7 +348,7 @@ class ComparisonRow(DecisionKey, Stamped):
     context: int | None = None
     spans: SpanBounds | None = None
     config: dict[str, Any] = Field(default_factory=dict)
-    source: Literal["pick", "default", "ensemble"] = "default"
+    source: Literal["pick", "default", "ensemble", "selected on val"] = "default"  # naive: its variant chosen on val
     source_run: str | None = None
     adapter: str | None = None
     seed: int = 0
@@ -400,10 +408,11 @@ class RegressionRow(Stamped):
 
 class Promotion(Record):
     """One entry of the promotion audit. `intent` is written before the file, `promote`/`rollback`
-    after it (an intent without its completion is a crash: the file says which happened)."""
+    after it. An intent without its completion is a crash; the next writer settles it from what the
+    file holds: the intended bytes → the completion (`recovered`), anything else → `abandoned`."""
 
     KIND: ClassVar[str] = "promotion"
-    action: Literal["intent", "promote", "rollback"]
+    action: Literal["intent", "promote", "rollback", "abandoned"]
     op: Literal["promote", "rollback"] | None = None  # for intents: what is about to happen
     intent_id: str | None = None
     model: str
@@ -419,6 +428,7 @@ class Promotion(Record):
     replaced: dict[str, Any] | None = None
     undoes_at: float | None = None
     content_sha256: str | None = None  # of the bytes written (None: the file was removed)
+    recovered: bool = False  # completed after a crash, from what the file holds
 
     def label(self) -> str:
         return f"promotion {self.action} {self.model}/{self.symbol} at {self.at_iso}"

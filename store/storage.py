@@ -50,7 +50,7 @@ DOC_FIELDS: dict[str, tuple[str, ...]] = {
     "baselines": ("symbol", "model", "horizon", "span"),
     "comparisons": ("symbol", "horizon", "model"),
     "regressions": ("model", "symbol", "metric"),
-    "best": ("model", "symbol", "current"),
+    "best": ("model", "symbol", "horizon", "current"),
     "promotions": ("model", "symbol"),
 }
 _DICT_FIELDS: frozenset[str] = frozenset({"hyperparams", "metrics", "current"})

@@ -1,5 +1,5 @@
-"""`Store`: the workspace's TinyDB database (jobs, runs, baselines, picks, comparisons, regressions,
-promotions).
+"""`Store`: the workspace's TinyDB database (jobs, runs, and the decision tables of store/decisions.py:
+baselines, picks, comparisons, regressions; the promotion audit of store/promotion.py).
 
 Why a class around TinyDB rather than TinyDB itself: the store owns the single-writer lock, the
 crash-safe storage, input validation (every bad input is refused before anything is written) and
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from tinydb import TinyDB
 
 from engine.models import ModelNameError, validate_model
 from engine.symbols import SymbolError, validate_symbol
+from store.decisions import DecisionsMixin
 from store.promotion import PromotionMixin
 from store.storage import AtomicJSONStorage, StoreError, StoreLocked, WorkspaceLock, remove_stale_temps
 from store.tracker import TrackerMixin, clean_json, fast_copy
@@ -37,19 +36,7 @@ def default_hyperparams_dir() -> Path:
     return Path(os.environ.get(ENV_HYPERPARAMS) or "hyperparams").expanduser().resolve()
 
 
-def _baseline_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (r["symbol"], r["model"], r["horizon"], r["span"])
-
-
-def _comparison_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (r["symbol"], r["horizon"], r["model"])
-
-
-def _regression_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (r["model"], r["symbol"], r["metric"])
-
-
-class Store(TrackerMixin, PromotionMixin):
+class Store(TrackerMixin, DecisionsMixin, PromotionMixin):
     """One workspace's store. Use `Store.open(path)`; close() (or `with`) releases the write lock."""
 
     def __init__(self, workspace: Workspace, storage: AtomicJSONStorage, lock: WorkspaceLock | None,
@@ -105,7 +92,13 @@ class Store(TrackerMixin, PromotionMixin):
         except BaseException:
             lock.release()
             raise
-        return cls(ws, storage, lock, readonly=False, hyperparams_dir=hp)
+        st = cls(ws, storage, lock, readonly=False, hyperparams_dir=hp)
+        try:
+            st.settle_promotions()  # a promotion a crash interrupted: audit follows what the file holds
+        except BaseException:
+            st.close()
+            raise
+        return st
 
     def close(self) -> None:
         """Release the write lock (idempotent). The file is already on disk: every write is synced."""
@@ -182,13 +175,6 @@ class Store(TrackerMixin, PromotionMixin):
         if inserts:
             table.insert_multiple(inserts)
 
-    @staticmethod
-    def _stamp(rec: dict[str, Any], field: str = "updated") -> dict[str, Any]:
-        now = time.time()
-        rec[f"{field}_at"] = now
-        rec[f"{field}_iso"] = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
-        return rec
-
     # --- jobs ---------------------------------------------------------------------------------
     def put_job(self, rec: Mapping[str, Any]) -> None:
         """Insert or replace a job record (keyed by `id`)."""
@@ -213,138 +199,6 @@ class Store(TrackerMixin, PromotionMixin):
             states = {state} if isinstance(state, str) else (set(state) if state is not None else None)
             return [fast_copy(d) for d in self._table("jobs").values()
                     if states is None or d.get("state") in states]
-
-    # --- baselines ----------------------------------------------------------------------------
-    def _check_rows(self, rows: Iterable[Mapping[str, Any]], what: str, need: tuple[str, ...]) -> list[dict[str, Any]]:
-        if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
-            raise StoreError(f"{what} must be a list of dicts")
-        out = []
-        for i, r in enumerate(rows):
-            if not isinstance(r, Mapping):
-                raise StoreError(f"{what}[{i}] must be a dict")
-            missing = [k for k in need if k not in r]
-            if missing:
-                raise StoreError(f"{what}[{i}] is missing {', '.join(missing)}")
-            c = clean_json(dict(r), f"{what}[{i}]")
-            c["symbol"] = self._check_symbol(c["symbol"])
-            if not isinstance(c["model"], str) or not c["model"].strip():
-                raise StoreError(f"{what}[{i}].model must be a non-empty name")
-            h = c["horizon"]
-            if isinstance(h, bool) or not isinstance(h, int) or h < 1:
-                raise StoreError(f"{what}[{i}].horizon must be a positive integer, got {h!r}")
-            out.append(self._stamp(c))
-        return out
-
-    def put_baselines(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Upsert baseline rows keyed by (symbol, model, horizon, span)."""
-        with self._lock:
-            self._require_writable("record baselines")
-            clean = self._check_rows(rows, "baselines", ("symbol", "model", "horizon", "span"))
-            if clean:
-                self._upsert("baselines", _baseline_key, clean)
-
-    def baselines(self, symbol: str | None = None, horizon: int | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            sym = self._check_symbol(symbol) if symbol is not None else None
-            return [fast_copy(d) for d in self._table("baselines").values()
-                    if (sym is None or d["symbol"] == sym) and (horizon is None or d["horizon"] == horizon)]
-
-    # --- comparisons --------------------------------------------------------------------------
-    def put_comparisons(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Upsert comparison-table rows keyed by (symbol, horizon, model)."""
-        with self._lock:
-            self._require_writable("record comparisons")
-            clean = self._check_rows(rows, "comparisons", ("symbol", "horizon", "model"))
-            if clean:
-                self._upsert("comparisons", _comparison_key, clean)
-
-    def comparisons(self, symbol: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            sym = self._check_symbol(symbol) if symbol is not None else None
-            return [fast_copy(d) for d in self._table("comparisons").values() if sym is None or d["symbol"] == sym]
-
-    # --- regressions -------------------------------------------------------------------------
-    def put_regressions(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Upsert regression-check rows (engine.tasks.regression's format) keyed by (model, symbol, metric).
-
-        Why keyed without the job: the Regressions screen shows the latest verdict per pick; an
-        older check of the same (model, symbol, metric) is replaced, not accumulated.
-        """
-        with self._lock:
-            self._require_writable("record regressions")
-            if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
-                raise StoreError("regressions must be a list of dicts")
-            clean: list[dict[str, Any]] = []
-            for i, r in enumerate(rows):
-                if not isinstance(r, Mapping):
-                    raise StoreError(f"regressions[{i}] must be a dict")
-                missing = [k for k in ("model", "symbol", "metric") if k not in r]
-                if missing:
-                    raise StoreError(f"regressions[{i}] is missing {', '.join(missing)}")
-                c = clean_json(dict(r), f"regressions[{i}]")
-                c["symbol"] = self._check_symbol(c["symbol"])
-                c["model"] = self._check_model(c["model"])
-                if not isinstance(c["metric"], str) or not c["metric"].strip():
-                    raise StoreError(f"regressions[{i}].metric must be a non-empty name")
-                jobs = c.get("proposed_jobs", [])
-                if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
-                    raise StoreError(f"regressions[{i}].proposed_jobs must be a list of job spec dicts")
-                clean.append(self._stamp(c))
-            if clean:
-                self._upsert("regressions", _regression_key, clean)
-
-    def regressions(self, model: str | None = None, symbol: str | None = None) -> list[dict[str, Any]]:
-        """Latest regression rows (one per model, symbol, metric), optionally filtered."""
-        with self._lock:
-            sym = self._check_symbol(symbol) if symbol is not None else None
-            return [fast_copy(d) for d in self._table("regressions").values()
-                    if (sym is None or d["symbol"] == sym) and (model is None or d["model"] == model)]
-
-    # --- picks (table "best") -----------------------------------------------------------------
-    def _pick_doc(self, model: str, symbol: str) -> dict[str, Any] | None:
-        for d in self._table("best").values():
-            if d["model"] == model and d["symbol"] == symbol:
-                return d
-        return None
-
-    def set_pick(self, model: str, symbol: str, pick: Mapping[str, Any]) -> None:
-        """Make `pick` the current choice for (model, symbol); the one it replaces becomes `previous`
-        (kept so a regression check can compare old and new)."""
-        with self._lock:
-            self._require_writable("set a pick")
-            model = self._check_model(model)
-            symbol = self._check_symbol(symbol)
-            if not isinstance(pick, Mapping):
-                raise StoreError("a pick must be a dict with at least 'config'")
-            if not isinstance(pick.get("config"), Mapping):
-                raise StoreError(f"pick for {model}/{symbol} needs a 'config' dict (the chosen parameters)")
-            src = pick.get("source_run")
-            if src is not None and src not in self._run_index():
-                raise StoreError(f"pick for {model}/{symbol} names source run {src!r}, which does not exist")
-            cur = clean_json(dict(pick), f"pick {model}/{symbol}")
-            cur.update(model=model, symbol=symbol)
-            cur.setdefault("selection_metric", "val_mae_pct")
-            self._stamp(cur, "set")
-            doc = self._pick_doc(model, symbol)
-            new = {"model": model, "symbol": symbol, "current": cur,
-                   "previous": doc["current"] if doc else None}
-            self._upsert("best", lambda d: (d["model"], d["symbol"]), [new])
-
-    def pick(self, model: str, symbol: str) -> dict[str, Any] | None:
-        with self._lock:
-            d = self._pick_doc(self._check_model(model), self._check_symbol(symbol))
-            return fast_copy(d["current"]) if d else None
-
-    def previous_pick(self, model: str, symbol: str) -> dict[str, Any] | None:
-        with self._lock:
-            d = self._pick_doc(self._check_model(model), self._check_symbol(symbol))
-            return fast_copy(d["previous"]) if d and d.get("previous") else None
-
-    def picks(self) -> list[dict[str, Any]]:
-        """Current picks, sorted by (model, symbol)."""
-        with self._lock:
-            out = [fast_copy(d["current"]) for d in self._table("best").values()]
-            return sorted(out, key=lambda p: (p["model"], p["symbol"]))
 
     # --- misc ---------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

@@ -537,23 +537,23 @@ class TrackerMixin:
             lines.append(md_table(["model", "symbol", "runs", "best run", metric, test_metric], rows)
                          if rows else "_no runs yet_")
             picks = self.picks()  # type: ignore[attr-defined]
-            lines += ["", "## Current picks", ""]
+            lines += ["", "## Current picks (chosen on validation, reported on test)", ""]
             if picks:
-                prow = []
-                for p in picks:
-                    sel = p.get("selection_metric") or metric
-                    val = (p.get("validation") or {})
-                    prow.append([p["model"], p["symbol"], sel, val.get(sel.removeprefix("val_"), val.get(sel)),
-                                 p.get("source_run"), p.get("set_iso")])
-                lines.append(md_table(["model", "symbol", "selection metric", "validation", "source run", "set"], prow))
+                prow = [[p.model, p.symbol, p.horizon, p.preset, p.selection_metric,
+                         f"{_fmt(p.score())} ({p.val_windows.short() if p.val_windows else 'val ?w'})",
+                         f"{_fmt(p.test.get(p.selection_metric))} "
+                         f"({p.test_windows.short() if p.test_windows else 'test ?w'})",
+                         p.source_run, p.set_iso] for p in picks]
+                lines.append(md_table(["model", "symbol", "h", "preset", "selection metric", "validation", "test",
+                                       "source run", "set"], prow))
             else:
                 lines.append("_no picks yet_")
             promos = self.promotions()  # type: ignore[attr-defined]
             lines += ["", "## Promotions (latest 20)", ""]
             if promos:
-                lines.append(md_table(["when", "action", "model", "symbol", "source", "by"],
-                                      [[p.get("at_iso"), p.get("action"), p.get("model"), p.get("symbol"),
-                                        p.get("source"), p.get("by")] for p in promos[-20:]]))
+                lines.append(md_table(["when", "action", "model", "symbol", "h", "source", "by"],
+                                      [[p.at_iso, p.action, p.model, p.symbol, p.horizon, p.source, p.by]
+                                       for p in promos[-20:]]))
             else:
                 lines.append("_no promotions yet_")
             return "\n".join(lines) + "\n"

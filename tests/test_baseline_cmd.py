@@ -128,7 +128,7 @@ def test_cli_table_records_rows_in_store(env: Path, capsys: pytest.CaptureFixtur
     with Store.open(env, readonly=True) as st:
         stored = st.baselines()
     assert len(stored) == 12
-    assert {(r["symbol"], r["model"], r["horizon"]) for r in stored} == {
+    assert {(r.symbol, r.model, r.horizon) for r in stored} == {
         (s, m, h) for s in ("SPY", "NVDA") for m in MODELS for h in (1, 16)
     }
     # a second run upserts (same key) instead of duplicating
@@ -145,7 +145,7 @@ def test_cli_json_priority_val(env: Path, capsys: pytest.CaptureFixture[str]) ->
     assert len(doc["rows"]) == len(PRIORITY_SYMBOLS) * 3
     with Store.open(env, readonly=True) as st:
         stored = st.baselines(horizon=64)
-    assert len(stored) == len(doc["rows"]) and {r["span"] for r in stored} == {"val"}
+    assert len(stored) == len(doc["rows"]) and {r.span for r in stored} == {"val"}
 
 
 @pytest.mark.parametrize("bad", ["NOPE", "../SPY", "a/b"])

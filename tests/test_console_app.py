@@ -170,13 +170,18 @@ def _seed_pick_and_comparison(ws: Path, hp: Path) -> None:
 
     st = Store.open(ws, hyperparams_dir=hp)
     try:
-        st.set_pick("toto", "SPY", {"config": {"num_samples": 256, "aggregate": "median"},
-                                     "selection_metric": "val_mae_pct",
-                                     "validation": {"mae_pct": 1.5}, "test": {"mae_pct": 1.7},
-                                     "windows": {"horizon": 16}})
+        st.set_pick("toto", "SPY", {"config": {"num_samples": 128, "aggregation": "mean"},
+                                     "selection_metric": "mae_pct", "horizon": 64,
+                                     "validation": {"mae_pct": 1.5}, "test": {"mae_pct": 1.7}})
+        cfg = {"num_samples": 256, "aggregation": "median"}
         st.put_comparisons([
-            {"symbol": "SPY", "horizon": 16, "model": "toto", "mae_pct": 1.7, "winner": True, "dm_stat": -2.7, "dm_p_two_sided": 0.01, "dm_p_better": 0.005},
-            {"symbol": "SPY", "horizon": 16, "model": "naive", "mae_pct": 2.1, "winner": False, "dm_stat": None, "dm_p_two_sided": None, "dm_p_better": None},
+            {"symbol": "SPY", "horizon": 16, "model": "toto", "config": cfg, "source": "pick", "winner": True,
+             "validation": {"mae_pct": 1.6, "dm_stat": -0.5, "dm_p_two_sided": 0.6},
+             "test": {"mae_pct": 2.5, "dm_stat": 2.0, "dm_p_two_sided": 0.01},
+             "windows": {"span": "test", "count": 40, "stride": 1, "rows_covered": 55},
+             "val_windows": {"span": "val", "count": 40, "stride": 1, "rows_covered": 55}},
+            {"symbol": "SPY", "horizon": 16, "model": "naive", "config": {"method": "persistence"},
+             "winner": False, "validation": {"mae_pct": 1.7}, "test": {"mae_pct": 2.1}},
         ])
     finally:
         st.close()
@@ -190,20 +195,23 @@ async def test_promote_comparison_winner_writes_json(env: dict[str, Path]) -> No
         await pilot.press("4")
         compare = app.screen
         await wait_for(pilot, lambda: compare.table.row_count == 2, 5, "comparison rows")
-        compare.table.sort_by("mae_pct")
-        assert compare.table.row_ids[0] == "SPY|16|toto"
-        assert compare.table.raw("SPY|16|toto", "win") is True
+        compare.table.sort_by("val")
+        assert compare.table.row_ids[0] == "SPY|16|toto|tiny"
+        assert compare.table.raw("SPY|16|toto|tiny", "win") is True
         compare.table.move_cursor(row=0)
         await pilot.press("p")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", 5, "confirm modal")
         body = render_text(app.screen.body)
-        assert "nothing promoted yet" in body and "num_samples" in body
+        assert "nothing promoted yet" in body and "num_samples" in body and "at h=16" in body
+        assert "1.600 val 40w" in body and "2.500 test 40w" in body
+        assert "loses to naive on test" in body and "not significantly better than naive on validation" in body
         await pilot.press("enter")
         path = env["hp"] / "toto" / "SPY.json"
         await wait_for(pilot, path.is_file, 5, "promoted file")
         content = json.loads(path.read_text())
-        assert content["symbol"] == "SPY" and content["model"] == "toto"
-        assert content["config"] == {"num_samples": 256, "aggregate": "median"}
+        assert content["symbol"] == "SPY" and content["model"] == "toto" and content["horizon"] == 16
+        # exactly the highlighted row, not the (later, h=64) pick
+        assert content["config"] == {"num_samples": 256, "aggregation": "median"}
         # configs screen lists the promotion; rollback removes the file again
         await pilot.press("6")
         configs = app.screen

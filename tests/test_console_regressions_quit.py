@@ -65,14 +65,14 @@ def test_store_regressions_upsert_by_model_symbol_metric_and_refuse_bad_rows(tmp
         st.put_regressions([_row(current=6.0)])  # same (model, symbol, metric): replaced, not added
         rows = st.regressions()
         assert len(rows) == 2 and st.counts()["regressions"] == 2
-        assert [r["current"] for r in st.regressions(symbol="SPY")] == [6.0]
+        assert [r.current for r in st.regressions(symbol="SPY")] == [6.0]
         assert st.regressions(model="kronos") == []
-        for bad, msg in (([{"symbol": "SPY", "model": "toto"}], "missing metric"),
+        for bad, msg in (([{"symbol": "SPY", "model": "toto"}], "metric: Field required"),
                          ([_row(model="gpt")], "model"), ([_row(symbol="../x")], "symbol"),
-                         ([_row(proposed_jobs="train")], "proposed_jobs"), (_row(), "list of dicts")):
+                         ([_row(proposed_jobs="train")], "proposed_jobs"), (_row(), "list of records")):
             with pytest.raises(StoreError, match=msg):
                 st.put_regressions(bad)  # type: ignore[arg-type]
-        assert [r["current"] for r in st.regressions(symbol="SPY")] == [6.0]  # nothing changed
+        assert [r.current for r in st.regressions(symbol="SPY")] == [6.0]  # nothing changed
     with Store.open(tmp_path / "ws", readonly=True) as ro:
         assert len(ro.regressions()) == 2
         with pytest.raises(StoreError, match="read-only"):
@@ -85,7 +85,7 @@ def _seed_naive_picks(ws: Path, hp: Path) -> None:
 
     with Store.open(ws, hyperparams_dir=hp) as st:
         for method in ("drift", "seasonal"):
-            st.set_pick("naive", "AAA", {"config": {"method": method}, "selection_metric": "mae_pct"})
+            st.set_pick("naive", "AAA", {"config": {"method": method}, "selection_metric": "mae_pct", "horizon": 8})
 
 
 async def test_regression_job_rows_reach_store_and_screen_queues_proposal(env: dict[str, Path]) -> None:
@@ -106,15 +106,15 @@ async def test_regression_job_rows_reach_store_and_screen_queues_proposal(env: d
         # engine -> store: the task's rows, tagged with the job
         await wait_for(pilot, lambda: bool(app.services.store.regressions()), 5, "store rows")
         (row,) = app.services.store.regressions()
-        assert row["job_id"] == job.id and row["flagged"] and row["worse_than_previous"]
+        assert row.job_id == job.id and row.flagged and row.worse_than_previous
         # naive cannot be trained: flagged with the reason, no train/validate proposed
-        assert row["proposed_jobs"] == [] and "naive has nothing to train" in row["reason"]
+        assert row.proposed_jobs == [] and "naive has nothing to train" in row.reason
         # store -> screen
         table = screen.query_one(KeyedTable)
         await wait_for(pilot, lambda: table.row_count == 1, 5, "regression row on screen")
         key = "naive|AAA|mae_pct"
         assert table.raw(key, "flag") is True
-        assert table.raw(key, "d_prev") == pytest.approx(row["delta_vs_previous_pct"])
+        assert table.raw(key, "d_prev") == pytest.approx(row.delta_vs_previous_pct)
         assert "1 flagged of 1" in str(detail.render())
         # t has nothing to queue for a naive row
         before = {j.id for j in app.services.jobs()}

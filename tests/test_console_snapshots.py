@@ -65,26 +65,32 @@ def _seed_store(ws: Path, hp: Path) -> None:
              "tier_mae_pct": m, "tier_horizon": 64, "metrics": {"mae_pct": m}}
             for s, (t, m) in tiers.items()
         ])
-        st.set_pick("toto", "SPY", {"config": {"num_samples": 256, "aggregate": "median", "context": 512},
-                                     "selection_metric": "val_mae_pct",
+        w = {"val_windows": {"span": "val", "count": 311, "stride": 1, "rows_covered": 374},
+             "test_windows": {"span": "test", "count": 311, "stride": 1, "rows_covered": 374}}
+        st.set_pick("toto", "SPY", {"config": {"num_samples": 256, "aggregation": "median", "context": 512},
+                                     "selection_metric": "mae_pct", "horizon": 64, **w,
                                      "validation": {"mae_pct": 3.91}, "test": {"mae_pct": 4.05}})
         st.set_pick("kronos", "SPY", {"config": {"temperature": 0.7, "top_p": 0.9},
-                                       "selection_metric": "val_mae_pct",
+                                       "selection_metric": "mae_pct", "horizon": 64, **w,
                                        "validation": {"mae_pct": 4.2}, "test": {"mae_pct": 4.4}})
-        st.set_pick("toto", "COIN", {"config": {"num_samples": 512, "aggregate": "trimmed_mean_10"},
-                                      "selection_metric": "val_mae_pct",
+        st.set_pick("toto", "COIN", {"config": {"num_samples": 512, "aggregation": "trimmed_mean_10"},
+                                      "selection_metric": "mae_pct", "horizon": 64, **w,
                                       "validation": {"mae_pct": 21.3}, "test": {"mae_pct": 23.0}})
+        cw = {"windows": w["test_windows"], "val_windows": w["val_windows"]}
+
+        def row(sym: str, model: str, val: float, test: float, mase: float, cov: float, stat: float | None,
+                p: float | None, impr: float, win: bool) -> dict:
+            return {"symbol": sym, "horizon": 64, "model": model, "winner": win, **cw,
+                    "validation": {"mae_pct": val},
+                    "test": {"mae_pct": test, "mase": mase, "coverage80": cov, "dm_stat": stat, "dm_p_two_sided": p},
+                    "improvement_vs_naive_pct": impr}
+
         st.put_comparisons([
-            {"symbol": "SPY", "horizon": 64, "model": "toto", "mae_pct": 4.05, "mase": 0.97, "crps": 3.1,
-             "coverage80": 0.78, "dm_stat": -2.6, "dm_p_two_sided": 0.012, "dm_p_better": 0.006, "improvement_pct": 8.0, "winner": True},
-            {"symbol": "SPY", "horizon": 64, "model": "kronos", "mae_pct": 4.4, "mase": 1.02, "crps": 3.4,
-             "coverage80": 0.74, "dm_stat": -1.3, "dm_p_two_sided": 0.21, "dm_p_better": 0.105, "improvement_pct": 0.1, "winner": False},
-            {"symbol": "SPY", "horizon": 64, "model": "naive", "mae_pct": 4.4, "mase": 1.0, "crps": 4.4,
-             "coverage80": 0.0, "dm_stat": None, "dm_p_two_sided": None, "dm_p_better": None, "improvement_pct": 0.0, "winner": False},
-            {"symbol": "COIN", "horizon": 64, "model": "toto", "mae_pct": 23.0, "mase": 1.1, "crps": 15.2,
-             "coverage80": 0.69, "dm_stat": 5.1, "dm_p_two_sided": 3.5e-05, "dm_p_better": 0.99998, "improvement_pct": -4.6, "winner": False},
-            {"symbol": "COIN", "horizon": 64, "model": "naive", "mae_pct": 22.0, "mase": 1.0, "crps": 22.0,
-             "coverage80": 0.0, "dm_stat": None, "dm_p_two_sided": None, "dm_p_better": None, "improvement_pct": 0.0, "winner": True},
+            row("SPY", "toto", 3.91, 4.05, 0.97, 0.78, -2.6, 0.012, 8.0, True),
+            row("SPY", "kronos", 4.2, 4.4, 1.02, 0.74, -1.3, 0.21, 0.1, False),
+            row("SPY", "naive", 4.3, 4.4, 1.0, 0.0, None, None, 0.0, False),
+            row("COIN", "toto", 21.3, 23.0, 1.1, 0.69, 5.1, 3.5e-05, -4.6, False),
+            row("COIN", "naive", 21.0, 22.0, 1.0, 0.0, None, None, 0.0, True),
         ])
         st.put_job(_job_rec(BASE_ID, "baseline", ["AAPL", "SPY"], None, "succeeded", T0 - 40,
                             progress_done=2, progress_total=2, finished_at=T0 - 30))
@@ -117,13 +123,13 @@ def _seed_store(ws: Path, hp: Path) -> None:
              "current": 23.0, "previous": 20.1, "baseline": 22.0, "delta_vs_previous_pct": 14.4,
              "delta_vs_baseline_pct": 4.5, "worse_than_previous": True, "worse_than_baseline": False,
              "flagged": True, "threshold_pct": 5.0, "reason": "mae_pct 14.4% worse than the previous pick",
-             "windows": 32, "job_id": "20261122-000000-000-regression-00000000",
+             "windows": 311, "job_id": "20261122-000000-000-regression-00000000",
              "proposed_jobs": proposed_jobs("toto", "COIN", preset="tiny", horizon=64, context=128,
                                             reason="mae_pct 14.4% worse than the previous pick")},
             {"symbol": "SPY", "model": "toto", "horizon": 64, "metric": "mae_pct", "span": "test",
              "current": 4.05, "previous": 4.2, "baseline": 4.4, "delta_vs_previous_pct": -3.6,
              "delta_vs_baseline_pct": -8.0, "worse_than_previous": False, "worse_than_baseline": False,
-             "flagged": False, "threshold_pct": 5.0, "reason": "ok", "windows": 32, "proposed_jobs": []},
+             "flagged": False, "threshold_pct": 5.0, "reason": "ok", "windows": 311, "proposed_jobs": []},
         ])
     finally:
         st.close()
@@ -193,7 +199,7 @@ def test_promote_confirm_modal(snap_compare: Any, seeded: dict[str, Path]) -> No
         await pilot.press("4")
         await pilot.pause(0.3)
         scr = pilot.app.screen
-        scr.table.sort_by("mae_pct")
+        scr.table.sort_by("val")
         scr.table.move_cursor(row=0)
         await pilot.press("p")
         await pilot.pause(0.5)

@@ -28,7 +28,7 @@ def _store(ws: Path, runs: list[tuple[str, int]] = (), picks: list[tuple[str, in
         ckpt.mkdir(parents=True)
         s.log_run(model, "AAA", {"horizon": h, "preset": "tiny"}, {"val_mae_pct": 1.0}, checkpoint=str(ckpt))
     for model, h, cfg in picks:
-        s.set_pick(model, "AAA", {"config": cfg, "selection_metric": "mae_pct", "windows": {"horizon": h}})
+        s.set_pick(model, "AAA", {"config": cfg, "selection_metric": "mae_pct", "horizon": h})
     return s
 
 
@@ -49,7 +49,7 @@ def test_validate_without_run_keeps_default_horizon(tmp_path: Path) -> None:
     data = tmp_path / "data"
     write_csv(data / "AAA.csv", n=300, seed=1)
     out = validate.run(spec("validate", ["AAA"], "naive", context=32), make_ctx(tmp_path, data))
-    assert out["picks"][0]["windows"]["horizon"] == validate.DEFAULT_HORIZON
+    assert out["picks"][0]["horizon"] == validate.DEFAULT_HORIZON
     assert out["summary"]["horizon"] == validate.DEFAULT_HORIZON and out["summary"]["horizons"] == {"AAA": 16}
 
 

@@ -14,13 +14,13 @@ from engine.tasks import calibrate, regression
 from tests.test_eval_support import make_ctx, spec, write_csv
 
 
-def _store_with_picks(ws: Path, picks: list[tuple[str, str, dict]]) -> None:
+def _store_with_picks(ws: Path, picks: list[tuple[str, str, dict]], horizon: int = 8) -> None:
     from store.store import Store
 
     s = Store.open(ws)
     try:
         for model, symbol, cfg in picks:
-            s.set_pick(model, symbol, {"config": cfg, "selection_metric": "mae_pct"})
+            s.set_pick(model, symbol, {"config": cfg, "selection_metric": "mae_pct", "horizon": horizon})
     finally:
         s.close()
 
@@ -102,7 +102,7 @@ def test_calibrate_reports_verdict_either_way(tmp_path: Path) -> None:
     # drift forecasts overshoot a noisy walk; whatever the verdict, it must be stated with test numbers
     write_csv(data / "AAA.csv", n=320, seed=5, drift=0.002, vol=0.01)
     ws = tmp_path / "ws"
-    _store_with_picks(ws, [("naive", "AAA", {"method": "drift"})])
+    _store_with_picks(ws, [("naive", "AAA", {"method": "drift"})], horizon=4)
     ctx = make_ctx(tmp_path, data, "calibrate", ws=ws)
     out = calibrate.run(spec("calibrate", ["AAA"], "naive", horizon=4, context=32, val_windows=40), ctx)
     verdict = out["summary"]["verdicts"]["AAA"]

@@ -78,11 +78,11 @@ def test_baseline_all_skips_bad_rows_without_recording_them(env: Path, capsys: p
     assert "JUNK" in out and "3 of 6 rows could not be computed" in err
     with Store.open(env, readonly=True) as st:
         rows = st.baselines()
-    assert {r["symbol"] for r in rows} == {"SPY"} and len(rows) == 3
+    assert {r.symbol for r in rows} == {"SPY"} and len(rows) == 3
     # A later impossible horizon must not overwrite stored numbers with empty rows.
     assert main(["baseline", "--stocks", "SPY", "--horizon", "1", "100000"]) == 1
     with Store.open(env, readonly=True) as st:
-        assert all(r["metrics"] and not r.get("error") for r in st.baselines())
+        assert all(r.metrics.mae_pct is not None and not r.error for r in st.baselines())
 
 
 def test_baseline_job_fails_when_nothing_can_be_computed(tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_jobs_on_a_file_workspace_is_an_error(tmp_path: Path, capsys: pytest.Cap
     ({"jobs": {"1": {}}}, "lacks id"),
     ({"jobs": {"1": "x"}}, "not a JSON object"),
     ({"runs": {"1": {"model": 5}}}, "lacks run_id"),
-    ({"best": {"1": {"model": "toto", "symbol": "SPY", "current": 3}}}, "current is not a JSON object"),
+    ({"best": {"1": {"model": "toto", "symbol": "SPY", "horizon": 16, "current": 3}}}, "current is not a JSON object"),
 ])
 def test_store_with_broken_documents_is_refused_as_corrupt(env: Path, capsys: pytest.CaptureFixture[str],
                                                            content: dict, why: str) -> None:
@@ -225,3 +225,17 @@ def test_run_refuses_a_symbol_whose_csv_is_bad_and_queues_nothing(env: Path,
     err = capsys.readouterr().err
     assert _one_line_error(err) and "JUNK.csv" in err
     assert not env.exists()
+
+
+def test_hand_edited_decision_row_with_a_wrong_type_names_the_record(env: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A store that parses but holds a mistyped record: a one-line error naming it, not a traceback."""
+    with Store.open(env) as st:
+        st.set_pick("toto", "SPY", {"config": {"num_samples": 8}, "horizon": 16, "validation": {"mae_pct": 1.0}})
+    doc = json.loads((env / "store.json").read_text())
+    (key,) = doc["best"]
+    doc["best"][key]["current"]["validation"]["mae_pct"] = "low"
+    (env / "store.json").write_text(json.dumps(doc))
+    assert main(["report"]) == 2
+    err = capsys.readouterr().err
+    assert _one_line_error(err) and "pick toto/SPY h=16" in err and "validation.mae_pct" in err

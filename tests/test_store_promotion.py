@@ -14,8 +14,9 @@ from store import Store, StoreError
 from store.best_config import HYPERPARAMS_SCHEMA_VERSION, load_best_config
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_KEYS = {"schema_version", "symbol", "model", "config", "validation", "test", "windows",
-               "selection_metric", "source", "promoted_at", "promoted_by", "previous", "provenance"}
+SCHEMA_KEYS = {"schema_version", "symbol", "model", "preset", "horizon", "context", "seed", "config", "validation",
+               "test", "windows", "naive", "adapter", "base_weights", "selection_metric", "source", "promoted_at",
+               "promoted_by", "previous", "provenance"}
 
 
 @pytest.fixture
@@ -37,35 +38,37 @@ def test_promote_a_run_writes_the_documented_schema(st: Store, tmp_path: Path) -
     assert path == tmp_path / "hp" / "kronos" / "BTCUSD.json"
     doc = json.loads(path.read_text())
     assert set(doc) == SCHEMA_KEYS
-    assert doc["schema_version"] == HYPERPARAMS_SCHEMA_VERSION == 1
+    assert doc["schema_version"] == HYPERPARAMS_SCHEMA_VERSION == 2
     assert (doc["symbol"], doc["model"], doc["promoted_by"]) == ("BTCUSD", "kronos", "alice")
     assert doc["config"]["temperature"] == 0.152
     assert doc["validation"] == {"mae_pct": 2.0, "price_mae": 20.0}
     assert doc["test"] == {"mae_pct": 2.5}
-    assert doc["windows"] == {"horizon": 1, "context": 232, "spans": {"train": [0, 100], "val": [100, 120]}}
+    assert doc["windows"] == {"horizon": 1, "context": 232, "spans": {"train": [0, 100], "val": [100, 120]},
+                              "validation": None, "test": None}
+    assert (doc["horizon"], doc["context"], doc["adapter"]) == (1, 232, None)
     assert doc["selection_metric"] == "val_mae_pct"
-    assert doc["source"] == {"run_id": rid, "job_id": "job-7", "pick": False}
+    assert doc["source"] == {"kind": "run", "run_id": rid, "job_id": "job-7", "pick": False}
     assert doc["previous"] is None
     assert doc["provenance"]["seed"] == 3 and "torch" in doc["provenance"]["versions"]
     assert load_best_config("kronos", "btcusd", tmp_path / "hp") == doc
     audit = st.promotions("kronos", "BTCUSD")
-    assert [a["action"] for a in audit] == ["promote"] and audit[0]["content"] == doc and audit[0]["by"] == "alice"
+    assert [a.action for a in audit] == ["promote"] and audit[0].content == doc and audit[0].by == "alice"
 
 
 def test_promote_pick_then_run_then_rollback_chain(st: Store, tmp_path: Path) -> None:
     r1, r2 = _run(st, 3.0), _run(st, 2.0, top_p=0.9)
     st.set_pick("kronos", "BTCUSD", {"config": {"temperature": 0.5}, "selection_metric": "val_mae_pct",
                                      "validation": {"mae_pct": 3.0}, "test": {"mae_pct": 3.1},
-                                     "windows": {"horizon": 1, "context": 64}, "source_run": r1,
+                                     "horizon": 1, "context": 64, "source_run": r1,
                                      "naive": {"method": "drift", "validation": {"mae_pct": 3.2}, "test": {}},
                                      "calibrated": {"verdict": "kept: improved", "test_before": 3.3},
                                      "selection_span": "val+test veto"})
     path = st.promote("kronos", "BTCUSD")  # from the pick
     first = json.loads(path.read_text())
-    assert first["source"] == {"run_id": r1, "job_id": "job-7", "pick": True}
+    assert first["source"] == {"kind": "pick", "run_id": r1, "job_id": "job-7", "pick": True}
     # the pick's decision context travels with it (naive on the same windows, calibration verdict, veto)
-    assert first["decision"] == {"naive": {"method": "drift", "validation": {"mae_pct": 3.2}, "test": {}},
-                                 "calibrated": {"verdict": "kept: improved", "test_before": 3.3},
+    assert first["naive"]["method"] == "drift" and first["naive"]["validation"] == {"mae_pct": 3.2}
+    assert first["decision"] == {"calibrated": {"verdict": "kept: improved", "test_before": 3.3},
                                  "selection_span": "val+test veto"}
     assert first["config"] == {"temperature": 0.5} and first["windows"]["spans"] is None
     st.promote("kronos", "BTCUSD", r2)
@@ -81,7 +84,7 @@ def test_promote_pick_then_run_then_rollback_chain(st: Store, tmp_path: Path) ->
     with pytest.raises(StoreError, match="nothing to roll back"):
         st.rollback("kronos", "BTCUSD")
     assert st.workspace.store_file.read_bytes() == before and not path.exists()
-    assert [a["action"] for a in st.promotions()] == ["promote", "promote", "rollback", "rollback"]
+    assert [a.action for a in st.promotions()] == ["promote", "promote", "rollback", "rollback"]
     with pytest.raises(FileNotFoundError, match="forecast-console promote --model kronos --symbol BTCUSD"):
         load_best_config("kronos", "BTCUSD", tmp_path / "hp")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import Store
+from store import Store, StoreError
 from store.storage import dumps
 from store.tracker import git_commit, new_run_id, package_versions
 
@@ -123,23 +123,38 @@ def test_compare_impact_and_report(st: Store) -> None:
     assert list(imp["lr"]) == [3e-4, 1e-4]
     assert list(imp["count"]) == [1, 2] and list(imp["mean"]) == [2.0, 5.0]
     assert st.hyperparameter_impact("toto", "missing", "val_mae_pct").empty
-    st.set_pick("toto", "AAPL", {"config": {"lr": 3e-4}, "validation": {"mae_pct": 2.0}, "source_run": ids[2]})
+    st.set_pick("toto", "AAPL", {"config": {"lr": 3e-4}, "validation": {"mae_pct": 2.0}, "source_run": ids[2],
+                                 "horizon": 16})
     st.promote("toto", "AAPL")
     md = st.report()
     assert md.startswith("# forecast-console report")
     assert f"| toto | AAPL | 3 | {ids[2]} | 2 | 3 |" in md
-    assert "## Current picks" in md and "| promote | toto | AAPL | pick |" in md
+    assert "## Current picks" in md and "| toto | AAPL | 16 | tiny | mae_pct | 2 (val ?w) |" in md
+    assert "| promote | toto | AAPL | 16 | pick |" in md
 
 
 def test_picks_keep_the_previous_one(st: Store) -> None:
     assert st.pick("toto", "AAPL") is None and st.previous_pick("toto", "AAPL") is None
-    st.set_pick("toto", "AAPL", {"config": {"a": 1}, "validation": {"mae_pct": 3.0}})
-    st.set_pick("toto", "aapl", {"config": {"a": 2}, "validation": {"mae_pct": 2.0}})
-    st.set_pick("kronos", "SPY", {"config": {"t": 1}})
-    assert st.pick("toto", "AAPL")["config"] == {"a": 2}
-    assert st.previous_pick("toto", "AAPL")["config"] == {"a": 1}
-    assert [(p["model"], p["symbol"]) for p in st.picks()] == [("kronos", "SPY"), ("toto", "AAPL")]
+    st.set_pick("toto", "AAPL", {"config": {"a": 1}, "validation": {"mae_pct": 3.0}, "horizon": 16})
+    st.set_pick("toto", "aapl", {"config": {"a": 2}, "validation": {"mae_pct": 2.0}, "horizon": 16})
+    st.set_pick("kronos", "SPY", {"config": {"t": 1}, "horizon": 16})
+    assert st.pick("toto", "AAPL").config == {"a": 2}
+    assert st.previous_pick("toto", "AAPL").config == {"a": 1}
+    assert [(p.model, p.symbol) for p in st.picks()] == [("kronos", "SPY"), ("toto", "AAPL")]
     assert st.counts()["best"] == 2
+
+
+def test_picks_at_two_horizons_coexist(st: Store) -> None:
+    """A decision is (symbol, horizon, model, preset): h=16 and h=64 picks never replace each other."""
+    st.set_pick("toto", "SPY", {"config": {"a": 16}, "validation": {"mae_pct": 1.0}, "horizon": 16})
+    st.set_pick("toto", "SPY", {"config": {"a": 64}, "validation": {"mae_pct": 9.0}, "horizon": 64})
+    assert st.pick("toto", "SPY", 16).config == {"a": 16} and st.pick("toto", "SPY", 64).config == {"a": 64}
+    assert st.previous_pick("toto", "SPY", 16) is None and st.previous_pick("toto", "SPY", 64) is None
+    assert [(p.horizon, p.score()) for p in st.picks("SPY")] == [(16, 1.0), (64, 9.0)]
+    assert [p.horizon for p in st.picks(horizon=64)] == [64]
+    assert st.pick("toto", "SPY").horizon == 64  # no horizon given: the most recently set
+    with pytest.raises(StoreError, match="picks at horizons 16, 64: say which with --horizon"):
+        st.promote("toto", "SPY")
 
 
 def test_jobs_baselines_comparisons_upsert(st: Store) -> None:
@@ -150,18 +165,18 @@ def test_jobs_baselines_comparisons_upsert(st: Store) -> None:
     assert [j["id"] for j in st.jobs(state="queued")] == ["j2"]
     assert len(st.jobs()) == 2 and st.get_job("nope") is None
 
-    row = {"symbol": "aapl", "model": "persistence", "horizon": 16, "span": "test", "mae_pct": 5.0}
-    st.put_baselines([row, {**row, "horizon": 64, "mae_pct": 9.0}])
-    st.put_baselines([{**row, "mae_pct": 4.0}])
-    got = sorted(st.baselines(symbol="AAPL"), key=lambda r: r["horizon"])
-    assert [(r["horizon"], r["mae_pct"]) for r in got] == [(16, 4.0), (64, 9.0)]
-    assert [r["mae_pct"] for r in st.baselines(horizon=64)] == [9.0]
+    row = {"symbol": "aapl", "model": "naive_persistence", "horizon": 16, "span": "test", "metrics": {"mae_pct": 5.0}}
+    st.put_baselines([row, {**row, "horizon": 64, "metrics": {"mae_pct": 9.0}}])
+    st.put_baselines([{**row, "metrics": {"mae_pct": 4.0}}])
+    got = sorted(st.baselines(symbol="AAPL"), key=lambda r: r.horizon)
+    assert [(r.horizon, r.metrics.mae_pct) for r in got] == [(16, 4.0), (64, 9.0)]
+    assert [r.metrics.mae_pct for r in st.baselines(horizon=64)] == [9.0]
 
-    cmp = {"symbol": "SPY", "horizon": 16, "model": "toto", "mae_pct": 2.0, "winner": True}
+    cmp = {"symbol": "SPY", "horizon": 16, "model": "toto", "test": {"mae_pct": 2.0}, "winner": True}
     st.put_comparisons([cmp, {**cmp, "model": "naive", "winner": False}])
-    st.put_comparisons([{**cmp, "mae_pct": 1.5}])
-    rows = {r["model"]: r for r in st.comparisons("SPY")}
-    assert rows["toto"]["mae_pct"] == 1.5 and rows["naive"]["winner"] is False
+    st.put_comparisons([{**cmp, "test": {"mae_pct": 1.5}}])
+    rows = {r.model: r for r in st.comparisons("SPY")}
+    assert rows["toto"].test.mae_pct == 1.5 and rows["naive"].winner is False
     assert st.comparisons("AAPL") == []
     # all of it survives a reopen
     st.close()

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from console.commands.common import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("runs", help="list tracked runs",
@@ -44,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "code reads (docs/HYPERPARAMS_SCHEMA.md). Atomic; audited; undo with `rollback`.")
     p.add_argument("--model", required=True, help="model name (toto, kronos, chronos2, naive)")
     p.add_argument("--symbol", required=True, help="symbol whose config is written")
+    p.add_argument("--horizon", type=positive_int, default=None,
+                   help="the decision's horizon (needed when the model has picks at several horizons)")
+    p.add_argument("--preset", default=None, help="the decision's preset (tiny, pretrained; default: any)")
+    p.add_argument("--from", dest="source", choices=("pick", "comparison"), default="pick",
+                   help="promote the current pick (default) or the comparison row at --horizon "
+                        "(exactly what Compare shows: its config, adapter and windows)")
     p.add_argument("--run", metavar="RUN_ID", default=None, help="promote this run instead of the current pick")
     p.add_argument("--by", default=None, help="who promotes (default user@host)")
     p.set_defaults(func=cmd_promote)
@@ -142,9 +150,18 @@ def _check_names(args: argparse.Namespace) -> None:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     _check_names(args)
+    if args.run and args.source != "pick":
+        raise ValueError("--run and --from comparison are alternatives; give one")
+    source = args.run or args.source
     with _open(args, write=True) as st:
-        path = st.promote(args.model, args.symbol, source=args.run or "pick", by=args.by)
-    print(f"promoted {args.model}/{args.symbol.upper()} from {args.run or 'the current pick'} -> {path}")
+        path = st.promote(args.model, args.symbol, source=source, by=args.by, horizon=args.horizon,
+                          preset=args.preset)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    what = f"run {args.run}" if args.run else f"the current {'pick' if source == 'pick' else 'comparison row'}"
+    val, test = doc.get("validation") or {}, doc.get("test") or {}
+    print(f"promoted {doc['model']}/{doc['symbol']} h={doc.get('horizon')} ({doc.get('preset')}) from {what} -> {path}")
+    print(f"  val MAE% {_num(val.get('mae_pct'))}  test MAE% {_num(test.get('mae_pct'))}"
+          + (f"  adapter {doc['adapter']['dir']}" if doc.get("adapter") else ""))
     return 0
 
 

@@ -1,7 +1,10 @@
-"""Configs screen: the current best pick per model × symbol, promotion history, rollback.
+"""Configs screen: the current pick per decision (model × symbol × horizon × preset), what is live,
+the promotion history, rollback.
 
-Why beside each other: a promotion is only meaningful against what is live; the history shows
-who replaced what, and rollback restores the previous promoted file (store.rollback).
+Why beside each other: a promotion is only meaningful against what is live. "Promoted" is read from
+the live file itself (its model, preset, horizon and config equal the pick's), not from the audit,
+so it stays true after a later validate (a new pick is not live) and after a rollback (the restored
+file is). Rollback restores the previous promoted file (store.rollback).
 """
 
 from __future__ import annotations
@@ -16,13 +19,26 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from console.screens.base import ModeScreen
-from console.services import _pick_score
+from console.screens.compare import mae_cell
 from console.widgets.table import Cell, KeyedTable, num, txt
+from store.records import Pick
 
-PICK_COLUMNS = (("model", "Model"), ("symbol", "Symbol"), ("metric", "Chosen on"), ("score", "Val"),
-                ("test", "Test"), ("promoted", "Promoted"))
+PICK_COLUMNS = (("model", "Model"), ("symbol", "Symbol"), ("horizon", "H"), ("metric", "Chosen on"),
+                ("score", "Val"), ("test", "Test"), ("promoted", "Promoted"))
 PROMO_COLUMNS = (("when", "When"), ("action", "Action"), ("model", "Model"), ("symbol", "Symbol"),
-                 ("by", "By"), ("source", "Source"))
+                 ("horizon", "H"), ("by", "By"), ("source", "Source"))
+
+
+def pick_key(p: Pick) -> str:
+    return f"{p.model}|{p.symbol}|{p.horizon}|{p.preset}"
+
+
+def is_live(p: Pick, doc: dict[str, Any] | None) -> bool:
+    """Does the live promoted file hold this pick's decision?"""
+    if not isinstance(doc, dict) or "config" not in doc:
+        return False
+    h = doc.get("horizon") or (doc.get("windows") or {}).get("horizon")
+    return (doc.get("model"), doc.get("preset"), h, doc.get("config")) == (p.model, p.preset, p.horizon, p.config)
 
 
 def fmt_when(ts: Any) -> Cell:
@@ -43,7 +59,7 @@ class ConfigsScreen(ModeScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.picks: dict[str, dict[str, Any]] = {}
+        self.picks: dict[str, Pick] = {}
 
     def compose_body(self) -> ComposeResult:
         yield Static("Best picks", classes="section")
@@ -62,39 +78,33 @@ class ConfigsScreen(ModeScreen):
     @work(exclusive=True, group="configs-load")
     async def _load(self) -> None:
         data = await self.services.screen_data()
-        promoted: dict[tuple[str, str], dict[str, Any]] = {}
-        for p in sorted(data.promotions, key=lambda r: r.get("at") or r.get("when") or r.get("t") or 0):
-            promoted[(str(p.get("model")), str(p.get("symbol")))] = p
-        self.picks = {f"{p.get('model')}|{p.get('symbol')}": p for p in data.picks}
+        self.picks = {pick_key(p): p for p in data.picks}
         rows = {}
         for key, p in self.picks.items():
-            live = promoted.get((str(p.get("model")), str(p.get("symbol"))))
-            live_action = (live or {}).get("action", "promote")
-            is_live = live is not None and live_action != "rollback"
-            test = p.get("test") if isinstance(p.get("test"), dict) else {}
-            metric = p.get("selection_metric") or "mae_pct"
+            live = is_live(p, data.promoted.get((p.model, p.symbol)))
             rows[key] = {
-                "model": txt(p.get("model")), "symbol": txt(p.get("symbol"), style="bold"),
-                "metric": txt(metric), "score": num(_pick_score(p)),
-                "test": num(test.get(metric) if isinstance(test.get(metric), int | float) else test.get("mae_pct")),
-                "promoted": Cell(is_live, "yes" if is_live else "", style="green"),
+                "model": txt(p.model if p.preset == "tiny" else f"{p.model}·{p.preset}"),
+                "symbol": txt(p.symbol, style="bold"), "horizon": num(p.horizon, "{:d}"),
+                "metric": txt(p.selection_metric), "score": mae_cell(p.score(), p.val_windows, "val"),
+                "test": mae_cell(p.test.get(p.selection_metric), p.test_windows, "test"),
+                "promoted": Cell(live, "live" if live else "", style="green"),
             }
         self.query_one("#picks-table", KeyedTable).sync(rows)
         hist = {}
         for i, pr in enumerate(data.promotions):
-            hist[str(pr.get("id", i))] = {
-                "when": fmt_when(pr.get("at") or pr.get("when") or pr.get("t")),
-                "action": txt(pr.get("action", "promote")), "model": txt(pr.get("model")),
-                "symbol": txt(pr.get("symbol")), "by": txt(pr.get("by") or "—"),
-                "source": txt(pr.get("source") or "—"),
+            hist[str(i)] = {
+                "when": fmt_when(pr.at), "action": txt(pr.action), "model": txt(pr.model),
+                "symbol": txt(pr.symbol), "horizon": num(pr.horizon, "{:d}"), "by": txt(pr.by or "—"),
+                "source": txt(pr.source or "—"),
             }
         self.query_one("#promos-table", KeyedTable).sync(hist)
         self.query_one("#configs-detail", Static).update(
             "No picks yet: run validate/compare/sweep jobs." if not self.picks
-            else "p promote highlighted pick · b roll back its promotion · Tab switches table"
+            else "p promote highlighted pick · b roll back its model's promotion · Tab switches table · "
+                 "Val/Test: MAE% and window count"
         )
 
-    def _current_pick(self) -> dict[str, Any] | None:
+    def _current_pick(self) -> Pick | None:
         key = self.query_one("#picks-table", KeyedTable).current_id
         pick = self.picks.get(key or "")
         if pick is None:
@@ -104,12 +114,13 @@ class ConfigsScreen(ModeScreen):
     def action_promote(self) -> None:
         p = self._current_pick()
         if p:
-            self.fc_app.confirm_promote(str(p["model"]), str(p["symbol"]), on_done=self.reload)
+            self.fc_app.confirm_promote(p.model, p.symbol, source="pick", horizon=p.horizon, preset=p.preset,
+                                        on_done=self.reload)
 
     def action_rollback(self) -> None:
         p = self._current_pick()
         if p:
-            self.fc_app.confirm_rollback(str(p["model"]), str(p["symbol"]), on_done=self.reload)
+            self.fc_app.confirm_rollback(p.model, p.symbol, on_done=self.reload)
 
     def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
         yield ("Promote highlighted pick", "Write its hyperparams JSON", self.action_promote)

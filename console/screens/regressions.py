@@ -107,8 +107,9 @@ class RegressionsScreen(ModeScreen):
         except Exception as exc:  # noqa: BLE001 - show and keep the screen alive
             self.notify_error(exc)
             return
-        self.rows = {regression_key(r): r for r in data.regressions}
-        self.pick_symbols = sorted({str(p.get("symbol")) for p in data.picks if p.get("symbol")})
+        docs = [r.to_doc() for r in data.regressions]  # RegressionRow fields, validated on read
+        self.rows = {regression_key(r): r for r in docs}
+        self.pick_symbols = sorted({p.symbol for p in data.picks})
         self.table.sync({k: regression_cells(r) for k, r in self.rows.items()})
         self._update_detail()
 

@@ -1,7 +1,12 @@
-"""Stocks screen: every symbol with rows, dates, difficulty, naive MAE%, best model and score.
+"""Stocks screen: every symbol with rows, dates, difficulty, naive MAE%, and the decision at a horizon.
 
 Why it is the home screen: every action starts from a set of symbols. Selection survives
 filtering, presets pick the prior art's sets, and the run form reads `selected`.
+
+Why a horizon: a decision is made at one horizon, and numbers from different horizons are never
+ranked together. "Best" is the decision at the horizon the user chooses (`h` cycles through the
+horizons that have one; default: the most recent comparison's), and its score says on which
+validation windows it was measured.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ TIER_STYLE = {"easy": "green", "medium": "yellow", "hard": "red", "extreme": "bo
 
 COLUMNS = (
     ("sel", "✓"), ("symbol", "Symbol"), ("rows", "Rows"), ("start", "From"), ("end", "To"),
-    ("tier", "Tier"), ("naive", "Naive%"), ("best", "Best"), ("score", "Score"),
+    ("tier", "Tier"), ("naive", "Naive% h64 pre-test"), ("best", "Best"), ("score", "Val MAE%"),
 )
 
 
@@ -39,6 +44,7 @@ class StocksScreen(ModeScreen):
         Binding("x", "preset('none')", "None", id="stocks-none"),
         Binding("r", "start_run", "Run…", id="stocks-run"),
         Binding("b", "quick_baseline", "Baseline", id="stocks-baseline"),
+        Binding("h", "next_horizon", "Horizon", id="stocks-horizon"),
     ]
 
     def __init__(self) -> None:
@@ -46,6 +52,7 @@ class StocksScreen(ModeScreen):
         self.selected: set[str] = set()
         self.rows: dict[str, StockRow] = {}
         self.loaded = False
+        self.horizon: int | None = None  # None: the most recent comparison's
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="stocks-bar", classes="toolbar"):
@@ -69,7 +76,7 @@ class StocksScreen(ModeScreen):
     @work(exclusive=True, group="stocks-load")
     async def _load(self) -> None:
         try:
-            rows = await self.services.stocks()
+            rows = await self.services.stocks(self.horizon)
         except Exception as exc:  # noqa: BLE001 - show and keep the screen alive
             self.notify_error(exc)
             rows = []
@@ -89,7 +96,9 @@ class StocksScreen(ModeScreen):
             "tier": Cell(r.tier, r.tier, style=TIER_STYLE.get(r.tier, "dim")),
             "naive": num(r.baseline_mae_pct),
             "best": txt(r.best_model or "—", style="" if r.best_model else "dim"),
-            "score": num(r.best_score),
+            "score": Cell(r.best_score, (f"{r.best_score:.3f} {r.best_windows.split(' ', 1)[-1]}"
+                                         if r.best_score is not None else (r.best_windows or "—")),
+                          style="" if r.best_score is not None else "dim", justify="right"),
         }
 
     def _visible(self) -> list[StockRow]:
@@ -122,9 +131,21 @@ class StocksScreen(ModeScreen):
     def _update_status(self) -> None:
         sel = sorted(self.selected)
         shown = ", ".join(sel[:6]) + (" …" if len(sel) > 6 else "")
+        h = next((r.horizon for r in self.rows.values() if r.horizon is not None), None)
+        at = "" if h is None else (f" · Best at h={h}" + (" (latest compare)" if self.horizon is None else "")
+                                   + (" · h: next" if len(self.services.horizons) > 1 else ""))
         self.query_one("#stocks-status", Static).update(
-            f"{len(sel)} selected{': ' + shown if sel else ''} · {len(self.rows)} symbols"
+            f"{len(sel)} selected{': ' + shown if sel else ''} · {len(self.rows)} symbols{at}"
         )
+
+    def action_next_horizon(self) -> None:
+        hs = self.services.horizons
+        if not hs:
+            self.notify("no decisions yet: validate or compare first", severity="warning")
+            return
+        cur = next((r.horizon for r in self.rows.values() if r.horizon is not None), hs[0])
+        self.horizon = hs[(hs.index(cur) + 1) % len(hs)] if cur in hs else hs[0]
+        self.reload()
 
     @on(Input.Changed, "#stock-filter")
     def _filter_changed(self) -> None:

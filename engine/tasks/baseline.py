@@ -87,6 +87,7 @@ def _score_symbol_horizon(
     from engine.data import make_windows, split_spans
     from engine.forecasters.naive import NAIVE_METHODS, Persistence
     from engine.metrics import evaluate
+    from store.records import WindowSpec
 
     spans = split_spans(series.n_rows, horizon, val_rows=val_rows, test_rows=test_rows)
     windows = make_windows(series, spans, span, context_len, horizon, stride=stride)
@@ -95,7 +96,7 @@ def _score_symbol_horizon(
         "symbol": series.symbol, "horizon": horizon, "span": span, "n_windows": windows.n,
         "n_rows": series.n_rows, "context_len": context_len, "stride": stride, "spans": spans.to_dict(),
         "target_start": _ts(windows.target_time[0, 0]), "target_end": _ts(windows.target_time[-1, -1]),
-        "error": None,
+        "error": None, "windows": WindowSpec.from_origins(span, windows.origins.tolist(), horizon).to_doc(),
     }
     rows = []
     for key in methods:

@@ -29,6 +29,7 @@ from engine import evaluation as ev
 from engine.tasks import report as rep
 from engine.tasks.compare import adapter_for, default_config
 from engine.tasks.validate import DEFAULT_HORIZON, default_context
+from store.records import Pick
 
 if TYPE_CHECKING:
     from engine.data import Windows
@@ -107,8 +108,8 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                 break
             ctx.events.progress(si, len(spec.symbols), stage=f"calibrate {symbol}")
             setup = ev.setup_from_params(symbol, p, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None)
-            pick = store.pick(model, symbol) if store is not None else None
-            config = dict(pick["config"]) if pick else default_config(model, preset)
+            pick = store.pick(model, symbol, horizon, preset) if store is not None else None
+            config = dict(pick.config) if pick else default_config(model, preset)
             adapter, run_id = adapter_for(store, model, symbol, pick)
             bank = cache.bank(model, adapter=adapter, method=config.get("method"))
             res = calibrate_one(bank, setup, config, seed=seed, metric=metric, require_test_improvement=veto)
@@ -119,17 +120,17 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                            f"{rep.fmt(res['test_before'].get(metric))} -> {rep.fmt(res['test_after'].get(metric))})",
                            "info" if res["kept"] == res["test_improved"] else "warning")
             if res["kept"]:
-                picks.append({
+                info = setup.windows_info()
+                picks.append(Pick.model_validate({
                     "model": model, "symbol": symbol, "config": {**res["base_config"], "calibration": res["calibration"]},
                     "horizon": horizon, "selection_metric": metric,
                     "selection_span": "val+test veto" if veto else "val",
-                    "validation": res["val_after"], "test": res["test_after"], "windows": setup.windows_info(),
-                    "context": setup.context, "val_windows": setup.windows_info()["val_windows"],
-                    "test_windows": setup.windows_info()["test_windows"],
-                    "source_run": run_id, "adapter": adapter, "preset": preset,
+                    "validation": res["val_after"], "test": res["test_after"], "spans": info["spans"],
+                    "context": setup.context, "val_windows": info["val_windows"], "test_windows": info["test_windows"],
+                    "source_run": run_id, "adapter": adapter, "preset": preset, "seed": seed,
                     "naive": res["naive"],
                     "calibrated": {"verdict": res["verdict"], "test_before": res["test_before"].get(metric)},
-                })
+                }).to_doc())
     finally:
         if store is not None:
             store.close()

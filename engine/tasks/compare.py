@@ -19,7 +19,7 @@ seed, selection_metric (mae_pct), top_k (2; 0 = no ensemble row), dm_alpha (0.05
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from engine import evaluation as ev
 from engine.models import FOUNDATION_MODELS
 from engine.tasks import report as rep
 from engine.tasks.validate import DEFAULT_HORIZON, default_context
+from store.records import ComparisonRow, Pick
 
 if TYPE_CHECKING:
     from engine.jobs import JobSpec
@@ -44,16 +45,16 @@ def default_config(model: str, preset: str = "tiny") -> dict[str, Any]:
         raise ev.EvaluationError(f"no default config for model {model!r}") from None
 
 
-def adapter_for(store: Any | None, model: str, symbol: str, pick: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+def adapter_for(store: Any | None, model: str, symbol: str, pick: Pick | None) -> tuple[str | None, str | None]:
     """(adapter path, run id): the pick's own source run if it has a checkpoint, else the latest one."""
     if model == "naive":
         return None, None
-    if pick and pick.get("adapter") and Path(str(pick["adapter"])).exists():
-        return str(pick["adapter"]), pick.get("source_run")
-    if pick and pick.get("source_run") and store is not None:
-        r = store.get_run(pick["source_run"])
+    if pick and pick.adapter and Path(pick.adapter).exists():
+        return pick.adapter, pick.source_run
+    if pick and pick.source_run and store is not None:
+        r = store.get_run(pick.source_run)
         if r and r.get("checkpoint") and Path(str(r["checkpoint"])).exists():
-            return str(r["checkpoint"]), pick["source_run"]
+            return str(r["checkpoint"]), pick.source_run
     r = ev.latest_checkpoint_run(store, model, symbol)
     return (str(r["checkpoint"]), ev.run_id_of(r)) if r else (None, None)
 
@@ -64,9 +65,7 @@ def source_horizon(store: Any | None, model: str, symbol: str) -> int | None:
         return None
     pick = store.pick(model, symbol)
     h = ev.pick_horizon(pick)
-    if h is None and pick and pick.get("source_run"):
-        h = ev.run_horizon(store.get_run(pick["source_run"]))
-    if h is None and not pick:
+    if h is None:
         h = ev.run_horizon(ev.latest_checkpoint_run(store, model, symbol))
     return h
 
@@ -125,8 +124,8 @@ def compare_symbol(
     test_out: dict[str, ev.ConfigOutput] = {}
     failures: dict[str, str] = {}
     for model in models:
-        pick = store.pick(model, setup.symbol) if store is not None else None
-        config = dict(pick["config"]) if pick else default_config(model, preset)
+        pick = store.pick(model, setup.symbol, setup.horizon, preset) if store is not None else None
+        config = dict(pick.config) if pick else default_config(model, preset)
         adapter, run_id = adapter_for(store, model, setup.symbol, pick)
         try:
             bank = cache.bank(model, adapter=adapter, method=config.get("method"))
@@ -177,31 +176,21 @@ def compare_symbol(
     rows = []
     for model, e in entries.items():
         t, v = e["test"], e["validation"]
-        rows.append({
-            "symbol": setup.symbol, "horizon": setup.horizon, "model": model, "preset": preset,
-            **{k: t.get(k) for k in METRIC_COLUMNS},
-            "dm": ev.dm_label(t.get("dm_stat"), t.get("dm_p_two_sided")),
-            "val_mae_pct": v.get("mae_pct"), f"val_{metric}": v.get(metric),
-            "val_dm_stat": v.get("dm_stat"), "val_dm_p_two_sided": v.get("dm_p_two_sided"),
-            "val_dm_p_better": v.get("dm_p_better"), "val_dm": ev.dm_label(v.get("dm_stat"), v.get("dm_p_two_sided")),
-            "validation": v, "test": t,
+        rows.append(ComparisonRow.model_validate({
+            "symbol": setup.symbol, "horizon": setup.horizon, "model": model, "preset": preset, "seed": seed,
+            "validation": v, "test": t, "adapter": e["adapter"],
             "latency_s": e["latency_s"], "winner": model == winner, "runner_up": model == runner_up,
             "improvement_vs_naive_pct": ev.improvement_pct(t.get(metric), naive_test_m),
             "improvement_vs_runner_up_pct": ev.improvement_pct(t.get(metric), ru_test) if model == winner and runner_up else None,
             "config": e["config"], "source": e["source"], "source_run": e["source_run"],
-            "span": "test", "selected_on": "val", "selection_metric": metric, "dm_alpha": alpha,
+            "selected_on": "val", "selection_metric": metric, "dm_alpha": alpha,
             "decision_note": decision if model == winner else (verdicts[model][1] if model in verdicts else None),
             "windows": specs["test_windows"], "val_windows": specs["val_windows"], "context": setup.context,
             "spans": specs["spans"],
-        })
+        }).to_doc())
     rows.sort(key=lambda r: (not r["winner"], ranked.index(r["model"]) if r["model"] in ranked else len(ranked)))
     return {"rows": rows, "winner": winner, "runner_up": runner_up, "ensemble": members, "failures": failures,
             "decision": decision, "naive_method": ref.method, "windows": specs}
-
-
-#: The test metrics a comparison row carries flat (the report's and the console's columns).
-METRIC_COLUMNS: tuple[str, ...] = ("mae", "mae_pct", "return_mae", "rmse", "mase", "crps", "coverage80",
-                                   "dm_stat", "dm_p_two_sided", "dm_p_better")
 
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
@@ -245,8 +234,8 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                                   "horizon_source": h_why, "rescored_at_other_horizon": rescored}
             w = next(r for r in res["rows"] if r["winner"])
             ctx.events.log(f"compare {symbol} h={horizon}: winner {res['winner']} ({res['decision']}); test "
-                           f"MAE% {rep.fmt(w['mae_pct'])}, vs naive {rep.fmt(w['improvement_vs_naive_pct'])}%, "
-                           f"DM vs naive {w['dm']}")
+                           f"MAE% {rep.fmt(w['test']['mae_pct'])}, vs naive {rep.fmt(w['improvement_vs_naive_pct'])}%, "
+                           f"DM vs naive {ev.dm_label(w['test']['dm_stat'], w['test']['dm_p_two_sided'])}")
         ctx.events.progress(len(spec.symbols), len(spec.symbols), stage="compare done")
     finally:
         if store is not None:

@@ -15,7 +15,6 @@ test_windows, stride, dayfirst, span (val; the only accepted value, kept so old 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine import evaluation as ev
@@ -24,6 +23,7 @@ from engine.models import FOUNDATION_MODELS
 from engine.tasks import report as rep
 from engine.tasks.compare import adapter_for
 from engine.tasks.validate import DEFAULT_HORIZON, default_context
+from store.records import Pick, RegressionRow
 
 if TYPE_CHECKING:
     from engine.tasks.context import TaskContext
@@ -43,14 +43,14 @@ def proposed_jobs(model: str, symbol: str, *, preset: str, horizon: int, context
     return [{**train.to_dict(), "why": reason}, {**val.to_dict(), "why": f"re-validate after {train.id}"}]
 
 
-def _eval(cache: ev.ModelCache, store: Any, setup: ev.EvalSetup, model: str, pick: Mapping[str, Any],
+def _eval(cache: ev.ModelCache, store: Any, setup: ev.EvalSetup, model: str, pick: Pick,
           seed: int, ref: ev.NaiveReference) -> tuple[dict[str, float | None], dict[str, float | None]]:
     """(validation, test) metrics of one pick on the shared windows; a calibrated pick is cross-fitted
     on validation (its calibration was fitted there)."""
     adapter, _ = adapter_for(store, model, setup.symbol, pick)
-    bank = cache.bank(model, adapter=adapter, method=pick["config"].get("method"))
-    vo = ev.run_config(bank, "val", setup.val, pick["config"], seed=seed, crossfit=True)
-    to = ev.run_config(bank, "test", setup.test, pick["config"], seed=seed)
+    bank = cache.bank(model, adapter=adapter, method=pick.config.get("method"))
+    vo = ev.run_config(bank, "val", setup.val, pick.config, seed=seed, crossfit=True)
+    to = ev.run_config(bank, "test", setup.test, pick.config, seed=seed)
     return (ev.score(setup.val, vo.samples, vo.point, ref.val_point),
             ev.score(setup.test, to.samples, to.point, ref.test_point))
 
@@ -84,10 +84,10 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             base, base_test = ref.validation.get(metric), ref.test.get(metric)
             specs = setup.windows_info()
             for model in requested:
-                cur = store.pick(model, symbol) if store is not None else None
+                cur = store.pick(model, symbol, horizon, preset) if store is not None else None
                 if not cur:
                     continue
-                prev = store.previous_pick(model, symbol)
+                prev = store.previous_pick(model, symbol, horizon, preset)
                 try:
                     cur_v, cur_t = _eval(cache, store, setup, model, cur, seed, ref)
                     prev_v, prev_t = _eval(cache, store, setup, model, prev, seed, ref) if prev else ({}, {})
@@ -118,7 +118,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                     "delta_vs_previous_pct": d_prev, "delta_vs_baseline_pct": d_base,
                     "worse_than_previous": worse_prev, "worse_than_baseline": worse_base, "flagged": flagged,
                     "threshold_pct": threshold, "reason": "; ".join(reasons) or "ok",
-                    "current_config": cur.get("config"), "previous_config": prev.get("config") if prev else None,
+                    "current_config": cur.config, "previous_config": prev.config if prev else None,
                     "windows": specs["val_windows"], "test_windows": specs["test_windows"],
                     "proposed_jobs": proposed_jobs(model, symbol, preset=preset, horizon=horizon, context=context,
                                                    reason="; ".join(reasons)) if flagged and trainable else [],
@@ -127,7 +127,8 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     finally:
         if store is not None:
             store.close()
-    flagged = [r for r in rows if r.get("flagged")]
+    rows = [RegressionRow.model_validate(r).to_doc() for r in rows]  # the store's record, checked here
+    flagged = [r for r in rows if r["flagged"]]
     md = "\n".join([
         f"# Regression check at horizon {horizon}", "",
         f"Current pick vs previous pick vs naive (its variant chosen on validation) on the same windows, by {metric}. "

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.names import validate_name
 from store.atomic import atomic_write_text
+from store.records import ComparisonRow, parse
 
 if TYPE_CHECKING:
     from engine.jobs import JobSpec
@@ -96,17 +97,24 @@ def stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
-COMPARISON_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("symbol", "symbol"), ("model", "model"), ("winner", "winner"), ("val_mae_pct", "val MAE%"),
-    ("mae", "MAE"), ("mae_pct", "MAE%"), ("return_mae", "return MAE"), ("mase", "MASE"), ("crps", "CRPS"),
-    ("coverage80", "cov80"), ("dm", "DM vs naive (test)"), ("val_dm", "DM vs naive (val)"),
-    ("improvement_vs_naive_pct", "vs naive %"), ("improvement_vs_runner_up_pct", "vs runner-up %"),
-    ("latency_s", "latency s/forecast"), ("decision_note", "why"),
+COMPARISON_HEADERS: tuple[str, ...] = (
+    "symbol", "h", "model", "preset", "winner", "val MAE%", "test MAE%", "windows (val/test)", "test MASE",
+    "test CRPS", "test cov80", "DM vs naive (test)", "DM vs naive (val)", "vs naive %", "vs runner-up %",
+    "latency s/forecast", "why",
 )
 
 
-def comparison_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    return md_table([c[1] for c in COMPARISON_COLUMNS], [[r.get(k) for k, _ in COMPARISON_COLUMNS] for r in rows])
+def comparison_markdown(rows: Sequence[Mapping[str, Any] | ComparisonRow]) -> str:
+    """The comparison table from ComparisonRow records (dicts are validated as such)."""
+    from engine.evaluation import dm_label
+
+    recs = [r if isinstance(r, ComparisonRow) else parse(ComparisonRow, r) for r in rows]
+    return md_table(list(COMPARISON_HEADERS), [[
+        r.symbol, r.horizon, r.model, r.preset, r.winner, r.validation.mae_pct, r.test.mae_pct,
+        f"{r.val_windows.count if r.val_windows else '?'}/{r.windows.count if r.windows else '?'}",
+        r.test.mase, r.test.crps, r.test.coverage80, dm_label(r.test.dm_stat, r.test.dm_p_two_sided),
+        dm_label(r.validation.dm_stat, r.validation.dm_p_two_sided), r.improvement_vs_naive_pct,
+        r.improvement_vs_runner_up_pct, r.latency_s, r.decision_note] for r in recs])
 
 
 REGRESSION_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -136,26 +144,25 @@ def store_report(workspace: Path, title: str = "forecast-console report") -> str
         baselines = store.baselines()
     finally:
         store.close()
-    lines += ["## Picks (chosen on validation)", ""]
+    lines += ["## Picks (chosen on validation, reported on test)", ""]
     if picks:
         lines.append(md_table(
-            ["model", "symbol", "config", "val MAE%", "test MAE%", "source run"],
-            [[p.get("model"), p.get("symbol"), p.get("config"), (p.get("validation") or {}).get("mae_pct"),
-              (p.get("test") or {}).get("mae_pct"), p.get("source_run")] for p in picks]))
+            ["model", "symbol", "h", "preset", "config", "val MAE%", "test MAE%", "windows (val/test)", "source run"],
+            [[p.model, p.symbol, p.horizon, p.preset, p.config, p.validation.mae_pct, p.test.mae_pct,
+              f"{p.val_windows.count if p.val_windows else '?'}/{p.test_windows.count if p.test_windows else '?'}",
+              p.source_run] for p in picks]))
     else:
         lines.append("_none_")
-    lines += ["", "## Comparison (test span)", ""]
-    comps = sorted(comps, key=lambda r: (r.get("symbol", ""), int(r.get("horizon", 0)), not r.get("winner"),
-                                         str(r.get("model"))))
+    lines += ["", "## Comparison (winner chosen on validation; test reported)", ""]
+    comps = sorted(comps, key=lambda r: (r.symbol, r.horizon, not r.winner, r.model))
     lines.append(comparison_markdown(comps) if comps else "_none_")
     lines += ["", "## Naive baselines", ""]
     if baselines:
-        keys = ["symbol", "model", "horizon", "span", "windows", "mae_pct"]
         lines.append("Baseline job windows (all windows of the span); the comparison above re-scores naive on its own windows.")
         lines.append("")
-        lines.append(md_table(keys, [[b.get("symbol"), b.get("model"), b.get("horizon"), b.get("span"), b.get("n_windows"),
-                                      b.get("mae_pct", (b.get("metrics") or {}).get("mae_pct"))] for b in sorted(
-            baselines, key=lambda b: (b.get("symbol", ""), b.get("model", ""), b.get("horizon", 0)))]))
+        lines.append(md_table(["symbol", "model", "horizon", "span", "windows", "MAE%"], [
+            [b.symbol, b.model, b.horizon, b.span, b.n_windows, b.metrics.mae_pct]
+            for b in sorted(baselines, key=lambda b: (b.symbol, b.model, b.horizon))]))
     else:
         lines.append("_none_")
     reg = workspace / "reports" / "latest-regression.md"

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import evaluation as ev
 from engine.forecasters.base import AGGREGATIONS, DrawGroup, aggregate, grid_values
+from store.records import Pick
 
 if TYPE_CHECKING:
     from engine.jobs import JobSpec
@@ -132,11 +133,11 @@ def validate_symbol(
     out = ev.run_config(wbank, "test", setup.test, best.config, seed=seed)
     test_metrics = ev.score(setup.test, out.samples, out.point, ref.test_point)
     test_metrics["latency_per_forecast_s"] = out.latency_per_forecast_s
-    top = [{"config": c.config, metric: c.validation.get(metric)} for c in ev.rank(cands, metric)[:5]]
+    top = [{"config": c.config, "value": c.validation.get(metric)} for c in ev.rank(cands, metric)[:5]]
     beats, why = (False, f"naive ({ref.method} chosen on validation)") if model == "naive" else \
         ev.naive_decision(best.validation, alpha)
     info = setup.windows_info()
-    return {
+    return Pick.model_validate({
         "model": model,
         "symbol": setup.symbol,
         "horizon": setup.horizon,
@@ -148,7 +149,8 @@ def validate_symbol(
         "naive": {"method": ref.method, "validation": ref.validation, "test": ref.test},
         "beats_naive": beats,
         "decision_note": why,
-        "windows": info,
+        "spans": info["spans"],
+        "seed": seed,
         "context": setup.context,
         "val_windows": info["val_windows"],
         "test_windows": info["test_windows"],
@@ -159,7 +161,7 @@ def validate_symbol(
         "model_calls": bank.calls if banks is None else sum(b.calls for b in banks.values()),
         "search_s": search_s,
         "top": top,
-    }
+    }).to_doc()
 
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
