@@ -54,14 +54,15 @@ def test_compare_rows_winner_on_validation_and_metrics_from_engine_metrics(tmp_p
     winners = [m for m, r in rows.items() if r["winner"]]
     assert len(winners) == 1
     # winner = best VALIDATION mae_pct among the models significantly better than naive there, else naive
-    significant = [m for m in ("chronos2", "toto") if (rows[m]["val_dm_p_better"] or 1.0) < 0.05]
-    expect = min(significant, key=lambda m: rows[m]["val_mae_pct"]) if significant else "naive"
+    significant = [m for m in ("chronos2", "toto") if (rows[m]["validation"]["dm_p_better"] or 1.0) < 0.05]
+    expect = min(significant, key=lambda m: rows[m]["validation"]["mae_pct"]) if significant else "naive"
     assert winners[0] == expect and rows[expect]["decision_note"]
     for r in rows.values():
-        assert r["span"] == "test" and r["selected_on"] == "val" and r["horizon"] == 8
-        for k in ("mae", "mae_pct", "return_mae", "mase", "crps", "coverage80", "latency_s", "dm_stat",
+        assert r["windows"]["span"] == "test" and r["selected_on"] == "val" and r["horizon"] == 8
+        assert r["preset"] == "tiny" and r["latency_s"] is not None
+        for k in ("mae", "mae_pct", "return_mae", "mase", "crps", "coverage80", "dm_stat",
                   "dm_p_two_sided", "dm_p_better"):
-            assert k in r
+            assert k in r["test"] and k in r["validation"]
         assert 0 < r["windows"]["count"] <= 12 and r["windows"]["stride"] >= 2 and r["val_windows"]["span"] == "val"
     # naive row equals engine.metrics.evaluate of naive's variant chosen on validation (no second definition)
     s = load_symbol("AAA", [data])
@@ -76,13 +77,13 @@ def test_compare_rows_winner_on_validation_and_metrics_from_engine_metrics(tmp_p
     assert rows["naive"]["config"]["method"] == method
     naive = NAIVE_METHODS[method]().forecast(setup.test, 1).samples[:, 0, :]
     ref = evaluate(setup.test, naive[:, None, :], naive, naive)
-    assert rows["naive"]["mae_pct"] == pytest.approx(ref["mae_pct"])
+    assert rows["naive"]["test"]["mae_pct"] == pytest.approx(ref["mae_pct"])
     assert rows["naive"]["improvement_vs_naive_pct"] == pytest.approx(0.0)
     w = rows[winners[0]]
     if winners[0] != "naive":
-        assert w["improvement_vs_naive_pct"] == pytest.approx((ref["mae_pct"] - w["mae_pct"]) / ref["mae_pct"] * 100)
+        assert w["improvement_vs_naive_pct"] == pytest.approx((ref["mae_pct"] - w["test"]["mae_pct"]) / ref["mae_pct"] * 100)
     assert w["improvement_vs_runner_up_pct"] is not None
     md = (make_ctx(tmp_path, data, "compare").reports_dir / "latest-compare.md").read_text()
-    assert "| AAA | naive |" in md and "validation span" in md
+    assert "| AAA | 8 | naive |" in md and "validation span" in md
     js = json.loads(next((tmp_path / "ws" / "reports").glob("compare-*.json")).read_text())
     assert js["summary"]["winners"] == {"AAA": winners[0]}

@@ -52,8 +52,8 @@ def test_naive_validate_picks_on_val_and_reports_test(tmp_path: Path) -> None:
     assert pick["validation"]["mae_pct"] == pick["naive"]["validation"]["mae_pct"]
     for key in ("mae", "mae_pct", "return_mae", "mase", "crps", "coverage80", "dm_p_two_sided", "dm_p_better"):
         assert key in pick["test"]
-    w = pick["windows"]
-    assert w["horizon"] == 8 and w["context"] == 32 and w["spans"]["val_end"] <= w["test_windows"]["first_origin"]
+    assert pick["horizon"] == 8 and pick["context"] == 32
+    assert pick["spans"]["val_end"] <= pick["test_windows"]["first_origin"]
     # whole span by default: every origin of each span, targets covering all of its rows
     for span in ("val", "test"):
         spec_ = pick[f"{span}_windows"]
