@@ -54,7 +54,7 @@ def bench_kronos(context: int, horizon: int, samples: int, config: dict[str, Any
 
 
 def bench_training(model: str, preset: str, context: int, horizon: int, steps: int = 10) -> None:
-    from engine.forecasters.registry import load_forecaster
+    from engine.forecasters.registry import ModelLoadError, load_forecaster
     from engine.forecasters.training import TrainConfig, train, windows_from_close
 
     close = 100 + np.cumsum(np.random.default_rng(0).normal(0, 1, 2000))
@@ -62,7 +62,7 @@ def bench_training(model: str, preset: str, context: int, horizon: int, steps: i
     va = windows_from_close(close, 1500, 1700, context, horizon, span="val", train_end=1500)
     try:
         fc: Any = load_forecaster(model, preset)
-    except Exception as exc:  # ModelLoadError when weights are not cached
+    except ModelLoadError as exc:  # pretrained weights not cached
         print(f"train  {model:8s} {preset:10s}: skipped ({str(exc)[:120]})")
         return
     fc.prepare_finetune("lora", rank=8)

@@ -97,6 +97,11 @@ class ForecastConsoleApp(App[int]):
         start_engine: bool = True,
         workspace_label: str | None = None,
     ) -> None:
+        #: The screen of each mode once created: MODES are factories that record what they build, so
+        #: the app finds a mode's screen without reading Textual's private screen stacks.
+        self._mode_screens: dict[str, Screen] = {}
+        self.MODES = {mode: partial(self._new_mode_screen, mode, factory)
+                      for mode, factory in type(self).MODES.items()}
         super().__init__()
         self.services = services or ConsoleServices(clock=clock)
         self.clock = clock
@@ -260,9 +265,13 @@ class ForecastConsoleApp(App[int]):
         stocks = self.get_screen_for_mode("stocks")
         return sorted(stocks.selected) if isinstance(stocks, StocksScreen) else []
 
+    def _new_mode_screen(self, mode: str, factory: Callable[[], Screen]) -> Screen:
+        screen = self._mode_screens[mode] = factory()
+        return screen
+
     def get_screen_for_mode(self, mode: str) -> Screen | None:
-        stack = self._screen_stacks.get(mode)
-        return stack[0] if stack else None
+        """The mode's screen, or None before the mode was first shown."""
+        return self._mode_screens.get(mode)
 
     def action_start_run(self, kind: str | None = None) -> None:
         symbols = self.selected_symbols

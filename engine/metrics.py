@@ -58,6 +58,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from engine.data import Windows
 
 METRIC_KEYS: tuple[str, ...] = (
@@ -180,7 +182,7 @@ class DMResult:
     n: int = 0
     p_better: float = math.nan
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[float]:
         """Unpacks as `stat, pvalue = dm`, like statsmodels' result."""
         yield self.stat
         yield self.pvalue

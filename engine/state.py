@@ -27,7 +27,7 @@ class Status(StrEnum):
 
 STATES: tuple[str, ...] = tuple(Status)
 ACTIVE_STATES: frozenset[str] = frozenset({Status.QUEUED, Status.RUNNING})
-FINAL_STATES: frozenset[str] = frozenset(set(Status) - ACTIVE_STATES)
+FINAL_STATES: frozenset[str] = frozenset(s for s in Status if s not in ACTIVE_STATES)
 UPDATE_KINDS: tuple[str, ...] = ("state", "progress", "loss", "log", "metric", "result")
 
 

@@ -319,7 +319,7 @@ class ParamField:
     """One parameter as a front end shows it: the value type, whether a list is taken, choices, help."""
 
     name: str
-    type: type  # int, float, str or bool
+    value_type: type  # int, float, str or bool
     many: bool  # a list is accepted
     single: bool  # a single value is accepted
     choices: tuple[str, ...] | None
@@ -346,15 +346,15 @@ class ParamField:
         """One value (one list item) from text, by the field's scalar type and choices."""
         if self.choices is not None and text not in self.choices:
             raise ValueError(f"{self.name} must be one of {', '.join(self.choices)}, got {text!r}")
-        if self.type is bool:
+        if self.value_type is bool:
             low = text.lower()
             if low not in ("true", "false", "yes", "no", "1", "0"):
                 raise ValueError(f"{self.name} must be true or false, got {text!r}")
             return low in ("true", "yes", "1")
         try:
-            return self.type(text)
+            return self.value_type(text)
         except ValueError:
-            what = {int: "a whole number", float: "a number"}.get(self.type, "text")
+            what = {int: "a whole number", float: "a number"}.get(self.value_type, "text")
             raise ValueError(f"{self.name} must be {what}, got {text!r}") from None
 
 
@@ -382,11 +382,12 @@ def fields(kind: str) -> list[ParamField]:
         scalars = [o for o in opts if get_origin(o) is not list]
         base, choices = _scalar((scalars or lists or [str])[0])
         extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
-        if choices is None and isinstance(extra.get("choices"), list):
-            choices = tuple(str(c) for c in extra["choices"])
+        listed = extra.get("choices")
+        if choices is None and isinstance(listed, list):
+            choices = tuple(str(c) for c in listed)
         hidden = (bool(f.alias and f.alias.startswith("_")) or bool(extra.get("hidden"))
                   or any(get_origin(o) is dict for o in opts))
-        out.append(ParamField(name=f.alias or name, type=base, many=bool(lists), single=bool(scalars),
+        out.append(ParamField(name=f.alias or name, value_type=base, many=bool(lists), single=bool(scalars),
                               choices=choices, default=f.default, help=f.description or "", hidden=hidden,
                               model=model))
     return out

@@ -129,7 +129,7 @@ class WindowSpec(Record):
         """Build from the windows' origins (row of each window's first target) and the horizon."""
         o = sorted(int(x) for x in origins)
         if not o:
-            return cls(span=span, count=0, stride=1, rows_covered=0)  # type: ignore[arg-type]
+            return cls(span=span, count=0, stride=1, rows_covered=0)
         stride = min((b - a for a, b in zip(o, o[1:], strict=False)), default=max(1, int(horizon)))
         covered = 0
         end = -1
@@ -139,7 +139,7 @@ class WindowSpec(Record):
             if hi > lo:
                 covered += hi - lo
             end = max(end, hi)
-        return cls(span=span, count=len(o), stride=max(1, stride), rows_covered=covered,  # type: ignore[arg-type]
+        return cls(span=span, count=len(o), stride=max(1, stride), rows_covered=covered,
                    first_origin=o[0], last_origin=o[-1])
 
     def short(self) -> str:

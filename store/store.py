@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +166,7 @@ class Store(TrackerMixin, DecisionsMixin, PromotionMixin):
         inserts = [r for k, r in latest.items() if k not in doc_of]
         table = self._db.table(name)
         if update_ids:
-            def replace(doc: dict[str, Any]) -> None:
+            def replace(doc: MutableMapping[Any, Any]) -> None:
                 new = latest[key(doc)]
                 doc.clear()
                 doc.update(new)

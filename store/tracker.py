@@ -216,11 +216,16 @@ class TrackerMixin:
     _env_idx: dict[str, dict[str, Any]]
 
     # provided by Store
-    def _check_model(self, model: str) -> str: ...  # pragma: no cover
-    def _check_symbol(self, symbol: str) -> str: ...  # pragma: no cover
-    def _require_writable(self, what: str) -> None: ...  # pragma: no cover
-    def _table(self, name: str) -> dict[str, dict[str, Any]]: ...  # pragma: no cover
-    def _insert(self, name: str, doc: dict[str, Any]) -> int: ...  # pragma: no cover
+    def _check_model(self, model: str) -> str:  # pragma: no cover
+        raise NotImplementedError
+    def _check_symbol(self, symbol: str) -> str:  # pragma: no cover
+        raise NotImplementedError
+    def _require_writable(self, what: str) -> None:  # pragma: no cover
+        raise NotImplementedError
+    def _table(self, name: str) -> dict[str, dict[str, Any]]:  # pragma: no cover
+        raise NotImplementedError
+    def _insert(self, name: str, doc: dict[str, Any]) -> int:  # pragma: no cover
+        raise NotImplementedError
 
     # --- indexes over runs -------------------------------------------------------------------
     # Derived data (run_id index, ranked lists) is valid for one runs-table object: TinyDB builds a

@@ -1,6 +1,6 @@
 """The workspace folder: one place for the store, job folders, run artefacts and reports.
 
-Layout (see ../shared/DESIGN.md):
+Layout (docs/ARCHITECTURE.md, Contracts):
 
     <root>/store.json        TinyDB (small: no per-step data)
     <root>/store.lock        the single-writer lock (names its holder)

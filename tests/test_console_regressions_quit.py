@@ -202,10 +202,13 @@ async def test_run_form_shows_every_parameter_of_the_kind_and_sends_only_what_wa
         assert not form.query("#run-preset") and not form.query("#run-epochs")  # a baseline reads neither
         for kind in ("train", "validate", "compare", "sweep", "calibrate", "regression", "pipeline"):
             form.query_one("#run-kind", Select).value = kind
-            await pilot.pause()
-            shown = {w.id.removeprefix("run-") for w in form.query("#run-params > *") if w.id}
             expected = {f.name for f in task_params.fields(kind) if not f.hidden}
-            assert shown == expected, kind
+
+            def shown() -> set[str]:
+                return {w.id.removeprefix("run-") for w in form.query("#run-params > *") if w.id}
+
+            await wait_for(pilot, lambda want=expected: shown() == want, 10, f"the {kind} fields")
+            await pilot.pause()  # let the new fields finish mounting (a list takes its value on mount)
             params, _ = form.build_params(kind)
             assert params.get("preset") == "tiny", kind  # a list with a default sends it
             assert all(not isinstance(v, str) or v for v in params.values())

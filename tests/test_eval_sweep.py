@@ -9,8 +9,8 @@ import pytest
 
 from engine.events import EventWriter
 from engine.jobs import JobSpec
+from engine.runners import Runner
 from engine.tasks import sweep
-from engine.tasks.pipeline import Runner
 from tests.test_pipeline import ScriptedRunner
 
 

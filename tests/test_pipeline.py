@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from engine.jobs import JobSpec
-from engine.tasks.pipeline import EngineRunner, Pipeline, PipelineError, Runner, pipeline_name, plan_steps
+from engine.runners import EngineRunner, Runner
+from engine.tasks.pipeline import Pipeline, PipelineError, pipeline_name, plan_steps
 from tests.test_eval_support import write_csv
 
 

@@ -326,12 +326,12 @@ class LosingRunner:
         return job_id != self.submitted[0].id
 
     def events(self, job_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        from engine.tasks.pipeline import Runner
+        from engine.runners import Runner
 
         return Runner.events(self, job_id, offset)  # type: ignore[arg-type]
 
     def result(self, job_id: str) -> dict[str, Any] | None:
-        from engine.tasks.pipeline import Runner
+        from engine.runners import Runner
 
         return Runner.result(self, job_id)  # type: ignore[arg-type]
 

@@ -396,7 +396,7 @@ def run_jobs(ws: Path, specs: Sequence[JobSpec], *, cpu_slots: int = 1,
 def open_runner(ws: Path) -> Any:
     """A pipeline/sweep Runner under the same ownership rule: our own engine when the workspace is
     free, the running console's inbox when it is not."""
-    from engine.tasks.pipeline import EngineRunner, SpoolRunner
+    from engine.runners import EngineRunner, SpoolRunner
     from store.storage import StoreLocked
 
     try:

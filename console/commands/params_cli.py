@@ -31,7 +31,7 @@ def _type(f: ParamField) -> Any:
             raise argparse.ArgumentTypeError(str(exc)) from None
         return value
 
-    parse.__name__ = f.type.__name__  # argparse names the type in its "invalid ... value" message
+    parse.__name__ = f.value_type.__name__  # argparse names the type in its "invalid ... value" message
     return parse
 
 
@@ -47,7 +47,7 @@ def add_param_flags(p: argparse.ArgumentParser, kind: str, *, skip: Collection[s
         names = [flag(f.name)] + ([aliases[f.name]] if aliases and f.name in aliases else [])
         default = f" (default {_show(f.default)})" if f.default not in (None, False, []) else ""
         kw: dict[str, Any] = {"dest": f.name, "default": None, "help": (f.help + default).replace("%", "%%") or None}
-        if f.type is bool and not f.many:
+        if f.value_type is bool and not f.many:
             # a flag; with no default (the task decides) also --no-NAME to say false
             action = argparse.BooleanOptionalAction if f.default is None else "store_true"
             p.add_argument(*names, action=action, **kw)
@@ -69,7 +69,7 @@ def params_from_args(args: argparse.Namespace, kind: str, **extra: Any) -> dict[
     out: dict[str, Any] = {}
     for f in task_params.fields(kind):
         v = getattr(args, f.name, None)
-        if v is None or (f.type is bool and v is False and f.default is False):
+        if v is None or (f.value_type is bool and v is False and f.default is False):
             continue
         if f.many and isinstance(v, list) and len(v) == 1 and f.single:
             v = v[0]

@@ -69,7 +69,7 @@ def _placeholder(f: ParamField) -> str:
 def field_widget(f: ParamField) -> Widget:
     """The input for one parameter: a list for choices, a checkbox for a flag, else a text field."""
     wid = f"run-{f.name}"
-    if f.type is bool and not f.many:
+    if f.value_type is bool and not f.many:
         return Checkbox(value=bool(f.default), id=wid, compact=True, tooltip=f.help)
     if f.choices is not None and not f.many:
         blank = f.default is None

@@ -200,8 +200,8 @@ def _log_path(p: Profile, rng: np.random.Generator, n: int, dates: pd.DatetimeIn
     elif p.structure == "seasonal":
         dow = np.asarray(dates.dayofweek)
         week = np.array([-1.0, 0.5, 0.5, 0.5, -0.5, 0.0, 0.0]) * 0.25 * p.vol
-        t = np.arange(n)
-        cycle = 1.0 * p.vol * np.sqrt(21.0) * np.sin(2 * np.pi * t / 21.0 + rng.uniform(0, 2 * np.pi))
+        rows = np.arange(n)
+        cycle = 1.0 * p.vol * np.sqrt(21.0) * np.sin(2 * np.pi * rows / 21.0 + rng.uniform(0, 2 * np.pi))
         x = np.cumsum(r + week[dow]) + cycle - cycle[0]
     else:
         x = np.cumsum(r)

@@ -126,7 +126,7 @@ class Windows:
 
     def subset(self, idx: Any) -> Windows:
         """Windows selected by an index array, boolean mask or slice (arrays copied)."""
-        arrays = {f.name: np.array(getattr(self, f.name)[idx], copy=True)
+        arrays: dict[str, Any] = {f.name: np.array(getattr(self, f.name)[idx], copy=True)
                   for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)}
         if arrays["origins"].ndim != 1:
             raise ValueError("subset index must select a 1-D set of windows (use a list/array, not an int)")

@@ -131,7 +131,7 @@ def compare_symbol(
             bank = cache.bank(model, adapter=adapter, method=config.get("method"))
             vo = ev.run_config(bank, "val", setup.val, config, seed=seed, crossfit=True)
             to = ev.run_config(bank, "test", setup.test, config, seed=seed)
-        except Exception as exc:  # one broken model must not hide the others' comparison
+        except Exception as exc:  # noqa: BLE001 - one broken model must not hide the others' comparison
             failures[model] = f"{type(exc).__name__}: {exc}"
             if log:
                 log(f"compare {setup.symbol}: {model} failed: {failures[model]}", "warning")

@@ -91,7 +91,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                 try:
                     cur_v, cur_t = _eval(cache, store, setup, model, cur, seed, ref)
                     prev_v, prev_t = _eval(cache, store, setup, model, prev, seed, ref) if prev else ({}, {})
-                except Exception as exc:  # report, do not hide the other rows
+                except Exception as exc:  # noqa: BLE001 - report it, do not hide the other rows
                     rows.append({"symbol": symbol, "model": model, "horizon": horizon, "metric": metric,
                                  "flagged": False, "reason": f"could not evaluate: {type(exc).__name__}: {exc}",
                                  "proposed_jobs": []})

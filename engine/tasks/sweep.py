@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.jobs import JobSpec, Resources
 from engine.names import PathNameError, validate_name
+from engine.runners import FINAL, Runner, SpoolRunner
 from engine.task_params import Params, SweepParams, TaskParamError, TrainSettings
-from engine.tasks.pipeline import FINAL, Runner, SpoolRunner
 
 if TYPE_CHECKING:
     import optuna
@@ -131,6 +131,11 @@ def grid_points(mode: str, model: str | None = None) -> list[dict[str, Any]]:
     return pts
 
 
+def storage_url(workspace: Path, name: str) -> str:
+    """The study's SQLite storage (one file per study under <workspace>/sweeps/)."""
+    return f"sqlite:///{Path(workspace) / 'sweeps' / (name + '.db')}"
+
+
 def open_study(workspace: Path, name: str, mode: str, seed: int = 0, model: str | None = None) -> optuna.Study:
     import optuna
 
@@ -138,7 +143,7 @@ def open_study(workspace: Path, name: str, mode: str, seed: int = 0, model: str 
     folder = Path(workspace) / "sweeps"
     name = _study_file_name(name)
     folder.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{folder / (name + '.db')}"
+    storage = storage_url(workspace, name)
     # Grids are enqueued points (not optuna's GridSampler, which stops the study from inside `tell`
     # and cannot be driven by ask/tell): every combination not yet in the study is queued once, so
     # a restarted sweep continues with the missing points only.
@@ -404,13 +409,20 @@ def _drive(study: optuna.Study, runner: Runner, workspace: Path, *, name: str, m
             finish(trial, job_id, st)
             return
 
-    # trials a previous coordinator left running (killed, or cancelled with the trial interrupted)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    # trials a previous coordinator left running (killed, or cancelled with the trial interrupted);
+    # their storage ids come from the storage's public API (a FrozenTrial does not expose its id)
+    left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    trial_ids: dict[int, int] = {}
+    if left:
+        storage = optuna.storages.get_storage(storage_url(workspace, name))
+        sid = storage.get_study_id_from_name(name)
+        trial_ids = {t.number: storage.get_trial_id_from_study_id_trial_number(sid, t.number) for t in left}
+    for t in left:
         if cancelled():
             break
         job_id = t.user_attrs.get("job_id")
         params = t.user_attrs.get("params")
-        trial = optuna.trial.Trial(study, t._trial_id)
+        trial = optuna.trial.Trial(study, trial_ids[t.number])
         if not job_id or not isinstance(params, dict):
             study.tell(t.number, state=TrialState.FAIL)
             continue
