@@ -138,7 +138,7 @@ class ForecastConsoleApp(App[int]):
         except Exception as exc:  # noqa: BLE001 - the console stays up and says why
             self.notify(f"could not open the workspace: {exc}", severity="error", timeout=10)
         if self.services.readonly_reason:
-            self.sub_title = f"{self.workspace_label} · READ-ONLY (locked by another console)"
+            self.sub_title = f"{self.workspace_label} · READ-ONLY (no engine service)"
         for msg in self.services.notices:
             self.notify(msg, severity="warning", timeout=8)
         self._reload_visible()

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "console.commands.data_cmds",      # data synth, data check
     "console.commands.baseline_cmd",   # baseline
     "console.commands.jobs_cmds",      # run, jobs, attach, cancel, retry
+    "console.commands.engine_cmds",    # engine start | stop | status
     "console.commands.train_cmd",      # train
     "console.commands.eval_cmds",      # validate, compare, regression, sweep, calibrate, pipeline
     "console.commands.store_cmds",     # runs, best, promote, rollback, report

@@ -10,6 +10,7 @@ opens — with empty tables and a plain message — on a workspace or a checkout
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -96,10 +97,11 @@ def best_at(symbol: str, horizon: int, comparisons: Sequence[ComparisonRow],
 
 
 class ConsoleServices:
-    """Owns the store and the engine for one console session.
+    """One console session's view of a workspace: the engine service (a live client mirror, see
+    console.job_mirror) and the store, opened read-only.
 
-    The engine runs in the app's asyncio loop (it tails event files asynchronously); store reads and
-    other file I/O go through `call()`, which runs them on one background thread.
+    Store reads and other file I/O go through `call()`, which runs them on one background thread;
+    every change (jobs, promotions, rollbacks) is a request to the engine service.
     """
 
     def __init__(
@@ -140,40 +142,49 @@ class ConsoleServices:
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
 
     def _open_store_blocking(self) -> None:
-        from store import Store, StoreLocked
+        """The store, read-only: the engine service is its only writer (reads see its updates)."""
+        from store import Store
 
-        try:
-            self.store = Store.open(self.workspace, hyperparams_dir=self.hyperparams_dir)
-        except StoreLocked as exc:
-            self.store = Store.open(self.workspace, readonly=True, hyperparams_dir=self.hyperparams_dir)
-            self.readonly_reason = f"read-only: {exc}"
-            self.notices.append(
-                "Workspace is locked by another console: opened read-only, job actions disabled."
-            )
+        self.store = Store.open(self.workspace, readonly=True, hyperparams_dir=self.hyperparams_dir)
 
     async def open(self) -> None:
-        """Open the store (read-only when locked), then build and start the engine in this loop."""
-        await self.call(self._open_store_blocking)
-        if not self.use_engine or self.store is None or self.readonly_reason:
-            return
-        from engine.backends import get_backend
-        from engine.controller import Engine
-        from engine.gpu import detect_source
+        """Connect to the workspace's engine service (starting it), then open the store read-only."""
+        if self.use_engine:
+            from console.job_mirror import EngineMirror
+            from engine.client import EngineError
 
-        kwargs = dict(self.engine_kwargs)
+            if self.backend == "ray":
+                from engine.backends import ENV_BACKEND, ENV_RAY_ADDRESS
+
+                os.environ[ENV_BACKEND] = "ray"  # the service this console starts sends jobs to Ray
+                if self.address:
+                    os.environ[ENV_RAY_ADDRESS] = self.address
+            mirror = EngineMirror(self.workspace, cpu_slots=self.engine_kwargs.get("cpu_slots"),
+                                  poll_interval=self.engine_kwargs.get("poll_interval"),
+                                  hyperparams_dir=self.hyperparams_dir)
+            try:
+                await mirror.open()
+                self.engine = mirror
+            except (EngineError, OSError) as exc:
+                self.readonly_reason = f"read-only: no engine service ({exc})"
+                self.notices.append(f"Could not start the engine service: {exc}. Job actions are disabled.")
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        await self.call(self._open_store_blocking)
         if self.gpu_source is None:
+            from engine.gpu import detect_source
+
             self.gpu_source = await self.call(detect_source)
-        kwargs.setdefault("gpu_source", self.gpu_source)
-        if self.backend == "ray" and "backend" not in kwargs:
-            kwargs["backend"] = get_backend("ray", workspace=self.workspace, address=self.address)
-        self.engine = Engine(self.workspace, store=self.store, **kwargs)
-        await self.engine.start()
 
     async def close(self, cancel_running: bool = False) -> None:
-        """Stop the engine (leaving detached jobs running unless asked) and release the store."""
+        """Disconnect from the engine (cancelling running jobs first if asked); the service ends by
+        itself once idle. Then release the store."""
         if self.engine is not None:
             try:
-                await self.engine.stop(cancel_running=cancel_running)
+                if cancel_running:
+                    for js in [j for j in self.engine.jobs() if j.state == "running"]:
+                        with contextlib.suppress(ValueError, OSError):
+                            await self.call(self.engine.cancel, js.id)
+                await self.engine.close()
             finally:
                 self.engine = None
         if self.store is not None:
@@ -283,22 +294,16 @@ class ConsoleServices:
             return cur, None, str(exc)
         return cur, new, None
 
-    def _require_writable(self) -> Any:
-        if self.store is None:
-            raise RuntimeError("the store is not available")
-        if self.readonly_reason or getattr(self.store, "readonly", False):
-            raise RuntimeError("workspace opened read-only (another console owns it): cannot change it")
-        return self.store
-
     async def promote(self, model: str, symbol: str, source: str = "pick", horizon: int | None = None,
                       preset: str | None = None) -> Path:
-        store = self._require_writable()
-        return await self.call(store.promote, model, symbol, source, os.environ.get("USER") or "console",
-                               horizon=horizon, preset=preset)
+        """Through the engine service (the only store writer), in order with its job results."""
+        out = await self.call(self._require_engine().store_write, "promote", model, symbol, source,
+                              os.environ.get("USER") or "console", horizon=horizon, preset=preset)
+        return Path(out)
 
     async def rollback(self, model: str, symbol: str) -> Path | None:
-        store = self._require_writable()
-        return await self.call(store.rollback, model, symbol)
+        out = await self.call(self._require_engine().store_write, "rollback", model, symbol)
+        return None if out is None else Path(out)
 
     # ------------------------------------------------------------------ jobs
     def _require_engine(self) -> Any:

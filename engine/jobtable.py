@@ -109,8 +109,9 @@ class JobTable:
         self.dirty[job_id] = urgent or self.dirty.get(job_id, False)
 
     def log(self, j: LiveJob, level: str, msg: str, t: float | None = None) -> None:
-        j.logs.append(log_line(level, msg, t))
-        self.publish(JobUpdate(j.state.id, "log", {"level": level, "msg": msg}))
+        line = log_line(level, msg, t)
+        j.logs.append(line)
+        self.publish(JobUpdate(j.state.id, "log", {"level": level, "msg": msg, "line": line}))
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def enqueue(self, spec: JobSpec, state: JobState | None = None) -> JobState:
@@ -148,7 +149,9 @@ class JobTable:
                 if not replaying:
                     self.on_result(j, ups[0].data)
             elif typ in ("log", "error", "artifact"):
-                j.logs.append(event_log_line(ev, ups[0]))
+                line = event_log_line(ev, ups[0])
+                ups[0].data["line"] = line  # clients (other processes) show the same line
+                j.logs.append(line)
             if subs:
                 for u in ups:
                     self.publish(u)

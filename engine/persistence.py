@@ -28,6 +28,7 @@ class Persistence:
         self.backend_name = backend_name
         self.persist_interval = persist_interval
         self.errors: list[str] = []
+        self.writing = False  # a flush is in its writer thread (a record taken from `dirty` is not stored yet)
         self._ops: list[Callable[[], None]] = []  # ordered store writes (result payloads)
         table.on_result = self.queue_result
 
@@ -111,7 +112,11 @@ class Persistence:
         self.table.dirty = keep
         if not ops and not recs:
             return
-        await asyncio.to_thread(self._write, ops, recs)
+        self.writing = True
+        try:
+            await asyncio.to_thread(self._write, ops, recs)
+        finally:
+            self.writing = False
 
     def _write(self, ops: list[Callable[[], None]], recs: list[tuple[LiveJob, dict[str, Any]]]) -> None:
         for op in ops:

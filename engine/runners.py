@@ -1,18 +1,17 @@
 """Runners: how a coordinator (pipeline, sweep) submits a job, follows it and cancels it.
 
-  - `EngineRunner`: an in-process `engine.controller.Engine` on its own event-loop thread (the
-    headless `forecast-console pipeline|sweep` commands own the workspace).
-  - `SpoolRunner`: hands specs to an already-running engine through its inbox (a pipeline or sweep
-    running as a job inside a worker, which must not open the store for writing).
+  - `ClientRunner`: the workspace's engine service through the job client (engine.client).
+  - `SpoolRunner`: hands specs to the engine that runs this coordinator job through its inbox
+    (`jobs/inbox/`) and reads states from the store read-only; what the `pipeline` and `sweep` job
+    forms use, because it reaches any engine of the workspace — the service, an in-process one in
+    tests, or the driver's engine from a Ray node that shares the workspace folder.
 
-Why outside engine.tasks: tasks never construct an Engine (an import-linter contract); the
-headless commands choose the runner (console.commands.follow.open_runner).
+No task and no runner constructs an Engine: headless `forecast-console pipeline|sweep` submit their
+job kind to the engine service and follow it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +19,7 @@ from typing import Any
 
 from engine.events import read_events
 from engine.jobs import JobSpec
-
-FINAL = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+from engine.state import FINAL_STATES as FINAL
 
 
 class PipelineError(RuntimeError):
@@ -77,66 +75,40 @@ class Runner:
         pass
 
 
-class EngineRunner(Runner):
-    """An in-process Engine running on a private event loop thread; the caller stays synchronous."""
+class ClientRunner(Runner):
+    """Submits through the workspace's engine service (engine.client.JobClient), starting it on demand."""
 
-    def __init__(self, workspace: Path, *, cpu_slots: int = 1, poll_interval: float = 0.1, store: Any = None,
-                 env: dict[str, str] | None = None) -> None:
-        from engine.controller import Engine
+    def __init__(self, workspace: Path) -> None:
+        from engine.client import JobClient
 
         self.workspace = Path(workspace).resolve()
-        if store is None:
-            from store.store import Store
-
-            store = Store.open(self.workspace)
-        self.store = store
-        self.engine = Engine(self.workspace, store=store, cpu_slots=cpu_slots, poll_interval=poll_interval, env=env)
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="pipeline-engine", daemon=True)
-        self._thread.start()
-        self._call(self.engine.start())
-
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def _sync(self, fn: Callable[[], Any]) -> Any:
-        async def wrap() -> Any:
-            return fn()
-
-        return self._call(wrap())
+        self.client = JobClient(self.workspace)
 
     def submit(self, spec: JobSpec) -> str:
-        st = self._sync(lambda: self.engine.submit(spec))
-        return st.id
+        return str(self.client.submit(spec)["id"])
 
     def state(self, job_id: str) -> str | None:
-        st = self._sync(lambda: self.engine.job(job_id))
-        if st is None:
-            rec = self.store.get_job(job_id)
-            return rec.get("state") if rec else None
-        if st.state in FINAL:
-            # final in memory; report it only once the store has it (results are written first)
-            rec = self._sync(lambda: self.store.get_job(job_id))
-            return st.state if rec and rec.get("state") in FINAL else "running"
-        return st.state
+        rec = self.client.job(job_id)
+        return None if rec is None else rec.get("state")
 
     def reason(self, job_id: str) -> str | None:
-        st = self._sync(lambda: self.engine.job(job_id))
-        return st.reason if st else None
+        rec = self.client.job(job_id)
+        return None if rec is None else rec.get("reason")
 
     def cancel(self, job_id: str) -> None:
-        self._sync(lambda: self.engine.cancel(job_id))
+        self.client.cancel(job_id)
 
     def retry(self, job_id: str) -> str:
-        return self._sync(lambda: self.engine.retry(job_id)).id
+        return str(self.client.retry(job_id)["id"])
 
-    def close(self) -> None:
-        try:
-            self._call(self.engine.stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=5)
-            self.store.close()
+    def wait(self, job_id: str, *, poll: float = 0.2, timeout: float | None = None,
+             on_poll: Callable[[], None] | None = None) -> str:
+        if on_poll is not None:
+            return super().wait(job_id, poll=poll, timeout=timeout, on_poll=on_poll)
+        try:  # final AND stored: the next step reads the results from the store
+            return str(self.client.wait(job_id, timeout=timeout)["state"])
+        except TimeoutError:
+            raise PipelineError(f"job {job_id} did not finish within {timeout} s") from None
 
 
 class SpoolRunner(Runner):

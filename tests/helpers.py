@@ -3,8 +3,7 @@
 - `write_cycle_csv`: the 420-row daily series with a 16-day cycle that the train, train-command and
   sweep tests fine-tune the tiny presets on.
 - `wait_for`: poll a condition inside a running event loop, failing with what was awaited.
-- `cli_beside_engine`: run a CLI call while this process's engine owns the workspace (the CLI must
-  spool and follow read-only), then let the engine finish the job.
+- `cli_beside_console`: run a CLI call while a console (a live engine-service client) is open.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from engine.controller import Engine
+    from engine.state import JobState
 
 
 def write_cycle_csv(path: Path, n: int = 420) -> None:
@@ -42,29 +41,25 @@ async def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = 
         await asyncio.sleep(0.02)
 
 
-def cli_beside_engine(ws: Path, call: Callable[[], subprocess.CompletedProcess[str]]
-                      ) -> tuple[subprocess.CompletedProcess[str], Engine]:
-    """Run `call` (a CLI subprocess) in a thread while an engine here holds the store lock.
+def cli_beside_console(ws: Path, call: Callable[[], subprocess.CompletedProcess[str]]
+                       ) -> tuple[subprocess.CompletedProcess[str], list[JobState]]:
+    """Run `call` (a CLI subprocess) while a console is open on the workspace.
 
-    The engine keeps running until its jobs are finished (at most 5 s after the CLI returns), then
-    stops; returns the CLI's result and the stopped engine (its job states stay readable).
+    The console is what a console is now: a live client of the workspace's engine service (a real
+    `EngineMirror` subscribed over the socket, in its own event loop). Returns the CLI's result and
+    the jobs as that console saw them once they had all finished (at most 10 s after the CLI).
     """
-    from engine.controller import Engine
-    from engine.gpu import FakeGpuSource
-    from store import Store
+    from console.job_mirror import EngineMirror
 
-    async def scenario() -> tuple[subprocess.CompletedProcess[str], Engine]:
-        store = Store.open(ws, fsync=False)
-        eng = Engine(ws, store=store, poll_interval=0.02, validate_symbols=False, gpu_source=FakeGpuSource(0))
-        await eng.start()
+    async def scenario() -> tuple[subprocess.CompletedProcess[str], list[JobState]]:
+        console = EngineMirror(ws, poll_interval=0.02)
+        await console.open()
         try:
             r = await asyncio.to_thread(call)
-            t0 = time.monotonic()
-            while not all(j.finished for j in eng.jobs()) and time.monotonic() - t0 < 5:
-                await asyncio.sleep(0.02)
-            return r, eng
+            await wait_for(lambda: bool(console.jobs()) and all(j.finished for j in console.jobs()), 10,
+                           "the console to see every job finish")
+            return r, console.jobs()
         finally:
-            await eng.stop()
-            store.close()
+            await console.close()
 
     return asyncio.run(scenario())

@@ -191,3 +191,34 @@ def test_read_events_skips_half_lines_and_flags_garbage(tmp_path) -> None:
     assert "unreadable" in c.events[1]["msg"] and "unreadable" in c.events[2]["msg"]
     assert c.offset == p.read_bytes().rfind(b"\n") + 1
     assert read_events(p, c.offset).events == []
+
+
+def test_workers_are_pinned_by_gpu_uuid_when_nvml_and_cuda_orders_differ() -> None:
+    """A mixed two-GPU host: NVML (PCI bus order) lists the slow card first, CUDA's default order
+    (fastest first) lists it second. The engine admits by NVML index; the worker must land on that
+    very card under CUDA's rules, which a bare index would get wrong."""
+    from engine.gpu import FakeGpuSource, pin_env
+
+    nvml_order = ["GPU-slow-a100-0000", "GPU-fast-h100-0001"]  # NVML index 0, 1 (PCI bus order)
+    cuda_fastest_first = ["GPU-fast-h100-0001", "GPU-slow-a100-0000"]
+    src = FakeGpuSource(2, 80.0, uuids=nvml_order)
+    tel = src.snapshot()
+
+    def cuda_device(env: dict[str, str]) -> str:
+        """Which physical card CUDA's device 0 is in a process with this environment (CUDA's rules:
+        UUIDs name cards in any order; indices count in CUDA_DEVICE_ORDER, fastest-first by default)."""
+        order = nvml_order if env.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID" else cuda_fastest_first
+        first = env["CUDA_VISIBLE_DEVICES"].split(",")[0]
+        return first if first.startswith("GPU-") else order[int(first)]
+
+    for nvml_index, card in enumerate(nvml_order):
+        env = pin_env(nvml_index, tel, hide_gpus=True)
+        assert env["CUDA_VISIBLE_DEVICES"] == card and env["FORECAST_DEVICE"] == "cuda"
+        assert cuda_device(env) == card
+        assert cuda_device({"CUDA_VISIBLE_DEVICES": str(nvml_index)}) != card  # the defect a bare index had
+    no_uuid = FakeGpuSource(2, 80.0, uuids=["", ""]).snapshot()  # NVML gave no UUID: index + PCI order
+    env = pin_env(1, no_uuid, hide_gpus=True)
+    assert env["CUDA_VISIBLE_DEVICES"] == "1" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert cuda_device(env) == nvml_order[1]
+    cpu = pin_env(None, tel, hide_gpus=True)
+    assert cpu["CUDA_VISIBLE_DEVICES"] == "" and cpu["FORECAST_DEVICE"] == "cpu"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from engine.jobs import JobSpec
-from engine.runners import EngineRunner, Runner
+from engine.runners import ClientRunner, Runner
 from engine.tasks.pipeline import Pipeline, PipelineError, pipeline_name, plan_steps
 from tests.test_eval_support import write_csv
 
@@ -105,16 +105,16 @@ def test_changed_params_restart_only_changed_steps(tmp_path: Path) -> None:
     assert sorted(s.kind for s in r.submitted) == ["validate", "validate"]
 
 
-def test_engine_runner_runs_a_real_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_runner_runs_a_real_job_in_the_engine_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from store import Store
+
     data = tmp_path / "data"
     write_csv(data / "AAA.csv", n=200)
     monkeypatch.setenv("FORECAST_DATA", str(data))
     ws = tmp_path / "ws"
-    runner = EngineRunner(ws)
-    try:
-        jid = runner.submit(JobSpec.create("baseline", ["AAA"], None, params={"horizon": [8]}))
-        assert runner.wait(jid, timeout=60) == "succeeded"
-        assert runner.result(jid)["baselines"]
-        assert runner.store.baselines("AAA")  # the engine recorded it before the step counted as done
-    finally:
-        runner.close()
+    runner = ClientRunner(ws)
+    jid = runner.submit(JobSpec.create("baseline", ["AAA"], None, params={"horizon": [8]}))
+    assert runner.wait(jid, timeout=60) == "succeeded"
+    assert runner.result(jid)["baselines"]
+    with Store.open(ws, readonly=True) as st:
+        assert st.baselines("AAA")  # the engine recorded it before the step counted as done

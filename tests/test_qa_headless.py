@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from console.cli import main
-from console.commands.jobs_cmds import _follow_readonly
 from engine import paths
 from engine.events import EventWriter
 from engine.jobs import JobSpec
@@ -137,19 +136,21 @@ def test_job_commands_refuse_bad_ids_and_create_nothing(env: Path, capsys: pytes
     assert not env.exists()
 
 
-def test_cancel_of_a_finished_job_through_the_spool_is_refused(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cancel_of_a_finished_job_is_refused_without_an_engine(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = JobSpec.create("baseline", ["SPY"])
-    with Store.open(env) as holder:  # stands in for a running console: the CLI cannot take the lock
+    with Store.open(env) as holder:
         (env / "jobs" / spec.id).mkdir(parents=True)
         spec.write(env / "jobs" / spec.id)
         holder.put_job({"id": spec.id, "kind": "baseline", "symbols": ["SPY"], "model": None,
                         "state": "succeeded", "priority": 0, "attempt": 1})
-        assert main(["cancel", spec.id]) == 2
-        assert "already succeeded" in capsys.readouterr().err
-        assert not list((env / "jobs").glob("inbox/*.cancel"))
+    assert main(["cancel", spec.id]) == 2
+    assert "already succeeded" in capsys.readouterr().err
+    assert not (env / "engine.json").exists()  # refused from the store's record: no engine was started
 
 
-def test_readonly_follow_reports_the_engines_verdict(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_attach_reports_the_engines_verdict_on_a_dead_job(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A job recorded running whose process died while no engine watched: attach starts the engine,
+    which recovers it as interrupted, and attach prints that verdict (exit 1)."""
     spec = JobSpec.create("train", ["SPY"], model="toto")
     job_dir = env / "jobs" / spec.id
     with Store.open(env) as holder:
@@ -159,10 +160,10 @@ def test_readonly_follow_reports_the_engines_verdict(env: Path, capsys: pytest.C
         dead.wait()
         (job_dir / "pid.json").write_text(json.dumps({"pid": dead.pid, "pgid": dead.pid, "create_time": 1.0}))
         holder.put_job({"id": spec.id, "kind": "train", "symbols": ["SPY"], "model": "toto",
-                        "state": "interrupted", "priority": 0, "attempt": 1,
-                        "reason": "process died while no engine was watching (no exit status)"})
-        assert _follow_readonly(env, spec.id, poll=0.01) == 1
-    assert f"job {spec.id} interrupted" in capsys.readouterr().out
+                        "state": "running", "priority": 0, "attempt": 1, "spec": spec.to_dict()})
+    assert main(["attach", spec.id]) == 1
+    out = capsys.readouterr().out
+    assert f"job {spec.id} interrupted: process died while no engine was watching" in out
 
 
 def test_jobs_on_a_file_workspace_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],

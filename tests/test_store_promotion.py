@@ -200,7 +200,8 @@ def test_cli_errors_are_one_line_exit_2(cli, tmp_path: Path, argv: list[str], ma
     assert not (tmp_path / "hp").exists()
 
 
-def test_cli_promote_while_a_console_owns_the_workspace(cli, tmp_path: Path) -> None:
+def test_cli_promote_when_something_else_holds_the_store(cli, tmp_path: Path) -> None:
+    """A process that is not the engine service holds the writer lock: reads work, a write says why not."""
     with Store.open(tmp_path / "ws") as owner:
         owner.log_run("toto", "AAPL", {}, {"val_mae_pct": 1.0})
         code, out, _ = cli("runs")  # reading works beside the writer

@@ -36,15 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def record_baselines(workspace: Path, rows: list[dict[str, Any]]) -> str:
-    """Write the rows to the workspace store (upsert by symbol, model, horizon, span); says where."""
+    """Record the rows (upsert by symbol, model, horizon, span) through the workspace's engine service,
+    the only store writer — the same with or without a console open; says where."""
     from console.cli import CliError
-    from store import Store
-    from store.storage import StoreError
+    from engine.client import EngineError, EngineRequestError, JobClient
 
     try:
-        with Store.open(workspace) as st:
-            st.put_baselines(rows)
-    except StoreError as exc:
+        JobClient(workspace).store_write("put_baselines", rows)
+    except (EngineError, EngineRequestError) as exc:
         raise CliError(f"baselines computed but not recorded: {exc}") from None
     return str(workspace / "store.json")
 

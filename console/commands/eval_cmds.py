@@ -1,11 +1,10 @@
 """`forecast-console validate | compare | regression | sweep | calibrate | pipeline`, headless.
 
-Every command runs its work as real jobs through an in-process engine (queued, recorded in the
-store by the engine, visible to a console opened later), waits for them and prints the outcome. If
-a console already owns the workspace (store locked), the jobs are handed to its engine through the
-inbox instead and the command waits on them the same way. Submitting and following is the shared
-path of `run`/`train` (console.commands.follow): progress goes to stderr, Ctrl-C detaches (the
-jobs go on) and prints how to re-attach. No prompts anywhere.
+Every command runs its work as real jobs in the workspace's engine service (queued, recorded in the
+store by the engine, visible to every console), waits for them and prints the outcome; `sweep` and
+`pipeline` submit their own job kind, whose coordinator submits the trials/steps. Submitting and
+following is the shared path of `run`/`train` (console.commands.follow): progress goes to stderr,
+Ctrl-C detaches (the jobs go on) and prints how to re-attach. No prompts anywhere.
 
 Heavy imports stay inside the handlers so `forecast-console --help` stays instant.
 """
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -76,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "sweep", help="Optuna search over training settings; each trial is a train job",
         description="Hyperparameter search over training settings. Modes: priority (research-backed configs), "
         "quick (small grid), full (grid), auto (TPE + median pruning on per-epoch validation loss). The study is "
-        "stored in <workspace>/sweeps/ and continues where it stopped. Ctrl-C cancels the trial in flight; "
+        "stored in <workspace>/sweeps/ and continues where it stopped. The sweep is a job in the engine service: "
+        "Ctrl-C detaches (re-attach with `forecast-console attach ID`); `cancel ID` stops it and its trial, and "
         "re-running the same command resumes that trial from its checkpoint.")
     _common(p, "sweep", model="required", aliases={"vram_gb": "--vram"})
     p.set_defaults(func=cmd_sweep)
@@ -105,18 +104,11 @@ def _symbols(args: argparse.Namespace) -> list[str]:
     return _resolve_symbols(args, paths.data_dirs(_workspace()))
 
 
-def _runner(ws: Path) -> Any:
-    """In-process engine when the workspace is free; the running console's inbox when it is not."""
-    from console.commands.follow import open_runner
-
-    return open_runner(ws)
-
-
 def _run_specs(specs: list[Any]) -> list[tuple[Any, str, dict[str, Any] | None]] | None:
     """Submit, follow, and return (spec, final state, result payload) per spec; None on Ctrl-C (detached).
 
-    The shared submit/follow path of `run` and `train` (console.commands.follow): own engine or the
-    running console's spool; progress on stderr so stdout carries only the answer (--json).
+    The shared submit/follow path of `run` and `train` (console.commands.follow, through the engine
+    service); progress on stderr so stdout carries only the answer (--json).
     """
     from console.cli import CliError
     from console.commands.follow import run_jobs
@@ -225,99 +217,53 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
+    """Submit one `sweep` job (its coordinator runs in the engine service) and follow it."""
     from console.cli import CliError
-    from engine.jobs import Resources
     from engine.task_params import SweepParams
-    from engine.tasks.sweep import TRAIN_PASSTHROUGH, SweepError, run_sweep
 
     if args.model == "naive":
         raise CliError("a sweep needs a foundation model (toto, kronos or chronos2)")
-    syms = _symbols(args)
-    ws = _workspace()
-    sp = SweepParams.of(params_from_args(args, "sweep"))
-    gpus = sp.gpus if sp.gpus is not None else (1.0 if sp.vram_gb else 0.0)
-    resources = Resources(gpus=gpus, vram_gb=sp.vram_gb or 0.0)
-    extra = {k: v for k, v in sp.model_dump(exclude_unset=True).items() if k in TRAIN_PASSTHROUGH}
-    runner = _runner(ws)
-    results = {}
-    stop = threading.Event()
-
-    def on_int(signum: int, frame: Any) -> None:
-        # First Ctrl-C: cancel the trial in flight and keep it for the next run; second: abort.
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("cancelling the sweep (its trial job is cancelled; re-run to resume; Ctrl-C again to abort)",
-              file=sys.stderr)
-
-    old = signal.signal(signal.SIGINT, on_int) if threading.current_thread() is threading.main_thread() else None
-    try:
-        for sym in syms:
-            if stop.is_set():
-                break
-            try:
-                results[sym] = run_sweep(
-                    runner, ws, model=args.model, symbol=sym, mode=sp.mode, max_runs=sp.max_runs,
-                    preset=sp.preset, horizon=sp.horizon, context=sp.context, epochs=sp.epochs,
-                    seed=sp.seed, extra=extra, resources=resources, cancelled=stop.is_set,
-                    log=lambda m: print(m, file=sys.stderr))
-            except SweepError as exc:
-                raise CliError(str(exc)) from None
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
-        runner.close()
-    if stop.is_set():
-        raise CliError("sweep cancelled; the interrupted trial resumes when the same command runs again")
+    params = params_from_args(args, "sweep")
+    SweepParams.of(params)  # refused here, before anything is queued
+    payload = _run_one("sweep", args, args.model, params)
+    if payload is None:
+        return 0  # detached: the sweep goes on in the engine (the re-attach command was printed)
+    studies = (payload.get("summary") or {}).get("studies") or {}
     if args.json:
-        _print_json(results)
+        _print_json(studies)
         return 0
-    for sym, r in results.items():
-        best = r["best"]
-        print(f"{args.model} {sym}: study {r['study']} trials {r['trials']} best "
+    for sym, r in studies.items():
+        best = r.get("best")
+        print(f"{args.model} {sym}: study {r.get('study')} trials {r.get('trials')} best "
               + (f"{best['value']:.4g} {best['params']} (job {best['job_id']})" if best else "none"))
     return 0
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
+    """Submit one `pipeline` job (its steps are engine jobs) and follow it; re-running resumes."""
     from console.cli import CliError
     from engine.task_params import PipelineParams
-    from engine.tasks.pipeline import Pipeline, PipelineError, pipeline_name, plan_steps
+    from engine.tasks.pipeline import pipeline_name
 
     syms = _symbols(args)
     models = [m for m in (args.model or list(FOUNDATION)) if m != "naive"]
     if not models:
         raise CliError("the pipeline needs at least one foundation model")
-    pp = PipelineParams.of(params_from_args(args, "pipeline"))
-    steps = plan_steps(syms, preset=pp.preset, horizon=pp.horizon, context=pp.context, models=models,
-                       epochs=pp.epochs, mode=pp.mode, val_windows=pp.val_windows, test_windows=pp.test_windows,
-                       stride=pp.stride, dayfirst=pp.dayfirst)
+    params = params_from_args(args, "pipeline")
+    pp = PipelineParams.of(params)
     name = pp.name or pipeline_name(syms, pp.preset, pp.horizon, models)
-    ws = _workspace()
-    pipe = Pipeline(ws, name, steps)
+    params = {**params, "models": models, "name": name}
     t0 = time.time()
-    runner = _runner(ws)
-    try:
-        status = pipe.run(runner, log=lambda m: print(m, file=sys.stderr))
-    except PipelineError as exc:
-        raise CliError(f"{exc} (state kept in {pipe.path}; re-run the same command to resume)") from None
-    except KeyboardInterrupt:
-        # Same as Ctrl-C while following any job: detach. The engine stops watching, the step's
-        # job keeps running, and re-running the command waits for it and goes on.
-        print(f"detached; the pipeline's running job keeps running (`forecast-console jobs`). "
-              f"Re-run the same command to continue pipeline {name}", file=sys.stderr)
-        return 0
-    finally:
-        runner.close()
+    done = _run_specs([_spec("pipeline", syms, None, params)])
+    if done is None:
+        return 0  # detached: the pipeline job goes on; re-running the command resumes its state file
+    status = (done[0][2] or {}).get("summary") or {}
     wall = time.time() - t0
     if args.json:
         _print_json({**status, "wall_s": wall})
         return 0
-    for s in status["steps"]:
+    for s in status.get("steps", []):
         print(f"{s['name']:20s} {s['state']:10s} {(s['seconds'] or 0):7.1f} s  {', '.join(s['jobs'])}")
-    reports = sorted((ws / "reports").glob(f"report-{name}-*.md"))
+    reports = sorted((_workspace() / "reports").glob(f"report-{name}-*.md"))
     print(f"pipeline {name}: done in {wall:.1f} s; report {reports[-1] if reports else 'n/a'}")
     return 0

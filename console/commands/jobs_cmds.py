@@ -1,33 +1,26 @@
 """`forecast-console run | jobs | attach | cancel | retry`: the job queue, headless.
 
-Who writes the store: only one process may (the store's workspace lock). A command first tries
-to open the store for writing; if that works it runs its own Engine (which also recovers and
-continues any queued or running jobs of the workspace) and follows the job through the engine's
-updates. If a running console holds the lock, the command does not touch the store: it submits
-through the spool (`jobs/<id>/spec.json`, then the marker `jobs/inbox/<id>`; cancel is
-`jobs/inbox/<id>.cancel`), which the console's engine picks up within a tick, and follows the
-job by tailing its `events.jsonl` read-only.
+Every command is a client of the workspace's engine service (`forecast-console engine`, started on
+demand, the only store writer), through the one job client (engine.client); so a command behaves
+the same with or without a console open. `jobs` lists the engine's view when an engine runs or the
+store has active jobs (a new engine first recovers them), else the store's records.
 
-Ctrl-C while following detaches: the job keeps running in its own session, and
-`forecast-console attach ID` follows it again.
-
-The submit/follow plumbing lives in `console.commands.follow`, shared with `train` and the
-evaluation commands (one code path, so they cannot drift apart).
+Ctrl-C while following detaches: the job keeps running in the service, and
+`forecast-console attach ID` follows it again. The follow loop lives in `console.commands.follow`,
+shared with `train` and the evaluation commands.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.commands import follow
+from engine.state import ACTIVE_STATES, FINAL_STATES
 
 if TYPE_CHECKING:
-    from engine.controller import Engine
     from engine.state import JobState
 
 
@@ -102,7 +95,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=cmd_retry)
 
 
-# ---- shared plumbing (console/commands/follow.py; the old names stay for callers and tests) ------
 def _workspace() -> Path:
     from engine import paths
 
@@ -123,16 +115,17 @@ def _require_job(ws: Path, job_id: str) -> None:
         raise CliError(f"no such job: {job_id} in {ws}")
 
 
-_open_writer = follow.open_writer
-_Printer = follow.Printer
-_detach_hint = follow.detach_hint
-_follow_engine = follow.follow_engine
-_stored_record = follow.stored_record
-_follow_readonly = follow.follow_readonly
-_make_engine = follow.make_engine
-_own = follow.own
-_own_then_detach = follow.own_then_detach
-_submit_or_spool = follow.submit_and_follow
+def _stored(ws: Path, job_id: str | None = None) -> list[dict[str, Any]]:
+    """Job records as the store has them (read-only; a corrupt store is a one-line error)."""
+    from store import Store
+
+    if not (ws / "store.json").exists():
+        return []
+    with Store.open(ws, readonly=True) as store:
+        if job_id is not None:
+            rec = store.get_job(job_id)
+            return [rec] if rec else []
+        return store.jobs()
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -154,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # input error: say FILE:LINE: reason now, queue nothing. Only the header and the row count
         # are read here; the worker validates every value (and fails the job naming the row).
         check_csv(infos[sym].path, sym)
-    return _submit_or_spool(ws, spec, args.detach, args.cpu_slots)
+    return follow.submit_and_follow(ws, spec, args.detach, args.cpu_slots)
 
 
 def _fmt_state(rec: dict[str, Any] | JobState) -> list[str]:
@@ -168,45 +161,26 @@ def _fmt_state(rec: dict[str, Any] | JobState) -> list[str]:
             (d.get("warning") or d.get("reason") or "")[:60]]
 
 
-def _reconcile(ws: Path) -> None:
-    """Record jobs that ended while no engine watched them (a detached `run`), so `jobs` is current.
-
-    Only when no console owns the workspace (a running console keeps the records current itself):
-    an engine here does its start-up recovery (finished → their result and state recorded, dead
-    without an exit status → interrupted) and stops before its first tick, so it launches nothing.
-    """
-    store = _open_writer(ws)
-    if store is None:
-        return
-
-    async def recover() -> None:
-        eng = _make_engine(ws, store, validate_symbols=False)
-        await eng.start()
-        await eng.stop()
-
-    try:
-        asyncio.run(recover())
-    finally:
-        store.close()
-
-
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from store import Store
+    from console.cli import CliError
+    from engine.client import JobClient
 
     ws = _workspace()
     if ws.exists() and not ws.is_dir():
-        from console.cli import CliError
-
         raise CliError(f"workspace {ws} exists and is not a folder")
-    if not (ws / "store.json").exists():
+    stored = _stored(ws)
+    if not stored and not (ws / "store.json").exists():
         print(f"no jobs yet in {ws}")
         return 0
-    with Store.open(ws, readonly=True) as store:
-        stale = bool(store.jobs(state="running"))
-    if stale:
-        _reconcile(ws)
-    with Store.open(ws, readonly=True) as store:
-        recs = store.jobs() if args.all else store.jobs(state=("queued", "running"))
+    jc = JobClient(ws)
+    # The engine's view when one runs, or when the store has jobs that were active (a new engine
+    # recovers them first: ended ones get their results and final state recorded).
+    if jc.running() or any(r.get("state") in ACTIVE_STATES for r in stored):
+        recs = jc.jobs()
+    else:
+        recs = stored
+    if not args.all:
+        recs = [r for r in recs if r.get("state") in ACTIVE_STATES]
     recs.sort(key=lambda r: (r.get("created_at") or 0, r["id"]))
     if args.json:
         print(json.dumps(recs, indent=1, default=str))
@@ -225,84 +199,38 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 def cmd_attach(args: argparse.Namespace) -> int:
     ws = _workspace()
     _require_job(ws, args.job_id)
-    store = _open_writer(ws)
-    if store is None:
-        return _follow_readonly(ws, args.job_id)
-    try:
-        return asyncio.run(_own(ws, store, lambda eng: args.job_id, follow=True, validate_symbols=False))
-    finally:
-        store.close()
+    return follow.follow(ws, args.job_id)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     from console.cli import CliError
-    from engine.controller import spool_cancel
+    from engine.client import JobClient
 
     ws = _workspace()
     _require_job(ws, args.job_id)
-    store = _open_writer(ws)
-    if store is None:
-        from store import Store
-
-        with Store.open(ws, readonly=True) as ro:
-            rec = ro.get_job(args.job_id) or {}
-        if rec.get("state") in ("succeeded", "failed", "cancelled", "interrupted"):
+    for rec in _stored(ws, args.job_id):
+        if rec.get("state") in FINAL_STATES:
             raise CliError(f"job {args.job_id} is already {rec['state']}")
-        spool_cancel(ws, args.job_id)
-        print(f"cancel of {args.job_id} handed to the running console")
-        return 0
-
-    async def go() -> int:
-        eng = _make_engine(ws, store, validate_symbols=False)  # nothing is submitted here
-        await eng.start()
-        try:
-            st = eng.job(args.job_id)
-            if st is None:
-                raise CliError(f"no such job: {args.job_id}")
-            eng.cancel(args.job_id)
-            deadline = time.monotonic() + eng.cancel_grace_s + 3
-            while not st.finished and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            print(f"job {args.job_id} {st.state}" + (f": {st.reason}" if st.reason else ""))
-            return 0 if st.finished else 1
-        finally:
-            await eng.stop()
-
+    jc = JobClient(ws)
+    jc.cancel(args.job_id)
     try:
-        return asyncio.run(go())
-    finally:
-        store.close()
+        rec = jc.wait(args.job_id, timeout=30)
+    except TimeoutError:
+        print(f"cancel of {args.job_id} requested; it has not ended yet")
+        return 1
+    print(f"job {args.job_id} {rec['state']}" + (f": {rec['reason']}" if rec.get("reason") else ""))
+    return 0
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from console.cli import CliError
-    from engine.jobs import JobSpec
+    from engine.client import JobClient
 
     ws = _workspace()
     _require_job(ws, args.job_id)
-    store = _open_writer(ws)
-    if store is None:
-        from store import Store
-
-        spec_file = ws / "jobs" / args.job_id / "spec.json"
-        with Store.open(ws, readonly=True) as ro:
-            rec = ro.get_job(args.job_id) or {}
-        if rec.get("state") not in ("succeeded", "failed", "cancelled", "interrupted"):
-            raise CliError(f"job {args.job_id} is {rec.get('state', 'unknown')}; only finished jobs can be retried")
-        spec = JobSpec.from_json(spec_file.read_text(encoding="utf-8")).retry()
-        if rec.get("state") == "interrupted":
-            spec = replace(spec, params={**spec.params, "resume": True})
-        return _submit_or_spool(ws, spec, args.detach)
-    try:
-        def action(eng: Engine) -> str:
-            st = eng.retry(args.job_id)
-            print(f"queued {st.id} (attempt {st.attempt} of {args.job_id})", flush=True)
-            return st.id
-
-        if args.detach:
-            return asyncio.run(_own_then_detach(ws, store, action, 2))
-        return asyncio.run(_own(ws, store, action, follow=True))
-    finally:
-        store.close()
+    jc = JobClient(ws)
+    rec = jc.retry(args.job_id, settle=args.detach)
+    print(f"queued {rec['id']} (attempt {rec.get('attempt')} of {args.job_id})", flush=True)
+    if args.detach:
+        return 0
+    state, _ = follow.follow_state(jc, rec["id"], submitted=rec)
+    return follow.exit_code(state)

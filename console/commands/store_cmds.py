@@ -1,7 +1,8 @@
 """`forecast-console runs | best | promote | rollback | report`: the store, headless.
 
-Reading commands (runs, best, report) open the store read-only, so they work while a console owns
-the workspace; promote/rollback need the write lock and say who holds it when they cannot get it.
+Reading commands (runs, best, report) open the store read-only; promote/rollback are requests to
+the workspace's engine service (engine.client.JobClient.store_write), the only store writer, so
+they work the same with or without a console open.
 Heavy imports happen inside the handlers so `forecast-console --help` stays instant.
 """
 
@@ -148,14 +149,22 @@ def _check_names(args: argparse.Namespace) -> None:
     validate_symbol(args.symbol)
 
 
+def _engine(args: argparse.Namespace) -> Any:
+    """The workspace's engine service, the only store writer (started on demand; exits when idle)."""
+    from engine import paths
+    from engine.client import JobClient
+
+    return JobClient(paths.workspace_dir(args.workspace),
+                     hyperparams_dir=paths.hyperparams_dir(getattr(args, "hyperparams", None)))
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     _check_names(args)
     if args.run and args.source != "pick":
         raise ValueError("--run and --from comparison are alternatives; give one")
     source = args.run or args.source
-    with _open(args, write=True) as st:
-        path = st.promote(args.model, args.symbol, source=source, by=args.by, horizon=args.horizon,
-                          preset=args.preset)
+    path = Path(_engine(args).store_write("promote", args.model, args.symbol, source=source, by=args.by,
+                                          horizon=args.horizon, preset=args.preset))
     doc = json.loads(path.read_text(encoding="utf-8"))
     what = f"run {args.run}" if args.run else f"the current {'pick' if source == 'pick' else 'comparison row'}"
     val, test = doc.get("validation") or {}, doc.get("test") or {}
@@ -167,8 +176,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     _check_names(args)
-    with _open(args, write=True) as st:
-        path = st.rollback(args.model, args.symbol)
+    path = _engine(args).store_write("rollback", args.model, args.symbol)
     if path is None:
         print(f"rolled back {args.model}/{args.symbol.upper()}: no earlier config, the file was removed")
     else:

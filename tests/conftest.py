@@ -1,0 +1,31 @@
+"""Session-wide test settings: engine services started by tests idle out quickly, and every service a
+test started in this process is stopped when the test ends (by its own Popen handle, never by name)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+# A CLI subprocess starts its workspace's engine service on demand; after the test it exits by
+# itself this soon (the default, 30 s, is for people).
+os.environ.setdefault("FORECAST_ENGINE_IDLE_S", "2")
+
+
+@pytest.fixture(autouse=True)
+def _stop_spawned_services() -> Iterator[None]:
+    yield
+    from engine.client import SPAWNED
+
+    for proc in SPAWNED:
+        if proc.poll() is None:
+            proc.terminate()  # the service stops cleanly on SIGTERM; its jobs were the test's to end
+    for proc in SPAWNED:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    SPAWNED.clear()
