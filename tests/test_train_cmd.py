@@ -8,7 +8,6 @@ accepted and failed later, and a cancelled train job was killed instead of stopp
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -23,8 +22,6 @@ import pytest
 
 from console.cli import main
 from engine import paths
-from engine.controller import Engine
-from engine.gpu import FakeGpuSource
 from store import Store
 from tests.helpers import cli_beside_console, write_cycle_csv
 
@@ -135,24 +132,18 @@ def test_ctrl_c_detaches_then_cancel_stops_training_at_a_checkpoint(env: dict[st
     pid = json.loads((ws / "jobs" / job_id / "pid.json").read_text())["pid"]
     assert psutil.pid_exists(pid)
 
-    async def cancel() -> tuple[str, str | None, float]:
-        store = Store.open(ws, fsync=False)
-        eng = Engine(ws, store=store, poll_interval=0.02, validate_symbols=False, gpu_source=FakeGpuSource(0))
-        await eng.start()  # recovery re-attaches the running job
-        try:
-            st = eng.job(job_id)
-            assert st is not None and st.state == "running"
-            t0 = time.monotonic()
-            eng.cancel(job_id)
-            while not st.finished and time.monotonic() - t0 < 10:
-                await asyncio.sleep(0.02)
-            return st.state, st.reason, time.monotonic() - t0
-        finally:
-            await eng.stop()
-            store.close()
+    def cancel() -> tuple[str, str | None, float]:
+        from engine.client import JobClient
+
+        jc = JobClient(ws)  # the service the CLI started still runs the job
+        assert (jc.job(job_id) or {}).get("state") == "running"
+        t0 = time.monotonic()
+        jc.cancel(job_id)
+        rec = jc.wait(job_id, timeout=10)
+        return rec["state"], rec.get("reason"), time.monotonic() - t0
 
     try:
-        state, reason, took = asyncio.run(cancel())
+        state, reason, took = cancel()
     finally:
         _kill_job(ws, job_id)
     events = (ws / "jobs" / job_id / "events.jsonl").read_text()

@@ -106,7 +106,7 @@ def follow_state(jc: JobClient, job_id: str, stream: TextIO | None = None, show_
     """Follow one job to its end: (final state, reason), or ("detached", None) on Ctrl-C.
 
     `submitted`: the record `submit` returned (the header then shows the state it was queued in)."""
-    from engine.state import JobState
+    from engine.state import FINAL_STATES, JobState
 
     pr = Printer(job_id, stream)
     st: JobState | None = None
@@ -122,6 +122,7 @@ def follow_state(jc: JobClient, job_id: str, stream: TextIO | None = None, show_
                     raise CliError(f"no such job: {job_id}")
                 first = st is None
                 st = JobState.from_record(recs[job_id])
+                ended = st.finished
                 if first:
                     if submitted is None:
                         _header(pr, recs[job_id])
@@ -134,6 +135,9 @@ def follow_state(jc: JobClient, job_id: str, stream: TextIO | None = None, show_
                 if msg.get("job"):
                     st = JobState.from_record(msg["job"])
                 kind, data = u["kind"], u["data"]
+                # The record rides on each update as it was when sent: the job may already be over,
+                # but its earlier updates (progress, warnings) are still to be printed, in order.
+                ended = kind == "state" and data.get("state") in FINAL_STATES
                 if kind == "progress":
                     loss = f"loss {st.last_train_loss:.4g}" if st.last_train_loss is not None else ""
                     pr.progress(st.progress_done, st.progress_total, st.stage, loss)
@@ -141,7 +145,7 @@ def follow_state(jc: JobClient, job_id: str, stream: TextIO | None = None, show_
                     pr.say(f"  {data.get('level', 'info')}: {data.get('msg', '')}")
                 elif kind == "state" and data.get("warning"):
                     pr.say(f"  warning: {data['warning']}")
-            if st is not None and st.finished:
+            if ended:
                 break
         rec = jc.wait(job_id)  # the verdict once the record and results are stored
         st = JobState.from_record(rec)
