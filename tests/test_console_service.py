@@ -64,7 +64,7 @@ async def test_promote_rollback_and_baseline_from_a_shell_while_a_console_is_ope
         assert r.returncode == 0, r.stderr
         assert (env["hp"] / "toto" / "SPY.json").is_file()
         data: Any = await app.services.screen_data()
-        assert [p["symbol"] for p in data.promotions] == ["SPY"]  # the open console reads it at once
+        assert [p.symbol for p in data.promotions] == ["SPY"]  # the open console reads it at once
         r = await asyncio.to_thread(shell, "rollback", "--model", "toto", "--symbol", "SPY")
         assert r.returncode == 0 and "removed" in r.stdout, r.stderr
         assert not (env["hp"] / "toto" / "SPY.json").exists()
