@@ -194,3 +194,41 @@ def test_no_warm_switches_the_pool_off(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("FORECAST_BACKEND", "local")  # restored after the test, like FORECAST_WARM
     _apply_global_env(build_parser().parse_args(["--no-warm", "jobs"]))
     assert os.environ["FORECAST_WARM"] == "0"
+
+
+@pytest.mark.asyncio
+async def test_idle_workers_are_closed_after_the_idle_time(engine: Any) -> None:
+    backend = PooledBackend(idle_s=0.0)
+    eng: Engine = await engine(backend=backend)
+    st = eng.submit(job(steps=1))
+    await wait_for(lambda: st.finished, 30, "the job")
+    worker = psutil.Process(st.pid)
+    backend.reap()  # idle longer than 0 s: closed (end of stdin), the process exits by itself
+    await asyncio.to_thread(worker.wait, 10)
+    assert backend.workers() == []
+
+
+def test_gpu_admission_counts_a_warm_workers_resident_vram() -> None:
+    """An idle warm worker's CUDA context and cached models are used memory in NVML: a job that would
+    fit the empty card waits, one that fits beside the worker starts; a job running in the worker is
+    credited with the worker's memory, so its promise is not counted twice."""
+    from engine.gpu import GpuInfo, Telemetry
+    from engine.scheduler import Scheduler
+
+    worker_pid = 4242
+    tel = Telemetry(gpus=[GpuInfo(index=0, mem_used_gb=30.0, mem_total_gb=80.0, processes=[(worker_pid, 30.0)])],
+                    available=True)
+    sched = Scheduler(cpu_slots=2, vram_reserve_gb=2.0)
+    big = JobSpec.create("validate", ["AAPL"], model="toto", resources={"gpus": 1, "vram_gb": 60})
+    sched.push(big)
+    assert sched.admit(tel) == []  # 80 - 30 resident - 2 reserve < 60
+    small = JobSpec.create("validate", ["AAPL"], model="toto", resources={"gpus": 1, "vram_gb": 10})
+    sched.remove(big.id)
+    sched.push(small)
+    [(spec, placement)] = sched.admit(tel, owns=lambda job_id, pid: pid == worker_pid)
+    assert spec.id == small.id and placement.gpu == 0
+    sched.push(big)  # the small job runs in the warm worker: its 10 GB are inside the worker's 30 GB
+    assert sched.admit(tel, owns=lambda job_id, pid: job_id == small.id and pid == worker_pid) == []
+    tel.gpus[0].mem_total_gb = 100.0  # 100 - 30 - 2 = 68 free: the 60 GB job fits; no promise counted twice
+    assert [s.id for s, _ in sched.admit(tel, owns=lambda job_id, pid: job_id == small.id and pid == worker_pid)] \
+        == [big.id]
