@@ -212,8 +212,10 @@ class PooledBackend(LocalBackend):
             if w is not None:
                 w.job = None
                 w.idle_since = time.time()
-                if not alive or code == EXIT_CANCELLED:
-                    self._forget(w)  # a cancelled job's worker ends itself: never hand it another job
+                if not alive or code == EXIT_CANCELLED or handle.info.get("kill_at") is not None:
+                    # A cancelled job's worker ends itself, and one asked to cancel as its job was ending
+                    # may still act on that request (a forced exit after the grace): never reuse either.
+                    self._forget(w)
                     self._signal_group(handle, signal.SIGKILL)
             return ExitStatus(code=code, reason=describe_exit(code, None))
         if alive:
