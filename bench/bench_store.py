@@ -1,17 +1,21 @@
-"""Store benchmark: what a write and a best() query cost (prints figures; not a test).
+"""Store benchmark: what a write and a best-config query cost as the ledger grows (prints figures; not a test).
 
-    python bench/bench_store.py [--runs 10000]
+    python bench/bench_store.py [--sizes 1000,10000,100000] [--jobs 10000]
 
-Measures, in a temporary workspace on the current disk:
-  * log_run with fsync on an empty store and on a store already holding N runs (the whole file is
-    rewritten on every write, so this grows with N — the reason per-step data is kept out);
-  * best() over N runs: cold (first call after a write: one scan + sort) and warm (memoised);
-  * best(model, symbol) cold/warm; opening the store; a read-only reader picking up a new write.
+For each size N, in a temporary workspace on the current disk (BENCH_DIR to choose the disk):
+  * log_run with fsync (one ledger transaction) on a store already holding N runs;
+  * put_job with fsync on a store holding `--jobs` job records (replacing a running job's record,
+    as the engine does every tick);
+  * best(metric, model, symbol), best(metric) and top_k(10) over N runs (metric index);
+  * opening the store (writer, and a read-only reader with its first best());
+  * engine start (recovery of every job record) with `--jobs` finished jobs.
+Targets (issue 13): each write <= 10 ms at 100k runs; engine start with 10k finished jobs <= 0.5 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import statistics
@@ -40,95 +44,112 @@ def _ms(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
-def _synthetic_runs(n: int, rng: random.Random) -> list[dict]:
-    """Records shaped exactly like log_run's (bulk-inserted so building 10k runs takes seconds)."""
+def _synthetic_run(i: int, rng: random.Random, now: float, ekey: str, commit: str | None) -> dict:
+    """A record shaped exactly like log_run's."""
+    model = rng.choice(MODELS)
+    return {
+        "run_id": new_run_id(model) + f"{i:06d}", "model": model, "symbol": rng.choice(PRIORITY_SYMBOLS),
+        "hyperparams": {"lr": rng.choice([1e-4, 3e-4, 1e-3]), "lora_rank": rng.choice([8, 12, 16]),
+                        "context": 512, "horizon": 64, "num_samples": 256, "loss": "huber"},
+        "metrics": {"val_mae_pct": rng.uniform(2, 30), "test_mae_pct": rng.uniform(2, 30),
+                    "val_crps": rng.uniform(0.1, 3), "val_mase": rng.uniform(0.5, 2)},
+        "checkpoint": None, "training_time": rng.uniform(10, 900), "notes": "", "seed": i,
+        "job_id": None, "git_commit": commit, "env": ekey, "created_at": now + i * 1e-3,
+        "created": "2025-01-01T00:00:00.000+00:00", "extra": {},
+    }
+
+
+def _job_record(i: int, state: str, now: float) -> dict:
+    """A finished job's record shaped like the engine's (JobState.to_record() + spec + bookkeeping)."""
+    jid = f"20250101-000000-000-baseline-{i:08x}"
+    spec = {"id": jid, "kind": "baseline", "symbols": ["SPY"], "model": None, "params": {"horizon": 16},
+            "priority": 0, "resources": {"gpus": 0.0, "vram_gb": 0.0, "cpus": 1}, "created_at": now + i,
+            "attempt": 1, "parent": None}
+    return {"id": jid, "kind": "baseline", "symbols": ["SPY"], "model": None, "state": state, "priority": 0,
+            "attempt": 1, "progress_done": 4, "progress_total": 4, "eta_s": None, "device": "cpu", "pid": 1000 + i,
+            "reason": None, "created_at": now + i, "started_at": now + i + 1, "finished_at": now + i + 2,
+            "last_train_loss": None, "last_val_loss": None, "result_summary": "4 baselines", "stage": None,
+            "warning": None, "last_heartbeat": now + i + 2, "exit_code": 0, "stderr_tail": None,
+            "vram_gb": None, "parent": None, "metrics": {}, "spec": spec, "events_offset": 1234,
+            "job_dir": f"/nonexistent/jobs/{jid}", "backend": "local"}
+
+
+def _engine_start_s(ws: Path, hp: Path) -> tuple[float, int]:
+    from engine.backends.local import LocalBackend
+    from engine.controller import Engine
+    from engine.gpu import FakeGpuSource
+
+    async def run() -> tuple[float, int]:
+        st = Store.open(ws, hyperparams_dir=hp)
+        eng = Engine(ws, store=st, backend=LocalBackend(), gpu_source=FakeGpuSource(0, 0.0), validate_symbols=False)
+        t0 = time.perf_counter()
+        await eng.start()
+        took = time.perf_counter() - t0
+        n = len(eng.jobs())
+        await eng.stop()
+        st.close()
+        return took, n
+
+    return asyncio.run(run())
+
+
+def bench_size(n_runs: int, n_jobs: int, rng: random.Random) -> None:
     now = time.time()
-    ekey = env_key(package_versions())
-    commit = git_commit()
-    out = []
-    for i in range(n):
-        model = rng.choice(MODELS)
-        out.append({
-            "run_id": new_run_id(model) + f"{i:05d}", "model": model, "symbol": rng.choice(PRIORITY_SYMBOLS),
-            "hyperparams": {"lr": rng.choice([1e-4, 3e-4, 1e-3]), "lora_rank": rng.choice([8, 12, 16]),
-                            "context": 512, "horizon": 64, "num_samples": 256, "loss": "huber"},
-            "metrics": {"val_mae_pct": rng.uniform(2, 30), "test_mae_pct": rng.uniform(2, 30),
-                        "val_crps": rng.uniform(0.1, 3), "val_mase": rng.uniform(0.5, 2)},
-            "checkpoint": None, "training_time": rng.uniform(10, 900), "notes": "", "seed": i,
-            "job_id": None, "git_commit": commit, "env": ekey, "created_at": now + i * 1e-3,
-            "created": "2025-01-01T00:00:00.000+00:00", "extra": {},
-        })
-    return out
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=10_000)
-    args = ap.parse_args()
-    rng = random.Random(0)
+    ekey, commit = env_key(package_versions()), git_commit()
     with tempfile.TemporaryDirectory(prefix="bench-store-", dir=os.environ.get("BENCH_DIR")) as tmp:
-        ws = Path(tmp) / "ws"
-        s = Store.open(ws, hyperparams_dir=Path(tmp) / "hp")
+        ws, hp = Path(tmp) / "ws", Path(tmp) / "hp"
+        s = Store.open(ws, hyperparams_dir=hp)
+        t0 = time.perf_counter()
+        with s.transaction():  # bench-only bulk load, one transaction
+            s.log_run("toto", "SPY", {}, {"val_mae_pct": 50.0})  # registers the env key
+            for i in range(n_runs):
+                s._ledger.add_run(_synthetic_run(i, rng, now, ekey, commit))
+            s._ledger.put_jobs(_job_record(i, rng.choice(["succeeded", "failed"]), now) for i in range(n_jobs))
+        load_s = time.perf_counter() - t0
+        size = sum(p.stat().st_size for p in ws.glob("ledger.db*"))
+        print(f"\n== {n_runs} runs, {n_jobs} jobs (bulk load {load_s:.1f} s; ledger files {size / 1e6:.1f} MB)")
 
         def log() -> object:
             return s.log_run("toto", "AAPL", {"lr": 1e-4, "lora_rank": 8}, {"val_mae_pct": rng.uniform(2, 9)},
                              seed=1, notes="bench")
 
-        med, mx = _ms(log, 30)
-        print(f"log_run (fsync) on an empty store:        median {med:7.2f} ms   max {mx:7.2f} ms")
+        running = _job_record(n_jobs + 1, "running", now)
 
-        s._db.table("runs").insert_multiple(_synthetic_runs(args.runs, rng))  # bench-only bulk load
-        size = s.workspace.store_file.stat().st_size
-        print(f"store.json with {args.runs + 30} runs:            {size / 1e6:7.2f} MB")
+        def put() -> None:
+            running["progress_done"] += 1
+            s.put_job(running)
 
-        med, mx = _ms(log, 10)
-        print(f"log_run (fsync) with {args.runs} runs:         median {med:7.2f} ms   max {mx:7.2f} ms")
-
-        def cold_best() -> object:
-            s._rmemo_src = None  # drop the indexes: measure the scan + sort
-            return s.best("val_mae_pct")
-
-        med, mx = _ms(cold_best, 20)
-        print(f"best() over {args.runs} runs, cold (one scan): median  {med:7.2f} ms   max {mx:7.2f} ms")
-        med, mx = _ms(lambda: s.best("val_mae_pct"), 200)
-        print(f"best() over {args.runs} runs, warm (memo):      median {med:7.3f} ms   max {mx:7.3f} ms")
-
-        def cold_best_ms() -> object:
-            s._rmemo_src = None  # drop the indexes: measure the scan + sort
-            return s.best("val_mae_pct", model="toto", symbol="SPY")
-
-        med, mx = _ms(cold_best_ms, 20)
-        print(f"best(model, symbol) cold:                 median {med:7.2f} ms   max {mx:7.2f} ms")
-        med, mx = _ms(lambda: s.best("val_mae_pct", model="toto", symbol="SPY"), 200)
-        print(f"best(model, symbol) warm:                 median {med:7.3f} ms   max {mx:7.3f} ms")
-
-        after = []
-        for _ in range(5):
-            log()
-            t0 = time.perf_counter()
-            s.best("val_mae_pct")
-            after.append((time.perf_counter() - t0) * 1000)
-        print(f"best() right after a log_run (index kept): median {statistics.median(after):7.3f} ms")
-
-        def cold_top() -> object:
-            s._rmemo_src = None
-            return s.top_k(10, "val_mae_pct")
-
-        med, mx = _ms(cold_top, 10)
-        print(f"top_k(10) over {args.runs} runs, cold (sort): median {med:7.2f} ms   max {mx:7.2f} ms")
-
-        r = None
+        for name, fn, rep in (("log_run (fsync)", log, 30), ("put_job (fsync)", put, 30)):
+            med, mx = _ms(fn, rep)
+            print(f"{name:<34} median {med:8.2f} ms   max {mx:8.2f} ms")
+        for name, fn in (("best(val_mae_pct, toto, SPY)", lambda: s.best("val_mae_pct", "toto", "SPY")),
+                         ("best(val_mae_pct)", lambda: s.best("val_mae_pct")),
+                         ("best(test_mae_pct, kronos)", lambda: s.best("test_mae_pct", model="kronos")),
+                         ("top_k(10, val_mae_pct, symbol=SPY)", lambda: s.top_k(10, symbol="SPY"))):
+            med, mx = _ms(fn, 50)
+            print(f"{name:<34} median {med:8.3f} ms   max {mx:8.3f} ms")
 
         def open_ro() -> object:
-            nonlocal r
-            r = Store.open(ws, readonly=True)
-            return r.best("val_mae_pct")
+            with Store.open(ws, readonly=True) as r:
+                return r.best("val_mae_pct", "toto", "SPY")
 
-        med, mx = _ms(open_ro, 5)
-        print(f"open read-only + first best():            median {med:7.2f} ms")
+        med, _ = _ms(open_ro, 5)
+        print(f"{'open read-only + first best()':<34} median {med:8.2f} ms")
         s.close()
-        med, mx = _ms(lambda: Store.open(ws).close(), 5)
-        print(f"open writer (lock + parse):               median {med:7.2f} ms")
+        med, _ = _ms(lambda: Store.open(ws, hyperparams_dir=hp).close(), 5)
+        print(f"{'open writer':<34} median {med:8.2f} ms")
+        took, n = _engine_start_s(ws, hp)
+        print(f"{'engine start':<34} {took:8.3f} s   ({n} jobs known to the engine)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000,10000,100000", help="comma-separated run counts")
+    ap.add_argument("--jobs", type=int, default=10_000, help="finished job records in the store")
+    args = ap.parse_args()
+    rng = random.Random(0)
+    for n in (int(x) for x in args.sizes.split(",")):
+        bench_size(n, args.jobs, rng)
     return 0
 
 

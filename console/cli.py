@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "console.commands.eval_cmds",      # validate, compare, regression, sweep, calibrate, pipeline
     "console.commands.store_cmds",     # runs, best, promote, rollback, report
     "console.commands.forecast_cmd",   # forecast
+    "console.commands.gc_cmd",         # gc
 )
 
 

@@ -69,8 +69,18 @@ class Engine:
         self.persistence = Persistence(store, self.table, backend_name=backend.name,
                                        persist_interval=persist_interval)
         self.intake = Intake(self.workspace, self.table, self.scheduler, validate_symbols=validate_symbols,
-                             backend_schedules=self.backend_schedules, telemetry=lambda: self.telemetry_snapshot)
+                             backend_schedules=self.backend_schedules, telemetry=lambda: self.telemetry_snapshot,
+                             persistence=self.persistence)
+        self.table.load = self._load_old_job
         self.poller = Poller(self)
+
+    def _load_old_job(self, job_id: str) -> Any:
+        """A finished job the engine did not load at start (see persistence.RECENT_FINISHED)."""
+        rec = self.persistence.load_job(job_id) if isinstance(job_id, str) else None
+        if rec is None or rec.get("state") not in FINAL_STATES:
+            return None
+        recover(self.table, self.backend, [rec])
+        return self.table.jobs.get(job_id)
 
     @property
     def store_errors(self) -> list[str]:
@@ -128,11 +138,11 @@ class Engine:
         return sorted((j.state for j in self.table.jobs.values()), key=lambda s: (s.created_at, s.id))
 
     def job(self, job_id: str) -> JobState | None:
-        j = self.table.jobs.get(job_id)
+        j = self.table.get(job_id)
         return j.state if j else None
 
     def spec(self, job_id: str) -> JobSpec | None:
-        j = self.table.jobs.get(job_id)
+        j = self.table.get(job_id)
         return j.spec if j else None
 
     def queued(self) -> list[JobState]:
@@ -155,14 +165,14 @@ class Engine:
         return None
 
     def curve(self, job_id: str) -> list[dict[str, Any]]:
-        j = self.table.jobs.get(job_id)
+        j = self.table.get(job_id)
         if j is None:
             return []
         ensure_loaded(self.table, j)
         return list(j.curve)
 
     def log_tail(self, job_id: str, n: int = 200) -> list[str]:
-        j = self.table.jobs.get(job_id)
+        j = self.table.get(job_id)
         if j is None:
             return []
         ensure_loaded(self.table, j)

@@ -18,17 +18,25 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.gpu import Telemetry
 from engine.jobs import JobDir, JobSpec, JobSpecError, inbox_dir
 from engine.jobtable import JobTable
+from engine.names import validate_name
 from engine.scheduler import Scheduler
+from engine.specfile import read_spool_spec
 from engine.state import JobState
 from store.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from engine.persistence import Persistence
 
 log = logging.getLogger("engine")
 
 CANCEL_SUFFIX = ".cancel"
+#: `jobs/inbox/rejected/<marker name>`: a refused spool file, holding why.
+REJECTED_DIR = "rejected"
 
 
 # ---- the writing side (any process) ---------------------------------------------------------
@@ -62,8 +70,10 @@ def list_inbox(workspace: Path) -> list[str]:
 # ---- the engine side ------------------------------------------------------------------------
 class Intake:
     def __init__(self, workspace: Path, table: JobTable, scheduler: Scheduler, *, validate_symbols: bool,
-                 backend_schedules: bool, telemetry: Callable[[], Telemetry | None]) -> None:
+                 backend_schedules: bool, telemetry: Callable[[], Telemetry | None],
+                 persistence: Persistence) -> None:
         self.workspace = workspace
+        self.persistence = persistence
         self.table = table
         self.scheduler = scheduler
         self.validate_symbols = validate_symbols
@@ -111,29 +121,52 @@ class Intake:
         return self.table.enqueue(spec)
 
     def take_inbox(self, names: list[str], cancel: Callable[[str], None]) -> None:
+        """Take spooled markers. A new job is queued here and recorded, with its intake, in this
+        tick's store transaction; its marker is removed only after that commit (engine.persistence).
+        Anything wrong with one file (unreadable, oversized, malformed, invalid: any exception)
+        rejects that file with its reason and the engine goes on."""
         inbox = inbox_dir(self.workspace)
-        jobs = self.table.jobs
         for name in names:
-            path = inbox / name
-            if name.endswith(".tmp"):
+            marker = inbox / name
+            if name.endswith(".tmp") or not marker.is_file():
+                continue
+            if name.endswith(CANCEL_SUFFIX):
+                jid = name[: -len(CANCEL_SUFFIX)]
+                try:
+                    j = self.table.get(jid)
+                    if j is not None and not j.state.finished:
+                        cancel(jid)
+                except Exception as exc:  # noqa: BLE001 - a bad cancel marker must not stop the engine
+                    log.error("spooled cancel %s ignored: %s", name, exc)
+                with contextlib.suppress(OSError):
+                    marker.unlink()
+                continue
+            if name in self.table.jobs or self.persistence.seen_intake(name):
+                # Taken by an earlier tick or engine whose commit landed before its marker was removed.
+                self.persistence.note_intake(marker, name, "queued")
                 continue
             try:
-                if name.endswith(CANCEL_SUFFIX):
-                    jid = name[: -len(CANCEL_SUFFIX)]
-                    if jid in jobs and not jobs[jid].state.finished:
-                        cancel(jid)
-                elif name not in jobs:
-                    spec = self.table.dir(name).read_spec()
-                    if spec.id != name:
-                        raise JobSpecError(f"spec id {spec.id} does not match inbox marker {name}")
-                    self.validate(spec)
-                    self.table.enqueue(spec)
-            except (OSError, ValueError) as exc:
-                msg = f"spooled job {name} rejected: {exc}"
-                log.error(msg)
-                with contextlib.suppress(OSError):
-                    jd = self.table.dir(name)
-                    jd.path.mkdir(parents=True, exist_ok=True)
-                    atomic_write_text(jd.rejected, msg + "\n")
-            with contextlib.suppress(OSError):
-                path.unlink()
+                spec = read_spool_spec(self.table.dir(validate_name("job id", name)).spec, name)
+                self.validate(spec)
+                self.table.enqueue(spec)
+            except Exception as exc:  # noqa: BLE001 - any failure rejects this one file, never the tick
+                self._reject(marker, name, exc)
+                continue
+            self.persistence.note_intake(marker, name, "queued")
+
+    def _reject(self, marker: Path, name: str, exc: BaseException) -> None:
+        """Move the marker to `jobs/inbox/rejected/<name>` holding the reason (and, for a valid id,
+        `jobs/<id>/rejected.txt`, which sweeps and pipelines wait on)."""
+        why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        msg = f"spooled job {name!r} rejected: {why[:2000]}"
+        log.error(msg)
+        rejected = inbox_dir(self.workspace) / REJECTED_DIR
+        with contextlib.suppress(OSError):
+            rejected.mkdir(exist_ok=True)
+            atomic_write_text(rejected / name, msg + "\n")
+        with contextlib.suppress(OSError, ValueError):
+            jd = self.table.dir(validate_name("job id", name))
+            jd.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(jd.rejected, msg + "\n")
+        with contextlib.suppress(OSError):
+            marker.unlink()

@@ -51,11 +51,29 @@ def new_job_id(kind: str) -> str:
     return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}-{kind}-{secrets.token_hex(4)}"
 
 
+#: A job spec is a request, never data: the whole spec.json and each string param are capped.
+MAX_SPEC_BYTES = 1 << 20
+MAX_PARAM_STR = 64 << 10
+
+
 def _check_json(params: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        return json.loads(json.dumps(dict(params), allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise JobSpecError(f"params must be JSON-serialisable: {exc}") from None
+        raw = json.dumps(dict(params), allow_nan=False)
+        out = json.loads(raw)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise JobSpecError(f"params must be JSON-serialisable: {str(exc)[:200]}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise JobSpecError(f"params are larger than {MAX_SPEC_BYTES // 1024} KB")
+    stack: list[tuple[str, Any]] = [("params", out)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str) and len(v) > MAX_PARAM_STR:
+            raise JobSpecError(f"{where} is a string of {len(v)} characters (at most {MAX_PARAM_STR // 1024} KB)")
+        if isinstance(v, dict):
+            stack += [(f"{where}.{k}", x) for k, x in v.items()]
+        elif isinstance(v, list):
+            stack += [(f"{where}[{i}]", x) for i, x in enumerate(v)]
+    return out
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ Side effects on the store are never done here: a `result` payload is handed to `
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.backends.base import ExitStatus, Handle
+from engine.deaths import EXIT_DISK_FULL, dead_state, death_reason, oom_kills
 from engine.events import TailChunk
 from engine.jobs import JobDir, JobSpec, JobSpecError
 from engine.scheduler import Scheduler
@@ -60,6 +62,8 @@ class LiveJob:
     last_persist: float = 0.0
     loaded: bool = True  # False for finished jobs loaded from the store (curve built lazily)
     exit_fd: int | None = None  # readable when the process ends (wakes the poller)
+    checkpointed: bool = False  # the worker reported a checkpoint (artifact kind "checkpoint"): resumable
+    oom_base: int | None = None  # the cgroup's OOM-kill count when the job was launched
 
     @property
     def job_dir(self) -> Path:
@@ -79,12 +83,18 @@ class JobTable:
         self.on_result: Callable[[LiveJob, dict[str, Any]], None] = lambda j, payload: None
         self.on_finish: list[Callable[[LiveJob], None]] = []
         self.wake: Callable[[], None] = lambda: None
+        #: Finds a job the table does not hold (an old finished one, left in the store at start).
+        self.load: Callable[[str], LiveJob | None] = lambda job_id: None
 
     def dir(self, job_id: str) -> JobDir:
         return JobDir(self.jobs_dir / job_id)
 
-    def require(self, job_id: str) -> LiveJob:
+    def get(self, job_id: str) -> LiveJob | None:
         j = self.jobs.get(job_id)
+        return j if j is not None else self.load(job_id)
+
+    def require(self, job_id: str) -> LiveJob:
+        j = self.get(job_id)
         if j is None:
             raise JobSpecError(f"no such job: {job_id}")
         return j
@@ -152,6 +162,8 @@ class JobTable:
                 line = event_log_line(ev, ups[0])
                 ups[0].data["line"] = line  # clients (other processes) show the same line
                 j.logs.append(line)
+                if typ == "artifact" and ev.get("kind") == "checkpoint":
+                    j.checkpointed = True
             if subs:
                 for u in ups:
                     self.publish(u)
@@ -187,14 +199,19 @@ class JobTable:
         if status.ok and j.has_result:
             self.finish(j, Status.SUCCEEDED, None, status)
             return
+        state = Status.FAILED
         if status.ok:
             reason = "worker exited 0 without a result"
-        elif status.signal is not None or status.code is None:
-            reason = status.reason
+        elif status.signal is not None or status.code is None or status.code == EXIT_DISK_FULL:
+            # Died rather than reported an error: the one rule (engine.deaths), watched or not.
+            oom_now = oom_kills() if status.signal == signal.SIGKILL else None
+            reason = death_reason(status.reason, status.code, status.signal, error=error_reason,
+                                  oom_before=j.oom_base, oom_now=oom_now)
+            state = dead_state(j.spec.kind, j.checkpointed)
         else:
             reason = f"{error_reason} ({status.reason})" if error_reason else status.reason
         tail = self.dir(st.id).stderr_tail()
         st.stderr_tail = tail or None
         for line in tail.splitlines()[-5:]:
             j.logs.append(f"stderr  {line}")
-        self.finish(j, Status.FAILED, reason, status)
+        self.finish(j, state, reason, status)

@@ -2,21 +2,34 @@
 
 Why one module: the engine is the only store writer, and every write it makes goes through
 here — the job records (one `put_job` per changed job per tick, progress-only changes at most every
-`persist_interval`) and the `result` payloads of finished tasks (runs, baselines, picks,
-comparisons, regressions, in arrival order), all in one thread call per tick, results first so a
-record never names a run that is not stored yet. A store failure is logged and kept in `errors`;
-it never stops the engine.
+`persist_interval`), the `result` payloads of finished tasks (runs, baselines, picks,
+comparisons, regressions, in arrival order) and the spool markers the tick took, all in one
+thread call per tick, results first so a record never names a run that is not stored yet.
+
+Exactly once: the tick's writes are one ledger transaction (`Store.transaction`), so a result's
+runs, the marker that says the result was recorded (`record_result`, refused the second time) and
+the job's event offset commit together; a spooled job's record and its intake commit together,
+and the inbox marker is removed only after that commit. The decision-table writes of a result
+(TinyDB) happen inside the same block before the commit and are upserts, so a crash before the
+commit repeats them harmlessly. A store failure is logged and kept in `errors`; it never stops the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from engine.jobtable import JobTable, LiveJob
+from engine.state import ACTIVE_STATES, FINAL_STATES
+
+#: Finished jobs the engine keeps in memory from the start (the console's queue shows these);
+#: older ones stay in the store and are loaded when a command names one.
+RECENT_FINISHED = 500
 
 log = logging.getLogger("engine")
 
@@ -30,12 +43,13 @@ class Persistence:
         self.errors: list[str] = []
         self.writing = False  # a flush is in its writer thread (a record taken from `dirty` is not stored yet)
         self._ops: list[Callable[[], None]] = []  # ordered store writes (result payloads)
+        self._intakes: list[tuple[Path, str, str]] = []  # (inbox marker, job id, outcome) to commit
         table.on_result = self.queue_result
 
-    def call(self, name: str, *args: Any) -> Any:
-        """`store.<name>(*args)`; None (and the error kept) when the store fails."""
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """`store.<name>(*args, **kwargs)`; None (and the error kept) when the store fails."""
         try:
-            return getattr(self.store, name)(*args)
+            return getattr(self.store, name)(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - a store problem must not stop the engine
             msg = f"store.{name} failed: {type(exc).__name__}: {exc}"
             log.error(msg)
@@ -43,8 +57,23 @@ class Persistence:
             return None
 
     def load_jobs(self) -> list[dict[str, Any]]:
-        """Every job record the store has (recovery reads them once, at start)."""
-        return self.call("jobs") or []
+        """The job records recovery starts from: every unfinished job and the newest
+        RECENT_FINISHED finished ones (older ones are read from the store when asked for)."""
+        live = self.call("jobs", [str(s) for s in ACTIVE_STATES]) or []
+        done = self.call("jobs", [str(s) for s in FINAL_STATES], limit=RECENT_FINISHED) or []
+        return [*done, *live]
+
+    def load_job(self, job_id: str) -> dict[str, Any] | None:
+        """One job record from the store (a finished job older than what the engine keeps)."""
+        return self.call("get_job", job_id)
+
+    def seen_intake(self, job_id: str) -> bool:
+        """Whether a spooled job was taken before (its marker outlived the commit that took it)."""
+        return self.call("intake_outcome", job_id) is not None or self.call("get_job", job_id) is not None
+
+    def note_intake(self, marker: Path, job_id: str, outcome: str) -> None:
+        """A marker taken this tick: recorded with the job in the next flush, removed after it."""
+        self._intakes.append((marker, job_id, outcome))
 
     def record(self, j: LiveJob) -> dict[str, Any]:
         """The store's job record: JobState.to_record() plus what recovery needs."""
@@ -60,8 +89,10 @@ class Persistence:
         return rec
 
     def queue_result(self, j: LiveJob, payload: dict[str, Any]) -> None:
-        """Turn a `result` payload into ordered store writes (done in the flush thread)."""
+        """Turn a `result` payload into ordered store writes (done in the flush thread), at most
+        once per job however often its events are replayed."""
         jid = j.state.id
+        offset = j.offset
         runs = payload.get("runs") or []
         baselines = payload.get("baselines") or []
         picks = payload.get("picks") or []
@@ -73,6 +104,9 @@ class Persistence:
 
         def write() -> None:
             s = self.store
+            if not s.record_result(jid, offset):
+                log.info("job %s: result already recorded; not recording it again", jid)
+                return
             for r in runs:
                 rid = s.log_run(
                     r["model"], r["symbol"], r.get("hyperparams") or {}, r.get("metrics") or {},
@@ -110,24 +144,52 @@ class Persistence:
             else:
                 keep[jid] = False
         self.table.dirty = keep
-        if not ops and not recs:
+        intakes, self._intakes = self._intakes, []
+        if not ops and not recs and not intakes:
             return
         self.writing = True
         try:
-            await asyncio.to_thread(self._write, ops, recs)
+            await asyncio.to_thread(self._write, ops, recs, intakes)
         finally:
             self.writing = False
 
-    def _write(self, ops: list[Callable[[], None]], recs: list[tuple[LiveJob, dict[str, Any]]]) -> None:
-        for op in ops:
-            try:
-                op()
-            except Exception as exc:  # noqa: BLE001
-                msg = f"store write of a job result failed: {type(exc).__name__}: {exc}"
-                log.error(msg)
-                self.errors.append(msg)
-        for j, rec in recs:
-            if j.run_ids:  # run ids appear only after the ops above ran
-                rec["run_ids"] = list(j.run_ids)
-            self.call("put_job", rec)
+    async def persist_now(self, jobs: list[LiveJob]) -> bool:
+        """Write these jobs' records at once (before a launch: a job recorded as running is never
+        launched again by a later engine). False when the store refused."""
+        recs = [self.record(j) for j in jobs]
+        return await asyncio.to_thread(self._commit, [], [(j, r) for j, r in zip(jobs, recs, strict=True)], [])
 
+    def _write(self, ops: list[Callable[[], None]], recs: list[tuple[LiveJob, dict[str, Any]]],
+               intakes: list[tuple[Path, str, str]]) -> None:
+        if not self._commit(ops, recs, intakes):
+            for j, _ in recs:  # try again next tick
+                self.table.mark(j.state.id, urgent=True)
+            self._intakes[:0] = intakes
+            return
+        for marker, _, _ in intakes:
+            with contextlib.suppress(OSError):
+                marker.unlink()
+
+    def _commit(self, ops: list[Callable[[], None]], recs: list[tuple[LiveJob, dict[str, Any]]],
+                intakes: list[tuple[Path, str, str]]) -> bool:
+        try:
+            with self.store.transaction():
+                for op in ops:
+                    try:
+                        op()
+                    except Exception as exc:  # noqa: BLE001 - one bad payload must not lose the tick
+                        msg = f"store write of a job result failed: {type(exc).__name__}: {exc}"
+                        log.error(msg)
+                        self.errors.append(msg)
+                for j, rec in recs:
+                    if j.run_ids:  # run ids appear only after the ops above ran
+                        rec["run_ids"] = list(j.run_ids)
+                self.store.put_jobs([rec for _, rec in recs])
+                for _, jid, outcome in intakes:
+                    self.store.record_intake(jid, outcome)
+        except Exception as exc:  # noqa: BLE001 - a store problem must not stop the engine
+            msg = f"store write failed (nothing of this tick was recorded): {type(exc).__name__}: {exc}"
+            log.error(msg)
+            self.errors.append(msg)
+            return False
+        return True

@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING
 
 from engine.backends.base import ExitStatus, Handle
+from engine.deaths import oom_kills
 from engine.events import TailChunk, read_events
 from engine.gpu import Telemetry
 from engine.intake import list_inbox
@@ -197,6 +198,16 @@ class Poller:
             st.device = placement.device
             st.started_at = time.time()
             launches.append((j, spec, placement, eng.worker_env(placement)))
+        # Recorded as running before the worker exists: an engine that dies in between leaves a job
+        # the next one re-attaches or marks interrupted, never one it launches a second time.
+        if not await eng.persistence.persist_now([j for j, *_ in launches]):
+            for j, spec, _, _ in launches:
+                j.launching = False
+                j.state.state, j.state.device, j.state.started_at = Status.QUEUED, None, None
+                eng.scheduler.release(spec.id)
+                eng.scheduler.push(spec)
+            return
+        oom_base = oom_kills()
         done = await asyncio.to_thread(self._launch_all, launches)
         note = getattr(eng.gpu_source, "note_job", None)
         for j, placement, handle, err in done:
@@ -206,6 +217,7 @@ class Poller:
                 self.table.finish(j, Status.FAILED, f"could not start the worker: {err}")
                 continue
             j.handle = handle
+            j.oom_base = oom_base
             st.pid = handle.pid
             self.watch_exit(j)
             if placement.gpu is not None and callable(note):

@@ -3,8 +3,11 @@
 Jobs the store has as `running` are re-attached when their process is still alive (the backend
 decides: pid and start time match, or the Ray actor exists), and their events are replayed from
 byte 0 to rebuild state and curve; side effects (store result writes) only happen past the offset
-the previous engine recorded. A dead one becomes `succeeded`/`failed` if it left `exit.json`,
-otherwise `interrupted` (retry resumes it with params {"resume": true}). Queued jobs are
+the previous engine recorded (a result is also recorded at most once: `Store.record_result`). A
+dead one becomes `succeeded`/`failed` if it left `exit.json`; otherwise the one dead-job rule of
+engine.deaths applies: `interrupted` if it reported a checkpoint (retry resumes it with params
+{"resume": true}), else `failed`, with the reason. A job recorded as running whose worker never
+started (the engine died between recording and launching) is never launched again. Queued jobs are
 re-queued. Finished jobs are loaded without their curve, which is read from the event file the
 first time someone asks (`ensure_loaded`).
 """
@@ -81,7 +84,9 @@ def recover(table: JobTable, backend: Backend, records: Iterable[dict[str, Any]]
         if data is not None and isinstance(data.get("code"), int):
             table.on_exit(j, ExitStatus(code=data["code"], reason=f"exit code {data['code']}"))
         else:
-            table.finish(j, Status.INTERRUPTED, "process died while no engine was watching (no exit status)")
+            # Same rule as a death the engine watched (engine.deaths): resumable -> interrupted, else failed.
+            table.on_exit(j, ExitStatus(code=None, reason="the process died while no engine was watching "
+                                                          "(no exit status)"))
 
 
 def replay(table: JobTable, j: LiveJob, path: Path) -> None:

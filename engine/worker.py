@@ -10,10 +10,10 @@ needs (torch, a model package) itself, so start-up stays well under a second for
 On SIGTERM the worker sets `ctx.cancel_event` (tasks check it at safe points) and, if the task
 has not returned within the grace period, exits anyway (code 143).
 
-Test hook: a spec param `{"_test": {"sleep": s, "steps": n, "crash": "segv|exit3|raise",
-"child": true, "stderr": "text", "ignore_term": true, "result": {...}, "mutate": true, "probe": true}}`
-(mutate/probe: change, or report in the result summary, process-wide state; engine.process_state)
-replaces the task by a scripted one, for ANY kind, but only
+Test hook: a spec param `{"_test": {"sleep": s, "steps": n, "crash": "segv|exit3|raise|enospc",
+"checkpoint": true, "child": true, "stderr": "text", "ignore_term": true, "result": {...}, "mutate": true,
+"probe": true}}` (mutate/probe: change, or report in the result summary, process-wide state;
+engine.process_state) replaces the task by a scripted one, for ANY kind, but only
 when the environment has FORECAST_TEST_HOOKS=1. Why: the engine's tests need real processes
 that run for a while, crash in specific ways or spawn children, and the job kinds are fixed (no
 "sleep" kind). Why guarded: spec params arrive from users and from the spool folder; a param
@@ -22,6 +22,8 @@ alone must never be able to make a production worker crash itself.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import os
 import signal
@@ -34,6 +36,7 @@ from typing import Any
 
 from engine import process_state, threads
 from engine.data.listing import job_listing
+from engine.deaths import EXIT_DISK_FULL
 from engine.events import EventWriter
 from engine.jobs import JobDir, JobSpec
 from engine.tasks.context import TaskContext
@@ -83,6 +86,8 @@ def _run_test_hook(hook: dict[str, Any], spec: JobSpec, ctx: TaskContext) -> dic
         if pause:
             ctx.cancel_event.wait(pause)
         ctx.events.progress(i + 1, steps, stage="test")
+        if hook.get("checkpoint") and i == 0:  # as the train loop reports a saved state
+            ctx.events.artifact("checkpoint", ctx.job_dir)
         ctx.events.loss(step=i + 1, epoch=0, train=1.0 / (i + 1), val=1.5 / (i + 1))
         if crash and i == steps // 2:
             if crash == "segv":
@@ -92,6 +97,8 @@ def _run_test_hook(hook: dict[str, Any], spec: JobSpec, ctx: TaskContext) -> dic
                 os._exit(3)
             elif crash == "raise":
                 raise RuntimeError("test hook asked to raise")
+            elif crash == "enospc":  # what a write on a full disk raises
+                raise OSError(errno.ENOSPC, "No space left on device", str(ctx.job_dir / "curve.jsonl"))
     if hook.get("ignore_term"):  # simulate a task that never checks the cancel flag
         while True:
             time.sleep(0.05)
@@ -182,15 +189,30 @@ def run_job(job_dir: Path) -> int:
         code = EXIT_CANCELLED
     except BaseException as exc:  # noqa: BLE001 - report everything, including KeyboardInterrupt
         task_running.clear()
-        events.error(exc)
-        code = 1
+        code = EXIT_DISK_FULL if _disk_full(exc) else 1
+        try:
+            events.error(exc)
+        except OSError:  # the disk is full: the exit code and stderr still say why
+            print(f"engine.worker: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     finally:
         stop.set()
         for timer in timers:  # a job that stopped within its grace must not take its process down later
             timer.cancel()
     _write_exit(job_dir, code)
-    events.close()
+    with contextlib.suppress(OSError):
+        events.close()
     return code
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC anywhere in the exception's chain (a task may wrap the OSError in its own error)."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:

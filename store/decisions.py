@@ -67,7 +67,7 @@ class DecisionsMixin:
     def _require_writable(self, what: str) -> None: ...  # pragma: no cover
     def _table(self, name: str) -> dict[str, dict[str, Any]]: ...  # pragma: no cover
     def _upsert(self, name: str, key: Callable[[Mapping[str, Any]], Any], rows: list[dict[str, Any]]) -> None: ...  # pragma: no cover
-    def _run_index(self) -> dict[str, dict[str, Any]]: ...  # pragma: no cover
+    def _has_run(self, run_id: str) -> bool: ...  # pragma: no cover
 
     # --- shared ------------------------------------------------------------------------------
     def _parse_in(self, cls: type[R], rows: Iterable[Any], what: str) -> list[R]:
@@ -173,7 +173,7 @@ class DecisionsMixin:
             if not isinstance(raw, Mapping):
                 raise StoreError("a pick must be a dict with at least 'config' and 'horizon'")
             (p,) = self._parse_in(Pick, [{**raw, "model": model, "symbol": symbol}], "pick")
-            if p.source_run is not None and p.source_run not in self._run_index():
+            if p.source_run is not None and not self._has_run(p.source_run):
                 raise StoreError(f"pick {p.label()} names source run {p.source_run!r}, which does not exist")
             cur = p.to_doc()
             if job_id is not None:

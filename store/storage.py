@@ -37,11 +37,41 @@ from store.atomic import TMP_SUFFIX as _TMP_SUFFIX
 from store.atomic import atomic_write_bytes, fsync_dir  # noqa: F401 - re-exported for store.promotion
 
 #: Bumped when the layout of store.json changes; MIGRATIONS[n] turns version n data into n + 1.
-SCHEMA_VERSION = 1
+#: Version 2: jobs, runs and envs live in the SQLite ledger (the Store moves a version-1 file's
+#: tables there on first open; the bump makes an older program refuse the file instead of seeing
+#: a workspace without jobs or runs).
+SCHEMA_VERSION = 2
 META_TABLE = "_meta"
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+#: Tables of a version-1 store.json that the ledger (store/ledger.py) holds now.
+LEDGER_TABLES: tuple[str, ...] = ("jobs", "runs", "envs")
 
-#: Fields every document of a table has (the Store writes them all; readers index them directly).
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version-1 picks were keyed by (model, symbol); version 2 keys them by the decision identity,
+    so each gets the horizon it was made at (its own, its windows', or its source run's). A pick
+    whose horizon cannot be known is dropped (the Store keeps the whole v1 file as
+    store.json.pre-ledger) rather than filed under a guessed horizon."""
+    runs = {r.get("run_id"): r for r in (data.get("runs") or {}).values() if isinstance(r, dict)}
+    best = data.get("best") or {}
+    for doc_id in list(best):
+        d = best[doc_id]
+        if not isinstance(d, dict) or "horizon" in d:
+            continue
+        cur = d.get("current") if isinstance(d.get("current"), dict) else {}
+        src = runs.get(cur.get("source_run")) or {}
+        h = cur.get("horizon") or (cur.get("windows") or {}).get("horizon") or (src.get("hyperparams") or {}).get("horizon")
+        if isinstance(h, int) and not isinstance(h, bool) and h >= 1:
+            d["horizon"] = h
+            cur.setdefault("horizon", h)
+        else:
+            del best[doc_id]
+    return data
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+
+#: Fields every document of a table has (the Store writes them all; readers index them directly;
+#: jobs and runs for a version-1 file that is about to be migrated).
 #: A document without them is a hand edit or a foreign file, refused like a truncated one rather
 #: than crashing whichever command first reads it.
 DOC_FIELDS: dict[str, tuple[str, ...]] = {
@@ -53,6 +83,8 @@ DOC_FIELDS: dict[str, tuple[str, ...]] = {
     "best": ("model", "symbol", "horizon", "current"),
     "promotions": ("model", "symbol"),
 }
+#: What a version-1 file's documents had (checked before it is migrated).
+V1_DOC_FIELDS: dict[str, tuple[str, ...]] = {**DOC_FIELDS, "best": ("model", "symbol", "current")}
 _DICT_FIELDS: frozenset[str] = frozenset({"hyperparams", "metrics", "current"})
 
 _RACY_S = 2.0  # a file modified this recently may hide a change behind an equal (inode, mtime, size)
@@ -175,8 +207,9 @@ def _backup_corrupt(path: Path, raw: bytes) -> Path | None:
 
 def _bad_document(data: dict[str, Any]) -> str | None:
     """Why a document of a known table is unusable (not an object, a field missing), or None."""
+    fields = V1_DOC_FIELDS if schema_version_of(data) < 2 else DOC_FIELDS
     for table, docs in data.items():
-        need = DOC_FIELDS.get(table, ())
+        need = fields.get(table, ())
         for doc_id, doc in docs.items():
             if not isinstance(doc, dict):
                 return f"document {doc_id} of table {table!r} is not a JSON object"

@@ -5,13 +5,12 @@ by whatever metric happened to be there. Here a run id is time-to-the-millisecon
 bits, every run records the commit and package versions it ran with, and `best()` is explicit
 about the metric, direction and whether a usable checkpoint is required.
 
-Queries run against the writer's in-memory copy and are memoised per store generation (any write
-invalidates), so `best()` over 10,000 runs costs a dict lookup after the first call.
+Runs live in the ledger (store/ledger.py, SQLite): each numeric metric is an indexed row, so
+`best()` and `top_k()` are index lookups whatever the number of runs, and a write does not grow with them.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import hashlib
 import importlib.metadata
@@ -23,7 +22,6 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +30,7 @@ from store.storage import StoreError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from store.storage import AtomicJSONStorage
+    from store.ledger import Ledger
     from store.workspace import Workspace
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +41,6 @@ TRACKED_PACKAGES: tuple[str, ...] = (
     "chronos-forecasting", "kronos-finance", "toto-ts", "gluonts", "tinydb",
 )
 
-_first = itemgetter(0)
 _git_cache: dict[str, str | None] = {}
 _versions_cache: dict[str, dict[str, str | None]] = {}
 _cache_lock = threading.Lock()
@@ -183,24 +180,9 @@ def _window_key(run: Mapping[str, Any], span: str) -> str | None:
     return json.dumps({k: spec.get(k) for k in keep}, sort_keys=True)
 
 
-def _refuse_mixed_windows(metric: str, runs: Iterable[Mapping[str, Any]]) -> None:
-    """StoreError when `metric` (val_*/test_*) of one symbol comes from runs scored on different
-    windows: such numbers are not comparable, so nothing ranks them together."""
-    span = "val" if metric.startswith("val_") else "test" if metric.startswith("test_") else None
-    if span is None:
-        return
-    seen: dict[str, tuple[str, str]] = {}
-    for r in runs:
-        key = _window_key(r, span)
-        if key is None:
-            continue
-        sym = str(r.get("symbol"))
-        if sym in seen and seen[sym][0] != key:
-            raise StoreError(
-                f"{metric} of {sym} was computed on different {span} windows in run {seen[sym][1]} "
-                f"({seen[sym][0]}) and run {r.get('run_id')} ({key}); they are not comparable: "
-                "re-validate with the same windows, or filter by model")
-        seen.setdefault(sym, (key, str(r.get("run_id"))))
+def run_window_keys(run: Mapping[str, Any]) -> dict[str, str | None]:
+    """The window keys of a run's val_*/test_* metrics, indexed beside them in the ledger."""
+    return {span: _window_key(run, span) for span in ("val", "test")}
 
 
 class TrackerMixin:
@@ -209,10 +191,7 @@ class TrackerMixin:
     workspace: Workspace
     readonly: bool
     _lock: threading.RLock
-    _storage: AtomicJSONStorage
-    _memo: dict[Any, Any]
-    _rmemo_src: Any
-    _env_src: Any
+    _ledger: Ledger
     _env_idx: dict[str, dict[str, Any]]
 
     # provided by Store
@@ -222,68 +201,35 @@ class TrackerMixin:
         raise NotImplementedError
     def _require_writable(self, what: str) -> None:  # pragma: no cover
         raise NotImplementedError
-    def _table(self, name: str) -> dict[str, dict[str, Any]]:  # pragma: no cover
-        raise NotImplementedError
-    def _insert(self, name: str, doc: dict[str, Any]) -> int:  # pragma: no cover
-        raise NotImplementedError
 
-    # --- indexes over runs -------------------------------------------------------------------
-    # Derived data (run_id index, ranked lists) is valid for one runs-table object: TinyDB builds a
-    # new table dict on every runs write, and a reader gets new ones when the file changed. The
-    # writer's log_run updates the indexes in place instead of dropping them, so best() stays a
-    # lookup even right after a write.
-    def _rmemo(self) -> dict[Any, Any]:
-        runs = self._table("runs")
-        if self._rmemo_src is not runs:
-            self._memo.clear()
-            self._rmemo_src = runs
-        return self._memo
+    def _versions(self, key: str | None) -> dict[str, Any]:
+        """Package versions of an env key (version sets are few: cached, re-read on a miss)."""
+        if not key:
+            return {}
+        if key not in self._env_idx:
+            self._env_idx = self._ledger.envs()
+        return dict(self._env_idx.get(key, {}))
 
-    def _run_index(self) -> dict[str, dict[str, Any]]:
-        """run_id → stored record (not a copy)."""
-        memo = self._rmemo()
-        idx = memo.get("run_index")
-        if idx is None:
-            idx = memo["run_index"] = {r["run_id"]: r for r in self._table("runs").values()}
-        return idx
+    def _has_run(self, run_id: str) -> bool:
+        return self._ledger.has_run(run_id)
 
-    def _env_index(self) -> dict[str, dict[str, Any]]:
-        envs = self._table("envs")
-        if self._env_src is not envs:
-            self._env_idx = {e["key"]: e.get("versions", {}) for e in envs.values()}
-            self._env_src = envs
-        return self._env_idx
-
-    def _on_run_added(self, before: dict[str, Any], doc_id: int) -> None:
-        """Fold a just-inserted run into the indexes built on the previous table (writer only)."""
-        if self._rmemo_src is not before:
-            return  # nothing valid to update; next query rebuilds
-        runs = self._table("runs")
-        rec = runs[str(doc_id)]
-        for key, val in list(self._memo.items()):
-            if key == "run_index":
-                val[rec["run_id"]] = rec
-            elif key[0] in ("ranked", "best"):
-                _, metric, model, symbol, minimize = key
-                v = rec["metrics"].get(metric)
-                if v is None or (model is not None and rec["model"] != model) \
-                        or (symbol is not None and rec["symbol"] != symbol):
-                    continue
-                k = ((v if minimize else -v), rec["created_at"])
-                if key[0] == "best":
-                    if not val or k < val[0]:
-                        self._memo[key] = (k, rec)
-                    continue
-                keys, recs = val
-                i = bisect.bisect_right(keys, k)
-                keys.insert(i, k)
-                recs.insert(i, rec)
-        self._rmemo_src = runs
+    def _refuse_mixed_windows(self, metric: str, model: str | None, symbol: str | None) -> None:
+        """StoreError when `metric` (val_*/test_*) of one symbol comes from runs scored on different
+        windows: such numbers are not comparable, so nothing ranks them together."""
+        span = "val" if metric.startswith("val_") else "test" if metric.startswith("test_") else None
+        if span is None:
+            return
+        hit = self._ledger.mixed_windows(metric, model, symbol)
+        if hit is not None:
+            sym, a, ra, b, rb = hit
+            raise StoreError(
+                f"{metric} of {sym} was computed on different {span} windows in run {ra} "
+                f"({a}) and run {rb} ({b}); they are not comparable: "
+                "re-validate with the same windows, or filter by model")
 
     def _public_run(self, rec: dict[str, Any]) -> dict[str, Any]:
-        out = fast_copy(rec)
-        out["versions"] = dict(self._env_index().get(rec.get("env") or "", {}))
-        return out
+        rec["versions"] = self._versions(rec.get("env"))
+        return rec
 
     # --- writing -----------------------------------------------------------------------------
     def log_run(
@@ -321,11 +267,9 @@ class TrackerMixin:
             ex = clean_json(dict(extra or {}), "extra")
             versions = package_versions()
             ekey = env_key(versions)
-            if ekey not in self._env_index():
-                self._insert("envs", {"key": ekey, "versions": versions, "first_seen": time.time()})
             now = time.time()
             run_id = new_run_id(model)
-            while run_id in self._run_index():  # 32 random bits: practically never loops
+            while self._ledger.has_run(run_id):  # 32 random bits: practically never loops
                 run_id = new_run_id(model)
             rec = {
                 "run_id": run_id, "model": model, "symbol": symbol, "hyperparams": hp, "metrics": mets,
@@ -335,15 +279,17 @@ class TrackerMixin:
                 "created": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
                 "extra": ex,
             }
-            before = self._table("runs")
-            doc_id = self._insert("runs", rec)
-            self._on_run_added(before, doc_id)
+            with self._ledger.transaction():
+                if ekey not in self._env_idx:
+                    self._ledger.put_env(ekey, versions)
+                    self._env_idx[ekey] = dict(versions)
+                self._ledger.add_run(rec, run_window_keys(rec))
             return run_id
 
     # --- reading -----------------------------------------------------------------------------
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self._lock:
-            rec = self._run_index().get(run_id)
+            rec = self._ledger.get_run(run_id)
             return self._public_run(rec) if rec is not None else None
 
     def _select(self, model: str | None, symbol: str | None, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -351,16 +297,9 @@ class TrackerMixin:
             model = self._check_model(model)
         if symbol is not None:
             symbol = self._check_symbol(symbol)
-        since = filters.get("since")
-        rest = {k: v for k, v in filters.items() if k != "since"}
+        rest = {k: v for k, v in filters.items() if k not in ("since", "job_id")}
         out = []
-        for r in self._table("runs").values():
-            if model is not None and r["model"] != model:
-                continue
-            if symbol is not None and r["symbol"] != symbol:
-                continue
-            if since is not None and r["created_at"] < since:
-                continue
+        for r in self._ledger.runs(model, symbol, since=filters.get("since"), job_id=filters.get("job_id")):
             ok = True
             for k, v in rest.items():
                 if k in r:
@@ -379,26 +318,13 @@ class TrackerMixin:
         with self._lock:
             return [self._public_run(r) for r in self._select(model, symbol, filters)]
 
-    def _ranked(self, metric: str, model: str | None, symbol: str | None, minimize: bool) -> list[dict[str, Any]]:
-        """Runs with a finite `metric`, best first (ties: older first). Indexed per runs table."""
+    def _ranked(self, metric: str, model: str | None, symbol: str | None, minimize: bool,
+                limit: int | None = None) -> Iterable[dict[str, Any]]:
+        """Runs with a finite `metric`, best first (ties: older first), from the ledger's metric index."""
         model = self._check_model(model) if model is not None else None
         symbol = self._check_symbol(symbol) if symbol is not None else None
-        memo = self._rmemo()
-        key = ("ranked", metric, model, symbol, bool(minimize))
-        hit = memo.get(key)
-        if hit is None:
-            sign = 1.0 if minimize else -1.0
-            pairs = []
-            for r in self._table("runs").values():
-                v = r["metrics"].get(metric)
-                if v is None or (model is not None and r["model"] != model) \
-                        or (symbol is not None and r["symbol"] != symbol):
-                    continue
-                pairs.append(((sign * v, r["created_at"]), r))
-            pairs.sort(key=_first)
-            _refuse_mixed_windows(metric, [p[1] for p in pairs])
-            hit = memo[key] = ([p[0] for p in pairs], [p[1] for p in pairs])
-        return hit[1]
+        self._refuse_mixed_windows(metric, model, symbol)
+        return self._ledger.ranked(metric, model, symbol, minimize=bool(minimize), limit=limit)
 
     def _checkpoint_ok(self, rec: dict[str, Any]) -> bool:
         ck = rec.get("checkpoint")
@@ -420,7 +346,7 @@ class TrackerMixin:
             raise StoreError("metric must be a non-empty name such as val_mae_pct")
         with self._lock:
             out = []
-            for r in self._ranked(metric, model, symbol, minimize):
+            for r in self._ranked(metric, model, symbol, minimize, limit=None if require_checkpoint else k):
                 if require_checkpoint and not self._checkpoint_ok(r):
                     continue
                 out.append(self._public_run(r))
@@ -440,29 +366,8 @@ class TrackerMixin:
         if not isinstance(metric, str) or not metric:
             raise StoreError("metric must be a non-empty name such as val_mae_pct")
         with self._lock:
-            # One pass (no sort) when cold; kept up to date by log_run afterwards.
-            model = self._check_model(model) if model is not None else None
-            symbol = self._check_symbol(symbol) if symbol is not None else None
-            memo = self._rmemo()
-            key = ("best", metric, model, symbol, bool(minimize))
-            if key not in memo:
-                sign = 1.0 if minimize else -1.0
-                found: tuple[Any, Any] | tuple[()] = ()
-                for r in self._table("runs").values():
-                    v = r["metrics"].get(metric)
-                    if v is None or (model is not None and r["model"] != model) \
-                            or (symbol is not None and r["symbol"] != symbol):
-                        continue
-                    k = (sign * v, r["created_at"])
-                    if not found or k < found[0]:
-                        found = (k, r)
-                _refuse_mixed_windows(metric, [r for r in self._table("runs").values()
-                                               if r["metrics"].get(metric) is not None
-                                               and (model is None or r["model"] == model)
-                                               and (symbol is None or r["symbol"] == symbol)])
-                memo[key] = found
-            hit = memo[key]
-            return self._public_run(hit[1]) if hit else None
+            hit = next(iter(self._ranked(metric, model, symbol, minimize, limit=1)), None)
+            return self._public_run(hit) if hit is not None else None
 
     def compare(
         self, run_ids: Iterable[str] | None = None, model: str | None = None, symbol: str | None = None,
@@ -473,9 +378,10 @@ class TrackerMixin:
 
         with self._lock:
             if run_ids is not None:
-                idx = self._run_index()
+                wanted_ids = list(run_ids)
+                idx = {r["run_id"]: r for r in self._ledger.runs(run_ids=wanted_ids)}
                 recs = []
-                for rid in run_ids:
+                for rid in wanted_ids:
                     if rid not in idx:
                         raise StoreError(f"no run with id {rid!r}")
                     recs.append(idx[rid])
@@ -523,21 +429,18 @@ class TrackerMixin:
         """A markdown summary: best run per (model, symbol) chosen on `metric` and reported on
         `test_metric`, current picks, recent promotions."""
         with self._lock:
-            allruns = list(self._table("runs").values())
+            groups = {(m, s): n for m, s, n in self._ledger.run_groups()}
             lines = ["# forecast-console report", "",
                      f"Workspace: `{self.workspace.root}`  ",
-                     f"Runs: {len(allruns)}; generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}", ""]
-            groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-            for r in allruns:
-                groups.setdefault((r["model"], r["symbol"]), []).append(r)
+                     f"Runs: {sum(groups.values())}; generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}", ""]
             lines += [f"## Best run per model and symbol (chosen on `{metric}`, reported on `{test_metric}`)", ""]
             rows = []
             for (m, s) in sorted(groups):
                 b = self.best(metric, m, s)
                 if b is None:
-                    rows.append([m, s, len(groups[(m, s)]), None, None, None])
+                    rows.append([m, s, groups[(m, s)], None, None, None])
                 else:
-                    rows.append([m, s, len(groups[(m, s)]), b["run_id"], b["metrics"].get(metric),
+                    rows.append([m, s, groups[(m, s)], b["run_id"], b["metrics"].get(metric),
                                  b["metrics"].get(test_metric)])
             lines.append(md_table(["model", "symbol", "runs", "best run", metric, test_metric], rows)
                          if rows else "_no runs yet_")

@@ -126,6 +126,8 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path: Path) -
 
         def epoch(self, *a: object) -> None: ...
 
+        def checkpoint(self, *a: object) -> None: ...
+
     c = _fresh()
     rc = train(c, tr, va, cfg, ckpt_dir=tmp_path / "b", resume=True, events=_Ev())  # type: ignore[arg-type]
     assert any("skipped" in m and newest.name in m for m in logs), logs

@@ -68,7 +68,7 @@ def make_engine(ws: Path, **kw: Any) -> Engine:
     return Engine(ws, store=Store.open(ws, fsync=False), **kw)
 
 
-async def test_engine_killed_mid_job_reattaches_and_marks_dead_jobs_interrupted(ws: Path) -> None:
+async def test_engine_killed_mid_job_reattaches_and_applies_the_dead_job_rule(ws: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", ENGINE_SCRIPT, str(ws)], stdout=subprocess.PIPE, text=True)
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)  # type: ignore[union-attr]
@@ -84,7 +84,8 @@ async def test_engine_killed_mid_job_reattaches_and_marks_dead_jobs_interrupted(
     try:
         keep, doomed, waiting = eng.job(ids["keep"]), eng.job(ids["doomed"]), eng.job(ids["waiting"])
         assert keep is not None and doomed is not None and waiting is not None
-        assert doomed.state == "interrupted" and "no exit status" in (doomed.reason or "")
+        # No checkpoint to resume from: failed (engine.deaths), with the reason
+        assert doomed.state == "failed" and "no exit status" in (doomed.reason or "")
         assert keep.state == "running" and waiting.state == "queued"
         seen_before = keep.progress_done
         assert seen_before >= 3  # rebuilt from the event file
@@ -100,7 +101,7 @@ async def test_engine_killed_mid_job_reattaches_and_marks_dead_jobs_interrupted(
         assert keep.exit_code == 0
         await wait_for(lambda: waiting.state == "succeeded", what="re-queued job to run")
         resumed = eng.retry(doomed.id)
-        assert eng.spec(resumed.id).params["resume"] is True and resumed.attempt == 2
+        assert "resume" not in eng.spec(resumed.id).params and resumed.attempt == 2  # nothing to resume from
         eng.cancel(resumed.id)
         await wait_for(lambda: resumed.finished)
     finally:
@@ -108,7 +109,7 @@ async def test_engine_killed_mid_job_reattaches_and_marks_dead_jobs_interrupted(
         eng.store.close()
     with Store.open(ws, readonly=True) as ro:
         assert ro.get_job(ids["keep"])["state"] == "succeeded"
-        assert ro.get_job(ids["doomed"])["state"] == "interrupted"
+        assert ro.get_job(ids["doomed"])["state"] == "failed"
 
 
 async def test_job_that_finished_while_no_engine_watched_is_recorded(ws: Path) -> None:
@@ -159,7 +160,9 @@ async def test_spooled_submit_and_cancel_are_picked_up(ws: Path) -> None:
         await wait_for(lambda: not bad.exists())
         assert "rejected" in (ws / "jobs" / "not-a-job" / "rejected.txt").read_text()
         assert eng.job("not-a-job") is None
-        assert not list((ws / "jobs" / "inbox").iterdir())
+        inbox = ws / "jobs" / "inbox"
+        assert [p.name for p in inbox.iterdir()] == ["rejected"]  # no marker left, only refused ones' reasons
+        assert "cannot read spec.json" in (inbox / "rejected" / "not-a-job").read_text()
     finally:
         await eng.stop(cancel_running=True)
         eng.store.close()

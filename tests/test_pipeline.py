@@ -118,3 +118,30 @@ def test_client_runner_runs_a_real_job_in_the_engine_service(tmp_path: Path, mon
     assert runner.result(jid)["baselines"]
     with Store.open(ws, readonly=True) as st:
         assert st.baselines("AAA")  # the engine recorded it before the step counted as done
+
+
+def test_cancelling_the_pipeline_cancels_the_step_it_waits_on(tmp_path: Path) -> None:
+    from engine.tasks.pipeline import PipelineCancelled
+
+    r = ScriptedRunner(tmp_path)
+    real_submit = r.submit
+
+    def submit_running(spec: JobSpec) -> str:
+        jid = real_submit(spec)
+        r.final[jid] = "running"  # runs until someone cancels it
+        return jid
+
+    r.submit = submit_running  # type: ignore[method-assign]
+    polls = {"n": 0}
+
+    def cancelled() -> bool:
+        polls["n"] += 1
+        return polls["n"] > 2
+
+    pipe = Pipeline(tmp_path, "p", _steps())
+    with pytest.raises(PipelineCancelled, match="cancelled during baseline"):
+        pipe.run(r, log=lambda m: None, cancelled=cancelled)
+    (child,) = r.submitted
+    assert r.final[child.id] == "cancelled"  # the running child was cancelled, not left to finish
+    assert pipe.steps[0].state == "submitted"  # the next run resubmits it
+

@@ -86,14 +86,21 @@ def test_bundle_carries_spec_csvs_and_store(tmp_path: Path, monkeypatch: pytest.
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "SPY.csv").write_text("timestamp,close\n2020-01-01,1\n")
-    (tmp_path / "store.json").write_text("{}")
     monkeypatch.setenv("FORECAST_HYPERPARAMS", str(tmp_path / "nohp"))
-    spec = JobSpec.create("baseline", ["SPY", "AAPL"])
-    with zipfile.ZipFile(BytesIO(make_bundle(spec, tmp_path))) as zf:
-        names = set(zf.namelist())
-        assert json.loads(zf.read(f"jobs/{spec.id}/spec.json"))["id"] == spec.id
-        assert zf.read("data/SPY.csv").startswith(b"timestamp,close")  # the workspace CSV wins
-    assert {"store.json", "data/AAPL.csv"} <= names
+    from store import Store
+
+    with Store.open(tmp_path, hyperparams_dir=tmp_path / "nohp") as st:  # the writer stays open: a live ledger
+        rid = st.log_run("toto", "SPY", {}, {"val_mae_pct": 1.0})
+        spec = JobSpec.create("baseline", ["SPY", "AAPL"])
+        with zipfile.ZipFile(BytesIO(make_bundle(spec, tmp_path))) as zf:
+            names = set(zf.namelist())
+            assert json.loads(zf.read(f"jobs/{spec.id}/spec.json"))["id"] == spec.id
+            assert zf.read("data/SPY.csv").startswith(b"timestamp,close")  # the workspace CSV wins
+            node = tmp_path / "node"
+            zf.extractall(node)
+    assert {"store.json", "ledger.db", "data/AAPL.csv"} <= names
+    with Store.open(node, readonly=True) as ro:  # the node's tasks read the shipped runs
+        assert ro.get_run(rid)["run_id"] == rid
 
 
 # ---- on a local Ray cluster ---------------------------------------------------------------

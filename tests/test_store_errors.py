@@ -147,24 +147,26 @@ def test_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 
 def test_migration_hook_upgrades_the_writer_file_and_readers_in_memory(tmp_path: Path, monkeypatch) -> None:
     ws = tmp_path / "ws"
-    _make_store(ws)
-    v1 = (ws / "store.json").read_bytes()
+    with Store.open(ws) as st:
+        st.put_baselines([{"symbol": "AAPL", "model": "naive_persistence", "horizon": 16, "span": "val", "n_rows": 9}])
+    before = (ws / "store.json").read_bytes()
+    nxt = storage_mod.SCHEMA_VERSION + 1
 
-    def to_v2(data: dict) -> dict:
-        for rec in data.get("runs", {}).values():
-            rec["migrated"] = True
+    def upgrade(data: dict) -> dict:
+        for rec in data.get("baselines", {}).values():
+            rec["n_rows"] = 10  # what this step changes
         return data
 
-    monkeypatch.setattr(storage_mod, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(storage_mod.MIGRATIONS, 1, to_v2)
+    monkeypatch.setattr(storage_mod, "SCHEMA_VERSION", nxt)
+    monkeypatch.setitem(storage_mod.MIGRATIONS, nxt - 1, upgrade)
     ro = Store.open(ws, readonly=True)
-    assert ro.schema_version == 2 and all(r["migrated"] for r in ro.runs())
-    assert (ws / "store.json").read_bytes() == v1  # a reader never writes
+    assert ro.schema_version == nxt and [r.n_rows if hasattr(r, "n_rows") else r["n_rows"] for r in ro.baselines()] == [10]
+    assert (ws / "store.json").read_bytes() == before  # a reader never writes
     with Store.open(ws) as st:
-        assert st.schema_version == 2
+        assert st.schema_version == nxt
     on_disk = json.loads((ws / "store.json").read_bytes())
-    assert on_disk["_meta"]["1"]["schema_version"] == 2
-    assert all(r["migrated"] for r in on_disk["runs"].values())
+    assert on_disk["_meta"]["1"]["schema_version"] == nxt
+    assert [r["n_rows"] for r in on_disk["baselines"].values()] == [10]
 
 
 def test_plain_tinydb_file_without_version_is_adopted(tmp_path: Path) -> None:

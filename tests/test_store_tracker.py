@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from store import Store, StoreError
-from store.storage import dumps
 from store.tracker import git_commit, new_run_id, package_versions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,16 +183,21 @@ def test_jobs_baselines_comparisons_upsert(st: Store) -> None:
         assert ro.get_job("j1")["state"] == "running" and len(ro.baselines()) == 2 and len(ro.comparisons()) == 2
 
 
-def test_file_stays_small_and_compact(st: Store) -> None:
+def test_runs_go_to_the_ledger_and_store_json_stays_small(st: Store) -> None:
+    import sqlite3
+
+    before = st.workspace.store_file.read_bytes()
     for i in range(50):
         st.log_run("toto", "AAPL", {"lr": 1e-4, "rank": 8}, {"val_mae_pct": float(i), "test_mae_pct": 1.0})
     raw = st.workspace.store_file.read_bytes()
+    assert raw == before  # runs never rewrite the decision store
     data = json.loads(raw)
-    assert b"\n" not in raw and b": " not in raw  # compact separators
-    assert len(raw) / 50 < 700, f"{len(raw) / 50:.0f} bytes per run"
-    assert "versions" not in next(iter(data["runs"].values()))  # stored once in envs
-    assert data["_meta"]["1"]["schema_version"] == 1
-    assert raw == dumps(data)  # the cached per-document serialisation writes exactly plain JSON
+    assert "runs" not in data and data["_meta"]["1"]["schema_version"] == 2
+    con = sqlite3.connect(st.workspace.root / "ledger.db")
+    docs = [json.loads(d) for (d,) in con.execute("SELECT doc FROM runs")]
+    assert len(docs) == 50 and "versions" not in docs[0]  # stored once in envs
+    assert con.execute("SELECT COUNT(*) FROM envs").fetchone()[0] == 1
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_metric_flags_are_kept(st: Store) -> None:

@@ -20,7 +20,7 @@ Events and artifacts, two modes decided on the node for each job:
   machine, or the workspace on NFS at the same mount point): the worker writes events and
   artifacts straight into the workspace; nothing is shipped.
 * shipped — otherwise: the job runs in a temporary workspace on the node, built from a bundle the
-  driver sends (spec, the job's symbol CSVs, a read-only copy of store.json, promoted configs).
+  driver sends (spec, the job's symbol CSVs, read-only copies of store.json and ledger.db, promoted configs).
   New event lines are pulled by the driver's poll (`read_events`) and appended to the local
   `jobs/<id>/events.jsonl`, so the engine's tail → state → store path is unchanged. When the
   worker exits, the actor zips `runs/`, `reports/` and the job's `stderr.log`/`exit.json` and the
@@ -55,6 +55,7 @@ from typing import Any
 
 from engine.backends.base import Backend, ExitStatus, Handle
 from engine.jobs import JobSpec, Resources
+from store.ledger import LEDGER_FILE, snapshot
 
 RAY_NAMESPACE = "forecast-console"
 ACTOR_PREFIX = "fc-job-"
@@ -127,8 +128,8 @@ def make_bundle(spec: JobSpec, workspace: Path, hyperparams: Path | None = None,
     """What a node without the shared workspace needs to run the job: a zip, paths relative to it.
 
     Contains jobs/<id>/spec.json, data/<SYMBOL>.csv for the job's symbols (a workspace CSV wins
-    over a shipped one on the node, so the node uses exactly the driver's data), store.json (the
-    tasks only read it), and hyperparams/ (promoted configs, for regression checks).
+    over a shipped one on the node, so the node uses exactly the driver's data), store.json and a
+    consistent copy of ledger.db (the tasks only read them), and hyperparams/ (promoted configs, for regression checks).
     """
     from engine import paths
 
@@ -144,6 +145,12 @@ def make_bundle(spec: JobSpec, workspace: Path, hyperparams: Path | None = None,
         store = workspace / "store.json"
         if store.is_file() and store.stat().st_size <= limit:
             zf.write(store, "store.json")
+        ledger = workspace / LEDGER_FILE
+        if ledger.is_file():
+            with tempfile.TemporaryDirectory(prefix="ledger-") as tmp:
+                copy = snapshot(ledger, Path(tmp) / LEDGER_FILE)
+                if copy.stat().st_size <= limit:
+                    zf.write(copy, LEDGER_FILE)
         hp = hyperparams if hyperparams is not None else paths.hyperparams_dir()
         if hp.is_dir():
             for path in sorted(hp.rglob("*.json")):

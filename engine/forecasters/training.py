@@ -142,6 +142,11 @@ class Events:
         if self.writer is not None:
             self.writer.log(msg)
 
+    def checkpoint(self, path: Path) -> None:
+        """A resumable state is on disk: the engine then marks a killed job interrupted, not failed."""
+        if self.writer is not None:
+            self.writer.artifact("checkpoint", path)
+
 
 def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
     def f(step: int) -> float:
@@ -226,7 +231,7 @@ def train(fc: Any, train_w: Any, val_w: Any, cfg: TrainConfig, *, ckpt_dir: Path
               "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
               "batch": batch, "best_state": best_state, "bad_epochs": bad_epochs,
               "epoch_loss_sum": epoch_loss_sum, "epoch_loss_n": epoch_loss_n, "result": asdict(res)}
-        save_state(ckpt_dir, st)
+        ev.checkpoint(save_state(ckpt_dir, st))
         if fc.finetune is not None:
             fc.save_adapter(ckpt_dir / "adapter")
 

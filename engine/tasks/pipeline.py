@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 STEP_ORDER: tuple[str, ...] = ("baseline", "train", "validate", "compare", "regression", "report")
 
 
+class PipelineCancelled(RuntimeError):
+    """The pipeline was cancelled while a step ran; that step's job was cancelled too."""
+
+
 @dataclass
 class Step:
     name: str  # unique within the pipeline, e.g. "train:toto"
@@ -169,7 +173,16 @@ class Pipeline:
                     self.save()
                     log(f"[submit] {step.name}: job {job_id}")
                 t0 = time.time()
-                st = runner.wait(job_id, timeout=step_timeout)
+
+                def cancel_child(job_id: str = job_id, step: Step = step) -> None:
+                    # A cancelled pipeline cancels the step it waits on (the worker docs' promise);
+                    # the step stays submitted, so the next run resubmits it.
+                    if cancelled is not None and cancelled():
+                        runner.cancel(job_id)
+                        log(f"[cancel] {step.name}: job {job_id} cancelled with the pipeline")
+                        raise PipelineCancelled(f"pipeline {self.name} cancelled during {step.name}")
+
+                st = runner.wait(job_id, timeout=step_timeout, on_poll=cancel_child)
                 step.seconds = (step.seconds or 0.0) + (time.time() - t0)
                 if st == "succeeded":
                     step.state = "succeeded"
@@ -227,5 +240,9 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             done[0] += 1
             ctx.events.progress(done[0], len(steps), stage=msg.split(":", 1)[0])
 
-    status = pipe.run(runner, log=log, cancelled=ctx.cancelled)
+    try:
+        status = pipe.run(runner, log=log, cancelled=ctx.cancelled)
+    except PipelineCancelled as exc:
+        ctx.events.log(str(exc))
+        status = pipe.status()
     return {"summary": {"kind": "pipeline", **status}}
