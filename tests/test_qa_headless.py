@@ -150,7 +150,8 @@ def test_cancel_of_a_finished_job_is_refused_without_an_engine(env: Path, capsys
 
 def test_attach_reports_the_engines_verdict_on_a_dead_job(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A job recorded running whose process died while no engine watched: attach starts the engine,
-    which recovers it as interrupted, and attach prints that verdict (exit 1)."""
+    which applies the dead-job rule (no checkpoint reported: failed, engine.deaths) and attach prints
+    that verdict (exit 1)."""
     spec = JobSpec.create("train", ["SPY"], model="toto")
     job_dir = env / "jobs" / spec.id
     with Store.open(env) as holder:
@@ -163,7 +164,7 @@ def test_attach_reports_the_engines_verdict_on_a_dead_job(env: Path, capsys: pyt
                         "state": "running", "priority": 0, "attempt": 1, "spec": spec.to_dict()})
     assert main(["attach", spec.id]) == 1
     out = capsys.readouterr().out
-    assert f"job {spec.id} interrupted: process died while no engine was watching" in out
+    assert f"job {spec.id} failed: the process died while no engine was watching" in out
 
 
 def test_jobs_on_a_file_workspace_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
