@@ -75,6 +75,33 @@ def test_a_windows_samples_do_not_depend_on_the_rest_of_the_batch(model: str, wi
 
 
 @pytest.mark.parametrize("model", MODELS)
+def test_poisoned_future_rows_change_no_forecast(model: str, tmp_path: Path) -> None:
+    """Rows at and after a window's origin (its targets and everything later) never reach its samples."""
+    import pandas as pd
+
+    from engine.data import load_csv, make_windows, split_spans
+
+    close = _series(400, seed=2)
+    ts = pd.bdate_range("2020-01-01", periods=400).strftime("%Y-%m-%d")
+    clean = pd.DataFrame({"timestamp": ts, "close": close})
+    dirty = clean.copy()
+    cut = 350  # poison every row from here on: windows with origin <= cut see only clean context
+    dirty.loc[cut:, "close"] = 1e4 * (1 + np.arange(400 - cut))
+    clean.to_csv(tmp_path / "A.csv", index=False)
+    dirty.to_csv(tmp_path / "B.csv", index=False)
+    a, b = load_csv(tmp_path / "A.csv", "AAA"), load_csv(tmp_path / "B.csv", "AAA")
+    spans = split_spans(400, 16, val_rows=60, test_rows=60)
+    wa = make_windows(a, spans, "test", 64, 16)
+    wb = make_windows(b, spans, "test", 64, 16)
+    keep = np.flatnonzero(wa.origins <= cut)
+    assert keep.size >= 1 and not np.array_equal(wa.targets[keep], wb.targets[keep])  # really poisoned
+    fc = load_forecaster(model, "tiny")
+    sa = fc.forecast(wa.subset(keep), num_samples=3, seed=2).samples
+    sb = fc.forecast(wb.subset(keep), num_samples=3, seed=2).samples
+    np.testing.assert_array_equal(sa, sb)
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_lora_training_lowers_loss_and_adapter_reloads_exactly(model: str, wins: tuple, tmp_path: Path) -> None:
     tr, va = wins
     fc = load_forecaster(model, "tiny")
