@@ -25,6 +25,7 @@ from engine.gpu import GpuSource, Telemetry
 from engine.intake import Intake, spool_cancel, spool_submit
 from engine.jobs import JobSpec, JobSpecError
 from engine.jobtable import JobTable
+from engine.peaks import PEAKS_FILE, PeakBook
 from engine.persistence import Persistence
 from engine.poller import Poller
 from engine.recovery import ensure_loaded, recover
@@ -63,6 +64,7 @@ class Engine:
         if self.backend_schedules:
             cpu_slots = max(cpu_slots, backend.max_in_flight)
         self.scheduler = Scheduler(cpu_slots=cpu_slots, vram_reserve_gb=vram_reserve_gb)
+        self.scheduler.peaks = PeakBook(self.workspace / PEAKS_FILE)  # measured peaks of earlier jobs
         self.telemetry_snapshot: Telemetry | None = None
         self.table = JobTable(self.jobs_dir, self.scheduler)
         self.table.on_finish.append(self._forget_gpu)

@@ -427,10 +427,13 @@ def improvement_pct(value: float | None, reference: float | None) -> float | Non
 class ModelCache:
     """One model load per (model, preset, adapter) per job: validation grids never reload weights."""
 
-    def __init__(self, *, preset: str = "tiny", device: str = "cpu", loader: Callable[..., Forecaster] | None = None):
+    def __init__(self, *, preset: str = "tiny", device: str = "cpu", loader: Callable[..., Forecaster] | None = None,
+                 weights: Mapping[str, Any] | None = None):
         self.preset = preset
         self.device = device
         self._loader = loader
+        #: `source`/`tokenizer` of the pretrained weights (job params); an adapter's own record fills gaps.
+        self.weights = {k: v for k, v in (weights or {}).items() if k in ("source", "tokenizer") and v}
         self._models: dict[tuple[str, str, str | None, str | None], SampleBank] = {}
         self.loads = 0
 
@@ -453,7 +456,8 @@ class ModelCache:
             return self._loader(model, self.preset, adapter=Path(adapter) if adapter else None, device=self.device)
         from engine.forecasters.registry import load_forecaster
 
-        return load_forecaster(model, self.preset, adapter=Path(adapter) if adapter else None, device=self.device)
+        kw = self.weights if self.preset == "pretrained" else {}
+        return load_forecaster(model, self.preset, adapter=Path(adapter) if adapter else None, device=self.device, **kw)
 
 
 def config_key(config: Mapping[str, Any]) -> str:

@@ -98,9 +98,11 @@ class Persistence:
         picks = payload.get("picks") or []
         comparisons = payload.get("comparisons") or []
         regressions = [r for r in payload.get("regressions") or [] if isinstance(r, dict)]
-        for key in ("regressions", "summary"):
+        for key in ("regressions", "summary", "usage"):
             if key in payload:
                 j.result_extra[key] = payload[key]
+        peaks = self.table.scheduler.peaks
+        measured = peaks.record(payload.get("usage"))  # admission of the next job like it uses it
 
         def write() -> None:
             s = self.store
@@ -122,6 +124,8 @@ class Persistence:
                 s.put_comparisons(list(comparisons), job_id=jid)
             if regressions:
                 s.put_regressions(regressions, job_id=jid)
+            if measured is not None:
+                peaks.save()  # <workspace>/peaks.json (engine.peaks), in order with the results
 
         self._ops.append(write)
 

@@ -197,6 +197,8 @@ class Poller:
             st.state = Status.RUNNING
             st.device = placement.device
             st.started_at = time.time()
+            if placement.gpu is not None:
+                st.vram_reserved_gb, st.vram_measured_gb = placement.vram_gb, placement.measured_gb
             launches.append((j, spec, placement, eng.worker_env(placement)))
         # Recorded as running before the worker exists: an engine that dies in between leaves a job
         # the next one re-attaches or marks interrupted, never one it launches a second time.
@@ -222,7 +224,8 @@ class Poller:
             self.watch_exit(j)
             if placement.gpu is not None and callable(note):
                 note(st.id, placement.gpu, placement.vram_gb, handle.pid)
-            self.table.log(j, "info", f"started on {placement.device} (pid {handle.pid})")
+            held = f"; {placement.vram_gb:g} GB VRAM reserved ({placement.source})" if placement.gpu is not None else ""
+            self.table.log(j, "info", f"started on {placement.device} (pid {handle.pid}){held}")
             self.table.publish(JobUpdate(st.id, "state", {"state": Status.RUNNING, "device": st.device,
                                                           "pid": st.pid}))
             self.table.mark(st.id, urgent=True)

@@ -12,6 +12,12 @@ Two pools:
   GPU and a big one waits. Within the GPU pool the head of the queue blocks the jobs behind it
   (no back-filling), so a big job cannot be starved forever by a stream of small ones.
 
+Measured peaks (`engine.peaks.PeakBook`, `self.peaks`): when earlier jobs with the same footprint
+(kind, model, preset, batch, context, dtype) reported their peaks, a GPU job reserves the measured
+VRAM peak × margin instead of its `resources.vram_gb` guess, and a CPU job also needs its measured
+peak RSS to fit in free host RAM (minus `RAM_RESERVE_GB`) — except when no other CPU job runs, so a
+job bigger than the machine's free RAM still runs alone instead of waiting forever.
+
 Coordinator jobs (`COORDINATOR_KINDS`: sweep, pipeline) take no CPU slot: they only wait on the
 jobs they hand out, which need the slots.
 
@@ -32,6 +38,7 @@ from dataclasses import dataclass
 from engine import threads
 from engine.gpu import Telemetry
 from engine.jobs import JobSpec, JobSpecError
+from engine.peaks import PeakBook
 
 #: Coordinator jobs hand out other jobs and wait on them (a sweep's trials, a pipeline's steps), so
 #: they never hold a CPU slot: one would otherwise wait forever for children that cannot start
@@ -48,6 +55,9 @@ class Placement:
     admitted_at: float = 0.0
     slot: bool = True  # False for a coordinator (counts against no pool)
     threads: int = 1  # compute threads the worker may use (engine.threads): its share of the cores
+    rss_gb: float = 0.0  # measured peak RSS reserved for a CPU job (0 = none known)
+    source: str = "estimate"  # where vram_gb came from: "estimate" or "measured" (engine.peaks.Need)
+    measured_gb: float | None = None  # earlier jobs' measured VRAM peak of this footprint (no margin)
 
     @property
     def device(self) -> str:
@@ -61,6 +71,9 @@ class _Entry:
 
 
 class Scheduler:
+    #: Host RAM kept free when CPU jobs are admitted by their measured peak RSS.
+    RAM_RESERVE_GB = 1.0
+
     def __init__(self, cpu_slots: int = 2, vram_reserve_gb: float = 2.0,
                  promise_ttl_s: float = 120.0, cores: int | None = None) -> None:
         if cpu_slots < 1:
@@ -75,6 +88,7 @@ class Scheduler:
         self._queue: dict[str, _Entry] = {}
         self._seq = itertools.count()
         self.running: dict[str, Placement] = {}
+        self.peaks = PeakBook()  # the engine replaces it with the workspace's persisted book
 
     # ---- queue -------------------------------------------------------------------------------
     def push(self, spec: JobSpec) -> None:
@@ -143,6 +157,14 @@ class Scheduler:
             pending[p.gpu] = pending.get(p.gpu, 0.0) + missing
         return pending
 
+    def _ram_room(self, telemetry: Telemetry | None, now: float) -> float | None:
+        """Free host RAM minus the reserve and the RSS promised to recently admitted CPU jobs."""
+        if telemetry is None or telemetry.ram_total_gb is None or telemetry.ram_used_gb is None:
+            return None
+        promised = sum(p.rss_gb for p in self.running.values()
+                       if p.gpu is None and now - p.admitted_at < self.promise_ttl_s)
+        return telemetry.ram_total_gb - telemetry.ram_used_gb - self.RAM_RESERVE_GB - promised
+
     def admit(self, telemetry: Telemetry | None = None,
               owns: Callable[[str, int], bool] | None = None) -> list[tuple[JobSpec, Placement]]:
         """Pop every queued job that can start now, in order, with its placement.
@@ -161,6 +183,8 @@ class Scheduler:
                 if f is not None:
                     free[g.index] = f - self.vram_reserve_gb - pending.get(g.index, 0.0)
         cpu_free = self.cpu_slots - self.cpu_in_use()
+        ram_room = self._ram_room(telemetry, now)
+        cpu_alone = self.cpu_in_use() == 0
         gpu_blocked = False
         out: list[tuple[JobSpec, Placement]] = []
         for spec in self.queued():
@@ -170,12 +194,19 @@ class Scheduler:
             elif not wants_gpu:
                 if cpu_free <= 0:
                     continue
+                rss = self.peaks.need(spec, False).rss_gb or 0.0
+                if ram_room is not None and rss > ram_room and not cpu_alone:
+                    continue
                 cpu_free -= 1
-                placement = Placement(gpu=None, admitted_at=now, threads=self.slot_threads)
+                cpu_alone = False
+                if ram_room is not None:
+                    ram_room -= rss
+                placement = Placement(gpu=None, admitted_at=now, threads=self.slot_threads, rss_gb=rss)
             else:
                 if gpu_blocked:
                     continue
-                need = spec.resources.vram_gb
+                nd = self.peaks.need(spec, True)
+                need = nd.vram_gb
                 # best fit: the GPU with the least room that still fits (keeps big holes for big jobs)
                 fits = [(room, i) for i, room in free.items() if room >= need]
                 if not fits:
@@ -183,7 +214,8 @@ class Scheduler:
                     continue
                 _, idx = min(fits)
                 free[idx] -= need
-                placement = Placement(gpu=idx, vram_gb=need, admitted_at=now)
+                placement = Placement(gpu=idx, vram_gb=need, admitted_at=now, source=nd.source,
+                                      measured_gb=nd.measured_gb)
             del self._queue[spec.id]
             self.running[spec.id] = placement
             out.append((spec, placement))

@@ -60,7 +60,13 @@ class JobState:
     last_heartbeat: float | None = None
     exit_code: int | None = None
     stderr_tail: str | None = None
-    vram_gb: float = 0.0
+    vram_gb: float = 0.0  # the spec's estimate
+    # engine.vram: what admission reserved and from what (earlier jobs' measured peak, when known) ...
+    vram_reserved_gb: float | None = None
+    vram_measured_gb: float | None = None
+    # ... and this job's own peaks, from its result's `usage`
+    peak_vram_gb: float | None = None
+    peak_rss_gb: float | None = None
     parent: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -102,6 +108,18 @@ class JobUpdate:
     job_id: str
     kind: str
     data: dict[str, Any]
+
+
+def usage_vram_gb(usage: dict[str, Any]) -> float | None:
+    """A result's device-memory peak (engine.vram.PeakUsage.vram_gb); None when absent or malformed."""
+    from pydantic import ValidationError
+
+    from engine.peaks import PeakUsage
+
+    try:
+        return PeakUsage.model_validate(usage).vram_gb
+    except ValidationError:
+        return None
 
 
 def _num(v: Any) -> float | None:
@@ -160,6 +178,10 @@ def apply_event(st: JobState, ev: dict[str, Any]) -> list[JobUpdate]:
     if typ == "result":
         summary = ev.get("summary")
         st.result_summary = summary if isinstance(summary, dict) else {}
+        usage = ev.get("usage")
+        if isinstance(usage, dict):
+            st.peak_rss_gb = _num(usage.get("peak_rss_gb"))
+            st.peak_vram_gb = usage_vram_gb(usage)
         payload = {k: v for k, v in ev.items() if k not in ("job", "t", "type")}
         return [JobUpdate(jid, "result", payload)]
     if typ == "error":

@@ -99,6 +99,9 @@ class EvalParams(SpanParams):
                                   ">= horizon: no overlap, DM lags 0)")
     dayfirst: bool | None = Field(None, description="numeric dates are day/month/year (true) or month/day/year "
                                   "(false); default: decided from the file")
+    source: str | None = Field(None, description="pretrained hub id or local weights directory (default: the "
+                               "adapter's own, else the model's hub id)")
+    tokenizer: str | None = Field(None, description="Kronos tokenizer hub id or directory (pretrained)")
 
 
 class BaselineParams(SpanParams):

@@ -1,7 +1,7 @@
 """`python -m engine.worker <job_dir>`: run one job and report through its event file.
 
 Reads `spec.json`, appends JSON-lines events to `events.jsonl` (started, heartbeats from a thread,
-whatever the task emits, then result or error), exits 0 on success and 1 on failure, and writes
+whatever the task emits, then result — with the job's measured memory peaks as `usage` — or error), exits 0 on success and 1 on failure, and writes
 `exit.json` with that code so an engine that is not our parent can still learn how we ended.
 
 Only light modules are imported here; the task module (`engine.tasks.<kind>`) imports what it
@@ -40,6 +40,7 @@ from engine.deaths import EXIT_DISK_FULL
 from engine.events import EventWriter
 from engine.jobs import JobDir, JobSpec
 from engine.tasks.context import TaskContext
+from engine.vram import PeakMeter, footprint_key
 from store.atomic import atomic_write_json
 
 ENV_TEST_HOOKS = "FORECAST_TEST_HOOKS"
@@ -155,6 +156,7 @@ def run_job(job_dir: Path) -> int:
                           args=(events, stop, float(os.environ.get(ENV_HEARTBEAT, "5"))))
     hb.start()
     code = 1
+    meter = PeakMeter(footprint_key(spec, device.startswith("cuda")), device).start()
     try:
         task_running.set()
         hook = spec.params.get("_test")
@@ -181,7 +183,9 @@ def run_job(job_dir: Path) -> int:
         task_running.clear()
         if ctx.cancelled():
             raise Cancelled("cancelled")
-        events.result(result if isinstance(result, dict) else {"summary": {"value": result}})
+        payload = result if isinstance(result, dict) else {"summary": {"value": result}}
+        # measured peaks (engine.vram): the scheduler reserves them for the next job of this footprint
+        events.result({**payload, "usage": meter.stop()})
         code = 0
     except Cancelled as exc:
         task_running.clear()
@@ -196,6 +200,7 @@ def run_job(job_dir: Path) -> int:
             print(f"engine.worker: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     finally:
         stop.set()
+        meter.stop()
         for timer in timers:  # a job that stopped within its grace must not take its process down later
             timer.cancel()
     _write_exit(job_dir, code)

@@ -15,8 +15,10 @@ from console.screens.base import ModeScreen
 from console.widgets.gpu_panel import GpuPanel
 from console.widgets.table import KeyedTable, num, txt
 
+#: VRAM: the job's estimate, the measured peak of earlier jobs like it, and what admission reserved
+#: (the measurement + margin when there is one, else the estimate; engine.vram).
 COLUMNS = (("job", "Job"), ("kind", "Kind"), ("symbols", "Symbol"), ("device", "Device"), ("pid", "PID"),
-           ("vram", "Est. VRAM GB"))
+           ("vram", "VRAM est"), ("measured", "measured"), ("reserved", "reserved"))
 
 
 class GpuScreen(ModeScreen):
@@ -39,10 +41,12 @@ class GpuScreen(ModeScreen):
             rows[js.id] = {
                 "job": txt(js.id[-13:]), "kind": txt(js.kind), "symbols": txt(", ".join(js.symbols)),
                 "device": txt(js.device or "—"), "pid": num(js.pid, "{:d}"), "vram": num(vram, "{:.1f}"),
+                "measured": num(getattr(js, "vram_measured_gb", None), "{:.1f}"),
+                "reserved": num(getattr(js, "vram_reserved_gb", None), "{:.1f}"),
             }
         self.query_one(KeyedTable).sync(rows)
         self.query_one("#gpu-empty", Static).update(
-            "" if rows else "No job running. Running jobs appear here with their device, pid and VRAM estimate.")
+            "" if rows else "No job running. Running jobs appear here with their device, pid and VRAM: estimate, measured, reserved.")
 
     def apply_job_updates(self, job_ids: set[str], losses: dict[str, list[dict[str, Any]]],
                           logs: dict[str, list[str]]) -> None:

@@ -80,6 +80,14 @@ def _refuse_pickle_only(model: str, path: Path) -> Path:
     return path
 
 
+def source_label(raw: str | os.PathLike[str], path: Path | None = None) -> str:
+    """A weights source as jobs and adapters record it: a hub id as given, a directory as its absolute
+    path (a relative one would point elsewhere from a worker, a console or the trading code)."""
+    text = str(raw)
+    local = Path(text).expanduser()
+    return str(path or local.resolve()) if local.is_dir() else text
+
+
 def resolve_weights(model: str, repo_or_dir: str | os.PathLike[str], *, required: tuple[str, ...] = ()) -> Path:
     """A local directory holding the weights for `repo_or_dir` (a hub id or a directory).
 

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from engine.forecasters.base import DrawGroup, Forecast, grid_values, window_rngs
-from engine.forecasters.hub import ModelLoadError, resolve_weights
+from engine.forecasters.hub import ModelLoadError, resolve_weights, source_label
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import validate_loss
 
@@ -313,9 +313,10 @@ class KronosForecaster(FoundationForecaster):
             try:
                 self.model = Kronos.from_pretrained(str(mpath))
                 self.tokenizer = KronosTokenizer.from_pretrained(str(tpath))
-            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            except (OSError, ValueError, RuntimeError, KeyError, TypeError, AssertionError) as exc:
                 raise ModelLoadError(f"kronos: cannot load weights from {mpath} / {tpath}: {exc}") from exc
-            self.source = src
+            self.source = source_label(src, mpath)
+            self.tokenizer_source = source_label(tok, tpath)
         else:
             raise ModelLoadError(f"kronos: unknown preset {preset!r}; choose tiny or pretrained")
         self.model.to(device).eval()

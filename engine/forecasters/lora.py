@@ -7,7 +7,8 @@ adapter trained by `train` loads identically in `validate`/`compare` for every m
 Adapter directory layout (written by `save_adapter`, read by `load_adapter` and by
 `registry.load_forecaster(model, preset, adapter=path)`):
 
-    adapter_meta.json      {model, preset, source, finetune: "lora"|"full", lora: {...}, format: 1}
+    adapter_meta.json      {model, preset, source, [tokenizer,] finetune: "lora"|"full", lora: {...}, format: 1}
+                           (`source`: the base weights' hub id or absolute directory)
     adapter.safetensors    the trainable tensors (LoRA A/B matrices, or the whole module for "full"),
                            keyed by their names inside the adapted module
 """
@@ -64,7 +65,13 @@ class FoundationForecaster(Forecaster):
         self.preset = preset
         self.device = device
         self.source = source or preset
+        #: The tokenizer's hub id or directory, for models that load one (Kronos); adapters record it.
+        self.tokenizer_source: str | None = None
         self.finetune: str | None = None
+        if str(device).startswith("cuda"):
+            from engine.forecasters.device import configure_cuda_matmul
+
+            configure_cuda_matmul()
         self.lora: dict[str, Any] | None = None
 
     # ---- to implement -------------------------------------------------------------------------
@@ -150,6 +157,8 @@ class FoundationForecaster(Forecaster):
         tmp.replace(path / ADAPTER_WEIGHTS)
         meta = {"format": 1, "model": self.name, "preset": self.preset, "source": self.source,
                 "finetune": self.finetune, "lora": self.lora}
+        if self.tokenizer_source:
+            meta["tokenizer"] = self.tokenizer_source
         tmpm = path / (ADAPTER_META + ".tmp")
         tmpm.write_text(json.dumps(meta, indent=2))
         tmpm.replace(path / ADAPTER_META)

@@ -16,7 +16,10 @@ from engine.forecasters.hub import ModelLoadError, resolve_weights
 from engine.forecasters.lora import read_adapter_meta
 from engine.models import ADAPTERS, PRESETS
 
-__all__ = ["ADAPTERS", "ModelLoadError", "load_forecaster", "adapter_class"]
+__all__ = ["ADAPTERS", "ModelLoadError", "adapter_class", "load_forecaster"]
+
+#: Load arguments an adapter records (`adapter_meta.json`) so validate/compare/forecast find the same base.
+WEIGHT_KEYS: tuple[str, ...] = ("source", "tokenizer")
 
 def adapter_class(model: str) -> type[Forecaster]:
     """The adapter class of `model`: what it knows (contexts, patches, grids) without loading weights."""
@@ -46,8 +49,11 @@ def load_forecaster(model: str, preset: str = "tiny", *, adapter: Path | str | N
             raise ModelLoadError(f"adapter {adapter} was trained for {meta.get('model')!r}, not {model!r}")
         if meta.get("preset") != preset:
             raise ModelLoadError(f"adapter {adapter} was trained on the {meta.get('preset')!r} preset, not {preset!r}")
-        if preset == "pretrained" and "source" not in kw and meta.get("source"):
-            kw["source"] = meta["source"]
+        if preset == "pretrained":
+            # the adapter was trained on these weights; an explicit argument still wins
+            for key in WEIGHT_KEYS:
+                if not kw.get(key) and meta.get(key):
+                    kw[key] = meta[key]
     if preset == "pretrained":
         # fail fast (well under a second), before the model package and torch are imported
         for rid in adapter_class(model).weight_ids(kw.get("source"), kw.get("tokenizer")):

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from engine.forecasters.base import AGGREGATIONS, DrawGroup, Forecast, grid_values, window_seed
-from engine.forecasters.hub import ModelLoadError, resolve_weights
+from engine.forecasters.hub import ModelLoadError, resolve_weights, source_label
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import gaussian_nll, point_loss, validate_loss
 
@@ -101,9 +101,9 @@ class TotoForecaster(FoundationForecaster):
             path = resolve_weights("toto", src, required=("model.safetensors",))
             try:
                 self.toto = Toto.load_from_checkpoint(str(path), map_location="cpu", **config)
-            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            except (OSError, ValueError, RuntimeError, KeyError, TypeError, AssertionError) as exc:
                 raise ModelLoadError(f"toto: cannot load weights from {path}: {exc}") from exc
-            self.source = src
+            self.source = source_label(src, path)
         else:
             raise ModelLoadError(f"toto: unknown preset {preset!r}; choose tiny or pretrained")
         self.toto.to(device).eval()

@@ -257,8 +257,10 @@ def train(fc: Any, train_w: Any, val_w: Any, cfg: TrainConfig, *, ckpt_dir: Path
                 return res
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 loss = fc.batch_loss(train_w.subset(batches[bi]), cfg.loss, delta=cfg.huber_delta)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{fc.name}: training loss became {float(loss)} at step {res.steps}")
+            # the step's one device→host sync: the logged value doubles as the finiteness check
+            lv = float(loss.detach())
+            if not math.isfinite(lv):
+                raise FloatingPointError(f"{fc.name}: training loss became {lv} at step {res.steps}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -267,7 +269,6 @@ def train(fc: Any, train_w: Any, val_w: Any, cfg: TrainConfig, *, ckpt_dir: Path
             sched.step()
             res.steps += 1
             steps_this_session += 1
-            lv = float(loss.detach())
             epoch_loss_sum += lv
             epoch_loss_n += 1
             elapsed = time.monotonic() - t0

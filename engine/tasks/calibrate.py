@@ -99,7 +99,8 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     veto = bool(p.get("require_test_improvement", False))
     ev.metric_value({metric: 1.0}, metric)
     store = ev.open_store_readonly(ctx.workspace)
-    cache = ev.ModelCache(preset=preset, device=ctx.device)
+    cache = ev.ModelCache(preset=preset, device=ctx.device,
+                                  weights={"source": p.get("source"), "tokenizer": p.get("tokenizer")})
     picks: list[dict[str, Any]] = []
     results: dict[str, Any] = {}
     try:

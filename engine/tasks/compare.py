@@ -210,7 +210,8 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
         requested = [validate_model(m) for m in (requested if isinstance(requested, list) else [requested])]
     ev.metric_value({metric: 1.0}, metric)
     store = ev.open_store_readonly(ctx.workspace)
-    cache = ev.ModelCache(preset=preset, device=ctx.device)
+    cache = ev.ModelCache(preset=preset, device=ctx.device,
+                                  weights={"source": p.get("source"), "tokenizer": p.get("tokenizer")})
     all_rows: list[dict[str, Any]] = []
     per_symbol: dict[str, Any] = {}
     try:

@@ -72,7 +72,8 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     ev.metric_value({metric: 1.0}, metric)
     requested = p.get("models") or ([spec.model] if spec.model else list(FOUNDATION_MODELS))
     store = ev.open_store_readonly(ctx.workspace)
-    cache = ev.ModelCache(preset=preset, device=ctx.device)
+    cache = ev.ModelCache(preset=preset, device=ctx.device,
+                                  weights={"source": p.get("source"), "tokenizer": p.get("tokenizer")})
     rows: list[dict[str, Any]] = []
     try:
         for si, symbol in enumerate(spec.symbols):

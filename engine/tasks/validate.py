@@ -177,7 +177,8 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     ev.metric_value({metric: 1.0}, metric)  # unknown metric -> clear error before any work
     search_space(model, context=context, preset=preset, mode=mode, overrides=p)  # bad grid -> error now
     store = ev.open_store_readonly(ctx.workspace)
-    models = ev.ModelCache(preset=preset, device=ctx.device)
+    models = ev.ModelCache(preset=preset, device=ctx.device,
+                                  weights={"source": p.get("source"), "tokenizer": p.get("tokenizer")})
     picks: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}

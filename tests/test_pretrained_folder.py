@@ -1,0 +1,122 @@
+"""`--preset pretrained --source DIR`: the path users run, end to end, on real-size models.
+
+Each model is written at its published size (Toto ≈151M, Chronos-2 ≈120M, Kronos-small ≈25M plus
+its tokenizer) with random weights, in the layout its package loads (`engine.forecasters.realsize`);
+then the real commands (in this process; their jobs in real engine workers) train LoRA on it for two steps, validates, compares against naive and promotes
+the pick. The hub is offline (HF_HUB_OFFLINE=1, an empty HF cache) throughout, so nothing here can
+succeed by downloading, and a hub id that is not cached must fail at once naming the download
+command. Short contexts, few windows and few samples keep the three models within a few minutes
+on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from console.cli import main
+from engine import paths
+from engine.forecasters.realsize import write_checkpoint
+from tests.helpers import write_cycle_csv
+
+pytestmark = pytest.mark.slow
+
+#: Toto-Open-Base's patches are 64 steps, so its horizon is 64; the others keep 16 to stay fast.
+SHAPE = {"toto": ("64", "64"), "chronos2": ("64", "16"), "kronos": ("64", "16")}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    root = tmp_path_factory.mktemp("weights")
+    return {m: write_checkpoint(m, root / m) for m in SHAPE}
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    data = tmp_path / "data"
+    write_cycle_csv(data / "SYN.csv")
+    e = {paths.ENV_WORKSPACE: str(tmp_path / "ws"), paths.ENV_DATA: str(data),
+         paths.ENV_HYPERPARAMS: str(tmp_path / "hyperparams"), "HF_HUB_OFFLINE": "1",
+         "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for k, v in e.items():
+        monkeypatch.setenv(k, v)
+    return {**os.environ, **e}
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run one command in this process (its jobs run in real worker processes); its stdout."""
+    capsys.readouterr()
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    assert rc == 0, f"{' '.join(args[:3])} failed:\n{out[-2000:]}\n{err[-3000:]}"
+    return out
+
+
+@pytest.mark.parametrize("model", list(SHAPE))
+def test_train_validate_compare_promote_from_a_weights_folder(model: str, weights: dict[str, dict[str, str]],
+                                                               env: dict[str, str],
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    ctx, hor = SHAPE[model]
+    w = weights[model]
+    src = ["--source", w["source"]] + (["--tokenizer", w["tokenizer"]] if "tokenizer" in w else [])
+    # a relative spelling of the folder must be recorded as the absolute directory it names
+    rel = os.path.relpath(w["source"])
+    src[1] = rel
+    out = _cli(capsys, "train", "--stocks", "SYN", "--model", model, "--preset", "pretrained", *src, "--epochs", "1",
+             "--max-steps-per-epoch", "2", "--batch-size", "2", "--context", ctx, "--horizon", hor,
+             "--mae-samples", "2")
+    assert "lora rank" in out, out  # LoRA is the pretrained default
+    ws = Path(env[paths.ENV_WORKSPACE])
+    (run_dir,) = [d for d in (ws / "runs").iterdir() if d.name.startswith(f"{model}-pretrained-SYN-")]
+    meta = json.loads((run_dir / "adapter" / "adapter_meta.json").read_text())
+    assert meta["preset"] == "pretrained" and meta["finetune"] == "lora"
+    assert meta["source"] == w["source"]  # absolute: validate/compare/forecast find the same base
+    assert meta.get("tokenizer") == w.get("tokenizer")
+    curve = [json.loads(x) for x in (run_dir / "curve.jsonl").read_text().splitlines()]
+    assert any("val" in c for c in curve)
+
+    # validate loads the adapter, which names its base weights: no --source needed
+    out = _cli(capsys, "validate", "--stocks", "SYN", "--model", model, "--preset", "pretrained", "--context", ctx,
+             "--horizon", hor, "--val-windows", "4", "--test-windows", "4", "--num-samples", "2", "--json")
+    (pick,) = json.loads(out)[0]["picks"]
+    assert pick["adapter"] == str(run_dir / "adapter") and pick["preset"] == "pretrained"
+    assert pick["validation"]["mae_pct"] > 0 and pick["test"]["mae_pct"] > 0
+
+    out = _cli(capsys, "compare", "--stocks", "SYN", "--model", model, "--preset", "pretrained", "--context", ctx,
+             "--horizon", hor, "--val-windows", "4", "--test-windows", "4", "--top-k", "0", "--json")
+    rows = json.loads(out)["comparisons"]
+    assert {row["model"] for row in rows} >= {model, "naive"}, rows
+
+    _cli(capsys, "promote", "--model", model, "--symbol", "SYN")
+    handoff = json.loads((Path(env[paths.ENV_HYPERPARAMS]) / model / "SYN.json").read_text())
+    assert handoff["config"] == pick["config"], handoff
+
+
+@pytest.mark.parametrize("model,hub_id", [("toto", "Datadog/Toto-Open-Base-1.0"),
+                                          ("chronos2", "amazon/chronos-2"),
+                                          ("kronos", "NeoQuasar/Kronos-small")])
+def test_missing_hub_weights_fail_at_once_naming_the_download(model: str, hub_id: str, env: dict[str, str],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """HF_HUB_OFFLINE with an empty cache: refused before queueing, naming the id and the fetch command."""
+    assert main(["train", "--stocks", "SYN", "--model", model, "--preset", "pretrained", "--context", "64",
+                 "--horizon", "64"]) == 2
+    err = capsys.readouterr().err
+    assert f"hf download {hub_id}" in err and "offline" in err and "Traceback" not in err, err
+    assert not (Path(env[paths.ENV_WORKSPACE]) / "jobs").exists() or not any(
+        (Path(env[paths.ENV_WORKSPACE]) / "jobs").glob("*/spec.json"))
+
+
+def test_a_folder_of_another_model_or_a_missing_folder_is_refused(weights: dict[str, dict[str, str]],
+                                                                   tmp_path: Path) -> None:
+    from engine.forecasters.hub import ModelLoadError
+    from engine.forecasters.registry import load_forecaster
+
+    with pytest.raises(ModelLoadError, match="chronos2: cannot load weights from"):
+        load_forecaster("chronos2", "pretrained", source=weights["toto"]["source"])
+    with pytest.raises(ModelLoadError, match="has no model.safetensors; it is not a toto checkpoint"):
+        load_forecaster("toto", "pretrained", source=str(tmp_path))
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_forecaster("toto", "pretrained", source=str(Path(weights["toto"]["source"]) / "missing"))
