@@ -51,6 +51,7 @@ CREATE INDEX IF NOT EXISTS metrics_model ON metrics(name, model, value, created_
 CREATE INDEX IF NOT EXISTS metrics_model_symbol ON metrics(name, model, symbol, value, created_at);
 CREATE INDEX IF NOT EXISTS metrics_symbol ON metrics(name, symbol, value, created_at);
 CREATE INDEX IF NOT EXISTS metrics_seq ON metrics(seq);
+CREATE INDEX IF NOT EXISTS metrics_windows ON metrics(name, symbol, windows) WHERE windows IS NOT NULL;
 CREATE TABLE IF NOT EXISTS envs (key TEXT PRIMARY KEY, versions TEXT NOT NULL, first_seen REAL);
 CREATE TABLE IF NOT EXISTS intake (job_id TEXT PRIMARY KEY, at REAL NOT NULL, outcome TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, events_offset INTEGER NOT NULL, at REAL NOT NULL);
@@ -232,7 +233,7 @@ class Ledger:
                       ) -> tuple[str, str, str, str, str] | None:
         """(symbol, key a, run a, key b, run b) when `metric` of one symbol was computed on
         different windows among the selected runs, else None."""
-        conds, args = ["name = ?", "windows IS NOT NULL"], [metric]
+        conds, args = ["name = ?", "windows IS NOT NULL"], [metric]  # the partial index metrics_windows
         for col, val in (("model", model), ("symbol", symbol)):
             if val is not None:
                 conds.append(f"{col} = ?")
