@@ -486,9 +486,9 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
         # workspace (Ray's shipped mode), where spooled trials would never reach an engine.
         raise SweepError(f"a sweep job must run in its engine's workspace, but {ctx.workspace} has no jobs/inbox "
                          "(on Ray: make the workspace visible at the same path on the node, FORECAST_RAY_SHARED=1)")
-    res = {k: v for k, v in (("gpus", p.gpus), ("vram_gb", p.vram_gb)) if v is not None}
-    if res.get("vram_gb") and "gpus" not in res:
-        res["gpus"] = 1
+    # each trial's resources: GPUs default to 1 when only a VRAM estimate is given
+    gpus = p.gpus if p.gpus is not None else (1.0 if p.vram_gb else None)
+    trial_res = Resources(gpus=gpus or 0.0, vram_gb=p.vram_gb or 0.0) if (gpus is not None or p.vram_gb) else None
     runner = SpoolRunner(ctx.workspace)
     out: dict[str, Any] = {}
     for symbol in spec.symbols:
@@ -500,7 +500,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             extra={k: v for k, v in p.model_dump(exclude_unset=True).items() if k in TRAIN_PASSTHROUGH},
             log=lambda m: ctx.events.log(m), cancelled=ctx.cancelled,
             progress=lambda d, t: ctx.events.progress(d, t, stage="sweep"), priority=spec.priority,
-            resources=Resources(**res) if res else None)
+            resources=trial_res)
     return {"summary": {"kind": "sweep", "model": spec.model,
                         "studies": {s: {k: v for k, v in r.items() if k != "trial_table"} for s, r in out.items()},
                         "trials": {s: r["trial_table"] for s, r in out.items()}}}

@@ -134,7 +134,9 @@ def train_symbol(model: str, symbol: str, p: TrainParams, ctx: TaskContext, inde
                "steps_per_s": res.steps_per_s, "stopped_early": float(res.stopped_early), **mae}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     for k in ("val_loss", "val_mae_pct"):
-        ev.metric(f"{symbol}.{k}", metrics[k])
+        v = metrics[k]
+        if v is not None:
+            ev.metric(f"{symbol}.{k}", float(v))
     hyper = {**plan.to_dict(), "preset": preset, "seed": seed, "difficulty": difficulty,
              "max_steps_per_epoch": cfg.max_steps_per_epoch}
     hyper.pop("notes", None)
