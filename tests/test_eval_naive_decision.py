@@ -61,13 +61,14 @@ def test_model_searched_until_it_beats_naive_by_noise_loses_to_naive(tmp_path: P
     setup, _ = _setup(tmp_path)
     # the "search": 40 noise seeds, keep the best on validation (what a grid search does)
     results = [_compare(setup, Jitter(noise_seed)) for noise_seed in range(40)]
-    res = min(results, key=lambda r: next(x for x in r["rows"] if x["model"] == "toto")["val_mae_pct"])
+    res = min(results, key=lambda r: next(x for x in r["rows"] if x["model"] == "toto")["validation"]["mae_pct"])
     found = {r["model"]: r for r in res["rows"]}
-    assert found["toto"]["val_mae_pct"] < found["naive"]["val_mae_pct"]  # it does look better on validation
+    assert found["toto"]["validation"]["mae_pct"] < found["naive"]["validation"]["mae_pct"]  # it does look better on validation
     assert res["winner"] == "naive" and found["naive"]["winner"] and not found["toto"]["winner"]
     assert res["decision"].startswith("naive: not significantly better than naive on validation")
-    assert found["toto"]["val_dm_p_better"] >= 0.05
-    assert found["toto"]["val_dm"].startswith(("better, p=", "worse, p="))
+    assert found["toto"]["validation"]["dm_p_better"] >= 0.05
+    v = found["toto"]["validation"]
+    assert ev.dm_label(v["dm_stat"], v["dm_p_two_sided"]).startswith(("better, p=", "worse, p="))
 
 
 def test_really_better_model_replaces_naive_and_says_so(tmp_path: Path) -> None:
@@ -75,10 +76,11 @@ def test_really_better_model_replaces_naive_and_says_so(tmp_path: Path) -> None:
     res = _compare(setup, Oracle(close))
     rows = {r["model"]: r for r in res["rows"]}
     assert res["winner"] == "toto" and rows["toto"]["winner"]
-    assert rows["toto"]["val_dm_p_better"] < 0.05 and rows["toto"]["val_dm_stat"] < 0
-    assert rows["toto"]["dm"].startswith("better, p=") and "better than naive on validation" in res["decision"]
+    assert rows["toto"]["validation"]["dm_p_better"] < 0.05 and rows["toto"]["validation"]["dm_stat"] < 0
+    t = rows["toto"]["test"]
+    assert ev.dm_label(t["dm_stat"], t["dm_p_two_sided"]).startswith("better, p=") and "better than naive on validation" in res["decision"]
     # the one-sided p of a significantly WORSE forecast is ~1: a worse model never reads as a winner
-    assert rows["toto"]["dm_p_better"] < 0.05
+    assert rows["toto"]["test"]["dm_p_better"] < 0.05
 
 
 def test_dm_is_defined_with_whole_span_windows_at_long_horizon(tmp_path: Path) -> None:
@@ -89,6 +91,6 @@ def test_dm_is_defined_with_whole_span_windows_at_long_horizon(tmp_path: Path) -
     setup = ev.build_setup("AAA", horizon=64, context=64, series=s)
     res = _compare(setup, Oracle(s.close))
     row = next(r for r in res["rows"] if r["model"] == "toto")
-    assert row["dm_p_two_sided"] is not None and row["val_dm_p_two_sided"] is not None
+    assert row["test"]["dm_p_two_sided"] is not None and row["validation"]["dm_p_two_sided"] is not None
     for spec in (row["windows"], row["val_windows"]):
         assert spec["rows_covered"] >= 0.95 * spec["span_rows"]

@@ -43,9 +43,9 @@ def test_validate_compare_regression_cover_the_spans_and_dm_is_defined(tmp_path:
                       make_ctx(tmp_path, data, "compare", ws=ws))
     row = next(r for r in res["comparisons"] if r["model"] == "chronos2")
     assert _covered(row["windows"]) >= 0.95 and _covered(row["val_windows"]) >= 0.95
-    assert row["dm_p_two_sided"] is not None and row["val_dm_p_better"] is not None
+    assert row["test"]["dm_p_two_sided"] is not None and row["validation"]["dm_p_better"] is not None
 
-    _store_with_picks(ws, [("naive", SYMBOL, {"method": "seasonal"})])
+    _store_with_picks(ws, [("naive", SYMBOL, {"method": "seasonal"})], horizon=H)
     reg = regression.run(spec("regression", [SYMBOL], None, horizon=H, models=["naive"]),
                          make_ctx(tmp_path, data, "regression", ws=ws))
     (r,) = reg["regressions"]

@@ -81,7 +81,7 @@ def test_a_registered_adapter_runs_through_validate_and_compare(fake: str, tmp_p
     # no pick recorded (the engine, not the task, writes picks to the store): the adapter's default config
     assert row["config"] == FakeForecaster.default_config("tiny") and row["source"] == "default"
     assert row["windows"] == by_model["naive"]["windows"]  # and the same test windows as naive
-    assert np.isfinite(row["mae_pct"]) and np.isfinite(row["val_mae_pct"])
+    assert np.isfinite(row["test"]["mae_pct"]) and np.isfinite(row["validation"]["mae_pct"])
 
 
 def test_tasks_ask_the_adapter_for_default_config_grid_and_context(fake: str) -> None:
