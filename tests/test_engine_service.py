@@ -86,7 +86,8 @@ def test_engine_start_stop_and_a_second_service_refused(tmp_path: Path) -> None:
 def test_killed_service_is_restarted_by_the_next_client_and_recovers(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGKILL the service with two jobs running; one worker is also killed while no engine watches. The
-    next client starts a new service: the live job is re-attached and finishes, the dead one is interrupted."""
+    next client starts a new service: the live job is re-attached and finishes; the dead one, a baseline with no
+    checkpoint to resume from, is failed with the reason (the one dead-job rule of engine.deaths)."""
     monkeypatch.setenv("FORECAST_TEST_HOOKS", "1")
     ws = tmp_path / "ws"
     jc = JobClient(ws, poll_interval=0.05)
@@ -110,5 +111,5 @@ def test_killed_service_is_restarted_by_the_next_client_and_recovers(tmp_path: P
     assert second is not None and second["pid"] != first["pid"]
     assert any("re-attached" in line for line in jc.detail(keep.id)["logs"])
     lost = jc.wait(doomed.id, timeout=30)
-    assert lost["state"] == "interrupted" and "no engine was watching" in lost["reason"]
-    assert stored_states(ws) == {keep.id: "succeeded", doomed.id: "interrupted"}
+    assert lost["state"] == "failed" and "no engine was watching" in lost["reason"], lost
+    assert stored_states(ws) == {keep.id: "succeeded", doomed.id: "failed"}
