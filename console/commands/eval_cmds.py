@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = subparsers.add_parser(
         "compare", help="all picked models + naive on identical test windows",
-        description="Score every model's pick and naive persistence on the same windows: price MAE, MAE%%, "
+        description="Score every model's pick and naive persistence on the same windows: price MAE, MAE%, "
         "return MAE, MASE, CRPS, coverage, latency, DM p-value vs naive. Winner chosen on validation, reported on test.")
     _common(p, "compare", model="many", models=True)
     p.set_defaults(func=cmd_compare)
