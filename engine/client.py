@@ -87,7 +87,7 @@ class JobClient:
             return False
         self.workspace.mkdir(parents=True, exist_ok=True)
         from engine import paths
-        from engine.service import ENV_IDLE, LOG_FILE
+        from engine.service import ENV_IDLE, EXIT_LOCKED, LOG_FILE
 
         env = dict(os.environ)
         # The service outlives this process: give it absolute folders, not ones relative to our cwd.
@@ -107,18 +107,22 @@ class JobClient:
                                     start_new_session=True, close_fds=True)
         SPAWNED.append(proc)
         deadline = time.monotonic() + self.start_timeout
+        lost_race = False
         while time.monotonic() < deadline:
             if self.running():
-                return True
-            if proc.poll() is not None:
-                if self.running():  # another client's service won the race for the lock
-                    return False
-                tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
-                raise EngineError(f"the engine service for {self.workspace} exited ({proc.returncode}): "
-                                  + " | ".join(tail))
+                return not lost_race
+            if not lost_race and proc.poll() is not None:
+                if proc.returncode != EXIT_LOCKED:
+                    tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+                    raise EngineError(f"the engine service for {self.workspace} exited ({proc.returncode}): "
+                                      + " | ".join(tail))
+                # Another client's service holds the writer lock and is still starting (recovery can take
+                # seconds before its socket is bound): wait for that one to answer.
+                lost_race = True
             time.sleep(0.05)
+        held = " (another process holds the store's writer lock but serves no socket)" if lost_race else ""
         raise EngineError(f"the engine service for {self.workspace} did not answer within "
-                          f"{self.start_timeout:.0f} s (see {log})")
+                          f"{self.start_timeout:.0f} s{held} (see {log})")
 
     def _open(self) -> socket.socket:
         """A connection to the service, starting it first when none answers (and `ensure`)."""
