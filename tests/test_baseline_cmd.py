@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -113,12 +112,10 @@ def test_bad_arguments_are_refused() -> None:
         baseline.compute_baselines(["../SPY"], [1], [SHIPPED])
 
 
-def test_all_24_symbols_three_horizons_is_fast() -> None:
-    t0 = time.perf_counter()
+def test_all_24_symbols_three_horizons_all_score() -> None:
+    """Every shipped symbol scores at every horizon (its speed is `bench/bench_engine.py --only scale`)."""
     rows = baseline.compute_baselines(ALL_SYMBOLS, [1, 16, 64], [SHIPPED])
-    elapsed = time.perf_counter() - t0
     assert len(rows) == 24 * 3 * 3 and not [r for r in rows if r["error"]]
-    assert elapsed < 10.0, f"took {elapsed:.2f}s"  # ~1.5 s measured on 2 shared cores
 
 
 def test_cli_table_records_rows_in_store(env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -132,23 +131,21 @@ def test_ctrl_c_detaches_then_cancel_stops_training_at_a_checkpoint(env: dict[st
     pid = json.loads((ws / "jobs" / job_id / "pid.json").read_text())["pid"]
     assert psutil.pid_exists(pid)
 
-    def cancel() -> tuple[str, str | None, float]:
+    def cancel() -> tuple[str, str | None]:
         from engine.client import JobClient
 
         jc = JobClient(ws)  # the service the CLI started still runs the job
         assert (jc.job(job_id) or {}).get("state") == "running"
-        t0 = time.monotonic()
         jc.cancel(job_id)
         rec = jc.wait(job_id, timeout=10)
-        return rec["state"], rec.get("reason"), time.monotonic() - t0
+        return rec["state"], rec.get("reason")
 
     try:
-        state, reason, took = cancel()
+        state, reason = cancel()
     finally:
         _kill_job(ws, job_id)
     events = (ws / "jobs" / job_id / "events.jsonl").read_text()
     assert state == "cancelled" and "forced" not in (reason or "") and "forced" not in events
-    assert took < 3.0, took
     assert json.loads((ws / "jobs" / job_id / "exit.json").read_text())["code"] == 143  # its own exit
     assert list((ws / "runs").glob("chronos2-tiny-SYN-*/checkpoint/state-*/state.json"))  # resume continues
 
