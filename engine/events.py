@@ -4,12 +4,16 @@ One object per line, `{"job": id, "t": unix_s, "type": ..., ...}`, appended to
 `jobs/<id>/events.jsonl` and flushed per line, so a job's history survives the console and a
 re-attaching engine can read it from any offset. Types and their fields:
 
-    started{pid}  progress{done,total,eta_s?,stage?}  loss{step,epoch,train,val?}
+    started{pid}  progress{done,total,eta_s?,stage?,symbol?,symbol_i?,symbol_n?,epoch_i?,epoch_n?}
+    loss{step,epoch,train,val?,symbol?,run?}
     metric{name,value}  log{level,msg}  artifact{kind,path}  heartbeat{}
     result{...payload...}  error{exc_type,msg,trace}
 
 (`error` carries the exception class as `exc_type`: a field named `type` would overwrite the
-event's own `type`.)
+event's own `type`.) A job over several symbols names the one it is on: `loss` carries `symbol` and
+`run` (the run id of that symbol's training, so a console draws one curve per run, never one line
+through all of them); `progress` may say where the job is (`symbol` and its 1-based `symbol_i` of
+`symbol_n`, `epoch_i` of `epoch_n`) — optional fields are left out when unknown.
 
 The `result` payload is how a task hands data to the store (the worker never writes it):
     runs:        [ {model, symbol, hyperparams, metrics, checkpoint?, training_time?, notes?, seed?} ]
@@ -77,11 +81,17 @@ class EventWriter:
     def started(self) -> None:
         self.emit("started", pid=os.getpid())
 
-    def progress(self, done: float, total: float, eta_s: float | None = None, stage: str | None = None) -> None:
-        self.emit("progress", done=done, total=total, eta_s=eta_s, stage=stage)
+    def progress(self, done: float, total: float, eta_s: float | None = None, stage: str | None = None, *,
+                 symbol: str | None = None, symbol_i: int | None = None, symbol_n: int | None = None,
+                 epoch_i: int | None = None, epoch_n: int | None = None) -> None:
+        where = {"symbol": symbol, "symbol_i": symbol_i, "symbol_n": symbol_n, "epoch_i": epoch_i, "epoch_n": epoch_n}
+        self.emit("progress", done=done, total=total, eta_s=eta_s, stage=stage,
+                  **{k: v for k, v in where.items() if v is not None})
 
-    def loss(self, step: int, epoch: int, train: float | None, val: float | None = None) -> None:
-        self.emit("loss", step=step, epoch=epoch, train=train, val=val)
+    def loss(self, step: int, epoch: int, train: float | None, val: float | None = None, *,
+             symbol: str | None = None, run: str | None = None) -> None:
+        tags = {k: v for k, v in (("symbol", symbol), ("run", run)) if v is not None}
+        self.emit("loss", step=step, epoch=epoch, train=train, val=val, **tags)
 
     def metric(self, name: str, value: float) -> None:
         self.emit("metric", name=name, value=value)

@@ -56,6 +56,12 @@ class JobState:
     result_summary: dict[str, Any] | None = None
     # Additions beyond CONTRACTS.md's minimum (documented there):
     stage: str | None = None
+    # where the job is (from its progress events; kept after it ends, so a stopped job says where it stopped)
+    symbol: str | None = None
+    symbol_i: int | None = None
+    symbol_n: int | None = None
+    epoch_i: int | None = None
+    epoch_n: int | None = None
     warning: str | None = None  # e.g. stale heartbeat with a live pid (never a kill)
     last_heartbeat: float | None = None
     exit_code: int | None = None
@@ -126,6 +132,25 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
+def _int(v: Any) -> int | None:
+    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+#: The counters of a progress event that say where a job is (1-based; engine.events).
+WHERE_COUNTS: tuple[str, ...] = ("symbol_i", "symbol_n", "epoch_i", "epoch_n")
+
+
+def where_words(st: JobState) -> str:
+    """Where a job is, or stopped: `training · SPY 2/2 · epoch 3/15` (the parts that are known)."""
+    parts = [st.stage] if st.stage else []
+    if st.symbol or st.symbol_n:
+        sym = st.symbol or "symbol"
+        parts.append(f"{sym} {st.symbol_i}/{st.symbol_n}" if st.symbol_i and st.symbol_n and st.symbol_n > 1 else sym)
+    if st.epoch_i and st.epoch_n:
+        parts.append(f"epoch {st.epoch_i}/{st.epoch_n}")
+    return " · ".join(parts)
+
+
 def apply_event(st: JobState, ev: dict[str, Any]) -> list[JobUpdate]:
     """Fold one worker event into `st`; return the updates subscribers should see.
 
@@ -156,8 +181,14 @@ def apply_event(st: JobState, ev: dict[str, Any]) -> list[JobUpdate]:
         st.eta_s = _num(ev.get("eta_s"))
         if ev.get("stage") is not None:
             st.stage = str(ev["stage"])
+        if isinstance(ev.get("symbol"), str):
+            st.symbol = ev["symbol"]
+        for name in WHERE_COUNTS:
+            if name in ev:
+                setattr(st, name, _int(ev.get(name)))
         return [JobUpdate(jid, "progress", {"done": st.progress_done, "total": st.progress_total,
-                                            "eta_s": st.eta_s, "stage": st.stage})]
+                                            "eta_s": st.eta_s, "stage": st.stage, "symbol": st.symbol,
+                                            **{n: getattr(st, n) for n in WHERE_COUNTS}})]
     if typ == "loss":
         train, val = _num(ev.get("train")), _num(ev.get("val"))
         if train is not None:
@@ -165,6 +196,9 @@ def apply_event(st: JobState, ev: dict[str, Any]) -> list[JobUpdate]:
         if val is not None:
             st.last_val_loss = val
         point = {"step": ev.get("step"), "epoch": ev.get("epoch"), "train": train, "val": val, "t": t}
+        for tag in ("symbol", "run"):
+            if isinstance(ev.get(tag), str):
+                point[tag] = ev[tag]
         return [JobUpdate(jid, "loss", point)]
     if typ == "metric":
         name, value = str(ev.get("name")), _num(ev.get("value"))

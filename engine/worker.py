@@ -86,10 +86,16 @@ def _run_test_hook(hook: dict[str, Any], spec: JobSpec, ctx: TaskContext) -> dic
             raise Cancelled("cancelled")
         if pause:
             ctx.cancel_event.wait(pause)
-        ctx.events.progress(i + 1, steps, stage="test")
+        # the steps are shared out over the symbols in turn, each symbol's curve starting at step 1
+        n_sym = max(1, len(spec.symbols))
+        si = i * n_sym // steps
+        step = i + 1 - -(-si * steps // n_sym)
+        sym = spec.symbols[si] if spec.symbols else None
+        ctx.events.progress(i + 1, steps, stage="test", symbol=sym, symbol_i=si + 1, symbol_n=n_sym)
         if hook.get("checkpoint") and i == 0:  # as the train loop reports a saved state
             ctx.events.artifact("checkpoint", ctx.job_dir)
-        ctx.events.loss(step=i + 1, epoch=0, train=1.0 / (i + 1), val=1.5 / (i + 1))
+        ctx.events.loss(step=step, epoch=0, train=1.0 / step, val=1.5 / step, symbol=sym,
+                        run=f"test-{sym}" if sym else None)
         if crash and i == steps // 2:
             if crash == "segv":
                 os.kill(os.getpid(), signal.SIGSEGV)

@@ -8,7 +8,7 @@ from engine.events import EventWriter, read_events
 from engine.gpu import FakeGpuSource, GpuInfo, NvmlSource, Telemetry, _safe, detect_source
 from engine.jobs import JobSpec, JobSpecError, Resources
 from engine.scheduler import Scheduler
-from engine.state import JobState, apply_event
+from engine.state import JobState, apply_event, where_words
 
 
 def spec(priority: int = 0, vram: float = 0.0, gpus: float = 0.0, sym: str = "AAPL") -> JobSpec:
@@ -139,6 +139,23 @@ def test_apply_event_folds_a_worker_stream(tmp_path) -> None:
     assert st.reason == "RuntimeError: boom" and st.metrics == {"mae": 1.5}
     assert st.result_summary == {"ok": 1}
     assert JobState.from_record(st.to_record()) == st
+
+
+def test_loss_and_progress_events_say_which_symbol_run_and_epoch(tmp_path) -> None:
+    s = spec()
+    w = EventWriter(tmp_path / "events.jsonl", s.id)
+    w.progress(1.5, 2, eta_s=9.0, stage="training", symbol="SPY", symbol_i=2, symbol_n=2, epoch_i=3, epoch_n=15)
+    w.loss(4, 2, 0.5, symbol="SPY", run="toto-tiny-SPY-1")
+    w.progress(2, 2, stage="scoring validation")  # where-fields left out: the last known ones stay
+    w.close()
+    st = JobState.from_spec(s)
+    ups = [u for ev in read_events(tmp_path / "events.jsonl").events for u in apply_event(st, ev)]
+    assert ups[1].data["symbol"] == "SPY" and ups[1].data["run"] == "toto-tiny-SPY-1"
+    assert (st.symbol, st.symbol_i, st.symbol_n, st.epoch_i, st.epoch_n) == ("SPY", 2, 2, 3, 15)
+    assert where_words(st) == "scoring validation · SPY 2/2 · epoch 3/15"
+    assert JobState.from_record(st.to_record()) == st
+    bare = JobState.from_spec(s)
+    assert where_words(bare) == ""
 
 
 def test_event_writer_refuses_reserved_field_names(tmp_path) -> None:

@@ -33,11 +33,12 @@ def test_train_task_writes_run_artifacts_and_a_loadable_adapter(tmp_path: Path) 
     data = tmp_path / "data"
     data.mkdir()
     write_cycle_csv(data / "SYN.csv")
+    write_cycle_csv(data / "TWO.csv")
     params = dict(epochs=2, context=64, horizon=16, max_steps_per_epoch=3, seed=1, lr=3e-3, mae_samples=4)
-    spec = JobSpec.create("train", ["SYN"], "chronos2", params=params)
+    spec = JobSpec.create("train", ["SYN", "TWO"], "chronos2", params=params)
     ctx = _ctx(tmp_path / "ws", spec, data)
     out = train_task.run(spec, ctx)
-    (run,) = out["runs"]
+    run, second = out["runs"]
     assert run["model"] == "chronos2" and run["symbol"] == "SYN" and run["seed"] == 1
     m = run["metrics"]
     for k in ("val_loss", "val_mae_pct", "val_naive_mae_pct"):
@@ -52,6 +53,21 @@ def test_train_task_writes_run_artifacts_and_a_loadable_adapter(tmp_path: Path) 
     evs = read_events(ctx.job_dir / "events.jsonl").events
     types = {e["type"] for e in evs}
     assert {"loss", "progress", "log", "artifact", "metric"} <= types
+    # each loss event names its symbol and run: two curves, each from its own first step
+    by_run: dict[tuple[str, str], list[int]] = {}
+    for e in evs:
+        if e["type"] == "loss":
+            by_run.setdefault((e["symbol"], e["run"]), []).append(e["step"])
+    assert list(by_run) == [("SYN", run["extra"]["run_id"]), ("TWO", second["extra"]["run_id"])]
+    assert all(steps == sorted(steps) and steps[0] <= 3 for steps in by_run.values())
+    # progress is the job's, in symbols, and says where the job is
+    prog = [e for e in evs if e["type"] == "progress"]
+    assert [p["done"] for p in prog] == sorted(p["done"] for p in prog) and prog[-1]["total"] == 2
+    stages = [(p["stage"], p["symbol"], p["symbol_i"]) for p in prog]
+    assert stages[0] == ("planning", "SYN", 1) and stages[-1] == ("scoring validation", "TWO", 2)
+    assert ("training", "TWO", 2) in stages and all(p["epoch_n"] == 2 for p in prog if p["stage"] == "training")
+    metrics = {e["name"]: e["value"] for e in evs if e["type"] == "metric"}
+    assert metrics["SYN.best_epoch"] == m["best_epoch"] and metrics["TWO.stopped_early"] in (0.0, 1.0)
     # validation/compare load the adapter the same way
     fc = load_forecaster("chronos2", "tiny", adapter=run["checkpoint"])
     assert fc.finetune == "full" == run["hyperparams"]["finetune"]  # the tiny preset trains every weight

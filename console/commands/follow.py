@@ -106,7 +106,7 @@ def follow_state(jc: JobClient, job_id: str, stream: TextIO | None = None, show_
     """Follow one job to its end: (final state, reason), or ("detached", None) on Ctrl-C.
 
     `submitted`: the record `submit` returned (the header then shows the state it was queued in)."""
-    from engine.state import FINAL_STATES, JobState
+    from engine.state import FINAL_STATES, JobState, where_words
 
     pr = Printer(job_id, stream)
     st: JobState | None = None
@@ -140,7 +140,7 @@ def follow_state(jc: JobClient, job_id: str, stream: TextIO | None = None, show_
                 ended = kind == "state" and data.get("state") in FINAL_STATES
                 if kind == "progress":
                     loss = f"loss {st.last_train_loss:.4g}" if st.last_train_loss is not None else ""
-                    pr.progress(st.progress_done, st.progress_total, st.stage, loss)
+                    pr.progress(st.progress_done, st.progress_total, where_words(st), loss)
                 elif kind == "log":
                     pr.say(f"  {data.get('level', 'info')}: {data.get('msg', '')}")
                 elif kind == "state" and data.get("warning"):

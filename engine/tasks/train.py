@@ -80,6 +80,42 @@ def plan_symbol(series: Any, model: str, p: TrainParams) -> tuple[str, float | N
     return difficulty, naive64, plan, spans
 
 
+class SymbolEvents:
+    """The event writer the training loop sees while one symbol of a job trains.
+
+    Its loss events name the symbol and run (a console draws one curve per run); its progress is the
+    job's, in symbols (`index + fraction of this symbol's steps` of `total`), with where the job is and
+    an ETA for the whole job (this symbol's remaining steps plus, for each symbol still to come, as
+    long as this one takes in all). Everything else goes to the job's writer unchanged.
+    """
+
+    def __init__(self, writer: Any, symbol: str, run: str, index: int, total: int, epochs: int) -> None:
+        self.writer, self.symbol, self.run = writer, symbol, run
+        self.index, self.total, self.epochs = index, total, epochs
+        self._epoch = 0
+        self._t0 = time.monotonic()
+
+    def where(self, stage: str, fraction: float = 0.0, eta_s: float | None = None, epoch_i: int | None = None) -> None:
+        """One progress event; `epoch_i` 0 (before the first epoch) replaces the previous symbol's count."""
+        self.writer.progress(self.index + fraction, self.total, eta_s=eta_s, stage=stage, symbol=self.symbol,
+                             symbol_i=self.index + 1, symbol_n=self.total, epoch_i=epoch_i or 0, epoch_n=self.epochs)
+
+    def loss(self, step: int, epoch: int, train: float | None, val: float | None = None) -> None:
+        self._epoch = epoch
+        self.writer.loss(step, epoch, train, val, symbol=self.symbol, run=self.run)
+
+    def progress(self, done: float, total: float, eta_s: float | None = None, stage: str | None = None) -> None:
+        frac = min(1.0, done / total) if total else 0.0
+        eta = None
+        if eta_s is not None:
+            whole = time.monotonic() - self._t0 + eta_s  # this symbol, start to end
+            eta = eta_s + (self.total - self.index - 1) * whole
+        self.where("training", frac, eta, self._epoch + 1)
+
+    def __getattr__(self, name: str) -> Any:  # log, artifact, metric: the job's writer
+        return getattr(self.writer, name)
+
+
 def train_symbol(model: str, symbol: str, p: TrainParams, ctx: TaskContext, index: int = 0,
                  total: int = 1) -> dict[str, Any] | None:
     """Train one symbol; the run record for the result payload, or None when cancelled."""
@@ -89,6 +125,8 @@ def train_symbol(model: str, symbol: str, p: TrainParams, ctx: TaskContext, inde
     from engine.forecasters.training import Events, TrainConfig, mae_window_index, train, validation_mae_pct
 
     ev = ctx.events
+    ctx.events.progress(index, total, stage="planning", symbol=symbol, symbol_i=index + 1, symbol_n=total,
+                        epoch_i=0)
     series = data.load_symbol(symbol, ctx.data_dirs or None)
     difficulty, naive64, plan, spans = plan_symbol(series, model, p)
     preset = p.preset
@@ -116,11 +154,13 @@ def train_symbol(model: str, symbol: str, p: TrainParams, ctx: TaskContext, inde
            f"run {run_dir.name}{' (resuming)' if resuming else ''}")
 
     kw = {k: v for k, v in (("source", p.source), ("tokenizer", p.tokenizer)) if v}
+    sev = SymbolEvents(ev, symbol, run_dir.name, index, total, plan.epochs)
+    sev.where("loading model")
     t0 = time.time()
     fc: Any = load_forecaster(model, preset, device=ctx.device, **kw)
     fc.prepare_finetune(plan.finetune, rank=plan.lora_rank, seed=seed)
     with ctx.cooperative_cancel():  # the loop checkpoints and returns when cancelled
-        res = train(fc, train_w, val_w, cfg, ckpt_dir=ckpt, events=Events(ev, run_dir / "curve.jsonl"),
+        res = train(fc, train_w, val_w, cfg, ckpt_dir=ckpt, events=Events(sev, run_dir / "curve.jsonl"),
                     cancelled=ctx.cancelled, resume=resuming)
     if res.cancelled:
         ev.log(f"{symbol}: cancelled at step {res.steps}; checkpoint kept in {ckpt} (resume: true continues)")
@@ -128,12 +168,14 @@ def train_symbol(model: str, symbol: str, p: TrainParams, ctx: TaskContext, inde
     adapter_dir = run_dir / "adapter"
     fc.save_adapter(adapter_dir)
     ev.artifact("adapter", adapter_dir)
+    sev.where("scoring validation", 1.0, epoch_i=res.epochs_done)
     mae = validation_mae_pct(fc, val_w, cfg)
     metrics = {"val_loss": res.best_val, "train_loss": res.train_losses[-1] if res.train_losses else None,
                "best_epoch": res.best_epoch, "epochs_done": res.epochs_done, "steps": res.steps,
                "steps_per_s": res.steps_per_s, "stopped_early": float(res.stopped_early), **mae}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    for k in ("val_loss", "val_mae_pct"):
+    # best_epoch and stopped_early place the curve's markers in a console (`<symbol>.<name>`)
+    for k in ("val_loss", "val_mae_pct", "best_epoch", "stopped_early"):
         v = metrics[k]
         if v is not None:
             ev.metric(f"{symbol}.{k}", float(v))
