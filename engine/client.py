@@ -112,7 +112,7 @@ class JobClient:
             if self.running():
                 return not lost_race
             if not lost_race and proc.poll() is not None:
-                if proc.returncode != EXIT_LOCKED:
+                if proc.returncode != EXIT_LOCKED or not self._lock_held_by_a_service():
                     tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
                     raise EngineError(f"the engine service for {self.workspace} exited ({proc.returncode}): "
                                       + " | ".join(tail))
@@ -120,9 +120,27 @@ class JobClient:
                 # seconds before its socket is bound): wait for that one to answer.
                 lost_race = True
             time.sleep(0.05)
-        held = " (another process holds the store's writer lock but serves no socket)" if lost_race else ""
+        held = " (the service holding the store's writer lock never bound its socket)" if lost_race else ""
         raise EngineError(f"the engine service for {self.workspace} did not answer within "
                           f"{self.start_timeout:.0f} s{held} (see {log})")
+
+    def _lock_held_by_a_service(self) -> bool:
+        """Whether the store's writer lock is held by an engine service (one that may still be starting)
+        rather than by some other writer, which no amount of waiting would turn into a service."""
+        import psutil
+
+        from store.storage import WorkspaceLock
+        from store.workspace import Workspace
+
+        holder = WorkspaceLock(Workspace(self.workspace).lock_file).holder() or {}
+        pid = holder.get("pid")
+        if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
+            return False
+        try:
+            cmd = psutil.Process(pid).cmdline()
+        except (psutil.Error, OSError):
+            return False
+        return "engine.service" in cmd and str(self.workspace) in cmd
 
     def _open(self) -> socket.socket:
         """A connection to the service, starting it first when none answers (and `ensure`)."""

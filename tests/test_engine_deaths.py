@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+import psutil
 import pytest
 
 from engine.controller import Engine
@@ -50,6 +51,9 @@ async def test_a_killed_job_is_interrupted_if_it_checkpointed_else_failed_watche
         await eng.stop(cancel_running=False)
         eng.store.close()
     os.kill(unwatched.pid, signal.SIGKILL)
+    doomed = psutil.Process(unwatched.pid)
+    await wait_for(lambda: not doomed.is_running() or doomed.status() == psutil.STATUS_ZOMBIE, timeout=10,
+                   what="the unwatched worker to die before the next engine looks")
     eng2 = _engine(ws)
     await eng2.start()
     try:
