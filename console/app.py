@@ -31,6 +31,7 @@ from console.screens.live import LiveScreen
 from console.screens.queue import QueueScreen
 from console.screens.quit import QuitScreen
 from console.screens.regressions import RegressionsScreen
+from console.screens.runs import RunsScreen
 from console.screens.start_run import FORM_KINDS, StartRunScreen
 from console.screens.stocks import StocksScreen
 from console.services import ConsoleServices
@@ -73,6 +74,7 @@ class ForecastConsoleApp(App[int]):
     MODES: ClassVar[dict[str, Any]] = {
         "stocks": StocksScreen, "queue": QueueScreen, "live": LiveScreen, "compare": CompareScreen,
         "regressions": RegressionsScreen, "configs": ConfigsScreen, "gpu": GpuScreen,
+        "runs": RunsScreen,
     }
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     #: Below 100 columns the Live screen stacks the GPU panel under the chart (see app.tcss).

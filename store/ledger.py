@@ -180,6 +180,19 @@ class Ledger:
             sql = f"SELECT doc FROM jobs{where} ORDER BY rowid"
         return [json.loads(d) for (d,) in self._rows(sql, args)]
 
+    def job_summaries(self, job_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """{kind, state, started_at, finished_at} of each given job the ledger holds (the run
+        browser's columns, read without decoding whole job documents)."""
+        ids = list(dict.fromkeys(job_ids))
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            sql = ("SELECT id, json_extract(doc, '$.kind'), state, json_extract(doc, '$.started_at'), "
+                   f"json_extract(doc, '$.finished_at') FROM jobs WHERE id IN ({','.join('?' * len(chunk))})")
+            for jid, kind, state, t0, t1 in self._rows(sql, chunk):
+                out[jid] = {"kind": kind, "state": state, "started_at": t0, "finished_at": t1}
+        return out
+
     def job_counts(self) -> dict[str, int]:
         return {s: n for s, n in self._rows("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
 

@@ -273,6 +273,11 @@ class Store(TrackerMixin, DecisionsMixin, PromotionMixin):
             states = [state] if isinstance(state, str) else (list(state) if state is not None else None)
             return self._ledger.jobs(states, limit=limit)
 
+    def job_summaries(self, job_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """job id -> {kind, state, started_at, finished_at} for the given jobs that are recorded."""
+        with self._lock:
+            return self._ledger.job_summaries(job_ids)
+
     def delete_jobs(self, job_ids: Iterable[str]) -> int:
         """Forget job records (gc); their folders are the caller's to remove."""
         with self._lock:

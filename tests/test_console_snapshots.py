@@ -244,3 +244,19 @@ def test_regression_retrain_queues_jobs(seeded: dict[str, Path]) -> None:
 
     asyncio.run(run())
     assert os.environ["TZ"] == "UTC"
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_runs_screen(snap_compare: Any, seeded: dict[str, Path], size: tuple[int, int]) -> None:
+    from tests.runs_fixture import seed_runs
+
+    seed_runs(seeded["ws"], seeded["hp"])
+
+    async def detail_shown(pilot: Any) -> None:
+        deadline = asyncio.get_running_loop().time() + 10
+        while "used by" not in str(pilot.app.screen.query_one("#runs-detail-text").render()):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("the run detail never appeared")
+            await pilot.pause(0.05)
+
+    assert snap_compare(make_app(seeded), terminal_size=size, run_before=settle("8", then=detail_shown))

@@ -1,7 +1,7 @@
 """Top navigation strip: one clickable tab per screen, the current one highlighted.
 
 Why not Tabs: the screens are app modes (each keeps its own state); this strip only mirrors
-`app.current_mode` and switches mode on click, so keys 1–7 and the mouse do the same thing.
+`app.current_mode` and switches mode on click, so keys 1–8 and the mouse do the same thing.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ NAV_ITEMS: tuple[tuple[str, str, str], ...] = (
     ("regressions", "5", "Regress"),
     ("configs", "6", "Configs"),
     ("gpu", "7", "GPU"),
+    ("runs", "8", "Runs"),
 )
 
 

@@ -94,6 +94,8 @@ class KeyedTable(DataTable):
         self._hold_timer: Timer | None = None
         self._held: dict[str, dict[str, Cell]] = {}
         self._sort_dirty = False
+        #: False: a header click is left to the screen (HeaderSelected bubbles) instead of sorting here.
+        self.sorts_itself = bool(kwargs.pop("sorts_itself", True))
         super().__init__(**kwargs)
         self._columns_spec = list(columns)
         self._cells: dict[str, dict[str, Cell]] = {}
@@ -317,5 +319,7 @@ class KeyedTable(DataTable):
 
     @on(DataTable.HeaderSelected)
     def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        if not self.sorts_itself:
+            return  # the screen sorts (it holds more rows than the table shows): the event bubbles to it
         event.stop()
         self.sort_by(str(event.column_key.value))

@@ -1,0 +1,311 @@
+"""Runs screen: every tracked run (train, validate, sweep trials), filterable and sortable, with a
+detail pane (config, metrics, loss curve, artifacts, which pick/comparison/promotion uses it) and
+export of the filtered table to CSV or markdown under `<workspace>/reports/`.
+
+Why the screen sorts and the table only shows the first `SHOW_MAX` rows: a workspace holds
+thousands of runs, and a DataTable pays for every row it holds (adding 1 000 rows took ~0.8 s on
+the 2-core box). The filter and the sort run over *all* runs in Python, the table shows the top
+of that order, and the status line says how many matched and how many are shown, so a sort by
+Val MAE% is the best of all runs, not of the newest page. Every MAE% names its windows ("12w").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.timer import Timer
+from textual.widgets import DataTable, Input, Static
+
+from console import run_browser as rb
+from console.screens.base import ModeScreen
+from console.widgets.loss_chart import LossChart
+from console.widgets.table import Cell, KeyedTable, num, txt
+
+COLUMNS = (
+    ("when", "When (UTC)"), ("model", "Model"), ("symbol", "Symbol"), ("horizon", "H"), ("preset", "Preset"),
+    ("kind", "Kind"), ("state", "State"), ("val", "Val MAE%"), ("test", "Test MAE%"), ("loss", "Val loss"),
+    ("dur", "Time s"), ("used", "Used by"), ("run", "Run id"),
+)
+SORTABLE = [c for c, _ in COLUMNS]
+#: Rows the table holds at most (the top of the sorted, filtered list; see the module docstring).
+SHOW_MAX = 300
+#: A detail is read this long after the cursor stops (holding an arrow key reads nothing).
+DETAIL_DELAY_S = 0.15
+STATE_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "interrupted": "yellow"}
+
+
+def mae_cell(v: float | None, windows: str) -> Cell:
+    if v is None:
+        return Cell(None, "—", style="dim", justify="right")
+    return Cell(v, f"{v:.3f} {windows.split(' ', 1)[-1]}", justify="right")
+
+
+def run_cells(r: rb.RunRow) -> dict[str, Cell]:
+    return {
+        "when": Cell(r.created_at, time.strftime("%m-%d %H:%M", time.gmtime(r.created_at))),
+        "model": txt(r.model), "symbol": txt(r.symbol, style="bold"), "horizon": num(r.horizon, "{:d}"),
+        "preset": txt(r.preset or "—"), "kind": txt(r.kind), "state": txt(r.state, style=STATE_STYLE.get(r.state, "")),
+        "val": mae_cell(r.val_mae_pct, r.val_windows), "test": mae_cell(r.test_mae_pct, r.test_windows),
+        "loss": num(r.val_loss, "{:.4f}"), "dur": num(r.duration_s, "{:.1f}"),
+        "used": txt(r.used, style="bold green" if r.used else ""), "run": txt(r.run_id, style="dim"),
+    }
+
+
+#: How each column sorts (the same order Cell.sort_key gives the cells the table shows).
+SORT_VALUE: dict[str, Callable[[rb.RunRow], Any]] = {
+    "when": lambda r: r.created_at, "model": lambda r: r.model, "symbol": lambda r: r.symbol,
+    "horizon": lambda r: r.horizon, "preset": lambda r: r.preset, "kind": lambda r: r.kind,
+    "state": lambda r: r.state, "val": lambda r: r.val_mae_pct, "test": lambda r: r.test_mae_pct,
+    "loss": lambda r: r.val_loss, "dur": lambda r: r.duration_s, "used": lambda r: r.used, "run": lambda r: r.run_id,
+}
+
+
+def sorted_rows(rows: Iterable[rb.RunRow], column: str, reverse: bool) -> list[rb.RunRow]:
+    key = SORT_VALUE[column]
+    return sorted(rows, key=lambda r: Cell(key(r), "").sort_key(), reverse=reverse)
+
+
+class RunsScreen(ModeScreen):
+    MODE: ClassVar[str] = "runs"
+    RELOAD_ON_FINISH: ClassVar[bool] = True
+    DEFAULT_CSS = """
+    RunsScreen #runs-filter {
+        width: 1fr;
+        height: 1;
+        border: none;
+        padding: 0 1;
+    }
+    RunsScreen #runs-table {
+        height: 1fr;
+    }
+    RunsScreen #runs-detail {
+        height: 11;
+        border-top: solid $primary-background-lighten-2;
+    }
+    RunsScreen #runs-detail-text {
+        width: 1fr;
+        padding: 0 1;
+        overflow-y: auto;
+    }
+    RunsScreen #runs-curve {
+        width: 1fr;
+        min-height: 6;
+    }
+    RunsScreen.-narrow #runs-curve {
+        display: none;
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "focus_filter", "Filter", key_display="/", id="runs-filter"),
+        Binding("s", "sort_next", "Sort", id="runs-sort"),
+        Binding("o", "flip_order", "Order", id="runs-order"),
+        Binding("e", "export('csv')", "CSV", id="runs-export-csv"),
+        Binding("m", "export('md')", "Markdown", id="runs-export-md"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = rb.RunsData()
+        self.by_id: dict[str, rb.RunRow] = {}
+        self.matched: list[rb.RunRow] = []
+        self.sort_column = "when"
+        self.sort_reverse = True
+        self.loaded = False
+        self._detail_timer: Timer | None = None
+        self._detail_id: str | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="runs-bar", classes="toolbar"):
+            yield Input(placeholder="/ filter: words (model, symbol, kind, state, h=16, pick…)", id="runs-filter")
+            yield Static("", id="runs-status", classes="status")
+        yield KeyedTable(COLUMNS, id="runs-table", sorts_itself=False)
+        with Horizontal(id="runs-detail"):
+            yield Static("", id="runs-detail-text")
+            yield LossChart(id="runs-curve")
+
+    def on_mount(self) -> None:
+        self.table.focus()
+        self.reload()
+
+    @property
+    def table(self) -> KeyedTable:
+        return self.query_one("#runs-table", KeyedTable)
+
+    def reload(self) -> None:
+        self._load()
+
+    @work(exclusive=True, group="runs-load")
+    async def _load(self) -> None:
+        try:
+            self.data = await self.services.call(rb.load_runs, self.services.store)
+        except Exception as exc:  # noqa: BLE001 - show and keep the screen alive
+            self.notify_error(exc)
+            self.data = rb.RunsData()
+        self.by_id = {r.run_id: r for r in self.data.rows}
+        self.loaded = True
+        self._render_rows()
+
+    def _words(self) -> list[str]:
+        return self.query_one("#runs-filter", Input).value.lower().split()
+
+    def _render_rows(self) -> None:
+        words = self._words()
+        rows = [r for r in self.data.rows if r.matches(words)] if words else list(self.data.rows)
+        self.matched = sorted_rows(rows, self.sort_column, self.sort_reverse)
+        shown = self.matched[:SHOW_MAX]
+        self.table.sync({r.run_id: run_cells(r) for r in shown})
+        self.table.sort_by(self.sort_column, reverse=self.sort_reverse)
+        self._update_status()
+        self._schedule_detail()
+
+    def _update_status(self) -> None:
+        n, total = len(self.matched), len(self.data.rows)
+        shown = min(n, SHOW_MAX)
+        order = "desc" if self.sort_reverse else "asc"
+        more = f" · first {shown} shown" if n > shown else ""
+        self.query_one("#runs-status", Static).update(
+            f"{n} of {total} runs{more} · sorted by {self.sort_column} ({order})")
+
+    # ------------------------------------------------------------------ detail
+    def _schedule_detail(self) -> None:
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        self._detail_timer = self.set_timer(DETAIL_DELAY_S, self._show_detail)
+
+    @on(DataTable.RowHighlighted, "#runs-table")
+    def _highlighted(self) -> None:
+        self._schedule_detail()
+
+    def _show_detail(self) -> None:
+        self._detail_timer = None
+        rid = self.table.current_id
+        text = self.query_one("#runs-detail-text", Static)
+        if rid is None:
+            self._detail_id = None
+            self.query_one(LossChart).set_points([])
+            text.update("No runs yet: train or validate a model (r on the Stocks screen); every run it logs "
+                        "shows here." if not self.data.rows else "No run matches the filter.")
+            return
+        if rid != self._detail_id:
+            self._detail_id = rid
+            self._load_detail(rid)
+
+    @work(exclusive=True, group="runs-detail")
+    async def _load_detail(self, run_id: str) -> None:
+        try:
+            d = await self.services.call(rb.load_detail, self.services.store, self.services.workspace,
+                                         run_id, self.data)
+        except Exception as exc:  # noqa: BLE001
+            self.notify_error(exc)
+            return
+        if d is None or run_id != self.table.current_id:
+            return
+        self.query_one("#runs-detail-text", Static).update(detail_text(d, self.by_id.get(run_id)))
+        chart = self.query_one(LossChart)
+        chart.empty_title = "loss — none: this run did not train" if d.run_dir is None else "loss — no points"
+        chart.set_points(d.curve)
+
+    # ------------------------------------------------------------------ actions
+    @on(Input.Changed, "#runs-filter")
+    def _filter_changed(self) -> None:
+        if self.loaded:
+            self._render_rows()
+
+    @on(Input.Submitted, "#runs-filter")
+    def _filter_done(self) -> None:
+        self.table.focus()
+        if self.table.row_count:
+            self.table.move_cursor(row=0)
+
+    def key_escape(self) -> None:
+        if self.focused is self.query_one("#runs-filter", Input):
+            self.table.focus()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#runs-filter", Input).focus()
+
+    def _sort(self, column: str, reverse: bool) -> None:
+        self.sort_column, self.sort_reverse = column, reverse
+        self._render_rows()
+        if self.table.row_count:
+            self.table.move_cursor(row=0)
+
+    @on(DataTable.HeaderSelected, "#runs-table")
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        col = str(event.column_key.value)
+        self._sort(col, not self.sort_reverse if col == self.sort_column else False)
+
+    def action_sort_next(self) -> None:
+        i = SORTABLE.index(self.sort_column) if self.sort_column in SORTABLE else -1
+        self._sort(SORTABLE[(i + 1) % len(SORTABLE)], False)
+
+    def action_flip_order(self) -> None:
+        self._sort(self.sort_column, not self.sort_reverse)
+
+    def action_export(self, fmt: str) -> None:
+        self._export(fmt)
+
+    @work(group="runs-export")
+    async def _export(self, fmt: str) -> None:
+        if not self.matched:
+            self.notify("no runs to export", severity="warning")
+            return
+        try:
+            path = await self.services.call(rb.export_rows, list(self.matched), fmt,
+                                            self.services.workspace / "reports")
+        except (OSError, ValueError) as exc:
+            self.notify_error(exc)
+            return
+        self.notify(f"{len(self.matched)} runs → {path}", title=f"exported {fmt}")
+
+    def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
+        yield ("Export runs table as CSV", "Write reports/runs-<time>.csv", lambda: self.action_export("csv"))
+        yield ("Export runs table as markdown", "Write reports/runs-<time>.md", lambda: self.action_export("md"))
+        yield ("Sort runs by next column", "Cycle the sort column", self.action_sort_next)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "—" if v is None else str(v)
+
+
+def detail_text(d: rb.RunDetail, row: rb.RunRow | None) -> Text:
+    """Config, metrics (with their windows), where the run is used, and its artifacts."""
+    r = d.run
+    head = f"{r.run_id} · {r.model} · {r.symbol}"
+    if row is not None:
+        head += f" · h={row.horizon if row.horizon is not None else '?'} · {row.preset or '?'} · {row.kind} ({row.state})"
+    cfg = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(r.hyperparams.items()) if not isinstance(v, dict | list))
+    mets = r.metrics
+    val = [f"{k.removeprefix('val_')}={_fmt(v)}" for k, v in mets.items() if k.startswith("val_")]
+    test = [f"{k.removeprefix('test_')}={_fmt(v)}" for k, v in mets.items() if k.startswith("test_")]
+    other = [f"{k}={_fmt(v)}" for k, v in mets.items() if not k.startswith(("val_", "test_"))]
+    lines = [head, f"config: {cfg or '—'}"]
+    if val:
+        lines.append(f"val ({row.val_windows if row else '?'}): " + ", ".join(val))
+    if test:
+        lines.append(f"test ({row.test_windows if row else '?'}): " + ", ".join(test))
+    if other:
+        lines.append("train: " + ", ".join(other))
+    lines.append("used by: " + ("; ".join(d.used_by) if d.used_by else "nothing (no pick, comparison or promotion)"))
+    if d.artifacts:
+        files = ", ".join(f"{name} ({size / 1024:.0f} KiB)" for name, size in d.artifacts[:8])
+        more = f" +{len(d.artifacts) - 8} more" if len(d.artifacts) > 8 else ""
+        lines.append(f"artifacts in {d.run_dir}: {files}{more}")
+    if d.checkpoint and not d.artifacts:
+        lines.append(f"checkpoint: {d.checkpoint}{'' if d.checkpoint_exists else ' (gone: removed by gc?)'}")
+    elif not d.checkpoint and not d.artifacts:
+        lines.append("artifacts: none (base weights or naive)")
+    if r.notes:
+        lines.append(f"notes: {r.notes}")
+    out = Text("\n".join(lines))  # plain text: ids and configs may hold "[" (no markup)
+    out.stylize("bold", 0, len(head))
+    return out

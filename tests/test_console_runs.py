@@ -1,0 +1,121 @@
+"""Pilot tests of the Runs screen on a real store: rows with kind/state and window counts, filter,
+sort over all runs (not only the rows shown), the detail pane (curve, artifacts, pick/promotion
+lineage) and CSV/markdown export."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console import run_browser as rb
+from console.app import ForecastConsoleApp
+from console.screens import runs as runs_screen
+from console.screens.runs import RunsScreen
+from console.services import ConsoleServices
+from console.widgets.loss_chart import LossChart
+from engine.gpu import FakeGpuSource
+from tests.runs_fixture import seed_runs
+
+
+@pytest.fixture()
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    ws, hp = tmp_path / "ws", tmp_path / "hp"
+    monkeypatch.setenv("FORECAST_WORKSPACE", str(ws))
+    monkeypatch.setenv("FORECAST_HYPERPARAMS", str(hp))
+    ids = seed_runs(ws, hp, extra_runs=4)
+    return {"ws": ws, "hp": hp, **ids}
+
+
+def make_app(p: dict[str, Any]) -> ForecastConsoleApp:
+    svc = ConsoleServices(p["ws"], hyperparams_dir=p["hp"], gpu_source=FakeGpuSource(1, 24.0))
+    return ForecastConsoleApp(svc, telemetry_interval=None, start_engine=False)
+
+
+async def until(pilot: Any, cond: Any, what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def detail_text(scr: RunsScreen) -> str:
+    return str(scr.query_one("#runs-detail-text").render())
+
+
+async def test_runs_screen_rows_filter_sort_detail_export(ws: dict[str, Any],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runs_screen, "SHOW_MAX", 3)  # fewer rows shown than matched
+    app = make_app(ws)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 10)
+        await pilot.press("8")
+        scr = app.screen
+        assert isinstance(scr, RunsScreen)
+        await until(pilot, lambda: scr.table.row_count == 3, "the first rows")
+        assert len(scr.data.rows) == 6
+        status = str(scr.query_one("#runs-status").render())
+        assert "6 of 6 runs · first 3 shown · sorted by when (desc)" in status
+        assert all(scr.by_id[r].model == "kronos" for r in scr.table.row_ids)  # the newest three
+
+        # sort by Val MAE% ascending over ALL runs: the best two are the toto runs although they are oldest
+        scr._sort("val", False)
+        await pilot.pause()
+        assert scr.table.row_ids[:2] == [ws["validate"], ws["train"]]
+        # the validate run's metrics name their windows, the job's kind/state are shown
+        v = scr.table.row_cells(ws["validate"])
+        assert v["val"].text == "3.910 12w" and v["test"].text == "4.050 12w"
+        assert (v["kind"].text, v["state"].text) == ("validate", "succeeded")
+        assert v["dur"].value == pytest.approx(30.0)  # no training time: the job's wall time
+        assert v["used"].text == "made pick h=16"
+
+        # the filter narrows to the train run; its detail shows curve, artifacts and lineage
+        await pilot.press("slash", *"toto train", "enter")
+        await until(pilot, lambda: scr.table.row_ids == [ws["train"]], "the filtered row")
+        t = scr.table.row_cells(ws["train"])
+        assert t["used"].text == "pick h=16, promoted" and t["dur"].value == pytest.approx(98.5)
+        await until(pilot, lambda: "used by:" in detail_text(scr), "the detail")
+        text = detail_text(scr)
+        assert "current pick toto/SPY h=16 (tiny) uses its adapter" in text and "promoted toto/SPY h=16" in text
+        assert "adapter/adapter_model.safetensors (4 KiB)" in text and "val (val 12w)" in text
+        await until(pilot, lambda: scr.query_one(LossChart).n_points == 44, "the curve (40 train + 4 val)")
+
+        # export the filtered table
+        await pilot.press("e")
+        reports = ws["ws"] / "reports"
+        await until(pilot, lambda: list(reports.glob("runs-*.csv")), "the CSV")
+        rows = list(csv.DictReader(next(reports.glob("runs-*.csv")).open()))
+        assert [r["run_id"] for r in rows] == [ws["train"]]
+        assert rows[0]["val_windows"] == "val 12w" and rows[0]["used"] == "pick h=16, promoted"
+        await pilot.press("m")
+        await until(pilot, lambda: list(reports.glob("runs-*.md")), "the markdown")
+        md = next(reports.glob("runs-*.md")).read_text()
+        assert md.startswith("| run_id | model |") and ws["train"] in md
+
+
+def test_export_text_refuses_unknown_format() -> None:
+    with pytest.raises(ValueError, match="choose csv or md"):
+        rb.export_text([], "xlsx")
+
+
+def test_windows_label_without_spec() -> None:
+    assert rb.windows_label(None, "test") == "test ?w"
+    assert rb.windows_label({"span": "val", "count": 3, "stride": 1, "rows_covered": 5}, "val") == "val 3w"
+
+
+def test_job_summaries_reads_kind_state_times_and_skips_unknown_ids(ws: dict[str, Any]) -> None:
+    from store import Store
+    from tests.runs_fixture import T0, VALIDATE_JOB
+
+    st = Store.open(ws["ws"], readonly=True, hyperparams_dir=ws["hp"])
+    try:
+        got = st.job_summaries([VALIDATE_JOB, "20250101-000000-000-train-00000000"])
+    finally:
+        st.close()
+    assert got == {VALIDATE_JOB: {"kind": "validate", "state": "succeeded", "started_at": T0 + 10,
+                                  "finished_at": T0 + 40}}
