@@ -95,6 +95,7 @@ class PromotedModel:
     path: Path
     device: str = "cpu"
     _bank: Any = field(default=None, repr=False)
+    _adapter: tuple[Path | None] | None = field(default=None, repr=False)
 
     @property
     def model(self) -> str:
@@ -127,8 +128,11 @@ class PromotedModel:
         return int(self.doc.get("seed") or 0)
 
     def adapter_dir(self) -> Path | None:
-        a = self.doc.get("adapter")
-        return verify_adapter(self.path.parent, a) if a else None
+        """The promoted adapter folder, its files checked against their sha256 (once per object)."""
+        if self._adapter is None:
+            a = self.doc.get("adapter")
+            self._adapter = (verify_adapter(self.path.parent, a),) if a else (None,)
+        return self._adapter[0]
 
     def bank(self) -> ev.SampleBank:
         """The loaded model (ModelLoadError with the download command when weights are missing)."""

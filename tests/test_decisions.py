@@ -29,18 +29,9 @@ def _threads() -> None:
 
 def _adapter(path: Path) -> Path:
     """A real toto LoRA adapter (random, non-zero LoRA matrices) written by the adapter code."""
-    import torch
+    from engine.forecasters.realsize import write_random_adapter
 
-    from engine.forecasters.registry import load_forecaster
-
-    fc = load_forecaster("toto", "tiny")
-    fc.prepare_finetune("lora", rank=2, seed=1)
-    g = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for p in fc.trainable_parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    fc.save_adapter(path)
-    return path
+    return write_random_adapter("toto", path)
 
 
 def _record(st: Store, out: dict) -> None:
@@ -123,6 +114,45 @@ def test_forecast_api_reproduces_the_promoted_test_mae_after_the_workspace_is_go
             load_promoted("toto", "AAA", hp)
     finally:
         f.write_bytes(raw)
+
+
+_CLI_PROBE = """import json, sys
+from console.cli import main
+rc = main(sys.argv[1:])
+heavy = sorted(m for m in ("peft", "transformers", "lightning", "torchmetrics", "textual", "engine.client")
+               if m in sys.modules)
+print(json.dumps({"rc": rc, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+def test_forecast_command_reads_only_the_promoted_files_and_imports_only_what_it_needs(decided: dict) -> None:
+    """`forecast --json` with no workspace: H rows after the CSV's last row, the API's numbers, no
+    engine service started, and none of peft/transformers/lightning/Textual imported (its start-up cost)."""
+    import os
+    import subprocess
+    import sys
+
+    from engine.serve import load_promoted
+
+    hp, data, tmp = decided["hp"], decided["data"], decided["tmp"]
+    if not (hp / "toto" / "AAA.json").exists():
+        test_comparisons_at_two_horizons_coexist_and_promote_exactly_the_row(decided)
+    nows = tmp / "no-workspace"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", _CLI_PROBE, "--workspace", str(nows), "--data", str(data),
+                          "--hyperparams", str(hp), "forecast", "--stocks", "AAA", "--model", "toto", "--json"],
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
+    probe = json.loads(out.stderr.strip().splitlines()[-1])
+    assert probe == {"rc": 0, "heavy": []}, out.stderr[-2000:]
+    assert not nows.exists()  # read-only: no workspace, no engine service
+    [res] = json.loads(out.stdout)
+    m = load_promoted("toto", "AAA", hp)
+    want = m.forecast(data / "AAA.csv")
+    assert (res["model"], res["horizon"]) == ("toto", m.horizon) and len(res["rows"]) == m.horizon
+    assert [r["timestamp"] for r in res["rows"]] == [t.strftime("%Y-%m-%d") for t in want["timestamp"]]
+    assert pd.Timestamp(res["rows"][0]["timestamp"]) > pd.Timestamp(pd.read_csv(data / "AAA.csv")["timestamp"].iloc[-1])
+    for col in ("point", "q10", "q50", "q90"):
+        assert [r[col] for r in res["rows"]] == want[col].tolist()
 
 
 def test_naive_is_a_decision_and_load_winner_ranks_comparable_ones(decided: dict) -> None:

@@ -116,6 +116,9 @@ def test_lora_training_lowers_loss_and_adapter_reloads_exactly(model: str, wins:
     before = fc.forecast(w, num_samples=3, seed=1).samples
     fc.save_adapter(tmp_path / "ad")
     again = load_forecaster(model, "tiny", adapter=tmp_path / "ad")
+    # applied without peft (engine.forecasters.lora_inject), to the same tensors, with the same floats
+    assert any(type(m).__name__ == "LoraLinear" for m in again.adapt_root().modules())
+    assert {k: v.shape for k, v in again.trainable_state().items()} == {k: v.shape for k, v in fc.trainable_state().items()}
     assert np.array_equal(before, again.forecast(w, num_samples=3, seed=1).samples)
     plain = load_forecaster(model, "tiny").forecast(w, num_samples=3, seed=1).samples
     assert not np.array_equal(before, plain)  # the adapter changed something

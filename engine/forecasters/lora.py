@@ -163,6 +163,28 @@ class FoundationForecaster(Forecaster):
         tmpm.write_text(json.dumps(meta, indent=2))
         tmpm.replace(path / ADAPTER_META)
 
+    def _inject_saved_lora(self, state: dict[str, torch.Tensor], lo: dict[str, Any]) -> bool:
+        """Wrap the modules a saved LoRA state names, as `prepare_finetune` would have (frozen base,
+        trainable LoRA); False when the state is not plain LoRA on linears (then peft injects)."""
+        from engine.forecasters.lora_inject import inject_lora, lora_module_names
+
+        names = lora_module_names(state)
+        if names is None:
+            return False
+        rank = int(lo.get("rank", 8))
+        alpha = float(lo["alpha"]) if lo.get("alpha") is not None else float(2 * rank)
+        root = self.adapt_root()
+        with seeded(int(lo.get("seed", 0))):  # the new linears' init draws must not move the caller's RNG
+            if not inject_lora(root, names, rank=rank, alpha=alpha, dropout=float(lo.get("dropout", 0.0))):
+                return False
+        for n, p in root.named_parameters():  # frozen base, trainable LoRA (as prepare_finetune leaves it)
+            p.requires_grad_("lora_" in n)
+        root.to(self.device)
+        self.finetune = "lora"
+        self.lora = {"rank": rank, "alpha": alpha, "dropout": float(lo.get("dropout", 0.0)),
+                     "targets": list(lo.get("targets") or self.lora_targets), "seed": int(lo.get("seed", 0))}
+        return True
+
     def load_adapter(self, path: Path) -> None:
         """Apply an adapter written by `save_adapter` (same model; LoRA is injected as recorded)."""
         meta = read_adapter_meta(path)
@@ -171,8 +193,10 @@ class FoundationForecaster(Forecaster):
         from safetensors.torch import load_file
 
         state = load_file(str(Path(path) / ADAPTER_WEIGHTS))
-        if self.finetune is None:
-            lo = meta.get("lora") or {}
+        lo = meta.get("lora") or {}
+        if self.finetune is None and meta["finetune"] == "lora" and self._inject_saved_lora(state, lo):
+            pass  # plain LoRA on linears: applied without importing peft (engine.forecasters.lora_inject)
+        elif self.finetune is None:
             self.prepare_finetune(meta["finetune"], rank=int(lo.get("rank", 8)), alpha=lo.get("alpha"),
                                   dropout=float(lo.get("dropout", 0.0)), seed=int(lo.get("seed", 0)),
                                   targets=tuple(lo["targets"]) if lo.get("targets") else None)

@@ -8,7 +8,8 @@ loads through exactly the code that loads a downloaded snapshot (`Toto.load_from
 `Chronos2Model.from_pretrained`, `Kronos/KronosTokenizer.from_pretrained`). The numbers they
 forecast are meaningless; the shapes, memory and speed are those of the real models.
 
-Used by the pretrained-from-folder tests and by `bench/gpu_check.py`.
+Used by the pretrained-from-folder tests and by `bench/gpu_check.py`; `write_random_adapter` by the
+decision tests and `bench/bench_forecast.py`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ def _seeded(seed: int) -> Any:
 def write_toto(path: Path, seed: int = 0) -> Path:
     """`config.json` + `model.safetensors` as Datadog publishes them."""
     from safetensors.torch import save_file
-    from toto.model.toto import Toto
+
+    from engine.forecasters.toto import _import_toto
+
+    Toto = _import_toto()  # noqa: N806 - the class
 
     cfg = dict(TOTO_CONFIG)
     with _seeded(seed):
@@ -101,6 +105,24 @@ def write_checkpoint(model: str, path: Path, seed: int = 0) -> dict[str, str]:
     if model == "kronos":
         return {"source": str(out[0]), "tokenizer": str(out[1])}
     return {"source": str(out)}
+
+
+def write_random_adapter(model: str, path: Path, preset: str = "tiny", *, rank: int = 2, seed: int = 1,
+                         scale: float = 0.05) -> Path:
+    """A LoRA adapter folder for `model` whose LoRA matrices are random and non-zero (written by the
+    adapter code, so it loads like a trained one and changes the forecasts)."""
+    import torch
+
+    from engine.forecasters.registry import load_forecaster
+
+    fc = load_forecaster(model, preset)
+    fc.prepare_finetune("lora", rank=rank, seed=seed)
+    g = torch.Generator().manual_seed(seed + 6)
+    with torch.no_grad():
+        for p in fc.trainable_parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    fc.save_adapter(Path(path))
+    return Path(path)
 
 
 def parameter_count(module: Any) -> int:
