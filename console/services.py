@@ -96,6 +96,27 @@ def best_at(symbol: str, horizon: int, comparisons: Sequence[ComparisonRow],
     return None, None, ""
 
 
+#: How many earlier runs per symbol the Live screen overlays.
+EARLIER_RUNS = 3
+
+
+def read_curve(path: Path) -> list[dict[str, Any]]:
+    """A run's `curve.jsonl` (one loss point a line, engine.forecasters.training.Events); [] when absent."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            p = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(p, dict):
+            out.append(p)
+    return out
+
+
 class ConsoleServices:
     """One console session's view of a workspace: the engine service (a live client mirror, see
     console.job_mirror) and the store, opened read-only.
@@ -304,6 +325,30 @@ class ConsoleServices:
     async def rollback(self, model: str, symbol: str) -> Path | None:
         out = await self.call(self._require_engine().store_write, "rollback", model, symbol)
         return None if out is None else Path(out)
+
+    def earlier_curves_blocking(self, model: str, symbols: Iterable[str], exclude: Iterable[str] = (),
+                                per_symbol: int = EARLIER_RUNS) -> dict[str, list[dict[str, Any]]]:
+        """Loss curves (`curve.jsonl` points) of the newest earlier train runs of `model` on each of
+        `symbols`, by run id, leaving out the runs in `exclude` (the job's own). Unreadable lines are skipped."""
+        if self.store is None:
+            return {}
+        skip = set(exclude)
+        out: dict[str, list[dict[str, Any]]] = {}
+        for sym in symbols:
+            found = 0
+            for rec in reversed(self._safe(lambda s, sym=sym: s.runs(model=model, symbol=sym))):
+                extra = rec.get("extra") or {}
+                run = extra.get("run_id")
+                if not isinstance(run, str) or run in skip or run in out:
+                    continue
+                run_dir = Path(extra.get("run_dir") or self.workspace / "runs" / run)
+                pts = read_curve(run_dir / "curve.jsonl")
+                if pts:
+                    out[run] = pts
+                    found += 1
+                if found >= per_symbol:
+                    break
+        return out
 
     # ------------------------------------------------------------------ jobs
     def _require_engine(self) -> Any:

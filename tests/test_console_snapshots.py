@@ -27,6 +27,7 @@ T0 = 1_750_000_000.0  # fixed "now" of the seeded records (2025-06-15 15:06:40 U
 TRAIN_ID = "20250615-150640-000-train-0000aaaa"
 FAILED_ID = "20250615-150700-000-validate-0000bbbb"
 BASE_ID = "20250615-150600-000-baseline-0000cccc"
+TWO_ID = "20250615-150800-000-train-0000dddd"  # two symbols in one job (seed_two_symbol_job)
 
 
 @pytest.fixture()
@@ -135,6 +136,39 @@ def _seed_store(ws: Path, hp: Path) -> None:
         st.close()
 
 
+def seed_two_symbol_job(ws: Path) -> None:
+    """A chronos2 train job over SPY then AAPL, as its worker writes it: each symbol's loss points name
+    their symbol and run and start at step 1; SPY's validation loss rises in its last epoch (its kept,
+    best epoch is the second) and it stopped early; the job ended while scoring AAPL's validation."""
+    from store import Store
+
+    st = Store.open(ws)
+    try:
+        st.put_job(_job_rec(TWO_ID, "train", ["SPY", "AAPL"], "chronos2", "succeeded", T0 + 60,
+                            progress_done=2, progress_total=2, stage="scoring validation", symbol="AAPL",
+                            symbol_i=2, symbol_n=2, epoch_i=3, epoch_n=3, last_train_loss=0.31, last_val_loss=0.48,
+                            metrics={"SPY.stopped_early": 1.0, "SPY.best_epoch": 1.0, "AAPL.stopped_early": 0.0}))
+    finally:
+        st.close()
+    job_dir = ws / "jobs" / TWO_ID
+    job_dir.mkdir(parents=True, exist_ok=True)
+    t = T0 + 61
+    events: list[dict[str, Any]] = [{"job": TWO_ID, "t": t, "type": "started", "pid": 4343}]
+    for i, (sym, vals, scale) in enumerate((("SPY", (0.5, 0.42, 0.45), 1.0), ("AAPL", (0.6, 0.5, 0.48), 1.3))):
+        run = f"chronos2-tiny-{sym}-0000{i}"
+        for step in range(1, 31):
+            t += 1
+            ev = {"job": TWO_ID, "t": t, "type": "loss", "step": step, "epoch": (step - 1) // 10, "symbol": sym,
+                  "run": run, "train": round(scale * (0.3 + 0.5 / step + 0.02 * (step % 3)), 4)}
+            if step % 10 == 0:
+                ev["val"] = vals[step // 10 - 1]
+            events.append(ev)
+        events.append({"job": TWO_ID, "t": t, "type": "progress", "done": i + 1, "total": 2,
+                       "stage": "scoring validation", "symbol": sym, "symbol_i": i + 1, "symbol_n": 2,
+                       "epoch_i": 3, "epoch_n": 3})
+    (job_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
 def make_app(paths: dict[str, Path]) -> ForecastConsoleApp:
     svc = ConsoleServices(paths["ws"], hyperparams_dir=paths["hp"], gpu_source=FakeGpuSource(1, 24.0),
                           engine_kwargs={"poll_interval": 0.05})
@@ -184,8 +218,11 @@ def test_queue_screen(snap_compare: Any, seeded: dict[str, Path], size: tuple[in
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
 def test_live_screen(snap_compare: Any, seeded: dict[str, Path], size: tuple[int, int]) -> None:
+    """A two-symbol train job: one curve pair per symbol, best-val and early-stop markers, one-line header."""
+    seed_two_symbol_job(seeded["ws"])
+
     def open_train(pilot: Any) -> None:
-        pilot.app.open_live(TRAIN_ID)
+        pilot.app.open_live(TWO_ID)
 
     assert snap_compare(make_app(seeded), terminal_size=size, run_before=settle(then=open_train))
 

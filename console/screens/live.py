@@ -1,7 +1,10 @@
-"""Live view of one job: loss curves (≤2 Hz), progress, log tail, and the GPU panel beside them.
+"""Live view of one job: loss curves per symbol/run (≤2 Hz), where it is, log tail, and the GPU panel.
 
 Why it follows the pump: loss points and log lines arrive through the app's batched update pump;
-the chart only marks itself dirty, so a fast job never floods the renderer.
+the chart only marks itself dirty, so a fast job never floods the renderer. The header is two lines
+that never wrap (a narrow terminal cuts them with an ellipsis): what the job is and where it is
+(stage, symbol i/n, epoch i/n, ETA; a stopped job says where it stopped), then the kept (best)
+validation loss of each run — what the adapter will be — not the last one.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
 from console.screens.base import ModeScreen
+from console.screens.queue import fmt_eta
 from console.widgets.gpu_panel import GpuPanel
 from console.widgets.log_tail import LogTail
 from console.widgets.loss_chart import LossChart
+from engine.state import where_words
 
 LOG_LINES = 200
 
@@ -32,16 +37,21 @@ class LiveScreen(ModeScreen):
         Binding("n", "cycle(1)", "Next job", id="live-next"),
         Binding("N", "cycle(-1)", "Prev job", id="live-prev"),
         Binding("c", "cancel_job", "Cancel", id="live-cancel"),
+        Binding("s", "toggle('smooth')", "Smooth", id="live-smooth"),
+        Binding("l", "toggle('log_scale')", "Log y", id="live-log-scale"),
+        Binding("o", "overlay", "Earlier runs", id="live-overlay"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.job_id: str | None = None
+        self._header: tuple[str, str] = ("", "")
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="live-body"):
             with Vertical(id="live-main"):
                 yield Static("", id="live-title")
+                yield Static("", id="live-best")
                 yield ProgressBar(total=None, show_eta=False, id="live-progress")
                 yield LossChart(id="live-chart", monotonic=self.app.monotonic)  # type: ignore[attr-defined]
                 yield LogTail(LOG_LINES, id="live-log")
@@ -67,8 +77,12 @@ class LiveScreen(ModeScreen):
         chart = self.query_one(LossChart)
         log = self.query_one(LogTail)
         log.clear()
+        # a new job starts from an empty bar: never the previous job's progress (a job that never ran shows none)
+        self.query_one(ProgressBar).update(total=None, progress=0)
+        self._header = ("", "")
         if job_id is None:
             self.query_one("#live-title", Static).update("No job to show. Start one with r on the Stocks screen.")
+            self.query_one("#live-best", Static).update("")
             chart.set_points([])
             return
         js = self.services.job(job_id)
@@ -86,15 +100,33 @@ class LiveScreen(ModeScreen):
         if js is None:
             title.update(f"{self.job_id}: unknown job")
             return
-        parts = [f"[b]{js.kind}[/b] {', '.join(js.symbols)} {js.model or ''}", js.state,
-                 f"device {js.device or '—'}", f"try {js.attempt}"]
-        if js.last_train_loss is not None:
-            parts.append(f"train {js.last_train_loss:.4g}")
-        if js.last_val_loss is not None:
-            parts.append(f"val {js.last_val_loss:.4g}")
+        chart = self.query_one(LossChart)
+        stopped = {k.rsplit(".", 1)[0] for k, v in js.metrics.items() if k.endswith(".stopped_early") and v}
+        if stopped:
+            chart.mark_stopped_early(stopped)
+        where = where_words(js)
+        parts = [f"[b]{js.kind}[/b] {', '.join(js.symbols)} {js.model or ''}".rstrip(), js.state]
+        if where and js.state != "succeeded":
+            parts.append(where if js.active else f"stopped at {where}")
+        if js.state == "running" and js.eta_s is not None:
+            parts.append(f"ETA {fmt_eta(js.eta_s).text}")
         if js.reason:
             parts.append(f"[red]{js.reason}[/red]")
-        title.update(" · ".join(parts) + f"\n[dim]{js.id}[/dim]")
+        best = []
+        for s in chart.series.values():
+            b = s.best()
+            if b is not None:
+                ep = f" (epoch {b[2] + 1})" if b[2] is not None else ""
+                best.append(f"{s.label + ' ' if s.label else ''}{b[1]:.4g}{ep}")
+        line2 = ["best val " + ", ".join(best)] if best else []
+        if js.last_train_loss is not None:
+            line2.append(f"train {js.last_train_loss:.4g}")
+        line2 += [f"device {js.device or '—'}", f"try {js.attempt}", f"[dim]{js.id}[/dim]"]
+        header = (" · ".join(parts), " · ".join(line2))
+        if header != self._header:  # Static.update re-lays out the screen: only when the text changed
+            self._header = header
+            title.update(header[0])
+            self.query_one("#live-best", Static).update(header[1])
         if js.progress_total:
             bar.update(total=float(js.progress_total), progress=float(js.progress_done or 0))
 
@@ -128,6 +160,38 @@ class LiveScreen(ModeScreen):
             except (RuntimeError, ValueError, KeyError) as exc:
                 self.notify_error(exc)
 
+    def action_toggle(self, option: str) -> None:
+        on = self.query_one(LossChart).toggle(option)
+        self.notify(f"{'smoothing' if option == 'smooth' else 'log scale'} {'on' if on else 'off'}", timeout=2)
+
+    def action_overlay(self) -> None:
+        """Overlay (or remove) the earlier runs of this job's model on its symbols, from their curve.jsonl."""
+        chart = self.query_one(LossChart)
+        if chart.earlier:
+            chart.set_earlier({})
+            return
+        js = self.services.job(self.job_id) if self.job_id else None
+        if js is None or not js.model:
+            self.notify("no model to look up earlier runs of", severity="warning")
+            return
+        own = {k for k in chart.series}
+        job_id = js.id
+
+        async def load() -> None:
+            runs = await self.services.call(self.services.earlier_curves_blocking, js.model, list(js.symbols), own)
+            if self.job_id != job_id:
+                return
+            if not runs:
+                self.notify(f"no earlier {js.model} runs of {', '.join(js.symbols)} with a curve", timeout=4)
+                return
+            chart.set_earlier(runs)
+            self.notify(f"{len(runs)} earlier run(s) overlaid (grey); o again removes them", timeout=4)
+
+        self.run_worker(load(), exit_on_error=False, group="live-overlay", exclusive=True)
+
     def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
         yield ("Next job (live view)", "Show the next job's curves", lambda: self.action_cycle(1))
         yield ("Cancel watched job", "Stop the job shown in the live view", self.action_cancel_job)
+        yield ("Smooth train loss", "Toggle an exponential moving average (s)", lambda: self.action_toggle("smooth"))
+        yield ("Log-scale loss axis", "Toggle a log y axis (l)", lambda: self.action_toggle("log_scale"))
+        yield ("Overlay earlier runs", "Earlier runs of this model and symbol, from curve.jsonl (o)", self.action_overlay)

@@ -1,24 +1,80 @@
-"""Train/validation loss curves, redrawn at most ~2 Hz however fast points arrive.
+"""Loss curves of a job, one train and one validation series per symbol/run, redrawn at most ~2 Hz.
+
+Why one series per run: a job that trains NVDA then SPY restarts its steps for SPY; one "train"
+list would draw a line from NVDA's last step back to SPY's first. Loss points name their symbol
+and run (engine.events), so each run gets its own pair of lines from its own step 1 and the
+curves of two symbols (or of earlier runs of the same model and symbol, overlaid dimmed) can be
+compared on one axis.
+
+Markers: `*` on each run's best validation epoch (the one training keeps), `x` where a run stopped
+early. Options (keys on the Live screen): smoothing (an exponential moving average of the train
+loss) and a log y axis.
 
 Why throttle: a training job can emit dozens of loss events per second and plotext rebuilds the
 whole figure on each render; we keep the points, mark the chart dirty, and redraw on a one-shot
-timer so 24 streaming jobs never starve key handling.
+timer so 24 streaming jobs never starve key handling. Each series is thinned to about two points
+per character column before plotting (braille resolution), so a long run costs no more to draw
+than a short one.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from textual_plotext import PlotextPlot
 
 MIN_REDRAW_S = 0.5
+#: Weight of the newest point in the smoothed train curve.
+SMOOTH_ALPHA = 0.2
+#: Colours of the job's runs in order; earlier runs overlaid are grey.
+COLORS = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow")
+
+
+@dataclass
+class Series:
+    """One run's points: train by step, validation by step (with the epoch it closed)."""
+
+    label: str
+    train: list[tuple[float, float]] = field(default_factory=list)
+    val: list[tuple[float, float, int | None]] = field(default_factory=list)
+    stopped_early: bool = False
+    earlier: bool = False  # an overlaid earlier run, not one of this job's
+
+    def best(self) -> tuple[float, float, int | None] | None:
+        """The kept validation point: the first minimum (training keeps an epoch only if strictly better)."""
+        best = None
+        for p in self.val:
+            if best is None or p[1] < best[1]:
+                best = p
+        return best
+
+
+def _thin(points: list[tuple[float, float]], n: int) -> list[tuple[float, float]]:
+    if len(points) <= n:
+        return points
+    stride = math.ceil(len(points) / n)
+    out = points[::stride]
+    return out if out[-1] is points[-1] else [*out, points[-1]]
+
+
+def _smooth(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out, acc = [], None
+    for x, y in points:
+        acc = y if acc is None else SMOOTH_ALPHA * y + (1 - SMOOTH_ALPHA) * acc
+        out.append((x, acc))
+    return out
+
+
+def series_key(point: dict[str, Any]) -> str:
+    """Which series a loss point belongs to: its run, else its symbol, else the job's one series."""
+    return str(point.get("run") or point.get("symbol") or "")
 
 
 class LossChart(PlotextPlot):
-    """Two series: train loss by step and validation loss by step (if any)."""
-
     DEFAULT_CSS = """
     LossChart {
         height: 1fr;
@@ -32,33 +88,72 @@ class LossChart(PlotextPlot):
     def __init__(self, *, monotonic: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._monotonic = monotonic
-        self._train: list[tuple[float, float]] = []
-        self._val: list[tuple[float, float]] = []
+        self.series: dict[str, Series] = {}
+        self.earlier: dict[str, Series] = {}
+        self.smooth = False
+        self.log_scale = False
         self._last_draw = -1e9
         self._pending = False
         self.draw_count = 0
 
     @property
     def n_points(self) -> int:
-        return len(self._train) + len(self._val)
+        return sum(len(s.train) + len(s.val) for s in self.series.values())
 
     def set_points(self, points: Iterable[dict[str, Any]]) -> None:
-        """Replace all points (from Engine.curve) and schedule a redraw."""
-        self._train, self._val = [], []
+        """Replace the job's points (from Engine.curve) and schedule a redraw; earlier runs are dropped."""
+        self.series = {}
+        self.earlier = {}
         self.add_points(points, _redraw=False)
         self.schedule_redraw()
 
     def add_points(self, points: Iterable[dict[str, Any]], _redraw: bool = True) -> None:
-        for i, p in enumerate(points):
+        for p in points:
+            key = series_key(p)
+            s = self.series.get(key)
+            if s is None:
+                s = self.series[key] = Series(str(p.get("symbol") or p.get("run") or ""))
             x = p.get("step")
-            x = float(x) if isinstance(x, int | float) else float(len(self._train) + i)
+            x = float(x) if isinstance(x, int | float) else float(len(s.train) + 1)
             tr, va = p.get("train"), p.get("val")
             if isinstance(tr, int | float):
-                self._train.append((x, float(tr)))
+                s.train.append((x, float(tr)))
             if isinstance(va, int | float):
-                self._val.append((x, float(va)))
+                ep = p.get("epoch")
+                s.val.append((x, float(va), int(ep) if isinstance(ep, int | float) else None))
         if _redraw:
             self.schedule_redraw()
+
+    def mark_stopped_early(self, symbols: Iterable[str]) -> None:
+        """The runs of these symbols stopped early (the job's `<symbol>.stopped_early` metrics)."""
+        syms = set(symbols)
+        changed = False
+        for s in self.series.values():
+            if s.label in syms and not s.stopped_early:
+                s.stopped_early = changed = True
+        if changed:
+            self.schedule_redraw()
+
+    def set_earlier(self, runs: dict[str, list[dict[str, Any]]]) -> None:
+        """Overlay earlier runs (run id -> curve.jsonl points) of the same model and symbol."""
+        self.earlier = {}
+        for run, pts in runs.items():
+            s = self.earlier[run] = Series(run, earlier=True)
+            for p in pts:
+                x, tr, va = p.get("step"), p.get("train"), p.get("val")
+                if not isinstance(x, int | float):
+                    continue
+                if isinstance(tr, int | float):
+                    s.train.append((float(x), float(tr)))
+                if isinstance(va, int | float):
+                    s.val.append((float(x), float(va), p.get("epoch")))
+        self.schedule_redraw()
+
+    def toggle(self, option: str) -> bool:
+        """Flip `smooth` or `log_scale`; the new value."""
+        setattr(self, option, not getattr(self, option))
+        self.schedule_redraw()
+        return bool(getattr(self, option))
 
     def schedule_redraw(self) -> None:
         if self._pending:
@@ -70,18 +165,56 @@ class LossChart(PlotextPlot):
             self._pending = True
             self.set_timer(wait, self._redraw)
 
+    def _title(self) -> str:
+        opts = [o for o, on in (("smoothed", self.smooth), ("log", self.log_scale)) if on]
+        return "loss" + (f" ({', '.join(opts)})" if opts else "") + "  * best val  x early stop"
+
     def _redraw(self) -> None:
         self._pending = False
         self._last_draw = self._monotonic()
         self.draw_count += 1
         plt = self.plt
         plt.clear_data()
-        plt.title("loss")
         plt.xlabel("step")
-        if self._train:
-            plt.plot([p[0] for p in self._train], [p[1] for p in self._train], label="train", marker="braille")
-        if self._val:
-            plt.plot([p[0] for p in self._val], [p[1] for p in self._val], label="val", marker="braille")
-        if not self._train and not self._val:
+        plt.ylabel("log10 loss" if self.log_scale else "")
+        if not self.n_points:
             plt.title(self.empty_title)
+            self.refresh()
+            return
+        plt.title(self._title())
+        cols = max(20, 2 * (self.size.width or 60))
+        many = len(self.series) > 1
+        for s in self.earlier.values():
+            self._draw_series(s, "gray", f"earlier {s.label}", cols)
+        for i, (key, s) in enumerate(self.series.items()):
+            name = (s.label or key) if many else ""
+            self._draw_series(s, COLORS[i % len(COLORS)], name, cols)
         self.refresh()
+
+    def _draw_series(self, s: Series, color: str, name: str, cols: int) -> None:
+        # The log axis is drawn as log10 of the values (plotext's own log scale fails on some ranges).
+        plt = self.plt
+        f = (lambda y: math.log10(y) if y > 0 else None) if self.log_scale else (lambda y: y)
+
+        def mapped(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+            return [(x, fy) for x, y in points if (fy := f(y)) is not None]
+
+        train = mapped(s.train)
+        if self.smooth:
+            train = _smooth(train)
+        train = _thin(train, cols)
+        lead = f"{name} " if name else ""
+        if train:
+            plt.plot([p[0] for p in train], [p[1] for p in train], label=None if s.earlier else f"{lead}train",
+                     marker="braille", color=color)
+        val = mapped((x, y) for x, y, _ in s.val)
+        if val:
+            plt.plot([p[0] for p in val], [p[1] for p in val], label=None if s.earlier else f"{lead}val",
+                     marker="braille" if s.earlier else "dot", color=color)
+        best = s.best()
+        if s.earlier or best is None:
+            return
+        for (x, y), mark in (((best[0], best[1]), "*"), ((s.val[-1][0], s.val[-1][1]), "x" if s.stopped_early else "")):
+            fy = f(y)
+            if mark and fy is not None:
+                plt.scatter([x], [fy], marker=mark, color=color)
