@@ -131,7 +131,10 @@ class EngineMirror:
             return
         if msg.get("job"):
             self._upsert(msg["job"])
-        if kind == "loss":
+        if kind == "removed":  # gc forgot the job: it leaves every console
+            for known in (self._jobs, self._specs, self._curves, self._logs):
+                known.pop(jid, None)
+        elif kind == "loss":
             self._curves.setdefault(jid, []).append(data)
         elif kind == "log":
             self._logs.setdefault(jid, deque(maxlen=LOG_KEEP)).append(str(data.get("line") or data.get("msg", "")))

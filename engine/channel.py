@@ -16,7 +16,8 @@ Messages, one JSON object per line:
 Ops: ping, submit{spec}, cancel{job_id}, retry{job_id}, set_priority{job_id, priority},
 jobs{}, job{job_id}, detail{job_id, n} (curve + log tail), wait{job_id, timeout}
 (returns once the job is final AND its record and results are in the store),
-store{method, args, kwargs, hyperparams_dir} (a store write, see STORE_WRITES), stop{}.
+store{method, args, kwargs, hyperparams_dir} (a store write, see STORE_WRITES),
+gc{older_than_s, keep_failed, hyperparams_dir} (retention, engine.gc; the applied plan), stop{}.
 Records are `engine.persistence.Persistence.record()` dicts (JobState fields + spec, ...).
 """
 

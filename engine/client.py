@@ -7,7 +7,7 @@ re-attaches the jobs that still run and marks the others interrupted.
 
 Calls: `submit(spec)`, `cancel(id)`, `retry(id)`, `set_priority(id, p)`, `jobs()`, `job(id)`,
 `detail(id)`, `wait(id)` (final and stored), `store_write(method, *args, **kwargs)` (promote,
-rollback, put_baselines, ...: the engine is the only store writer), `subscribe()` (a blocking
+rollback, put_baselines, ...: the engine is the only store writer), `gc(older_than_s)` (retention), `subscribe()` (a blocking
 iterator of updates, reconnecting through engine restarts), `status()`, `stop()`.
 Records are dicts (`JobState` fields + `spec`); `engine.state.JobState.from_record` reads them.
 """
@@ -206,6 +206,12 @@ class JobClient:
         """Ask the engine to call `store.<method>(*args, **kwargs)` (see engine.channel.STORE_WRITES)."""
         return self.request("store", method=method, args=list(args), kwargs=kwargs,
                             hyperparams_dir=str(self.hyperparams_dir), io_timeout=300.0)
+
+    def gc(self, older_than_s: float, *, keep_failed: bool = False) -> dict[str, Any]:
+        """Remove finished jobs and unprotected run artifacts older than the cut-off (engine.gc), done by
+        the engine (the only writer); the applied plan (`engine.gc.Plan.to_dict`)."""
+        return self.request("gc", older_than_s=older_than_s, keep_failed=keep_failed,
+                            hyperparams_dir=str(self.hyperparams_dir), io_timeout=600.0)
 
     # ---- service ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any] | None:

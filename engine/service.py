@@ -181,6 +181,8 @@ class Service:
             return await self._wait(str(msg.get("job_id")), msg.get("timeout"))
         if op == "store":
             return await self._store_write(msg)
+        if op == "gc":
+            return await self._gc(msg)
         if op == "stop":
             self._stop.set()
             return {"stopping": True}
@@ -215,32 +217,60 @@ class Service:
                 raise TimeoutError(f"job {job_id} is still {st.state if st else 'unknown'}")
             await asyncio.sleep(0.02)
 
-    async def _store_write(self, msg: dict[str, Any]) -> Any:
+    def _same_hyperparams(self, msg: dict[str, Any]) -> None:
+        """Refuse a request made for another promoted-config folder than this engine's."""
         eng = self.engine
         assert eng is not None
-        method = str(msg.get("method"))
-        if method not in channel.STORE_WRITES:
-            raise ValueError(f"the engine does not write {method!r} for clients")
         want = msg.get("hyperparams_dir")
         have = eng.store.hyperparams_dir
         if want and Path(want).expanduser().resolve() != Path(have):
             raise ValueError(f"the engine of this workspace writes promoted configs to {have}, not {want}; "
                              "use the same --hyperparams, or `forecast-console engine stop` first")
+
+    async def _in_writer(self, fn: Any) -> Any:
+        """`fn(store)` in the engine's writer thread, in order with its own writes; its result."""
+        eng = self.engine
+        assert eng is not None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        args, kwargs = list(msg.get("args") or []), dict(msg.get("kwargs") or {})
 
         def op() -> None:
             try:
-                out = getattr(eng.store, method)(*args, **kwargs)
+                out = fn(eng.store)
             except Exception as exc:  # noqa: BLE001 - handed to the client
                 loop.call_soon_threadsafe(fut.set_exception, exc)
             else:
                 loop.call_soon_threadsafe(fut.set_result, out)
 
-        eng.persistence.queue(op)  # in order with the engine's own writes, in its writer thread
+        eng.persistence.queue(op)
         eng.poller.poke()
         return await fut
+
+    async def _store_write(self, msg: dict[str, Any]) -> Any:
+        method = str(msg.get("method"))
+        if method not in channel.STORE_WRITES:
+            raise ValueError(f"the engine does not write {method!r} for clients")
+        self._same_hyperparams(msg)
+        args, kwargs = list(msg.get("args") or []), dict(msg.get("kwargs") or {})
+        return await self._in_writer(lambda store: getattr(store, method)(*args, **kwargs))
+
+    async def _gc(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Retention (engine.gc) done by the writer; the removed finished jobs leave the engine's table too."""
+        from engine import gc
+
+        eng = self.engine
+        assert eng is not None
+        self._same_hyperparams(msg)
+        older, keep_failed = float(msg.get("older_than_s", -1)), bool(msg.get("keep_failed"))
+        if older < 0:
+            raise ValueError("gc needs older_than_s >= 0")
+        plan = await self._in_writer(lambda store: gc.collect(store, older, keep_failed))
+        for jid in plan["jobs"]:
+            j = eng.table.jobs.get(jid)
+            if j is not None and j.state.finished:
+                del eng.table.jobs[jid]
+                eng.table.publish(JobUpdate(jid, "removed", {}))  # consoles drop the row
+        return plan
 
     async def _subscribe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                          detail: set[str]) -> None:

@@ -28,7 +28,7 @@ class Status(StrEnum):
 STATES: tuple[str, ...] = tuple(Status)
 ACTIVE_STATES: frozenset[str] = frozenset({Status.QUEUED, Status.RUNNING})
 FINAL_STATES: frozenset[str] = frozenset(s for s in Status if s not in ACTIVE_STATES)
-UPDATE_KINDS: tuple[str, ...] = ("state", "progress", "loss", "log", "metric", "result")
+UPDATE_KINDS: tuple[str, ...] = ("state", "progress", "loss", "log", "metric", "result", "removed")  # removed: gc forgot it
 
 
 @dataclass

@@ -104,8 +104,10 @@ class QueueScreen(ModeScreen):
         rows = {}
         for jid in job_ids:
             js = self.services.job(jid)
-            if js is not None:
-                rows[jid] = job_cells(js)
+            if js is None:  # removed (gc): the table loses its row
+                self.reload()
+                return
+            rows[jid] = job_cells(js)
         if rows:
             self.table.update_rows(rows)
             self._show_detail()
