@@ -6,7 +6,8 @@ For each size N, in a temporary workspace on the current disk (BENCH_DIR to choo
   * log_run with fsync (one ledger transaction) on a store already holding N runs;
   * put_job with fsync on a store holding `--jobs` job records (replacing a running job's record,
     as the engine does every tick);
-  * best(metric, model, symbol), best(metric) and top_k(10) over N runs (metric index);
+  * best(metric, model, symbol), best(metric), best(metric, model) and top_k(10) over N runs, each
+    with its mixed-windows check (every synthetic run records its val/test windows, as real runs do);
   * opening the store (writer, and a read-only reader with its first best());
   * engine start (recovery of every job record) with `--jobs` finished jobs.
 Targets (issue 13): each write <= 10 ms at 100k runs; engine start with 10k finished jobs <= 0.5 s.
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.symbols import PRIORITY_SYMBOLS  # noqa: E402
 from store import Store  # noqa: E402
-from store.tracker import env_key, git_commit, new_run_id, package_versions  # noqa: E402
+from store.tracker import env_key, git_commit, new_run_id, package_versions, run_window_keys  # noqa: E402
 
 MODELS = ("toto", "kronos", "chronos2")
 
@@ -55,8 +56,14 @@ def _synthetic_run(i: int, rng: random.Random, now: float, ekey: str, commit: st
                     "val_crps": rng.uniform(0.1, 3), "val_mase": rng.uniform(0.5, 2)},
         "checkpoint": None, "training_time": rng.uniform(10, 900), "notes": "", "seed": i,
         "job_id": None, "git_commit": commit, "env": ekey, "created_at": now + i * 1e-3,
-        "created": "2025-01-01T00:00:00.000+00:00", "extra": {},
+        "created": "2025-01-01T00:00:00.000+00:00", "extra": {f"{span}_windows": _WINDOWS[span] for span in _WINDOWS},
     }
+
+
+#: Every synthetic run records the windows its val_/test_ metrics were computed on, as real runs do
+#: (the same windows for all: best() ranks them together; its mixed-windows check reads the index).
+_WINDOWS = {span: {"span": span, "count": 8, "stride": 64, "rows_covered": 576,
+                   "first_origin": "2024-01-02", "last_origin": "2024-06-03"} for span in ("val", "test")}
 
 
 def _job_record(i: int, state: str, now: float) -> dict:
@@ -103,7 +110,8 @@ def bench_size(n_runs: int, n_jobs: int, rng: random.Random) -> None:
         with s.transaction():  # bench-only bulk load, one transaction
             s.log_run("toto", "SPY", {}, {"val_mae_pct": 50.0})  # registers the env key
             for i in range(n_runs):
-                s._ledger.add_run(_synthetic_run(i, rng, now, ekey, commit))
+                rec = _synthetic_run(i, rng, now, ekey, commit)
+                s._ledger.add_run(rec, run_window_keys(rec))
             s._ledger.put_jobs(_job_record(i, rng.choice(["succeeded", "failed"]), now) for i in range(n_jobs))
         load_s = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in ws.glob("ledger.db*"))
@@ -125,7 +133,8 @@ def bench_size(n_runs: int, n_jobs: int, rng: random.Random) -> None:
         for name, fn in (("best(val_mae_pct, toto, SPY)", lambda: s.best("val_mae_pct", "toto", "SPY")),
                          ("best(val_mae_pct)", lambda: s.best("val_mae_pct")),
                          ("best(test_mae_pct, kronos)", lambda: s.best("test_mae_pct", model="kronos")),
-                         ("top_k(10, val_mae_pct, symbol=SPY)", lambda: s.top_k(10, symbol="SPY"))):
+                         ("top_k(10, val_mae_pct, symbol=SPY)", lambda: s.top_k(10, symbol="SPY")),
+                         ("top_k(10, val_mae_pct, model=toto)", lambda: s.top_k(10, model="toto"))):
             med, mx = _ms(fn, 50)
             print(f"{name:<34} median {med:8.3f} ms   max {mx:8.3f} ms")
 

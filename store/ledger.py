@@ -52,6 +52,7 @@ CREATE INDEX IF NOT EXISTS metrics_model_symbol ON metrics(name, model, symbol, 
 CREATE INDEX IF NOT EXISTS metrics_symbol ON metrics(name, symbol, value, created_at);
 CREATE INDEX IF NOT EXISTS metrics_seq ON metrics(seq);
 CREATE INDEX IF NOT EXISTS metrics_windows ON metrics(name, symbol, windows) WHERE windows IS NOT NULL;
+CREATE INDEX IF NOT EXISTS metrics_windows_model ON metrics(name, model, symbol, windows) WHERE windows IS NOT NULL;
 CREATE TABLE IF NOT EXISTS envs (key TEXT PRIMARY KEY, versions TEXT NOT NULL, first_seen REAL);
 CREATE TABLE IF NOT EXISTS intake (job_id TEXT PRIMARY KEY, at REAL NOT NULL, outcome TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, events_offset INTEGER NOT NULL, at REAL NOT NULL);
@@ -245,18 +246,29 @@ class Ledger:
     def mixed_windows(self, metric: str, model: str | None = None, symbol: str | None = None
                       ) -> tuple[str, str, str, str, str] | None:
         """(symbol, key a, run a, key b, run b) when `metric` of one symbol was computed on
-        different windows among the selected runs, else None."""
-        conds, args = ["name = ?", "windows IS NOT NULL"], [metric]  # the partial index metrics_windows
-        for col, val in (("model", model), ("symbol", symbol)):
-            if val is not None:
-                conds.append(f"{col} = ?")
-                args.append(val)
-        where = " AND ".join(conds)
-        row = self._rows(f"SELECT symbol, MIN(windows), MAX(windows) FROM metrics WHERE {where} GROUP BY symbol "
-                         "HAVING MIN(windows) <> MAX(windows) LIMIT 1", args)
-        if not row:
+        different windows among the selected runs, else None.
+
+        Index seeks only, whatever the number of runs (every best()/top_k() pays this check): the
+        symbols are walked one by one (`MIN(symbol) > previous`, a recursive CTE) and each symbol's
+        lowest and highest window key is read from the ends of its range in the partial index
+        metrics_windows (metrics_windows_model with a model), so the cost grows with the number of
+        symbols, not of runs."""
+        base = "name = :name AND windows IS NOT NULL" + ("" if model is None else " AND model = :model")
+        first = ("SELECT :symbol" if symbol is not None else f"SELECT (SELECT MIN(symbol) FROM metrics WHERE {base})")
+        step = ("" if symbol is not None else
+                f" UNION ALL SELECT (SELECT MIN(symbol) FROM metrics WHERE {base} AND symbol > s.sym) "
+                "FROM s WHERE s.sym IS NOT NULL")
+        # A lone MIN() or MAX() is one index seek; both in one SELECT would scan the symbol's range.
+        sql = (f"WITH RECURSIVE s(sym) AS ({first}{step}) "
+               f"SELECT sym, lo, hi FROM (SELECT sym, "
+               f"(SELECT MIN(windows) FROM metrics WHERE {base} AND symbol = s.sym) AS lo, "
+               f"(SELECT MAX(windows) FROM metrics WHERE {base} AND symbol = s.sym) AS hi "
+               "FROM s WHERE sym IS NOT NULL) WHERE lo <> hi LIMIT 1")
+        with self._lock:
+            row = self._conn.execute(sql, {"name": metric, "model": model, "symbol": symbol}).fetchone()
+        if row is None:
             return None
-        sym, a, b = row[0]
+        sym, a, b = row
 
         def example(key: str) -> str:
             r = self._rows("SELECT r.run_id FROM metrics m JOIN runs r ON r.seq = m.seq "

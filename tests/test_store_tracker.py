@@ -220,3 +220,25 @@ def test_best_refuses_to_rank_val_metrics_from_different_windows(st: Store) -> N
     with pytest.raises(StoreError, match="not comparable"):
         st.top_k(3, "val_mae_pct")
     assert st.best("val_mae_pct", model="kronos")["metrics"]["val_mae_pct"] == 0.1
+
+
+def test_mixed_windows_check_walks_every_symbol_with_and_without_a_model(st: Store) -> None:
+    """The check reads index ends per symbol: a mix in the last symbol, or only among one model's
+    runs, is found; a model or symbol filter that leaves one kind of windows ranks."""
+    from store.storage import StoreError
+
+    a = {"span": "val", "count": 8, "stride": 1, "rows_covered": 72, "first_origin": 100, "last_origin": 107}
+    b = {**a, "count": 4, "first_origin": 104}
+    for sym in ("AAPL", "MSFT", "SPY"):
+        st.log_run("toto", sym, {}, {"val_mae_pct": 3.0}, extra={"val_windows": a})
+    st.log_run("kronos", "SPY", {}, {"val_mae_pct": 1.0}, extra={"val_windows": b})  # last symbol, other model
+    assert st.best("val_mae_pct", model="toto")["metrics"]["val_mae_pct"] == 3.0
+    assert st.best("val_mae_pct", model="kronos")["symbol"] == "SPY"
+    assert st.best("val_mae_pct", symbol="MSFT")["model"] == "toto"
+    with pytest.raises(StoreError, match="val_mae_pct of SPY was computed on different val windows"):
+        st.best("val_mae_pct")
+    st.log_run("toto", "MSFT", {}, {"val_mae_pct": 2.0}, extra={"val_windows": b})  # a mix within toto
+    with pytest.raises(StoreError, match="val_mae_pct of MSFT"):
+        st.best("val_mae_pct", model="toto")
+    assert st.best("val_mae_pct", model="toto", symbol="AAPL")["metrics"]["val_mae_pct"] == 3.0
+    assert st.best("test_mae_pct", model="toto") is None  # no such metric: nothing to check or rank
