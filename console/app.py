@@ -23,7 +23,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
 from console.screens.base import ModeScreen
-from console.screens.compare import CompareScreen, promotion_body
+from console.screens.compare import CompareScreen, promotion_body, warnings_for
 from console.screens.configs import ConfigsScreen
 from console.screens.confirm import ConfirmScreen
 from console.screens.gpu import GpuScreen
@@ -350,7 +350,8 @@ class ForecastConsoleApp(App[int]):
         current, new, why = await self.services.promotion_preview(model, symbol, source, horizon, preset)
         body = promotion_body(model, symbol, current, new, why)
         at = f" · h={horizon}" if horizon else ""
-        ok = await self.push_screen_wait(ConfirmScreen(f"Promote {model} · {symbol}{at}", body, "Promote"))
+        ok = await self.push_screen_wait(ConfirmScreen(f"Promote {model} · {symbol}{at}", body, "Promote",
+                                                       warnings=warnings_for(new) if new else ()))
         if not ok or new is None:
             return
         try:

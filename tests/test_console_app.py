@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.widgets import Button, Static
 
 from console.app import ForecastConsoleApp
 from console.services import ConsoleServices
@@ -204,7 +205,13 @@ async def test_promote_comparison_winner_writes_json(env: dict[str, Path]) -> No
         body = render_text(app.screen.body)
         assert "nothing promoted yet" in body and "num_samples" in body and "at h=16" in body
         assert "1.600 val 40w" in body and "2.500 test 40w" in body
-        assert "loses to naive on test" in body and "not significantly better than naive on validation" in body
+        # the warnings are their own lines outside the scrolling body: on screen, not below the fold
+        warning = app.screen.query_one("#confirm-warning", Static)
+        text = render_text(warning.render())
+        assert "loses to naive on test" in text and "not significantly better than naive on validation" in text
+        assert "loses to naive" not in body
+        assert warning.region.height >= 2 and app.screen.region.contains_region(warning.region)
+        assert str(app.screen.query_one("#confirm-ok", Button).label) == "Promote anyway"
         await pilot.press("enter")
         path = env["hp"] / "toto" / "SPY.json"
         await wait_for(pilot, path.is_file, 5, "promoted file")

@@ -249,7 +249,8 @@ def warnings_for(new: dict[str, Any]) -> list[str]:
 
 def promotion_body(model: str, symbol: str, current: dict[str, Any] | None, new: dict[str, Any] | None,
                    why_not: str | None = None) -> Group:
-    """The promote confirmation: horizon, val/test metrics beside the live file's, a real diff, warnings."""
+    """The promote confirmation's body: horizon, val/test metrics beside the live file's, a real diff
+    (its warnings, `warnings_for`, are the dialog's fixed lines)."""
     h = (new or {}).get("horizon")
     head = Text.assemble(("Promote ", ""), (model, "bold"), (" for ", ""), (symbol, "bold"),
                          (f" at h={h}" if h else "", "bold"), (f" ({(new or {}).get('preset')})" if new else "", ""),
@@ -278,6 +279,4 @@ def promotion_body(model: str, symbol: str, current: dict[str, Any] | None, new:
     parts: list[Any] = [head, Text(""), t, Text("\nchanges against the promoted decision:" if current else
                                                 "\nnothing promoted yet; the candidate's settings:", style="dim"),
                         diff_table(current, new)]
-    for w in warnings_for(new):
-        parts.append(Text(f"⚠ {w}", style="bold red"))
     return Group(*parts)
