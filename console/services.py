@@ -47,6 +47,7 @@ class StockRow:
     end: str
     source: str = "shipped"  # "shipped" or "workspace"
     baseline_mae_pct: float | None = None
+    baseline_windows: int | None = None  # the windows baseline_mae_pct pools (the tier's own span)
     tier: str = "?"
     best_model: str | None = None
     best_score: float | None = None
@@ -231,19 +232,19 @@ class ConsoleServices:
         comps: list[ComparisonRow] = self._safe(lambda s: s.comparisons()) if self.store else []
         self.horizons = horizons_of(comps, picks)
         h = horizon if horizon is not None else (self.horizons[0] if self.horizons else None)
-        naive: dict[str, float] = {}
+        naive: dict[str, tuple[float, int | None]] = {}
         tiers: dict[str, str] = {}
         for b in baselines:  # the tier's own number: persistence MAE% at tier_horizon on tier_span
             if b.tier_mae_pct is not None:
-                naive[b.symbol] = b.tier_mae_pct
+                naive[b.symbol] = (b.tier_mae_pct, b.tier_windows)
                 if b.tier:
                     tiers[b.symbol] = b.tier
         rows = []
         for sym, n, start, end, src in sorted(infos):
-            mae = naive.get(sym)
+            mae, nw = naive.get(sym, (None, None))
             bm, bs, bw = best_at(sym, h, comps, picks) if h is not None else (None, None, "")
             t = tiers.get(sym) or tier_for(mae)
-            rows.append(StockRow(sym, n, start, end, src, mae, "?" if t == "unknown" else t, bm, bs, bw, h))
+            rows.append(StockRow(sym, n, start, end, src, mae, nw, "?" if t == "unknown" else t, bm, bs, bw, h))
         self._known_symbols = {r.symbol for r in rows}
         self._stock_rows = {r.symbol: r for r in rows}
         return rows

@@ -235,6 +235,7 @@ class BaselineRow(Stamped):
     tier_horizon: int | None = None
     tier_span: str | None = None
     tier_mae_pct: float | None = None
+    tier_windows: int | None = Field(default=None, ge=0)  # the windows tier_mae_pct pools (train+val for pretest)
     tier_error: str | None = None
     season: int | None = None  # naive_seasonal's period (5 business days, 7 calendar days)
 

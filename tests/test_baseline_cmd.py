@@ -67,6 +67,10 @@ def test_rows_share_windows_and_match_definitions() -> None:
         pre = _persistence_mae_pct(sym, 64, ("train", "val"))
         assert all(r["tier_span"] == "pretest" and r["tier_horizon"] == 64 for r in tier_rows)
         assert abs(tier_rows[0]["tier_mae_pct"] - pre) < 1e-9
+        s = load_symbol(sym, [SHIPPED])  # the window count the Stocks screen prints beside it
+        pooled = sum(make_windows(s, split_spans(s.n_rows, 64), n, baseline.DEFAULT_CONTEXT, 64).n
+                     for n in ("train", "val"))
+        assert {r["tier_windows"] for r in tier_rows} == {pooled}
         assert {r["tier"] for r in tier_rows} == {tier(pre)}
     tiers = {r["symbol"]: r["tier"] for r in rows}
     assert tiers["SPY"] == "easy" and tiers["UNIUSD"] == "extreme"

@@ -98,6 +98,8 @@ async def test_baseline_flow_rows_appear(env: dict[str, Path]) -> None:
         # the Stocks screen re-reads the store when the job finishes: tier and naive MAE% appear
         await wait_for(pilot, lambda: stocks.table.raw("SPY", "naive") is not None, 5, "baseline numbers")
         assert stocks.table.raw("TSLA", "naive") is None  # not selected, not run
+        spy = next(b for b in app.services.store.baselines() if b.symbol == "SPY" and b.tier_windows)
+        assert str(stocks.table.row_cells("SPY")["naive"].text) == f"{spy.tier_mae_pct:.3f} {spy.tier_windows}w"
         assert stocks.table.raw("AAPL", "tier") in ("easy", "medium", "hard", "extreme")
         await pilot.press("2")
         queue = app.screen

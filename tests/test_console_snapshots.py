@@ -63,7 +63,7 @@ def _seed_store(ws: Path, hp: Path) -> None:
     try:
         st.put_baselines([
             {"symbol": s, "model": "naive_persistence", "horizon": 64, "span": "test", "tier": t,
-             "tier_mae_pct": m, "tier_horizon": 64, "metrics": {"mae_pct": m}}
+             "tier_mae_pct": m, "tier_windows": 1247, "tier_horizon": 64, "metrics": {"mae_pct": m}}
             for s, (t, m) in tiers.items()
         ])
         w = {"val_windows": {"span": "val", "count": 311, "stride": 1, "rows_covered": 374},

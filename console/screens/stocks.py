@@ -94,7 +94,10 @@ class StocksScreen(ModeScreen):
             "start": txt(r.start),
             "end": txt(r.end),
             "tier": Cell(r.tier, r.tier, style=TIER_STYLE.get(r.tier, "dim")),
-            "naive": num(r.baseline_mae_pct),
+            "naive": Cell(r.baseline_mae_pct, (f"{r.baseline_mae_pct:.3f} "
+                                               f"{'?' if r.baseline_windows is None else r.baseline_windows}w"
+                                               if r.baseline_mae_pct is not None else "—"),
+                          style="" if r.baseline_mae_pct is not None else "dim", justify="right"),
             "best": txt(r.best_model or "—", style="" if r.best_model else "dim"),
             "score": Cell(r.best_score, (f"{r.best_score:.3f} {r.best_windows.split(' ', 1)[-1]}"
                                          if r.best_score is not None else (r.best_windows or "—")),

@@ -113,8 +113,9 @@ def _score_symbol_horizon(
 
 def tier_mae_pct(series: Series, horizon: int, tier_span: str = DEFAULT_TIER_SPAN,
                  context_len: int = DEFAULT_CONTEXT, stride: int = 1, val_rows: int | None = None,
-                 test_rows: int | None = None) -> float | None:
-    """Persistence MAE% at `horizon` pooled over the windows of `tier_span` (None if undefined).
+                 test_rows: int | None = None) -> tuple[float | None, int]:
+    """Persistence MAE% at `horizon` pooled over the windows of `tier_span` (None if undefined), and
+    how many windows it pools.
 
     "pretest" pools train and validation windows; a span with no windows is skipped, and only
     when none has any does the DataError propagate.
@@ -137,7 +138,8 @@ def tier_mae_pct(series: Series, horizon: int, tier_span: str = DEFAULT_TIER_SPA
     if not ys:
         assert last_exc is not None
         raise last_exc
-    return _json_float(mae_pct(np.concatenate(ys), np.concatenate(ps)))
+    y = np.concatenate(ys)
+    return _json_float(mae_pct(y, np.concatenate(ps))), int(y.shape[0])
 
 
 def _error_rows(symbol: str, horizon: int, span: str, methods: Sequence[str], reason: str,
@@ -210,6 +212,7 @@ def compute_baselines(
             continue
         sym_rows: list[dict[str, Any]] = []
         tier_mae: float | None = None
+        tier_windows: int | None = None
         tier_error: str | None = None
         for h in hs:
             try:
@@ -220,10 +223,12 @@ def compute_baselines(
                 continue
             sym_rows.extend(rows)
             if h == tier_horizon and span == tier_span and "persistence" in methods:
-                tier_mae = next(r["metrics"]["mae_pct"] for r in rows if r["model"] == "naive_persistence")
+                row = next(r for r in rows if r["model"] == "naive_persistence")
+                tier_mae, tier_windows = row["metrics"]["mae_pct"], row.get("n_windows")
         if tier_mae is None:
             try:
-                tier_mae = tier_mae_pct(series, tier_horizon, tier_span, context_len, stride, val_rows, test_rows)
+                tier_mae, tier_windows = tier_mae_pct(series, tier_horizon, tier_span, context_len, stride,
+                                                      val_rows, test_rows)
             except ValueError as exc:
                 tier_error = _reason(exc)
         sym_tier = tier(tier_mae) if tier_mae is not None else UNKNOWN
@@ -232,6 +237,7 @@ def compute_baselines(
             r["tier_horizon"] = tier_horizon
             r["tier_span"] = tier_span
             r["tier_mae_pct"] = tier_mae
+            r["tier_windows"] = tier_windows
             if tier_error is not None:
                 r["tier_error"] = tier_error
         out.extend(sym_rows)
