@@ -188,8 +188,14 @@ class ConsoleServices:
                 await mirror.open()
                 self.engine = mirror
             except (EngineError, OSError) as exc:
-                self.readonly_reason = f"read-only: no engine service ({exc})"
-                self.notices.append(f"Could not start the engine service: {exc}. Job actions are disabled.")
+                from store.storage import LOCK_ADVICE
+
+                # this console already only reads: the lock's advice to open read-only is not for it
+                why = str(exc).replace(f"; {LOCK_ADVICE}", "")
+                self.readonly_reason = (f"this console is read-only: no engine service could start ({why}); "
+                                        "restart it once that process has ended")
+                self.notices.append(f"Could not start the engine service: {why}. Job actions are disabled; "
+                                    "the console only reads the workspace.")
         self.workspace.mkdir(parents=True, exist_ok=True)
         await self.call(self._open_store_blocking)
         if self.gpu_source is None:

@@ -140,15 +140,16 @@ def _int(v: Any) -> int | None:
 WHERE_COUNTS: tuple[str, ...] = ("symbol_i", "symbol_n", "epoch_i", "epoch_n")
 
 
-def where_words(st: JobState) -> str:
-    """Where a job is, or stopped: `training · SPY 2/2 · epoch 3/15` (the parts that are known)."""
+def where_words(st: JobState, short: bool = False) -> str:
+    """Where a job is, or stopped: `training · SPY 2/2 · epoch 3/15` (the parts that are known);
+    `short`: `training SPY 2/2 ep 3/15` (a table cell)."""
     parts = [st.stage] if st.stage else []
     if st.symbol or st.symbol_n:
         sym = st.symbol or "symbol"
         parts.append(f"{sym} {st.symbol_i}/{st.symbol_n}" if st.symbol_i and st.symbol_n and st.symbol_n > 1 else sym)
     if st.epoch_i and st.epoch_n:
-        parts.append(f"epoch {st.epoch_i}/{st.epoch_n}")
-    return " · ".join(parts)
+        parts.append(f"{'ep' if short else 'epoch'} {st.epoch_i}/{st.epoch_n}")
+    return (" " if short else " · ").join(parts)
 
 
 def apply_event(st: JobState, ev: dict[str, Any]) -> list[JobUpdate]:

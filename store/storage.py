@@ -98,6 +98,10 @@ class StoreError(RuntimeError, ValueError):
     """
 
 
+#: What the lock error tells a writer to do (a console, already a reader, leaves it out: console.services).
+LOCK_ADVICE = "close that console or open this one read-only"
+
+
 class StoreLocked(StoreError):
     """Another process owns the workspace for writing."""
 
@@ -168,7 +172,7 @@ class WorkspaceLock:
         who = f"pid {h.get('pid', '?')} on {h.get('host', '?')}"
         since = h.get("started_iso") or "?"
         return (f"workspace {self.path.parent} is open for writing by another process ({who}, since {since}); "
-                "close that console or open this one read-only")
+                + LOCK_ADVICE)
 
     def release(self) -> None:
         if self._fd is None:

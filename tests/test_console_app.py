@@ -246,7 +246,9 @@ async def test_readonly_when_store_locked(env: dict[str, Path]) -> None:
             await wait_for(pilot, lambda: stocks.table.row_count == len(SYMBOLS), 5, "stock rows")
             await pilot.press("space", "b")
             await pilot.pause()
-            assert any("cannot manage jobs" in n.message for n in app._notifications)
+            said = [n.message for n in app._notifications if "cannot manage jobs" in n.message]
+            assert said and "console is read-only" in said[0]
+            assert not any("open this one read-only" in n.message for n in app._notifications)  # it already is
     finally:
         holder.close()
 

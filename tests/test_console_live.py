@@ -1,6 +1,7 @@
 """The Live screen on a two-symbol train job (seeded job record and event file, real engine service):
 one curve pair per symbol/run, the kept (best) validation loss in a header that never wraps, markers,
-smoothing and log scale; and a stopped job that never trained shows no progress, only where it stopped."""
+smoothing and log scale; and a stopped job that never trained shows no progress, only where it stopped.
+A second console on the same workspace follows, and cancels, what the first one started."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from console.widgets.loss_chart import LossChart
 from store import Store
-from tests.test_console_app import wait_for
+from tests.test_console_app import env, wait_for  # noqa: F401
+from tests.test_console_app import make_app as make_console
 from tests.test_console_snapshots import T0, TWO_ID, _job_rec, make_app, seed_two_symbol_job, seeded  # noqa: F401
 
 NEVER_RAN = "20250615-150900-000-train-0000eeee"
@@ -56,3 +60,42 @@ async def test_two_symbol_live_curves_best_val_header_and_options(seeded: dict[s
         title = _text(app, "#live-title")
         assert "cancelled" in title and "stopped at planning · SPY 1/2" in title
         assert "epoch" not in title  # epoch 0: it never trained
+
+
+async def test_a_second_console_sees_jobs_another_console_started_and_cancels_one(
+        env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Two app instances on one workspace: the first queues a two-symbol job and a long one; the second
+    shows both in its Queue as they happen, the two-symbol job's loss points as two curves on Live, and
+    cancels the long one from Live; both then show it cancelled, and where it stopped."""
+    monkeypatch.setenv("FORECAST_TEST_HOOKS", "1")  # the service the first console starts runs scripted jobs
+    one, two = make_console(env), make_console(env)
+    async with one.run_test(size=(120, 40)) as p1, two.run_test(size=(120, 40)) as p2:
+        await asyncio.wait_for(one.ready.wait(), 30)
+        await asyncio.wait_for(two.ready.wait(), 30)
+        assert two.services.engine is not None and not two.services.readonly_reason  # live, not read-only
+        assert one.queue_jobs("train", ["SPY", "AAPL"], "toto", {"_test": {"steps": 40, "sleep": 0.02}}, quiet=True)
+        assert one.queue_jobs("train", ["TSLA"], "toto", {"_test": {"steps": 4000, "sleep": 0.05}}, quiet=True)
+        short, long_ = (j.id for j in one.services.jobs())
+        await p2.press("2")
+        await wait_for(p2, lambda: type(two.screen).__name__ == "QueueScreen", 5, "the second console's Queue")
+        table = two.screen.table
+        await wait_for(p2, lambda: {short, long_} <= set(table.row_ids), 20, "both jobs in the second Queue")
+        await wait_for(p2, lambda: getattr(two.services.job(short), "state", None) == "succeeded", 30,
+                       "the two-symbol job to finish")
+        two.open_live(short)
+        await wait_for(p2, lambda: bool(two.screen.query(LossChart)), 5, "the Live screen")
+        chart = two.screen.query_one(LossChart)
+        # the job asked for, not the running one that streamed while the screen was being composed
+        await wait_for(p2, lambda: two.screen.job_id == short, 5, "Live to show the job opened")
+        await wait_for(p2, lambda: len(chart.series) == 2, 10, "two curves on the second console's Live")
+        assert [s.label for s in chart.series.values()] == ["SPY", "AAPL"]
+        assert all(s.train[0][0] == 1.0 and len(s.train) == 20 for s in chart.series.values())
+        await wait_for(p2, lambda: getattr(two.services.job(long_), "symbol", None) == "TSLA", 30, "the long job running")
+        await p2.press("n")  # next job: the long one
+        await wait_for(p2, lambda: two.screen.job_id == long_ and chart.n_points > 0, 10, "the long job's points")
+        await p2.press("c")
+        for app, pilot in ((one, p1), (two, p2)):
+            await wait_for(pilot, lambda app=app: getattr(app.services.job(long_), "state", None) == "cancelled", 20,
+                           "both consoles to show the job cancelled")
+        await wait_for(p2, lambda: "cancelled · stopped at test · TSLA" in _text(two, "#live-title"), 5,
+                       "the Live header to say where the job stopped")

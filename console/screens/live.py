@@ -132,9 +132,11 @@ class LiveScreen(ModeScreen):
 
     def apply_job_updates(self, job_ids: set[str], losses: dict[str, list[dict[str, Any]]],
                           logs: dict[str, list[str]]) -> None:
+        if not self.is_mounted:  # switched to but not composed yet: on_mount shows the job asked for
+            return
         if self.job_id is None:
             if job_ids:
-                self.show_job(self._default_job())
+                self.show_job(self.fc_app.live_job_id or self._default_job())
             return
         if self.job_id not in job_ids:
             return

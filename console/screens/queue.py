@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Static
 
 from console.screens.base import ModeScreen
 from console.widgets.table import Cell, KeyedTable, num, txt
+from engine.state import where_words
 
 STATE_STYLE = {
     "queued": "dim", "running": "bold cyan", "succeeded": "green", "failed": "bold red",
@@ -23,7 +24,7 @@ STATE_STYLE = {
 }
 COLUMNS = (
     ("state", "State"), ("kind", "Kind"), ("symbols", "Symbol"), ("model", "Model"), ("progress", "Progress"),
-    ("eta", "ETA"), ("device", "Device"), ("attempt", "Try"), ("priority", "Pri"), ("id", "Job"),
+    ("stage", "Stage"), ("eta", "ETA"), ("device", "Device"), ("attempt", "Try"), ("priority", "Pri"), ("id", "Job"),
 )
 
 
@@ -59,6 +60,9 @@ def job_cells(js: Any) -> dict[str, Cell]:
         "symbols": Cell(sym_text, sym_text),
         "model": txt(js.model or "—"),
         "progress": progress_cell(js.progress_done, js.progress_total),
+        # where it is; a job that ended early keeps where it stopped (a succeeded one needs none)
+        "stage": txt(where_words(js, short=True) if js.state != "succeeded" else "",
+                     style="" if js.state == "running" else "dim"),
         "eta": fmt_eta(js.eta_s if js.state == "running" else None),
         "device": txt(js.device or "—"),
         "attempt": num(js.attempt, "{:d}"),
@@ -122,6 +126,11 @@ class QueueScreen(ModeScreen):
             return
         syms = ", ".join(js.symbols)
         text = f"{js.id} · {js.kind} {syms} {js.model or ''} · {js.state}"
+        where = where_words(js)
+        if where and js.state != "succeeded":
+            text += f" · {where}" if js.active else f" · stopped at {where}"
+        if js.state == "running" and js.eta_s is not None:
+            text += f" · ETA {fmt_eta(js.eta_s).text}"
         if js.reason:
             text += f"\nreason: {js.reason}"
         elif js.state == "running" and js.last_train_loss is not None:
