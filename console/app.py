@@ -118,9 +118,6 @@ class ForecastConsoleApp(App[int]):
         self.update_batches = 0
         self._closed = False
         self._finished_seen: set[str] = set()
-        #: job id -> job spec dicts to queue, in order, once that job has succeeded (a regression's
-        #: proposed re-validate must not run before its retrain has produced the new adapter).
-        self.follow_ups: dict[str, list[dict[str, Any]]] = {}
         self._shutdown_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ startup
@@ -197,21 +194,7 @@ class ForecastConsoleApp(App[int]):
                 scr.apply_job_updates(ids, dict(losses), dict(logs))
                 if finished:
                     scr.on_jobs_finished(finished)
-        for jid in finished & set(self.follow_ups):
-            self._release_follow_ups(jid)
         self._update_running_title()
-
-    def _release_follow_ups(self, job_id: str) -> None:
-        rest = self.follow_ups.pop(job_id, [])
-        js = self.services.job(job_id)
-        if not rest:
-            return
-        if js is None or js.state != "succeeded":
-            state = js.state if js is not None else "gone"
-            self.notify(f"{job_id} ended {state}: its follow-up {rest[0].get('kind')} was not queued",
-                        severity="warning", timeout=8)
-            return
-        self.queue_proposals(rest)
 
     def _just_finished(self, job_id: str) -> bool:
         """True the first time a job is seen in a final state (results may have reached the store)."""
@@ -312,25 +295,6 @@ class ForecastConsoleApp(App[int]):
             self.notify(str(exc), title="not queued", severity="error", timeout=8)
             return False
         return self.submit_spec(spec, quiet=quiet)
-
-    def queue_proposals(self, jobs: list[dict[str, Any]]) -> bool:
-        """Queue the first proposed job spec now (fresh id) and the others one after another, each
-        once the previous one has succeeded. True if the first was queued."""
-        if not jobs:
-            return False
-        first, rest = jobs[0], list(jobs[1:])
-        try:
-            spec = self.services.make_spec(str(first.get("kind")), list(first.get("symbols") or []),
-                                           first.get("model"), dict(first.get("params") or {}),
-                                           int(first.get("priority") or 0))
-        except ValueError as exc:
-            self.notify(str(exc), title="not queued", severity="error", timeout=8)
-            return False
-        if not self.submit_spec(spec, quiet=True):
-            return False
-        if rest:
-            self.follow_ups[spec.id] = rest
-        return True
 
     def open_live(self, job_id: str) -> None:
         self.live_job_id = job_id

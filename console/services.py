@@ -329,6 +329,10 @@ class ConsoleServices:
                               os.environ.get("USER") or "console", horizon=horizon, preset=preset)
         return Path(out)
 
+    async def record_follow_up(self, model: str, symbol: str, metric: str, job_id: str) -> None:
+        """Record on the regression row the job carrying out its proposal (through the engine service)."""
+        await self.call(self._require_engine().store_write, "set_regression_follow_up", model, symbol, metric, job_id)
+
     async def rollback(self, model: str, symbol: str) -> Path | None:
         out = await self.call(self._require_engine().store_write, "rollback", model, symbol)
         return None if out is None else Path(out)

@@ -32,6 +32,7 @@ from typing import Any
 #: Store methods a client may ask the engine to call (the engine is the only store writer).
 STORE_WRITES: frozenset[str] = frozenset({
     "promote", "rollback", "put_baselines", "put_comparisons", "put_regressions", "set_pick",
+    "set_regression_follow_up",
 })
 
 #: Exception classes whose message is for the user (the client re-raises them as ValueErrors).

@@ -250,6 +250,28 @@ class PipelineParams(Params):
     dayfirst: bool | None = Field(None, description="numeric dates are day/month/year (true) or month/day/year "
                                   "(false); default: decided from the file")
     name: PathName | None = Field(None, description="pipeline name (default derived from the request)")
+    steps: list[dict[str, Any]] | None = Field(
+        None, description="explicit steps, run in order over the job's symbols instead of the six stages: "
+        "[{kind, model, params}] (a regression's retrain → re-validate chain)", json_schema_extra={"hidden": True})
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        """Each step is a job this pipeline will submit: its kind and params are checked now."""
+        for i, st in enumerate(v or []):
+            extra = set(st) - {"kind", "model", "params"}
+            if extra:
+                raise ValueError(f"step {i + 1}: unknown key(s) {', '.join(sorted(extra))} (kind, model, params)")
+            kind = st.get("kind")
+            if kind not in PARAMS or kind in ("pipeline", "sweep"):
+                raise ValueError(f"step {i + 1}: kind must be one of "
+                                 f"{', '.join(k for k in PARAMS if k not in ('pipeline', 'sweep'))}, got {kind!r}")
+            if st.get("model") is not None and not isinstance(st.get("model"), str):
+                raise ValueError(f"step {i + 1}: model must be a string")
+            if not isinstance(st.get("params", {}), dict):
+                raise ValueError(f"step {i + 1}: params must be an object")
+            PARAMS[kind].of(st.get("params") or {})
+        return v
 
 
 #: Kind → its parameter model. The job kinds are exactly these keys (engine.jobs.KINDS).

@@ -122,16 +122,76 @@ async def test_regression_job_rows_reach_store_and_screen_queues_proposal(env: d
         await pilot.pause()
         assert {j.id for j in app.services.jobs()} == before
         assert any("nothing to queue" in n.message for n in app._notifications)
-        # a chain whose first job succeeds queues the next one (scripted jobs via the worker test hook)
-        quick = {"_test": {"steps": 1}}
-        chain = [{"kind": "train", "symbols": ["AAA"], "model": "toto", "params": quick},
-                 {"kind": "validate", "symbols": ["AAA"], "model": "toto", "params": quick}]
-        assert app.queue_proposals(chain)
-        first = app.services.jobs()[-1]
-        assert first.kind == "train" and [c["kind"] for c in app.follow_ups[first.id]] == ["validate"]
-        await wait_for(pilot, lambda: any(j.kind == "validate" for j in app.services.jobs()), 15,
-                       "validate queued after the train succeeded")
-        assert app.services.job(first.id).state == "succeeded" and first.id not in app.follow_ups
+
+
+def _seed_flagged_row(ws: Path, hp: Path) -> None:
+    """A flagged toto row whose proposal is a scripted retrain (slow enough to kill the service during
+    it) then a scripted re-validate (the worker's test hook stands in for training)."""
+    from engine.jobs import JobSpec
+    from store import Store
+
+    train = JobSpec.create("train", ["AAA"], "toto", params={"_test": {"steps": 20, "sleep": 0.1}})
+    val = JobSpec.create("validate", ["AAA"], "toto", params={"_test": {"steps": 1}})
+    with Store.open(ws, hyperparams_dir=hp) as st:
+        st.put_regressions([_row("toto", "AAA", proposed_jobs=[train.to_dict(), val.to_dict()])], job_id="check-1")
+
+
+async def test_regression_chain_is_one_job_that_survives_a_service_restart_and_t_queues_it_once(
+        env: dict[str, Path]) -> None:
+    """`t` queues the proposed retrain → re-validate as one pipeline job and records it on the row; `t`
+    again queues nothing; the console quits and the engine service is SIGKILLed mid-retrain; a new
+    service finishes the chain (re-validate after the retrain); a restarted console shows it done and
+    its `t` still queues nothing."""
+    from engine.client import JobClient
+
+    _seed_flagged_row(env["ws"], env["hp"])
+    key = "toto|AAA|mae_pct"
+    app = make_app(env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 10)
+        await pilot.press("5")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.table.row_count == 1, 5, "the flagged row")
+        await pilot.press("t")
+        await pilot.press("t")
+        await pilot.pause()
+        jobs = app.services.jobs()
+        assert [j.kind for j in jobs] == ["pipeline"]  # one job, not two, and no bare train/validate
+        pipe = jobs[0]
+        steps = app.services.engine.spec(pipe.id).params["steps"]
+        assert [(s["kind"], s["model"]) for s in steps] == [("train", "toto"), ("validate", "toto")]
+        assert any("already carried out" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: app.services.store.regressions()[0].follow_up == pipe.id, 10,
+                       "the follow-up recorded on the row")
+        await wait_for(pilot, lambda: any(j.kind == "train" and j.state == "running" and j.progress_done
+                                          for j in app.services.jobs()), 30, "the retrain running")
+    # console gone; now the service dies in the middle of the retrain
+    jc = JobClient(env["ws"], poll_interval=0.05)
+    first = jc.status()
+    assert first is not None
+    os.kill(first["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while jc.running():
+        assert time.monotonic() < deadline, "the killed service's socket did not vanish"
+        time.sleep(0.05)
+    rec = jc.wait(pipe.id, timeout=90)  # this request starts a new service
+    assert rec["state"] == "succeeded", rec
+    assert jc.status()["pid"] != first["pid"]
+    kids = {j["kind"]: j for j in jc.jobs() if j["kind"] != "pipeline"}
+    assert set(kids) == {"train", "validate"} and all(j["state"] == "succeeded" for j in kids.values())
+    assert kids["validate"]["created_at"] >= kids["train"]["finished_at"]  # re-validate only after the retrain
+    app = make_app(env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 10)
+        await pilot.press("5")
+        screen = app.screen
+        await wait_for(pilot, lambda: "succeeded" in str(screen.table.raw(key, "action") or ""), 10,
+                       "the row showing its follow-up done")
+        before = {j.id for j in app.services.jobs()}
+        await pilot.press("t")
+        await pilot.pause()
+        assert {j.id for j in app.services.jobs()} == before
+        assert any(pipe.id in n.message and "already carried out" in n.message for n in app._notifications)
 
 
 def _alive(pid: int) -> bool:

@@ -261,8 +261,8 @@ def test_light_theme(snap_compare: Any, seeded: dict[str, Path]) -> None:
 
 
 def test_regression_retrain_queues_jobs(seeded: dict[str, Path]) -> None:
-    """A flagged row's proposed retrain is queued with its params (checked on the engine, not the UI);
-    the proposed re-validate waits for the retrain."""
+    """A flagged row's proposed retrain → re-validate is queued as one pipeline job with the proposed
+    params as its steps (checked on the engine, not the UI): the re-validate waits for the retrain."""
 
     async def run() -> None:
         app = make_app(seeded)
@@ -274,9 +274,11 @@ def test_regression_retrain_queues_jobs(seeded: dict[str, Path]) -> None:
             await pilot.press("t")
             await pilot.pause()
             new = [j for j in app.services.jobs() if j.id not in before]
-            assert [(j.kind, j.symbols, j.model) for j in new] == [("train", ("COIN",), "toto")]
-            assert app.services.engine.spec(new[0].id).params == {"preset": "tiny", "horizon": 64, "context": 128}
-            assert [s["kind"] for s in app.follow_ups[new[0].id]] == ["validate"]
+            assert [(j.kind, j.symbols, j.model) for j in new] == [("pipeline", ("COIN",), None)]
+            params = {"preset": "tiny", "horizon": 64, "context": 128}
+            assert app.services.engine.spec(new[0].id).params["steps"] == [
+                {"kind": "train", "model": "toto", "params": params},
+                {"kind": "validate", "model": "toto", "params": params}]
             app.services.cancel(new[0].id)
 
     asyncio.run(run())

@@ -8,6 +8,7 @@ to a kind's model is shown to reach the CLI help, the console form and the engin
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +206,18 @@ def test_a_parameter_added_to_a_model_reaches_cli_help_console_form_and_spool(
 def test_module_is_pure() -> None:
     code = "import sys, engine.task_params, engine.jobs; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], cwd=paths.PROJECT_ROOT).returncode == 0
+
+
+def test_pipeline_steps_are_checked_as_the_jobs_they_become() -> None:
+    """A chain's steps (a regression's retrain → re-validate) are refused now, not when the pipeline
+    reaches them: an unknown kind, a coordinator kind, an unknown key, a bad param of the step's kind."""
+    from engine.task_params import TaskParamError, check
+
+    ok = [{"kind": "train", "model": "toto", "params": {"horizon": 16}}, {"kind": "validate", "model": "toto"}]
+    check("pipeline", {"steps": ok, "name": "regress-toto-spy-1"})
+    for bad, words in (([{"kind": "sweep"}], "step 1: kind must be one of"),
+                       ([ok[0], {"kind": "nope"}], "step 2: kind must be one of"),
+                       ([{"kind": "train", "epochs": 3}], "step 1: unknown key(s) epochs"),
+                       ([{"kind": "train", "params": {"horizon": "16"}}], "horizon")):
+        with pytest.raises(TaskParamError, match=re.escape(words)):
+            check("pipeline", {"steps": bad})

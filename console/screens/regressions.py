@@ -3,12 +3,20 @@
 Why it reads the store: the engine records the regression task's `regressions` rows
 (engine/tasks/regression.py) in the store's `regressions` table, one row per (model, symbol,
 metric), so the screen shows the latest verdict without parsing report files. A flagged row
-carries `proposed_jobs` (a retrain then a re-validate, as JobSpec dicts); `t` queues them, the
-re-validate only once the retrain has succeeded (the app chains it).
+carries `proposed_jobs` (a retrain then a re-validate, as JobSpec dicts); `t` queues them as ONE
+pipeline job with explicit steps (engine/tasks/pipeline.py), so the engine runs the re-validate only
+after the retrain succeeded, and the chain completes after the console quits or the engine service
+restarts. The pipeline's id is recorded on the row (`follow_up`, through the engine service), and its
+name is derived from the verdict, so `t` again — now or after a restart — queues nothing while that
+job is queued, running or done; a failed/cancelled/interrupted one is resubmitted under the same
+name, which resumes it (steps that succeeded are not redone). A new check replaces the row and with
+it the follow-up.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -49,7 +57,25 @@ def proposal_label(row: dict[str, Any]) -> str:
     return "error" if reason.startswith("could not evaluate") else "—"
 
 
-def regression_cells(row: dict[str, Any]) -> dict[str, Cell]:
+#: States of a follow-up job that mean "the proposal is being (or was) carried out": `t` queues nothing.
+CARRIED = frozenset({"queued", "running", "succeeded"})
+
+
+def follow_up_params(row: dict[str, Any]) -> tuple[list[str], dict[str, Any]] | None:
+    """(symbols, pipeline params) that carry out a row's proposed jobs in order, or None without any.
+    The name is derived from the verdict (the check's job, model, symbol, metric and the steps)."""
+    jobs = [j for j in row.get("proposed_jobs") or [] if isinstance(j, dict)]
+    if not jobs:
+        return None
+    steps = [{"kind": j.get("kind"), "model": j.get("model"), "params": dict(j.get("params") or {})} for j in jobs]
+    symbols = sorted({str(s) for j in jobs for s in j.get("symbols") or []})
+    key = json.dumps([row.get("job_id"), row.get("model"), row.get("symbol"), row.get("metric"), steps],
+                     sort_keys=True, default=str)
+    name = f"regress-{row.get('model')}-{row.get('symbol')}-{hashlib.sha1(key.encode()).hexdigest()[:8]}".lower()
+    return symbols, {"steps": steps, "name": name}
+
+
+def regression_cells(row: dict[str, Any], follow_up_state: str | None = None) -> dict[str, Cell]:
     """Cells from one row in the regression task's format (positive Δ% = worse than the reference)."""
     flagged = is_flagged(row)
     d_prev, d_base = _f(row, "delta_vs_previous_pct"), _f(row, "delta_vs_baseline_pct")
@@ -67,7 +93,8 @@ def regression_cells(row: dict[str, Any]) -> dict[str, Cell]:
         "baseline": num(_f(row, "baseline")),
         "d_prev": num(d_prev, "{:+.1f}", style=worse(d_prev, bool(row.get("worse_than_previous")))),
         "d_base": num(d_base, "{:+.1f}", style=worse(d_base, bool(row.get("worse_than_baseline")))),
-        "action": txt(proposal_label(row), style="yellow" if flagged else "dim"),
+        "action": txt(proposal_label(row) + (f" · {follow_up_state}" if follow_up_state else ""),
+                      style="green" if follow_up_state == "succeeded" else ("yellow" if flagged else "dim")),
     }
 
 
@@ -84,6 +111,8 @@ class RegressionsScreen(ModeScreen):
         super().__init__()
         self.rows: dict[str, dict[str, Any]] = {}
         self.pick_symbols: list[str] = []
+        #: row key -> the follow-up job queued from this screen (before the store's row says so)
+        self.queued: dict[str, str] = {}
 
     def compose_body(self) -> ComposeResult:
         yield KeyedTable(COLUMNS, id="regress-table")
@@ -110,8 +139,21 @@ class RegressionsScreen(ModeScreen):
         docs = [r.to_doc() for r in data.regressions]  # RegressionRow fields, validated on read
         self.rows = {regression_key(r): r for r in docs}
         self.pick_symbols = sorted({p.symbol for p in data.picks})
-        self.table.sync({k: regression_cells(r) for k, r in self.rows.items()})
+        self.queued = {k: v for k, v in self.queued.items() if k in self.rows and not self.rows[k].get("follow_up")}
+        self._render_rows()
+
+    def follow_up_of(self, key: str) -> tuple[str | None, str | None]:
+        """(job id, state) of the follow-up carrying out row `key`'s proposal, if any."""
+        jid = self.queued.get(key) or (self.rows.get(key) or {}).get("follow_up")
+        if not jid:
+            return None, None
+        js = self.services.job(jid)
+        return jid, (js.state if js is not None else None)
+
+    def _render_rows(self) -> None:
+        self.table.sync({k: regression_cells(r, self.follow_up_of(k)[1]) for k, r in self.rows.items()})
         self._update_detail()
+
 
     def _update_detail(self) -> None:
         detail = self.query_one("#regress-detail", Static)
@@ -147,15 +189,56 @@ class RegressionsScreen(ModeScreen):
         self.fc_app.queue_jobs("regression", symbols, None, {"preset": "tiny"})
 
     def action_queue_retrain(self) -> None:
-        """Queue the proposals of the highlighted row if it is flagged, else of every flagged row."""
-        cur = self.rows.get(self.table.current_id or "")
-        rows = [cur] if cur is not None and is_flagged(cur) else self.flagged_rows()
-        rows = [r for r in rows if r.get("proposed_jobs")]
-        if not rows:
+        """Queue the proposal of the highlighted row if it is flagged, else of every flagged row: one
+        pipeline job per row (retrain, then re-validate), unless one already carries it out."""
+        cur_key = self.table.current_id or ""
+        cur = self.rows.get(cur_key)
+        keys = [cur_key] if cur is not None and is_flagged(cur) else [regression_key(r) for r in self.flagged_rows()]
+        keys = [k for k in keys if self.rows[k].get("proposed_jobs")]
+        if not keys:
             self.notify("no flagged row with a proposal: nothing to queue", severity="warning")
             return
-        n = sum(self.fc_app.queue_proposals(list(r["proposed_jobs"])) for r in rows)
-        self.notify(f"queued {n} retrain job(s); each re-validate follows when its retrain succeeds")
+        queued, carried = [], []
+        for k in keys:
+            jid, state = self.follow_up_of(k)
+            if jid and state in CARRIED:
+                carried.append(f"{self.rows[k].get('model')}/{self.rows[k].get('symbol')}: {jid} {state}")
+                continue
+            job_id = self._queue_follow_up(k)
+            if job_id:
+                queued.append(job_id)
+        if carried:
+            self.notify("already carried out, not queued again: " + "; ".join(carried) +
+                        " (c checks again)", severity="warning", timeout=8)
+        if queued:
+            self.notify(f"queued {len(queued)} retrain → re-validate pipeline(s): {', '.join(queued)}")
+        self._render_rows()
+
+    def _queue_follow_up(self, key: str) -> str | None:
+        row = self.rows[key]
+        made = follow_up_params(row)
+        if made is None:
+            return None
+        symbols, params = made
+        try:
+            priority = max(int(j.get("priority") or 0) for j in row["proposed_jobs"] if isinstance(j, dict))
+            spec = self.services.make_spec("pipeline", symbols, None, params, priority)
+        except ValueError as exc:
+            self.notify(str(exc), title="not queued", severity="error", timeout=8)
+            return None
+        if not self.fc_app.submit_spec(spec, quiet=True):
+            return None
+        self.queued[key] = spec.id
+        self._record(row, spec.id)
+        return str(spec.id)
+
+    @work(group="regress-record")
+    async def _record(self, row: dict[str, Any], job_id: str) -> None:
+        try:
+            await self.services.record_follow_up(str(row.get("model")), str(row.get("symbol")),
+                                                 str(row.get("metric", "mae_pct")), job_id)
+        except Exception as exc:  # noqa: BLE001 - the job runs anyway; only the record is missing
+            self.notify(f"{job_id} queued, but recording it on the row failed: {exc}", severity="warning")
 
     def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
         yield ("Run a regression check", "Queue a regression job for the picked symbols", self.action_run_check)

@@ -14,7 +14,10 @@ Jobs are submitted and waited for through an `engine.runners.Runner` (the job fo
 `SpoolRunner`: a task never opens the store or constructs an engine).
 
 Spec params for the job form: preset, horizon, context, models, epochs, mode, name, val_windows,
-test_windows, stride, dayfirst.
+test_windows, stride, dayfirst; or `steps` ([{kind, model, params}], run in order over the job's
+symbols instead of the six stages: how the console carries out a regression's retrain → re-validate
+proposal, so the chain is a job the engine runs and survives the console quitting and the service
+restarting).
 """
 
 from __future__ import annotations
@@ -207,6 +210,21 @@ def _brief(summary: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in list(summary.items())[:3] if not isinstance(v, dict | list))
 
 
+def chain_steps(symbols: Sequence[str], steps: Sequence[dict[str, Any]]) -> list[Step]:
+    """Explicit steps (the `steps` param: [{kind, model, params}]), in order, over `symbols`."""
+    return [Step(f"{i + 1}:{s['kind']}" + (f":{s['model']}" if s.get("model") else ""), str(s["kind"]),
+                 list(symbols), s.get("model"), dict(s.get("params") or {})) for i, s in enumerate(steps)]
+
+
+def chain_name(symbols: Sequence[str], steps: Sequence[dict[str, Any]]) -> str:
+    """Stable per chain, so submitting the same chain again resumes its state file (never redoes a
+    step that succeeded)."""
+    import hashlib
+
+    key = json.dumps([sorted(symbols), list(steps)], sort_keys=True)
+    return f"chain-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
 def pipeline_name(symbols: Sequence[str], preset: str, horizon: int, models: Sequence[str]) -> str:
     """Stable per request, so re-running the same command resumes the same state file."""
     import hashlib
@@ -225,11 +243,15 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     preset = str(p.get("preset", "tiny"))
     horizon = int(p.get("horizon") or 16)
     models = list(p.get("models") or FOUNDATION_MODELS)
-    steps = plan_steps(spec.symbols, preset=preset, horizon=horizon, context=p.get("context"), models=models,
-                       epochs=p.get("epochs"), mode=str(p.get("mode", "quick")),
-                       val_windows=p.get("val_windows"), test_windows=p.get("test_windows"),
-                       stride=p.get("stride"), dayfirst=p.get("dayfirst"))
-    name = str(p.get("name") or pipeline_name(spec.symbols, preset, horizon, models))
+    if p.get("steps"):
+        steps = chain_steps(spec.symbols, p["steps"])
+        name = str(p.get("name") or chain_name(spec.symbols, p["steps"]))
+    else:
+        steps = plan_steps(spec.symbols, preset=preset, horizon=horizon, context=p.get("context"), models=models,
+                           epochs=p.get("epochs"), mode=str(p.get("mode", "quick")),
+                           val_windows=p.get("val_windows"), test_windows=p.get("test_windows"),
+                           stride=p.get("stride"), dayfirst=p.get("dayfirst"))
+        name = str(p.get("name") or pipeline_name(spec.symbols, preset, horizon, models))
     pipe = Pipeline(ctx.workspace, name, steps)
     runner = SpoolRunner(ctx.workspace)
     done = [0]
