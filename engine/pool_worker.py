@@ -38,8 +38,13 @@ from engine.forecasters import cache as model_cache
 from engine.jobs import JobDir
 from engine.worker import EXIT_CANCELLED, run_job
 
-#: Imported in the background at start, so the first job finds them loaded. Not torch (~2.5 s of
-#: CPU): a naive job never needs it, and the first model job imports it once for the worker's life.
+#: Imported at start, before the first job is read, so every job finds them loaded. Not torch (~2.5 s
+#: of CPU): a naive job never needs it, and the first model job imports it once for the worker's life.
+#: Never in a background thread: a job's own imports (torch, peft, transformers' lazy modules) would
+#: run beside other imports in one interpreter, and import-time code that is not thread-safe
+#: (transformers' `_LazyModule.__getattr__`, numpy's environment handling) then fails by timing, e.g.
+#: `ModuleNotFoundError: Could not import module 'BloomPreTrainedModel'` as peft imports transformers.
+#: In the main thread it costs the first job nothing it would not pay itself: it needs these too.
 PRELOAD: tuple[str, ...] = (
     "numpy", "pandas", "engine.data.loading", "engine.data.windows", "engine.metrics", "engine.evaluation",
     "engine.tasks.baseline", "engine.tasks.validate", "engine.tasks.compare", "engine.tasks.regression",
@@ -114,7 +119,7 @@ def main() -> int:
     os.dup2(saved[1], 1)
     baseline = process_state.Baseline.capture()
     model_cache.enable()  # base models stay loaded between jobs, bounded (FORECAST_MODEL_CACHE_MB)
-    threading.Thread(target=_preload, name="preload", daemon=True).start()
+    _preload()  # the engine's first request waits in the pipe meanwhile
     for line in sys.stdin:
         line = line.strip()
         if not line:

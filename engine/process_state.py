@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,11 +75,14 @@ def reseed() -> None:
 
 
 def probe() -> dict[str, Any]:
-    """What a job sees (test hook `probe`)."""
+    """What a job sees (test hook `probe`): first the threads running beside it and the engine modules
+    already loaded (before this probe imports anything), then the global state."""
+    seen = {"threads": sorted(t.name for t in threading.enumerate()),
+            "modules": sorted(m for m in sys.modules if m.startswith("engine."))}
     import numpy as np
     import torch
 
-    return {"pid": os.getpid(), "torch_threads": torch.get_num_threads(),
+    return {**seen, "pid": os.getpid(), "torch_threads": torch.get_num_threads(),
             "omp_threads": os.environ.get("OMP_NUM_THREADS"), "cwd": os.getcwd(),
             "grad_enabled": torch.is_grad_enabled(), "marker": os.environ.get("FORECAST_TEST_MARKER"),
             "np_draw": float(np.random.random()), "torch_draw": float(torch.rand(1).item()),

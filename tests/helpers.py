@@ -4,20 +4,24 @@
   sweep tests fine-tune the tiny presets on.
 - `wait_for`: poll a condition inside a running event loop, failing with what was awaited.
 - `cli_beside_console`: run a CLI call while a console (a live engine-service client) is open.
+- `engines`: in-process Engines over one workspace with test timings (poll 20 ms, heartbeat 0.2 s,
+  grace 1 s, no symbol checks, no GPU), each stopped and its store closed at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from engine.controller import Engine
     from engine.state import JobState
 
 
@@ -63,3 +67,33 @@ def cli_beside_console(ws: Path, call: Callable[[], subprocess.CompletedProcess[
             await console.close()
 
     return asyncio.run(scenario())
+
+
+@contextlib.asynccontextmanager
+async def engines(ws: Path, **defaults: Any) -> AsyncIterator[Callable[..., Any]]:
+    """`make(**kw)` starts an Engine on `ws` (kw over `defaults` over the test timings); every Engine
+    made is stopped (its running jobs cancelled) and its store closed when the block ends. A default
+    that is a zero-argument callable (e.g. a backend class) is called per Engine, so none is shared."""
+    from engine.controller import Engine
+    from engine.gpu import FakeGpuSource
+    from store import Store
+
+    made: list[tuple[Engine, Store]] = []
+
+    async def make(**kw: Any) -> Engine:
+        store = Store.open(ws, fsync=False)
+        opts: dict[str, Any] = {"poll_interval": 0.02, "heartbeat_s": 0.2, "cancel_grace_s": 1.0,
+                                "validate_symbols": False, "gpu_source": FakeGpuSource(0)}
+        opts.update({k: v() if callable(v) else v for k, v in defaults.items()})
+        opts.update(kw)
+        eng = Engine(ws, store=store, **opts)
+        await eng.start()
+        made.append((eng, store))
+        return eng
+
+    try:
+        yield make
+    finally:
+        for eng, store in made:
+            await eng.stop(cancel_running=True)
+            store.close()

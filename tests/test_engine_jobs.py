@@ -18,8 +18,7 @@ from engine.gpu import FakeGpuSource
 from engine.jobs import JobSpec, JobSpecError, Resources
 from engine.scheduler import Placement
 from engine.state import JobUpdate
-from store import Store
-from tests.helpers import wait_for
+from tests.helpers import engines, wait_for
 
 pytestmark = pytest.mark.asyncio
 
@@ -41,24 +40,8 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 async def engine_factory(ws: Path) -> AsyncIterator[Callable[..., Any]]:
-    made: list[tuple[Engine, Store]] = []
-
-    async def make(**kw: Any) -> Engine:
-        store = Store.open(ws, fsync=False)
-        kw.setdefault("poll_interval", 0.02)
-        kw.setdefault("heartbeat_s", 0.2)
-        kw.setdefault("cancel_grace_s", 1.0)
-        kw.setdefault("validate_symbols", False)
-        kw.setdefault("gpu_source", FakeGpuSource(0))
-        eng = Engine(ws, store=store, **kw)
-        await eng.start()
-        made.append((eng, store))
-        return eng
-
-    yield make
-    for eng, store in made:
-        await eng.stop(cancel_running=True)
-        store.close()
+    async with engines(ws) as make:
+        yield make
 
 
 async def test_job_runs_streams_and_is_recorded(engine_factory: Any, ws: Path) -> None:

@@ -20,11 +20,9 @@ from engine.backends import backend_from_env
 from engine.backends.local import LocalBackend
 from engine.backends.pool import PooledBackend
 from engine.controller import Engine
-from engine.gpu import FakeGpuSource
 from engine.jobs import JobSpec
 from engine.process_state import MUTATE_SEED
-from store import Store
-from tests.helpers import wait_for
+from tests.helpers import engines, wait_for
 
 
 def job(kind: str = "baseline", **hook: Any) -> JobSpec:
@@ -40,21 +38,8 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 async def engine(ws: Path) -> AsyncIterator[Callable[..., Any]]:
-    made: list[tuple[Engine, Store]] = []
-
-    async def make(**kw: Any) -> Engine:
-        store = Store.open(ws, fsync=False)
-        kw.setdefault("backend", PooledBackend())
-        eng = Engine(ws, store=store, poll_interval=0.02, heartbeat_s=0.2, cancel_grace_s=1.0,
-                     validate_symbols=False, gpu_source=FakeGpuSource(0), **kw)
-        await eng.start()
-        made.append((eng, store))
-        return eng
-
-    yield make
-    for eng, store in made:
-        await eng.stop(cancel_running=True)
-        store.close()
+    async with engines(ws, backend=PooledBackend) as make:  # the pool even in the FORECAST_WARM=0 run
+        yield make
 
 
 def pooled(ws: Path, job_id: str) -> bool:
@@ -82,6 +67,24 @@ async def test_next_job_in_the_same_worker_sees_default_state(engine: Any, ws: P
     seeded_np, seeded_torch = float(np.random.random()), float(torch.rand(1).item())
     assert sa["np_draw"] == seeded_np and sa["torch_draw"] == seeded_torch
     assert sb["np_draw"] != seeded_np and sb["torch_draw"] != seeded_torch
+
+
+@pytest.mark.asyncio
+async def test_a_fresh_workers_first_job_runs_alone_with_the_preloaded_modules(engine: Any) -> None:
+    """No import runs beside a job in its worker: the first job of a new worker finds the preload done
+    (the modules loaded) and no other thread but its own heartbeat and cancel watcher. A preload in a
+    background thread raced the first job's own imports (a Kronos validate failed in transformers'
+    lazy import, ModuleNotFoundError 'BloomPreTrainedModel')."""
+    from engine.pool_worker import PRELOAD
+
+    backend = PooledBackend()
+    eng: Engine = await engine(cpu_slots=1, backend=backend)
+    first = eng.submit(job(probe=True))
+    await wait_for(lambda: first.finished, 60, "the first job")
+    assert first.state == "succeeded", first.reason
+    seen = first.result_summary or {}
+    assert backend.started == 1 and seen["threads"] == ["MainThread", "cancel-watch", "heartbeat"], seen["threads"]
+    assert {m for m in PRELOAD if m.startswith("engine.")} <= set(seen["modules"])
 
 
 @pytest.mark.asyncio
