@@ -2,8 +2,9 @@
 
 Each model is written at its published size (Toto ≈151M, Chronos-2 ≈120M, Kronos-small ≈25M plus
 its tokenizer) with random weights, in the layout its package loads (`engine.forecasters.realsize`);
-then the real commands (in this process; their jobs in real engine workers) train LoRA on it for two steps, validates, compares against naive and promotes
-the pick. The hub is offline (HF_HUB_OFFLINE=1, an empty HF cache) throughout, so nothing here can
+then the real commands (in this process; their jobs in real engine workers) train LoRA on it for two steps, validate,
+compare against naive, promote the pick and forecast with it (the promoted adapter on the folder's
+base weights, not the base alone). The hub is offline (HF_HUB_OFFLINE=1, an empty HF cache) throughout, so nothing here can
 succeed by downloading, and a hub id that is not cached must fail at once naming the download
 command. Short contexts, few windows and few samples keep the three models within a few minutes
 on two cores.
@@ -11,15 +12,21 @@ on two cores.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from console.cli import main
+from engine import evaluation as ev
 from engine import paths
+from engine.forecasters.lora import ADAPTER_WEIGHTS
 from engine.forecasters.realsize import write_checkpoint
+from engine.serve import load_promoted
 from tests.helpers import write_cycle_csv
 
 pytestmark = pytest.mark.slow
@@ -42,10 +49,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     write_cycle_csv(data / "SYN.csv")
     e = {paths.ENV_WORKSPACE: str(tmp_path / "ws"), paths.ENV_DATA: str(data),
          paths.ENV_HYPERPARAMS: str(tmp_path / "hyperparams"), "HF_HUB_OFFLINE": "1",
-         "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-         # Warm-pool workers: a Kronos validate after other models' jobs in one pooled worker failed inside
-         # transformers' lazy import (ModuleNotFoundError 'BloomPreTrainedModel'); reported, not fixed here.
-         "FORECAST_WARM": "0"}
+         "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for k, v in e.items():
         monkeypatch.setenv(k, v)
     return {**os.environ, **e}
@@ -72,7 +76,7 @@ def test_train_validate_compare_promote_from_a_weights_folder(model: str, weight
     src[1] = rel
     out = _cli(capsys, "train", "--stocks", "SYN", "--model", model, "--preset", "pretrained", *src, "--epochs", "1",
              "--max-steps-per-epoch", "2", "--batch-size", "2", "--context", ctx, "--horizon", hor,
-             "--mae-samples", "2")
+             "--mae-samples", "1")
     assert "lora rank" in out, out  # LoRA is the pretrained default
     ws = Path(env[paths.ENV_WORKSPACE])
     (run_dir,) = [d for d in (ws / "runs").iterdir() if d.name.startswith(f"{model}-pretrained-SYN-")]
@@ -97,8 +101,26 @@ def test_train_validate_compare_promote_from_a_weights_folder(model: str, weight
     assert {row["model"] for row in rows} >= {model, "naive"}, rows
 
     _cli(capsys, "promote", "--model", model, "--symbol", "SYN")
-    handoff = json.loads((Path(env[paths.ENV_HYPERPARAMS]) / model / "SYN.json").read_text())
+    hp = Path(env[paths.ENV_HYPERPARAMS])
+    handoff = json.loads((hp / model / "SYN.json").read_text())
     assert handoff["config"] == pick["config"], handoff
+
+    # forecast uses the promoted adapter on the folder's base weights
+    (res,) = json.loads(_cli(capsys, "forecast", "--stocks", "SYN", "--model", model, "--json"))
+    assert (res["model"], res["preset"], len(res["rows"])) == (model, "pretrained", int(hor)), res
+    promoted = load_promoted(model, "SYN", hp)
+    adapter = promoted.adapter_dir()  # the promoted copy, checked against its recorded hashes
+    assert adapter is not None and adapter.parent.parent == hp / model
+    trained = load_file(str(run_dir / "adapter" / ADAPTER_WEIGHTS))
+    assert load_file(str(adapter / ADAPTER_WEIGHTS)).keys() == trained.keys()
+    loaded = promoted.bank().forecaster.trainable_state()  # the model forecasting carries that LoRA state
+    assert loaded.keys() == trained.keys() and all(torch.equal(loaded[k], trained[k]) for k in trained)
+    assert [r["point"] for r in res["rows"]] == promoted.forecast(Path(env[paths.ENV_DATA]) / "SYN.csv")[
+        "point"].tolist()
+    base = dataclasses.replace(promoted, doc={k: v for k, v in promoted.doc.items() if k != "adapter"},
+                               _bank=ev.ModelCache(preset="pretrained", weights=w).bank(
+                                   model, method=promoted.config.get("method")))
+    assert base.forecast(Path(env[paths.ENV_DATA]) / "SYN.csv")["point"].tolist() != [r["point"] for r in res["rows"]]
 
 
 @pytest.mark.parametrize("model,hub_id", [("toto", "Datadog/Toto-Open-Base-1.0"),

@@ -19,7 +19,9 @@ w1, w2, w3`; the tokenizer stays frozen; the native loss is the model's token cr
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -311,8 +313,11 @@ class KronosForecaster(FoundationForecaster):
             mpath = resolve_weights("kronos", src, required=("config.json",))
             tpath = resolve_weights("kronos", tok, required=("config.json",))
             try:
-                self.model = Kronos.from_pretrained(str(mpath))
-                self.tokenizer = KronosTokenizer.from_pretrained(str(tpath))
+                # huggingface_hub's mixin prints "Loading weights from local directory" on stdout for a
+                # folder: stdout is the data channel of `forecast --json/--csv`, so that goes to stderr.
+                with contextlib.redirect_stdout(sys.stderr):
+                    self.model = Kronos.from_pretrained(str(mpath))
+                    self.tokenizer = KronosTokenizer.from_pretrained(str(tpath))
             except (OSError, ValueError, RuntimeError, KeyError, TypeError, AssertionError) as exc:
                 raise ModelLoadError(f"kronos: cannot load weights from {mpath} / {tpath}: {exc}") from exc
             self.source = source_label(src, mpath)
