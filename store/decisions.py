@@ -12,12 +12,12 @@ h=16 and one made at h=64 coexist and are never ranked against each other.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from store.host import HostBase
 from store.records import (
     BaselineRow,
     ComparisonRow,
@@ -56,18 +56,8 @@ def _regression_key(d: Mapping[str, Any]) -> tuple[Any, ...]:
     return (d["model"], d["symbol"], d["metric"])
 
 
-class DecisionsMixin:
-    """baselines / picks / comparisons / regressions; mixed into Store."""
-
-    readonly: bool
-    _lock: threading.RLock
-
-    def _check_model(self, model: str) -> str: ...  # pragma: no cover
-    def _check_symbol(self, symbol: str) -> str: ...  # pragma: no cover
-    def _require_writable(self, what: str) -> None: ...  # pragma: no cover
-    def _table(self, name: str) -> dict[str, dict[str, Any]]: ...  # pragma: no cover
-    def _upsert(self, name: str, key: Callable[[Mapping[str, Any]], Any], rows: list[dict[str, Any]]) -> None: ...  # pragma: no cover
-    def _has_run(self, run_id: str) -> bool: ...  # pragma: no cover
+class DecisionsMixin(HostBase):
+    """baselines / picks / comparisons / regressions; mixed into Store (the host: store.host)."""
 
     # --- shared ------------------------------------------------------------------------------
     def _parse_in(self, cls: type[R], rows: Iterable[Any], what: str) -> list[R]:

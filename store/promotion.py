@@ -26,7 +26,6 @@ import os
 import secrets
 import socket
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -36,12 +35,12 @@ from typing import TYPE_CHECKING, Any
 from store.atomic import atomic_write_bytes, fsync_dir
 from store.best_config import HYPERPARAMS_SCHEMA_VERSION
 from store.handoff import adapter_files, attach_adapter, decision_body
+from store.host import HostBase
 from store.records import NaiveScores, Promotion, RecordError, parse
 from store.storage import StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     from store.records import ComparisonRow, Pick
-    from store.workspace import Workspace
 
 LOCK_NAME = ".promote.lock"
 
@@ -94,25 +93,8 @@ def _summary(content: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in content.items() if k != "previous"}
 
 
-class PromotionMixin:
-    """promote / rollback / promotions; mixed into Store."""
-
-    workspace: Workspace
-    hyperparams_dir: Path
-    readonly: bool
-    _lock: threading.RLock
-
-    def _check_model(self, model: str) -> str: ...  # pragma: no cover
-    def _check_symbol(self, symbol: str) -> str: ...  # pragma: no cover
-    def _require_writable(self, what: str) -> None: ...  # pragma: no cover
-    def _table(self, name: str) -> dict[str, dict[str, Any]]: ...  # pragma: no cover
-    def _insert(self, name: str, doc: dict[str, Any]) -> int: ...  # pragma: no cover
-    def get_run(self, run_id: str) -> dict[str, Any] | None: ...  # pragma: no cover
-    def pick(self, model: str, symbol: str, horizon: int | None = None,
-             preset: str | None = None) -> Pick | None: ...  # pragma: no cover
-    def picks(self, symbol: str | None = None, horizon: int | None = None) -> list[Pick]: ...  # pragma: no cover
-    def comparison(self, symbol: str, horizon: int, model: str,
-                   preset: str = "tiny") -> ComparisonRow | None: ...  # pragma: no cover
+class PromotionMixin(HostBase):
+    """promote / rollback / promotions; mixed into Store (the host: store.host)."""
 
     def promoted_path(self, model: str, symbol: str) -> Path:
         return self.hyperparams_dir / self._check_model(model) / f"{self._check_symbol(symbol)}.json"
@@ -253,7 +235,7 @@ class PromotionMixin:
                 live = self._read_bytes(Path(e.path))
                 landed = _sha(live) == e.content_sha256
                 fields = e.model_dump(exclude={"action", "op", "recovered"})
-                self._log(Promotion(**fields, action=e.op if landed else "abandoned", op=e.op,  # type: ignore[arg-type]
+                self._log(Promotion(**fields, action=e.op if landed else "abandoned", op=e.op,
                                     recovered=True))
                 n += 1
             return n
@@ -273,7 +255,7 @@ class PromotionMixin:
         """intent → file → completion."""
         data = encode(content) if content is not None else None
         now = time.time()
-        entry = Promotion(action="intent", op=op, intent_id=f"{now:.6f}-{secrets.token_hex(4)}",  # type: ignore[arg-type]
+        entry = Promotion(action="intent", op=op, intent_id=f"{now:.6f}-{secrets.token_hex(4)}",
                           path=str(path), at=now, at_iso=_iso(now), content=content, replaced=replaced,
                           content_sha256=_sha(data), **fields)
         self._log(entry)

@@ -155,6 +155,27 @@ def test_forecast_command_reads_only_the_promoted_files_and_imports_only_what_it
         assert [r[col] for r in res["rows"]] == want[col].tolist()
 
 
+def test_forecast_all_skips_symbols_with_nothing_promoted_but_a_named_one_is_an_error(
+        decided: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from console.cli import main
+
+    hp, tmp = decided["hp"], decided["tmp"]
+    if not (hp / "toto" / "AAA.json").exists():
+        test_comparisons_at_two_horizons_coexist_and_promote_exactly_the_row(decided)
+    data2 = tmp / "data2"
+    data2.mkdir(exist_ok=True)
+    shutil.copy(decided["data"] / "AAA.csv", data2 / "AAA.csv")
+    write_csv(data2 / "BBB.csv", n=300, seed=3)
+    common = ["--workspace", str(tmp / "no-workspace"), "--data", str(data2), "--hyperparams", str(hp), "forecast"]
+    assert main([*common, "--all", "--model", "toto", "--json"]) == 0
+    out = capsys.readouterr()
+    assert [r["symbol"] for r in json.loads(out.out)] == ["AAA"]
+    assert "no promoted config for toto/BBB" in out.err and "skipped" in out.err
+    assert main([*common, "--stocks", "BBB", "--model", "toto"]) == 2
+    err = capsys.readouterr().err
+    assert "no promoted config for toto/BBB" in err and "skipped" not in err
+
+
 def test_naive_is_a_decision_and_load_winner_ranks_comparable_ones(decided: dict) -> None:
     from engine.serve import load_promoted
 

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from console.commands.common import positive_int
+from console.commands.common import add_symbol_selection, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "and forecast the H rows after the last row of each symbol's CSV: point forecast and 10/50/90 % "
         "quantiles, timestamped on the symbol's calendar. Without --model: the promoted winner across models "
         "at --horizon (or at the only horizon the symbol is promoted at).")
-    p.add_argument("--stocks", nargs="+", required=True, metavar="SYMBOL", help="symbols to forecast")
+    add_symbol_selection(p, stocks_help="symbols to forecast (with --priority/--all: those with a promotion)")
     p.add_argument("--model", default=None, help="use this model's promotion (naive, toto, kronos, chronos2)")
     p.add_argument("--horizon", type=positive_int, default=None,
                    help="the horizon of the decision to use (must match what was promoted)")
@@ -32,13 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=cmd_forecast)
 
 
-def _result(symbol: str, args: argparse.Namespace) -> dict[str, Any]:
+def _result(symbol: str, args: argparse.Namespace, data_dirs: list[Any]) -> dict[str, Any]:
     from engine import paths
     from engine.data import find_symbol_csv
     from engine.serve import promoted_for
 
     m = promoted_for(symbol, args.model, args.horizon, paths.hyperparams_dir(args.hyperparams), device=args.device)
-    csv = find_symbol_csv(symbol, paths.data_dirs(paths.workspace_dir(args.workspace)))
+    csv = find_symbol_csv(symbol, data_dirs)
     frame = m.forecast(csv)
     return {
         "symbol": m.symbol, "model": m.model, "horizon": m.horizon, "preset": m.doc.get("preset"),
@@ -51,14 +51,26 @@ def _result(symbol: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_forecast(args: argparse.Namespace) -> int:
     from console.cli import CliError
+    from console.commands.baseline_cmd import _resolve_symbols
+    from engine import paths
     from engine.forecasters.hub import ModelLoadError
-    from engine.symbols import validate_symbol
 
-    symbols = [validate_symbol(s) for s in args.stocks]  # a bad name fails before any model loads
+    data_dirs = paths.data_dirs(paths.workspace_dir(args.workspace))
+    symbols = _resolve_symbols(args, data_dirs)  # a bad name or file fails before any model loads
+    results = []
     try:
-        results = [_result(s, args) for s in symbols]
+        for s in symbols:
+            try:
+                results.append(_result(s, args, data_dirs))
+            except FileNotFoundError as exc:  # nothing promoted: an error for a symbol asked for by name
+                if args.stocks:
+                    raise
+                print(f"note: {exc}; skipped", file=sys.stderr)
     except ModelLoadError as exc:  # the same message training gives (the id and `hf download ...`)
         raise CliError(str(exc)) from None
+    if not results:
+        raise CliError("none of the symbols has a promoted decision; promote one first "
+                       "(`forecast-console promote --model M --symbol SYMBOL --horizon H`)")
     if args.json:
         print(json.dumps(results, indent=1))
     elif args.csv:

@@ -80,8 +80,12 @@ def _defer_package_init(name: str) -> None:
 
 def _import_toto() -> Any:
     """The `Toto` class, without gluonts' estimators (see the module doc)."""
+    import warnings
+
     _defer_package_init("gluonts.torch")
-    from toto.model.toto import Toto
+    with warnings.catch_warnings():  # gluonts' advice to install orjson, on every import: not ours to act on
+        warnings.filterwarnings("ignore", message="Using `json`-module", category=UserWarning)
+        from toto.model.toto import Toto
 
     return Toto
 
