@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import signal
@@ -27,8 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine.eventlog import read_events  # noqa: E402
 from engine.intake import spool_submit  # noqa: E402
-from engine.jobs import JobSpec  # noqa: E402
+from engine.jobs import JobDir, JobSpec  # noqa: E402
 from engine.state import FINAL_STATES  # noqa: E402
 
 
@@ -128,12 +128,9 @@ def run_kill_loop(ws: Path, n_jobs: int, kills: int, *, seed: int = 0, max_life_
     lost = [i for i in ids if i not in recs]
     dup = [j for j, n in per_job.items() if n > 1]
     double = []
-    for i in ids:
-        try:
-            evs = (ws / "jobs" / i / "events.jsonl").read_text(encoding="utf-8").splitlines()
-        except OSError:
-            continue
-        if sum(1 for e in evs if e and json.loads(e).get("type") == "started") > 1:
+    for i in ids:  # every event of the job, rotated segments included (engine.eventlog)
+        evs = read_events(JobDir.of(ws, i).events).events
+        if sum(1 for e in evs if e.get("type") == "started") > 1:
             double.append(i)
     bad = [i for i, r in recs.items() if r.get("state") not in FINAL_STATES
            or (r["state"] != "succeeded" and not r.get("reason"))

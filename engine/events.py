@@ -2,7 +2,9 @@
 
 One object per line, `{"job": id, "t": unix_s, "type": ..., ...}`, appended to
 `jobs/<id>/events.jsonl` and flushed per line, so a job's history survives the console and a
-re-attaching engine can read it from any offset. Types and their fields:
+re-attaching engine can read it from any offset. A long job's file is rotated into compacted
+segments (engine.eventlog: heartbeats dropped, every other event kept); offsets are logical, so one
+recorded before a rotation still means the same place after it. Types and their fields:
 
     started{pid}  progress{done,total,eta_s?,stage?,symbol?,symbol_i?,symbol_n?,epoch_i?,epoch_n?}
     loss{step,epoch,train,val?,symbol?,run?}
@@ -32,9 +34,10 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
+
+from engine.eventlog import TailChunk, live_base, read_events, rotate, rotate_bytes_from_env
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {"started", "progress", "loss", "metric", "log", "artifact", "heartbeat", "result", "error"}
@@ -58,13 +61,33 @@ def _clean(value: Any) -> Any:
 
 
 class EventWriter:
-    """Appends events for one job; thread-safe (a heartbeat thread writes beside the task)."""
+    """Appends events for one job; thread-safe (a heartbeat thread writes beside the task).
 
-    def __init__(self, path: os.PathLike[str] | str, job_id: str) -> None:
+    Rotates the file (engine.eventlog) once it holds `rotate_bytes` (default: the worker's
+    $FORECAST_EVENTS_ROTATE_BYTES, else 1 MiB; 0 never rotates), between two of its own appends:
+    the one writer of a file is the only one that may rotate it. Each line is one unbuffered write."""
+
+    def __init__(self, path: os.PathLike[str] | str, job_id: str, rotate_bytes: int | None = None) -> None:
         self.path = Path(path)
         self.job_id = job_id
+        self.rotate_bytes = rotate_bytes_from_env() if rotate_bytes is None else int(rotate_bytes)
         self._lock = threading.Lock()
-        self._fh: TextIO = open(self.path, "a", encoding="utf-8", buffering=1)
+        self._open()
+
+    def _open(self) -> None:
+        self._fh: BinaryIO = open(self.path, "ab", buffering=0)
+        with open(self.path, "rb") as fh:
+            self._base, _ = live_base(fh)
+            fh.seek(0, os.SEEK_END)
+            self._size = fh.tell()
+            if self._size:
+                fh.seek(-1, os.SEEK_END)
+                torn = fh.read(1) != b"\n"
+            else:
+                torn = False
+        if torn:  # an earlier writer died mid-line: end that line, so it alone is unreadable, not our first
+            self._fh.write(b"\n")
+            self._size += 1
 
     def emit(self, type_: str, **fields: Any) -> None:
         if type_ not in EVENT_TYPES:
@@ -72,10 +95,18 @@ class EventWriter:
         if "type" in fields or "job" in fields or "t" in fields:
             raise ValueError("event fields may not be named 'type', 'job' or 't'")
         rec = {"job": self.job_id, "t": time.time(), "type": type_, **_clean(fields)}
-        line = json.dumps(rec, separators=(",", ":"), default=str) + "\n"
+        line = (json.dumps(rec, separators=(",", ":"), default=str) + "\n").encode("utf-8")
         with self._lock:
-            self._fh.write(line)
-            self._fh.flush()
+            view = memoryview(line)
+            while view:  # one write for a line of any usual size; a short write is finished, not lost
+                view = view[self._fh.write(view) or 0:]
+            self._size += len(line)
+            if self.rotate_bytes and self._size >= self.rotate_bytes:
+                self._fh.close()
+                try:  # a failed rotation (disk full) leaves the live file as it was, still appended to
+                    self._base = rotate(self.path, self._base)
+                finally:
+                    self._open()
 
     # Convenience wrappers: they document the fields each type carries.
     def started(self) -> None:
@@ -117,46 +148,12 @@ class EventWriter:
             self._fh.close()
 
 
-@dataclass
-class TailChunk:
-    events: list[dict[str, Any]]
-    offset: int  # byte offset to resume from (only complete lines are consumed)
-
-
-def read_events(path: os.PathLike[str] | str, offset: int = 0, limit: int | None = None) -> TailChunk:
-    """Read complete lines from `offset` (up to byte `limit`); a half-written last line is left for
-    the next read. Unreadable lines become `log` warnings rather than being dropped."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read() if limit is None else fh.read(max(0, limit - offset))
-    except FileNotFoundError:
-        return TailChunk([], offset)
-    end = data.rfind(b"\n")
-    if end < 0:
-        return TailChunk([], offset)
-    lines = [ln for ln in data[: end + 1].decode("utf-8", "replace").splitlines() if ln.strip()]
-    try:  # fast path: one parse for the whole chunk (the engine's throughput depends on it)
-        parsed = json.loads("[" + ",".join(lines) + "]")
-        if len(parsed) == len(lines) and all(isinstance(e, dict) for e in parsed):
-            return TailChunk(parsed, offset + end + 1)
-    except json.JSONDecodeError:
-        pass
-    events: list[dict[str, Any]] = []
-    for raw in lines:
-        try:
-            ev = json.loads(raw)
-        except json.JSONDecodeError:
-            ev = None
-        if not isinstance(ev, dict):
-            ev = {"type": "log", "level": "warning", "msg": f"unreadable event line: {raw[:200]!r}"}
-        events.append(ev)
-    return TailChunk(events, offset + end + 1)
-
-
 def job_result(path: os.PathLike[str] | str) -> dict[str, Any] | None:
     """The payload of a job's `result` event (what its task returned), or None."""
     for e in reversed(read_events(path, 0).events):
         if e.get("type") == "result":
             return {k: v for k, v in e.items() if k not in ("job", "t", "type")}
     return None
+
+
+__all__ = ["EVENT_TYPES", "EventWriter", "TailChunk", "job_result", "read_events"]

@@ -189,7 +189,7 @@ class JobDir:
     """A job's folder, `<workspace>/jobs/<id>/`, and the one definition of every file name in it.
 
     spec.json (the JobSpec, written before the job is queued), events.jsonl (the worker's event
-    stream), stderr.log (the worker's stdout+stderr), pid.json (local backend: pid, process group,
+    stream; rotated into compacted segments events.<offset>.jsonl beside it, engine.eventlog), stderr.log (the worker's stdout+stderr), pid.json (local backend: pid, process group,
     start time), exit.json (the worker's exit code, written as it ends), rejected.txt (why the engine
     refused a spooled spec).
     """

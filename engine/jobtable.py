@@ -60,7 +60,8 @@ class LiveJob:
     run_ids: list[str] = field(default_factory=list)
     result_extra: dict[str, Any] = field(default_factory=dict)
     last_persist: float = 0.0
-    loaded: bool = True  # False for finished jobs loaded from the store (curve built lazily)
+    loaded: bool = True  # False for jobs loaded from the store (curve and logs read when asked)
+    history_end: int | None = None  # ... from the events before this offset (None: the whole file)
     exit_fd: int | None = None  # readable when the process ends (wakes the poller)
     checkpointed: bool = False  # the worker reported a checkpoint (artifact kind "checkpoint"): resumable
     oom_base: int | None = None  # the cgroup's OOM-kill count when the job was launched

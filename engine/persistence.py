@@ -80,6 +80,8 @@ class Persistence:
         rec = j.state.to_record()
         rec["spec"] = j.spec.to_dict()
         rec["events_offset"] = j.offset
+        # what the events before that offset said, so a recovering engine reads on from the offset
+        rec["checkpointed"], rec["has_result"] = j.checkpointed, j.has_result
         rec["job_dir"] = str(self.table.dir(j.state.id).path)
         rec["backend"] = self.backend_name
         if j.run_ids:

@@ -1,28 +1,33 @@
 """Rebuilding the engine's jobs from the store when an engine starts.
 
 Jobs the store has as `running` are re-attached when their process is still alive (the backend
-decides: pid and start time match, or the Ray actor exists), and their events are replayed from
-byte 0 to rebuild state and curve; side effects (store result writes) only happen past the offset
-the previous engine recorded (a result is also recorded at most once: `Store.record_result`). A
-dead one becomes `succeeded`/`failed` if it left `exit.json`; otherwise the one dead-job rule of
-engine.deaths applies: `interrupted` if it reported a checkpoint (retry resumes it with params
-{"resume": true}), else `failed`, with the reason. A job recorded as running whose worker never
-started (the engine died between recording and launching) is never launched again. Queued jobs are
-re-queued. Finished jobs are loaded without their curve, which is read from the event file the
-first time someone asks (`ensure_loaded`).
+decides: pid and start time match, or the Ray actor exists). Their state is the stored record,
+which the previous engine wrote together with the event offset it had read to, and what the record
+says about the events before that offset (`checkpointed`, `has_result`); so recovery reads the
+event file only from that offset on (engine.eventlog: an offset stays valid across rotations), and
+those events have their effects (a result is also recorded at most once: `Store.record_result`).
+The curve and log tail from before the offset are read when someone first asks (`ensure_loaded`).
+A record written before it carried `checkpointed` is the one case read from the start, once, for
+those two facts. A dead job becomes `succeeded`/`failed` if it left `exit.json`; otherwise the one
+dead-job rule of engine.deaths applies: `interrupted` if it reported a checkpoint (retry resumes it
+with params {"resume": true}), else `failed`, with the reason. A job recorded as running whose
+worker never started (the engine died between recording and launching) is never launched again.
+Queued jobs are re-queued. Finished jobs are loaded without their curve, which is read from the
+event file the first time someone asks.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from engine.backends.base import Backend, ExitStatus, Handle
-from engine.events import TailChunk, read_events
+from engine.events import read_events
 from engine.jobs import JobSpec
 from engine.jobtable import JobTable, LiveJob, event_log_line
 from engine.scheduler import COORDINATOR_KINDS, Placement
@@ -61,12 +66,15 @@ def recover(table: JobTable, backend: Backend, records: Iterable[dict[str, Any]]
         if state != Status.RUNNING:
             table.jobs[jid] = LiveJob(spec=spec, state=st, handle=Handle(jid, jd.path), loaded=False)
             continue
-        j = LiveJob(spec=spec, state=st, persisted_offset=int(rec.get("events_offset") or 0))
+        offset = int(rec.get("events_offset") or 0)
+        j = LiveJob(spec=spec, state=st, offset=offset, persisted_offset=offset, loaded=False, history_end=offset)
         j.run_ids = list(rec.get("run_ids") or [])
+        j.checkpointed, j.has_result = bool(rec.get("checkpointed")), bool(rec.get("has_result"))
+        if "checkpointed" not in rec:
+            _facts_before(j, jd.events, offset)
         table.jobs[jid] = j
-        # Rebuild state from the whole file; only events past persisted_offset have effects.
         st.warning = None
-        replay(table, j, jd.events)
+        table.ingest(j, read_events(jd.events, offset), side_effects=True)
         handle = backend.attach(jid, jd.path)
         if handle is not None:
             j.handle = handle
@@ -89,29 +97,31 @@ def recover(table: JobTable, backend: Backend, records: Iterable[dict[str, Any]]
                                                           "(no exit status)"))
 
 
-def replay(table: JobTable, j: LiveJob, path: Path) -> None:
-    """Apply a job's file from byte 0; side effects only beyond `persisted_offset`."""
-    if j.persisted_offset > 0:
-        table.ingest(j, read_events_until(path, j.persisted_offset), side_effects=False)
-    table.ingest(j, read_events(path, j.offset), side_effects=True)
+def _facts_before(j: LiveJob, path: Path, offset: int) -> None:
+    """What a record older than `checkpointed`/`has_result` does not say, from the events before `offset`."""
+    for ev in read_events(path, 0, offset).events:
+        if ev.get("type") == "artifact" and ev.get("kind") == "checkpoint":
+            j.checkpointed = True
+        elif ev.get("type") == "result":
+            j.has_result = True
 
 
 def ensure_loaded(table: JobTable, j: LiveJob) -> None:
-    """Finished jobs from the store get their curve and logs from the event file on demand."""
+    """Jobs from the store get their curve and logs from before `history_end` (the whole file for a
+    finished job) on demand, ahead of whatever this engine has added since."""
     if j.loaded:
         return
     j.loaded = True
-    chunk = read_events(table.dir(j.state.id).events, 0)
+    chunk = read_events(table.dir(j.state.id).events, 0, j.history_end)
     snapshot = replace(j.state)
     snapshot.metrics = dict(j.state.metrics)
+    curve: list[dict[str, Any]] = []
+    logs: list[str] = []
     for ev in chunk.events:
         ups = apply_event(snapshot, ev)
         if ev.get("type") == "loss":
-            j.curve.append(ups[0].data)
+            curve.append(ups[0].data)
         elif ev.get("type") in ("log", "error", "artifact"):
-            j.logs.append(event_log_line(ev, ups[0]))
-
-
-def read_events_until(path: Path, limit: int) -> TailChunk:
-    """Complete lines that end at or before byte `limit` (used to split a replay)."""
-    return read_events(path, 0, limit)
+            logs.append(event_log_line(ev, ups[0]))
+    j.curve[:0] = curve
+    j.logs = deque([*logs, *j.logs], maxlen=j.logs.maxlen)  # the newest lines when there are too many

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.backends.base import Backend, ExitStatus, Handle
+from engine.eventlog import ENV_ROTATE
 from engine.jobs import JobSpec, Resources
 from store.ledger import LEDGER_FILE, snapshot
 
@@ -293,6 +294,9 @@ class JobRunner:
             _unpack(self.bundle, ws)
             job_dir = ws / "jobs" / self.job_id
             env["FORECAST_WORKSPACE"] = str(ws)
+            # The actor ships the node's event file by byte offset and the driver appends the lines to
+            # the workspace's own file: the node's file must not rotate (engine.eventlog) under it.
+            env[ENV_ROTATE] = "0"
             if (ws / "hyperparams").is_dir():
                 env["FORECAST_HYPERPARAMS"] = str(ws / "hyperparams")
             data = env.get("FORECAST_DATA")
