@@ -9,8 +9,9 @@ subtracted, so the figure is the app's event intake, table and chart updates, an
 
 How: a tmp workspace over the shipped trainingdata/, the real store and Engine. 24 job records are
 seeded (finished, so no worker processes compete for the CPU and the engine's poller leaves them
-alone); a streamer then mutates their live JobState (progress, loss) and pushes progress/loss/log JobUpdates into every engine subscriber queue at `rate` events
-per job per second — the same path worker events take after the engine parses them. Latency is
+alone); a streamer then feeds the console's engine mirror the progress/loss/log lines the engine
+service's socket would carry, at `rate` events per job per second, and the mirror decodes and folds
+them as its socket reader does. Latency is
 measured headless: a Key event is posted to the app as the terminal driver would post it, and
 the latency is the time until the first frame the compositor produces after the key's effect
 (cursor moved / job switched) — on the Queue screen and on the Live screen.
@@ -36,6 +37,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 N_JOBS = 24
+#: Wait after switching screens before measuring CPU: the switch (compose, first layout) is a one-off
+#: cost, the figure is the steady cost of streaming.
+SETTLE_S = 1.5
 
 
 def _seed(ws: Path, hp: Path) -> list[str]:
@@ -57,30 +61,37 @@ def _seed(ws: Path, hp: Path) -> list[str]:
 
 
 async def _stream(app: object, ids: list[str], rate: float, stop: asyncio.Event) -> int:
-    from engine.state import JobUpdate
+    """Feed the console's engine mirror the lines its socket would carry (engine.service's updates),
+    two symbols per job as a two-symbol train job streams them; building the lines is the streamer's
+    CPU (subtracted), decoding and folding them (EngineMirror._apply, what its reader does) the console's."""
+    from engine import channel
 
-    engine = app.services.engine  # type: ignore[attr-defined]
+    mirror = app.services.engine  # type: ignore[attr-defined]
     step = 0
     sent = 0
     period = 1.0 / rate
     while not stop.is_set():
         step += 1
         c0 = time.process_time()
+        lines = []
         for jid in ids:
-            js = engine.job(jid)
-            js.progress_total = 1000.0
-            js.progress_done = float(step % 1000)
-            js.eta_s = 1000.0 - step
-            js.last_train_loss = 1.0 / (1 + 0.01 * step)
-            for upd in (
-                JobUpdate(jid, "progress", {"done": js.progress_done, "total": 1000.0}),
-                JobUpdate(jid, "loss", {"step": step, "epoch": step // 100, "train": js.last_train_loss}),
-                JobUpdate(jid, "log", {"level": "info", "msg": f"step {step}"}),
+            rec = mirror.job(jid).to_record()
+            done = float(step % 1000)
+            sym = "SPY" if done < 500 else "AAPL"
+            loss = 1.0 / (1 + 0.01 * step)
+            rec.update(progress_total=2.0, progress_done=done / 500, eta_s=1000.0 - step, last_train_loss=loss,
+                       stage="training", symbol=sym, symbol_i=1 + int(done >= 500), symbol_n=2)
+            for kind, data, job in (
+                ("progress", {"done": done / 500, "total": 2.0, "stage": "training", "symbol": sym}, rec),
+                ("loss", {"step": step % 500 + 1, "epoch": step // 100, "train": loss, "symbol": sym,
+                          "run": f"run-{sym}"}, None),
+                ("log", {"level": "info", "msg": f"step {step}"}, None),
             ):
-                for q in engine.table.subs:
-                    q.put_nowait(upd)
+                lines.append(channel.encode({"update": {"job_id": jid, "kind": kind, "data": data}, "job": job}))
                 sent += 1
         STREAMER_CPU[0] += time.process_time() - c0
+        for line in lines:
+            mirror._apply(channel.decode(line))
         await asyncio.sleep(period)
     return sent
 
@@ -89,11 +100,21 @@ async def _stream(app: object, ids: list[str], rate: float, stop: asyncio.Event)
 STREAMER_CPU = [0.0]
 
 
+#: `--profile-idle PREFIX`: cProfile stats of each no-key CPU phase go to PREFIX.<screen>.prof.
+PROFILE_IDLE: list[str | None] = [None]
+
+
 async def _idle_cpu(screen: str, seconds: float) -> float:
     """Percent of one core the console process used over `seconds` with no key pressed, streamer excluded."""
+    prof = cProfile.Profile() if PROFILE_IDLE[0] else None
+    if prof is not None:
+        prof.enable()
     c0, s0, t0 = time.process_time(), STREAMER_CPU[0], time.perf_counter()
     await asyncio.sleep(seconds)
     used = (time.process_time() - c0) - (STREAMER_CPU[0] - s0)
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(f"{PROFILE_IDLE[0]}.{screen}.prof")
     return 100.0 * used / (time.perf_counter() - t0)
 
 
@@ -186,7 +207,7 @@ async def main(seconds: float, rate: float, profile: str | None = None,
         stop = asyncio.Event()
         streamer = asyncio.create_task(_stream(app, ids, rate, stop))
         await pilot.press("2")
-        await pilot.pause(0.5)
+        await pilot.pause(SETTLE_S)
         cpu_queue = await _idle_cpu("queue", idle_s)
         batches0 = app.update_batches
         n_keys = max(20, int(seconds * 10))
@@ -208,7 +229,7 @@ async def main(seconds: float, rate: float, profile: str | None = None,
             prof.dump_stats(profile)
         gaps = [b - a for a, b in zip([tk0, *shown], [*shown, tk1], strict=True)]
         app.open_live(ids[0])
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(SETTLE_S)
         live = app.screen
         cpu_live = await _idle_cpu("live", idle_s)
         live_lat = await _latencies(app, (["n"] * 10 + ["N"] * 10) * (n_keys // 40 or 1), lambda: live.job_id)
@@ -266,7 +287,10 @@ if __name__ == "__main__":
     ap.add_argument("--rate", type=float, default=20 / 3,
                     help="update rounds per second (3 events per job each; default: 20 events/s per job)")
     ap.add_argument("--profile", default=None, help="write cProfile stats of the Queue-screen key phase here")
+    ap.add_argument("--profile-idle", default=None, metavar="PREFIX",
+                    help="write cProfile stats of the no-key CPU phases to PREFIX.queue.prof and PREFIX.live.prof")
     a = ap.parse_args()
+    PROFILE_IDLE[0] = a.profile_idle
     asyncio.run(_run(a.seconds, a.rate, a.profile))
     sys.stdout.flush()
     os._exit(0)  # worker threads of a stalled shutdown must not keep the benchmark alive

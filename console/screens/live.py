@@ -123,11 +123,12 @@ class LiveScreen(ModeScreen):
             line2.append(f"train {js.last_train_loss:.4g}")
         line2 += [f"device {js.device or '—'}", f"try {js.attempt}", f"[dim]{js.id}[/dim]"]
         header = (" · ".join(parts), " · ".join(line2))
-        if header != self._header:  # Static.update re-lays out the screen: only when the text changed
+        if header != self._header:
+            # both lines are one row high (app.tcss): no re-layout of the screen for a new figure
             self._header = header
-            title.update(header[0])
-            self.query_one("#live-best", Static).update(header[1])
-        if js.progress_total:
+            title.update(header[0], layout=False)
+            self.query_one("#live-best", Static).update(header[1], layout=False)
+        if js.progress_total and (bar.total, bar.progress) != (js.progress_total, js.progress_done or 0):
             bar.update(total=float(js.progress_total), progress=float(js.progress_done or 0))
 
     def apply_job_updates(self, job_ids: set[str], losses: dict[str, list[dict[str, Any]]],

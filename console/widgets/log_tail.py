@@ -6,6 +6,9 @@ written, and its `min_width` (78) would keep narrow panes from wrapping at all. 
 last `max_lines` raw lines (a deque, so memory and work stay bounded), wraps at the pane width,
 reserves the scrollbar gutter so the width never shifts when the scrollbar appears, and re-wraps
 the kept lines only when the pane's width actually changes (rare: resize or the narrow layout).
+Its height is set by the stylesheet, never by its lines, so a new line updates its scrollbar and
+repaints it without re-laying out the whole screen (a layout per update batch was the Live screen's
+largest steady cost with 24 jobs streaming: bench/bench_console.py).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Self
 
 from rich.text import Text
 from textual.events import Resize
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.widgets import RichLog
 
 
@@ -28,6 +33,12 @@ class LogTail(RichLog):
         overflow-x: hidden;
     }
     """
+
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+
+    def watch_virtual_size(self, size: Size) -> None:
+        self._scroll_update(size)
+        self.refresh()
 
     def __init__(self, max_lines: int = 200, *, id: str | None = None) -> None:  # noqa: A002
         # RichLog's max_lines counts wrapped (visual) lines: also bounded by the same number.
