@@ -159,13 +159,22 @@ def _read_segment(path: Path, offset: int, limit: int | None) -> tuple[list[dict
     first, _, body = data.partition(b"\n")
     head = parse_header(first + b"\n") or {}
     end = head.get("end", offset)
+    lines = [ln for ln in body.splitlines() if ln.strip()]
+    try:  # one parse for the whole segment (written whole, atomically) ...
+        rows = json.loads(b"[" + b",".join(lines) + b"]")
+    except ValueError:  # ... unless the disk damaged it: then what still parses, line by line
+        rows = []
+        for ln in lines:
+            try:
+                rows.append(json.loads(ln))
+            except ValueError:
+                continue
     events = []
-    for raw in body.splitlines():
-        try:
-            o, ev = json.loads(raw)
-        except (ValueError, TypeError):
-            continue  # segments are written whole (atomically): nothing else can be in one
-        if not isinstance(o, int) or not isinstance(ev, dict) or o <= offset:
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == 2 and isinstance(row[0], int) and isinstance(row[1], dict)):
+            continue
+        o, ev = row
+        if o <= offset:
             continue
         if limit is not None and o > limit:
             return events, offset, False

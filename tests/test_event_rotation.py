@@ -84,6 +84,9 @@ def test_offsets_survive_rotation_mid_read_and_limits_split_a_read_exactly(tmp_p
     assert a.offset <= mid
     assert [e["step"] for e in a.events + b.events if e["type"] == "loss"] == list(range(400))
     w.close()
+    with open(segments(path)[0][1], "ab") as fh:  # a segment damaged on disk: the rest of it still reads
+        fh.write(b'[12, {"type": "lo\n')
+    assert [e["step"] for e in read_events(path).events if e["type"] == "loss"] == list(range(400))
 
 
 def test_a_reader_tailing_while_the_writer_rotates_misses_and_repeats_nothing(tmp_path: Path) -> None:
