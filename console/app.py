@@ -22,6 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
+from console.prefs import load_prefs, save_prefs
 from console.screens.base import ModeScreen
 from console.screens.compare import CompareScreen, promotion_body, warnings_for
 from console.screens.configs import ConfigsScreen
@@ -85,6 +86,8 @@ class ForecastConsoleApp(App[int]):
         Binding("g", "switch_mode('gpu')", "GPU", show=False, id="nav-gpu-g"),
         Binding("r", "start_run", "Run…", id="run"),
         Binding("ctrl+t", "toggle_theme", "Theme", id="theme"),
+        Binding("question_mark", "toggle_keys", "Keys", key_display="?", show=False, id="keys"),
+        Binding("escape", "hide_keys", "Close keys", show=False, id="keys-close"),
         Binding("q", "request_quit", "Quit", id="quit"),
         Binding("ctrl+q", "request_quit", "Quit", show=False, id="quit-ctrl", priority=True),
     ]
@@ -123,6 +126,10 @@ class ForecastConsoleApp(App[int]):
     # ------------------------------------------------------------------ startup
     def on_mount(self) -> None:
         self.sub_title = self.workspace_label
+        kept = load_prefs().theme
+        if kept in self.available_themes:
+            self.theme = kept
+        self.theme_changed_signal.subscribe(self, lambda theme: save_prefs(theme=theme.name))
         self.switch_mode("stocks")
         self.run_worker(self._startup(), name="startup", exit_on_error=False)
 
@@ -264,11 +271,14 @@ class ForecastConsoleApp(App[int]):
             self.notify("select symbols on the Stocks screen first (space, or p/a presets)", severity="warning")
             return
 
+        form = StartRunScreen(symbols, kind or load_prefs().run_kind)
+
         def done(spec: Any) -> None:
+            save_prefs(run_kind=form.chosen_kind)  # the next form opens on the kind last chosen
             if spec is not None:
                 self.submit_spec(spec)
 
-        self.push_screen(StartRunScreen(symbols, kind), done)
+        self.push_screen(form, done)
 
     def submit_spec(self, spec: Any, quiet: bool = False) -> bool:
         try:
@@ -347,7 +357,26 @@ class ForecastConsoleApp(App[int]):
         self.run_worker(flow(), exit_on_error=False)
 
     def action_toggle_theme(self) -> None:
+        """Dark/light; any theme change (this key or the palette's) is kept for the next run (console.prefs)."""
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def _keys_shown(self) -> bool:
+        return bool(self.screen.query("HelpPanel"))
+
+    def action_toggle_keys(self) -> None:
+        """`?` opens the keys panel and closes it again (so does Esc)."""
+        if self._keys_shown():
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def action_hide_keys(self) -> None:
+        self.action_hide_help_panel()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "hide_keys":
+            return self._keys_shown()  # Esc is the panel's only while it is open
+        return True
 
     async def action_quit(self) -> None:
         await self.action_request_quit()

@@ -419,17 +419,21 @@ class ConsoleServices:
 
     # ------------------------------------------------------------------ planner and telemetry
     def plan(self, symbol: str, model: str, preset: str = "tiny") -> dict[str, Any] | None:
-        """The planner's settings for one symbol (pure python, no torch), or None if unavailable."""
+        """The planner's settings for one symbol (pure python, no torch), or None if unavailable.
+
+        `tier_known` is False when no baseline has measured the symbol's tier: the planner then plans
+        it as medium, and the form says so instead of showing "medium" as if it were measured."""
         from engine.forecasters.planner import plan_training
 
         row = self._stock_rows.get(symbol)
         if row is None:
             return None
+        known = row.tier != "?"
         try:
-            plan = plan_training(row.rows, row.tier if row.tier != "?" else UNKNOWN, model, preset=preset)
+            plan = plan_training(row.rows, row.tier if known else UNKNOWN, model, preset=preset)
         except Exception as exc:  # noqa: BLE001 - shown in the form, never fatal
             return {"error": str(exc)}
-        return plan.to_dict()
+        return {**plan.to_dict(), "tier_known": known}
 
     def gpu_snapshot(self) -> Any:
         """Blocking (NVML / psutil): call from a thread worker only."""

@@ -1,5 +1,6 @@
-"""Session-wide test settings: engine services started by tests idle out quickly, and every service a
-test started in this process is stopped when the test ends (by its own Popen handle, never by name)."""
+"""Session-wide test settings: engine services started by tests idle out quickly, every service a
+test started in this process is stopped when the test ends (by its own Popen handle, never by name),
+and console preferences live in a per-test file."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ import pytest
 # A CLI subprocess starts its workspace's engine service on demand; after the test it exits by
 # itself this soon (the default, 30 s, is for people).
 os.environ.setdefault("FORECAST_ENGINE_IDLE_S", "2")
+
+
+@pytest.fixture(autouse=True)
+def _own_console_prefs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's consoles keep their preferences (theme, last form kind) in a file of their own, so
+    a test that changes the theme neither touches the user's file nor the next test's console."""
+    monkeypatch.setenv("FORECAST_CONSOLE_PREFS", str(tmp_path_factory.mktemp("prefs") / "console.json"))
 
 
 @pytest.fixture(autouse=True)

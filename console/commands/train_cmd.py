@@ -129,7 +129,7 @@ def preflight(spec: Any, data_dirs: list[Path]) -> list[str]:
     """
     import engine.data as data
     from console.cli import CliError
-    from engine.data.windows import window_count
+    from engine.data.windows import check_fits, window_count
     from engine.forecasters.hub import ModelLoadError
     from engine.forecasters.planner import PlanError
     from engine.task_params import TrainParams
@@ -143,11 +143,13 @@ def preflight(spec: Any, data_dirs: list[Path]) -> list[str]:
             difficulty, _, plan, spans = plan_symbol(series, spec.model, p)
         except (PlanError, ValueError) as exc:
             raise CliError(f"{sym}: cannot train {spec.model} ({series.n_rows} rows): {exc}") from None
+        try:
+            check_fits(series.n_rows, plan.horizon, plan.context, val_rows=p.val_rows, test_rows=p.test_rows,
+                       spans=("train", "val"), stride=p.stride)
+        except data.DataError as exc:
+            raise CliError(f"{sym}: {exc.reason}") from None
         n_train = window_count(spans, "train", plan.context, plan.horizon, p.stride)
         n_val = window_count(spans, "val", plan.context, plan.horizon, 1)
-        if n_train < 1 or n_val < 1:
-            raise CliError(f"{sym}: context {plan.context} + horizon {plan.horizon} leave {n_train} training and "
-                           f"{n_val} validation windows in {series.n_rows} rows; use a shorter --context/--horizon")
         lines.append(f"{sym}: {series.n_rows} rows, {difficulty}; context {plan.context} horizon {plan.horizon} "
                      f"loss {plan.loss} lr {plan.lr:g} epochs {plan.epochs} batch {plan.batch_size} "
                      f"{plan.finetune}{'' if plan.finetune == 'full' else f' rank {plan.lora_rank}'}; "

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.containers import Container, Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
@@ -24,8 +24,6 @@ from engine.models import FOUNDATION_MODELS
 from engine.task_params import PARAMS, ParamField, fields
 
 FORM_KINDS: tuple[str, ...] = tuple(PARAMS)
-#: Kinds that work over all models (or naive only): the model field is ignored for them.
-MODEL_FREE_KINDS: frozenset[str] = frozenset({"baseline", "compare", "regression"})
 #: What each kind does and what comes next: a new user picks a kind from this, not from the code.
 KIND_HELP: dict[str, str] = {
     "baseline": "Naive forecasts: fills Tier and Naive MAE% on Stocks. Fast; run it first.",
@@ -39,6 +37,15 @@ KIND_HELP: dict[str, str] = {
 }
 #: Kinds whose empty fields take the planner's per-symbol values (the others use their task's defaults).
 PLANNED_KINDS: frozenset[str] = frozenset({"train", "sweep", "pipeline"})
+#: What the Model cell says for the kinds that take no model (the select is hidden, not just disabled:
+#: a field that looks editable but is skipped by Tab sends the next keys to the wrong field).
+MODEL_FREE_NOTE: dict[str, str] = {
+    "baseline": "— (naive baselines only)",
+    "compare": "— (every model with a pick)",
+    "regression": "— (every model with a pick)",
+}
+#: Kinds that work over all models (or naive only): the model field is ignored for them.
+MODEL_FREE_KINDS: frozenset[str] = frozenset(MODEL_FREE_NOTE)
 #: Planner keys that decide a form field when it is left empty.
 PLANNED_FIELDS: dict[str, tuple[str, ...]] = {
     "horizon": ("horizon",), "context": ("context",), "epochs": ("epochs",), "lr": ("lr",),
@@ -49,7 +56,8 @@ FORM_HINT = "ctrl+s queue · esc cancel · tab next field · enter opens a list"
 
 def plan_summary(plan: dict[str, Any]) -> str:
     """One line per symbol, so the form fits 80×24: the fields an operator may want to edit."""
-    parts = [str(plan.get("difficulty", "?"))]
+    tier = str(plan.get("difficulty", "?"))
+    parts = [tier if plan.get("tier_known", True) else f"tier unknown — run a baseline · as {tier}"]
     for key, label in (("context", "ctx"), ("horizon", "h"), ("loss", ""), ("lora_rank", "r"),
                        ("lr", "lr"), ("epochs", "ep")):
         v = plan.get(key)
@@ -103,11 +111,15 @@ class StartRunScreen(ModalScreen[Any]):
                 yield Select([(k, k) for k in FORM_KINDS], value=self.initial_kind, allow_blank=False,
                              id="run-kind", compact=True)
                 yield Label("Model")
-                yield Select([(m, m) for m in FOUNDATION_MODELS], value="toto", allow_blank=True, id="run-model",
-                             compact=True)
+                with Container(id="run-model-cell"):
+                    yield Select([(m, m) for m in FOUNDATION_MODELS], value="toto", allow_blank=True,
+                                 id="run-model", compact=True)
+                    yield Static("", id="run-model-note")
                 yield Label("Priority")
                 yield Input("0", id="run-priority", compact=True)
-            with VerticalScroll(id="run-params-box"):
+            # Not a Tab stop of its own: an invisible stop took the keys meant for the next field
+            # (focusing a field scrolls it into view anyway).
+            with VerticalScroll(id="run-params-box", can_focus=False):
                 yield Grid(*self._param_widgets(self.initial_kind), id="run-params", classes="run-grid")
             yield Static(KIND_HELP[self.initial_kind], id="run-help", classes="plan")
             yield Static("", id="run-plan", classes="plan")
@@ -136,6 +148,11 @@ class StartRunScreen(ModalScreen[Any]):
     def _kind(self) -> str:
         return str(self.query_one("#run-kind", Select).value)
 
+    @property
+    def chosen_kind(self) -> str:
+        """The kind the form shows now (what the next form opens on)."""
+        return self._shown_kind or self.initial_kind
+
     @on(Select.Changed, "#run-kind")
     async def _kind_changed(self) -> None:
         kind = self._kind()
@@ -147,7 +164,13 @@ class StartRunScreen(ModalScreen[Any]):
 
     def _after_kind(self) -> None:
         kind = self._kind()
-        self.query_one("#run-model", Select).disabled = kind in MODEL_FREE_KINDS
+        free = kind in MODEL_FREE_KINDS
+        select = self.query_one("#run-model", Select)
+        select.disabled = free
+        select.display = not free
+        note = self.query_one("#run-model-note", Static)
+        note.display = free
+        note.update(MODEL_FREE_NOTE.get(kind, ""))
         self.query_one("#run-help", Static).update(KIND_HELP.get(kind, ""))
         self._show_plan()
 
@@ -219,6 +242,40 @@ class StartRunScreen(ModalScreen[Any]):
             raise ValueError(f"priority must be a whole number, got {raw_pri!r}") from None
         return params, priority
 
+    def check_fits(self, kind: str, model: str | None, params: dict[str, Any]) -> None:
+        """Refuse settings that cannot fit a selected symbol's rows, before anything is queued: the
+        engine's one rule (engine.data.windows.check_fits, as train's CLI preflight), with the typed
+        horizon/context, else the kind's defaults, else (train, sweep, pipeline) the planner's.
+        Kinds whose horizon comes from the pick are checked when a horizon is typed. ValueError
+        names the symbol, its rows and what does not fit."""
+        from engine.data import DataError
+        from engine.data.windows import check_fits
+
+        defaults = {f.name: f.default for f in self.param_fields(kind)}
+        if "horizon" not in defaults:
+            return
+        svc = self.app.services  # type: ignore[attr-defined]
+        planned = kind in PLANNED_KINDS
+        for sym in self.symbols:
+            row = svc.stock_row(sym)
+            if row is None:
+                continue
+            plan = svc.plan(sym, model or "toto", self._preset()) if planned else None
+            plan = plan if plan and "error" not in plan else {}
+            horizon = params.get("horizon", defaults["horizon"]) or plan.get("horizon")
+            context = params.get("context", defaults.get("context")) or plan.get("context") or 0
+            if horizon is None:
+                continue
+            for h in horizon if isinstance(horizon, list) else [horizon]:
+                try:
+                    check_fits(row.rows, int(h), int(context), val_rows=params.get("val_rows"),
+                               test_rows=params.get("test_rows"),
+                               spans=("train", "val") if planned else ("val", "test"),
+                               stride=int(params.get("stride") or 1))
+                except (DataError, ValueError) as exc:
+                    why = exc.reason if isinstance(exc, DataError) else str(exc)
+                    raise ValueError(f"{sym} ({row.rows} rows): {why}") from None
+
     def action_submit(self) -> None:
         err = self.query_one("#run-error", Static)
         kind = self._kind()
@@ -227,6 +284,7 @@ class StartRunScreen(ModalScreen[Any]):
             model = None
         try:
             params, priority = self.build_params(kind)
+            self.check_fits(kind, model, params)
             spec = self.app.services.make_spec(kind, self.symbols, model, params, priority)  # type: ignore[attr-defined]
         except ValueError as exc:
             err.update(f"✗ {exc}")

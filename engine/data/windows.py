@@ -155,6 +155,24 @@ def window_count(spans: Spans, span: str, context_len: int, horizon: int, stride
     return 0 if last < first else (last - first) // stride + 1
 
 
+_SPAN_WORDS = {"train": "training", "val": "validation", "test": "test"}
+
+
+def check_fits(n_rows: int, horizon: int, context: int = 0, *, val_rows: int | None = None,
+               test_rows: int | None = None, spans: tuple[str, ...] = ("val", "test"), stride: int = 1) -> Spans:
+    """The one rule for "these settings fit a series of `n_rows` rows": the split (`split_spans`) and at
+    least one window in each of `spans` (the training stride on train, stride 1 elsewhere). DataError
+    (reason only, no file) says what does not fit. Train's preflight and the console's start-run form
+    check with it before anything is queued; the tasks split with `split_spans` itself."""
+    sp = split_spans(n_rows, horizon, val_rows=val_rows, test_rows=test_rows)
+    counts = {s: window_count(sp, s, context, horizon, stride if s == "train" else 1) for s in spans}
+    if counts and min(counts.values()) < 1:
+        left = " and ".join(f"{c} {_SPAN_WORDS[s]}" for s, c in counts.items())
+        raise DataError(None, None, f"context {context} + horizon {horizon} leave {left} windows in {n_rows} rows; "
+                        "use a shorter context or horizon")
+    return sp
+
+
 def make_windows(series: Series, spans: Spans, span: str, context_len: int, horizon: int,
                  stride: int = 1, max_windows: int | None = None) -> Windows:
     """Windows whose targets lie entirely inside `span`; context may reach back into earlier spans.

@@ -1,0 +1,94 @@
+"""Frictions a new user met in the console, each driven through the real app (Pilot) on the shipped
+data, without an engine service (none of these needs one): the start-run form (hidden model field,
+Tab order, impossible horizons refused before queueing, "tier unknown", the kind kept), the keys
+panel closing with `?`/Esc, and the theme kept between runs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from textual.widgets import HelpPanel, Input, Select, Static
+
+from console.app import ForecastConsoleApp
+from console.screens.start_run import StartRunScreen
+from console.services import ConsoleServices
+from tests.test_console_app import env, wait_for  # noqa: F401
+
+
+def _app(env: dict[str, Path]) -> ForecastConsoleApp:  # noqa: F811
+    svc = ConsoleServices(env["ws"], hyperparams_dir=env["hp"])
+    return ForecastConsoleApp(svc, telemetry_interval=None, start_engine=False)
+
+
+async def _open_form(app: ForecastConsoleApp, pilot: object, symbols: list[str]) -> StartRunScreen:
+    stocks = app.get_screen_for_mode("stocks")
+    await wait_for(pilot, lambda: getattr(stocks, "loaded", False), 20, "the stocks rows")
+    stocks.selected = set(symbols)  # type: ignore[union-attr]
+    app.action_start_run()
+    await wait_for(pilot, lambda: isinstance(app.screen, StartRunScreen) and app.screen.query("#run-plan"), 10,
+                   "the form")
+    return app.screen
+
+
+async def test_form_fields_tab_order_horizon_check_tier_unknown_and_kind_kept(env: dict[str, Path]) -> None:  # noqa: F811
+    app = _app(env)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 20)
+        form = await _open_form(app, pilot, ["AAPL", "SPY"])
+        # baseline takes no model: the select is not shown (a disabled select looked editable)
+        assert not form.query_one("#run-model", Select).display
+        assert "naive baselines only" in str(form.query_one("#run-model-note", Static).content)
+        # Tab goes kind → priority → the first parameter: no invisible stop takes the keys
+        await pilot.press("tab")
+        assert app.focused is form.query_one("#run-priority", Input)
+        await pilot.press("backspace", "7")
+        await pilot.press("tab")
+        assert app.focused is form.query_one("#run-horizon", Input)
+        await pilot.press(*"100000")
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        err = str(form.query_one("#run-error", Static).content)
+        assert "AAPL (1700 rows)" in err and "horizon 100000" in err, err
+        assert app.screen is form and not app.services.jobs()  # refused before queueing
+        assert form.build_params("baseline")[1] == 7  # the priority typed went to the priority field
+        # no baseline yet: the planner says so instead of showing "medium" as if measured
+        assert "tier unknown — run a baseline" in str(form.query_one("#run-plan", Static).content)
+        form.query_one("#run-kind", Select).value = "train"
+        await wait_for(pilot, lambda: form.query("#run-epochs") and form.query_one("#run-model", Select).display,
+                       10, "the train fields and the model select")
+        form.query_one("#run-horizon", Input).value = ""
+        form.query_one("#run-context", Input).value = "5000"
+        form.action_submit()
+        await pilot.pause(0.05)
+        assert "AAPL (1700 rows)" in str(form.query_one("#run-error", Static).content)  # the train rule too
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        form = await _open_form(app, pilot, ["AAPL"])
+        assert form.query_one("#run-kind", Select).value == "train"  # the kind last chosen
+    again = _app(env)
+    async with again.run_test(size=(80, 24)) as pilot:
+        await asyncio.wait_for(again.ready.wait(), 20)
+        form = await _open_form(again, pilot, ["AAPL"])
+        assert form.query_one("#run-kind", Select).value == "train"  # kept between runs
+
+
+async def test_keys_panel_closes_with_question_mark_and_escape_and_theme_is_kept(env: dict[str, Path]) -> None:  # noqa: F811
+    app = _app(env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 20)
+        await pilot.press("question_mark")
+        assert app.screen.query(HelpPanel)
+        await pilot.press("question_mark")
+        assert not app.screen.query(HelpPanel)
+        await pilot.press("question_mark")
+        await pilot.press("escape")
+        assert not app.screen.query(HelpPanel)
+        assert app.theme == "textual-dark"
+        await pilot.press("ctrl+t")
+        await pilot.pause(0.05)
+        assert app.theme == "textual-light"
+    again = _app(env)
+    async with again.run_test(size=(120, 40)) as pilot:
+        await asyncio.wait_for(again.ready.wait(), 20)
+        assert again.theme == "textual-light"
