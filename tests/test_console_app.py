@@ -163,7 +163,10 @@ async def test_train_loss_points_arrive_then_cancel(env: dict[str, Path]) -> Non
         await wait_for(pilot, lambda: chart.n_points >= 1 or app.services.job(job.id).state == "failed",
                        40, "loss points")
         assert app.services.job(job.id).state == "running", app.services.job(job.id).reason
-        await pilot.press("c")
+        await pilot.press("c")  # a running job: the console asks first
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", 5, "the cancel question")
+        assert app.services.job(job.id).state == "running"
+        await pilot.press("y")
         await wait_for(pilot, lambda: app.services.job(job.id).state != "running", 15, "cancel")
         assert app.services.job(job.id).state == "cancelled"
 

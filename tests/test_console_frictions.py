@@ -92,3 +92,47 @@ async def test_keys_panel_closes_with_question_mark_and_escape_and_theme_is_kept
     async with again.run_test(size=(120, 40)) as pilot:
         await asyncio.wait_for(again.ready.wait(), 20)
         assert again.theme == "textual-light"
+
+
+def test_queue_lists_running_first_newest_first_and_spawned_jobs_under_their_pipeline() -> None:
+    from console.screens.queue import queue_order
+    from engine.state import JobState
+
+    def job(jid: str, kind: str, state: str, t: float, parent: str | None = None) -> JobState:
+        return JobState(jid, kind, ("SPY",), None, state=state, created_at=t, parent=parent)
+
+    jobs = [job("old-ok", "baseline", "succeeded", 1), job("pipe", "pipeline", "running", 2),
+            job("step-1", "baseline", "succeeded", 3, "pipe"), job("step-2", "train", "running", 4, "pipe"),
+            job("sweep", "sweep", "succeeded", 5, "pipe"), job("trial", "train", "succeeded", 6, "sweep"),
+            job("new-q", "validate", "queued", 7), job("retry", "pipeline", "queued", 8, "pipe"),
+            job("new-ok", "compare", "failed", 9)]
+    order = [(j.id, depth) for j, depth in queue_order(jobs)]
+    assert order == [("pipe", 0), ("step-1", 1), ("step-2", 1), ("sweep", 1), ("trial", 2),
+                     ("retry", 0), ("new-q", 0),  # a retry names its parent but is a job of its own
+                     ("new-ok", 0), ("old-ok", 0)]
+
+
+async def test_stocks_fast_typing_keeps_every_selection_and_a_cleared_filter_keeps_sort_order(
+        env: dict[str, Path]) -> None:  # noqa: F811
+    """Keys posted in one burst, as the terminal driver posts keys typed fast (Pilot's press waits
+    for each key to be handled, which hid the bug): `/NV` Enter Space `/` ⌫⌫ `SP` Enter Space."""
+    from textual import events
+
+    chars = {"slash": "/", "space": " ", "enter": "\r", "backspace": "\x7f"}
+
+    def burst(app: ForecastConsoleApp, keys: list[str]) -> None:
+        for k in keys:
+            app.post_message(events.Key(k, chars.get(k, k)))
+
+    app = _app(env)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 20)
+        stocks = app.get_screen_for_mode("stocks")
+        await wait_for(pilot, lambda: getattr(stocks, "loaded", False), 20, "the stocks rows")
+        burst(app, ["slash", "A", "A", "enter", "space", "slash", "backspace", "backspace", *"SP", "enter", "space"])
+        await wait_for(pilot, lambda: stocks.selected == {"AAPL", "SPY"}, 10, "both symbols selected")
+        assert stocks.table.row_ids == ["SPY"]
+        burst(app, ["slash", "backspace", "backspace", "enter"])
+        await wait_for(pilot, lambda: stocks.table.row_count == 3, 10, "every row back")
+        assert stocks.table.row_ids == ["AAPL", "SPY", "TSLA"]  # SPY back in its place, not appended
+        assert stocks.selected == {"AAPL", "SPY"}

@@ -49,6 +49,8 @@ async def test_two_consoles_follow_a_shell_job_with_loss_points_and_either_cance
         table.move_cursor(row=table.get_row_index(jid))
         await p2.pause(0.1)
         await p2.press("c")
+        await wait_for(p2, lambda: type(two.screen).__name__ == "ConfirmScreen", 5, "the cancel question")
+        await p2.press("y")
         for app, pilot in ((one, p1), (two, p2)):
             await wait_for(pilot, lambda app=app: getattr(app.services.job(jid), "state", None) == "cancelled", 20,
                            "both consoles to show the job cancelled")

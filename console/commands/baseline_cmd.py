@@ -18,6 +18,7 @@ from typing import Any
 
 from console.commands.common import add_symbol_selection
 from console.commands.params_cli import add_param_flags, params_from_args
+from console.words import plural
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -152,7 +153,7 @@ def _baseline(args: argparse.Namespace) -> int:
                           "recorded_rows": len(good), "summary": summarize(rows), "rows": rows}, indent=1))
     else:
         _print_table(rows, horizons, bp.span, tier_h)
-        print(f"{len(good)} rows recorded in {where}")
+        print(f"{plural(len(good), 'row')} recorded in {where}")
     if failed:
         print(f"forecast-console: {failed} of {len(rows)} rows could not be computed (see above); "
               "they were not recorded", file=sys.stderr)

@@ -23,6 +23,7 @@ from textual.widgets import Static
 
 from console.screens.base import ModeScreen
 from console.widgets.table import Cell, KeyedTable, num, txt
+from console.words import plural
 from store.records import ComparisonRow, Metrics, WindowSpec
 
 COLUMNS = (
@@ -170,7 +171,7 @@ class CompareScreen(ModeScreen):
                        f"({windows_label(cur.val_windows, 'val')}), test reported ({windows_label(cur.windows, 'test')})")
                 if cur.decision_note:
                     why += f" · {cur.decision_note}"
-            detail.update(f"{self._shown} rows · sorted by {self.table.sort_column or '—'} ({order}) · "
+            detail.update(f"{plural(self._shown, 'row')} · sorted by {self.table.sort_column or '—'} ({order}) · "
                           f"★ = winner (on validation) · p = promote the highlighted row{why}")
 
     def on_data_table_row_highlighted(self) -> None:

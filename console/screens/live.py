@@ -18,7 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
 from console.screens.base import ModeScreen
-from console.screens.queue import fmt_eta
+from console.screens.queue import cancel_job, fmt_eta
 from console.widgets.gpu_panel import GpuPanel
 from console.widgets.log_tail import LogTail
 from console.widgets.loss_chart import LossChart
@@ -157,11 +157,7 @@ class LiveScreen(ModeScreen):
 
     def action_cancel_job(self) -> None:
         if self.job_id:
-            try:
-                self.services.cancel(self.job_id)
-                self.notify(f"cancelling {self.job_id}")
-            except (RuntimeError, ValueError, KeyError) as exc:
-                self.notify_error(exc)
+            cancel_job(self.app, self.job_id)  # asks first when the job is running
 
     def action_toggle(self, option: str) -> None:
         on = self.query_one(LossChart).toggle(option)

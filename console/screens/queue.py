@@ -1,5 +1,9 @@
 """Queue screen: every job with state, kind, symbols, model, progress, ETA, device, attempt.
 
+Order (`queue_order`): running, then queued, then ended jobs, newest first, so what runs never scrolls
+off; a sweep's or pipeline's jobs sit under it. `c` cancels (a running job after a confirmation:
+`cancel_job`, which Live uses too).
+
 Why keyed updates: the app's pump hands over only the ids that changed; their rows are rewritten
 cell by cell inside one batch, so 24 streaming jobs cost a handful of cell writes per frame.
 """
@@ -15,7 +19,9 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from console.screens.base import ModeScreen
+from console.screens.confirm import ConfirmScreen
 from console.widgets.table import Cell, KeyedTable, num, txt
+from engine.jobs import short_job_id
 from engine.state import where_words
 
 STATE_STYLE = {
@@ -45,18 +51,49 @@ def progress_cell(done: float | None, total: float | None, width: int = 8) -> Ce
     return Cell(frac, "█" * n + "░" * (width - n) + f" {frac * 100:3.0f}%")
 
 
-def short_id(job_id: str) -> str:
-    """`20250101-120000-123-train-ab12cd34` → `120000-ab12cd34` (time of day + random part)."""
-    parts = job_id.split("-")
-    return f"{parts[1]}-{parts[-1]}" if len(parts) >= 5 else job_id[-15:]
+#: Kinds whose jobs spawn others (trials, steps): those are listed right under them.
+SPAWNING_KINDS: frozenset[str] = frozenset({"sweep", "pipeline"})
 
 
-def job_cells(js: Any) -> dict[str, Cell]:
+def _group(js: Any) -> int:
+    """Running first, then queued, then everything that ended."""
+    return {"running": 0, "queued": 1}.get(js.state, 2)
+
+
+def queue_order(jobs: Iterable[Any]) -> list[tuple[Any, int]]:
+    """(job, depth) in the order the Queue lists them: running, then queued, then ended jobs, newest
+    first within each, so what is running stays at the top; a sweep's or pipeline's jobs (spec
+    `parent` naming it, another kind) follow it, oldest first (the order they ran), one level deeper.
+    A retry also names its parent, but is the same kind: it stays a job of its own."""
+    jobs = list(jobs)
+    by_id = {j.id: j for j in jobs}
+    children: dict[str, list[Any]] = {}
+    tops = []
+    for j in jobs:
+        p = by_id.get(j.parent) if getattr(j, "parent", None) else None
+        if p is not None and p.kind in SPAWNING_KINDS and j.kind != p.kind:
+            children.setdefault(p.id, []).append(j)
+        else:
+            tops.append(j)
+    out: list[tuple[Any, int]] = []
+
+    def emit(j: Any, depth: int) -> None:
+        out.append((j, depth))
+        for c in sorted(children.get(j.id, []), key=lambda c: (c.created_at or 0.0, c.id)):
+            emit(c, depth + 1)
+
+    for j in sorted(tops, key=lambda j: (_group(j), -(j.created_at or 0.0), j.id)):
+        emit(j, 0)
+    return out
+
+
+def job_cells(js: Any, rank: int = 0, depth: int = 0) -> dict[str, Cell]:
+    """One Queue row; `rank` (the row's place in `queue_order`) is the Job column's sort value."""
     syms = list(getattr(js, "symbols", []) or [])
     sym_text = syms[0] + (f" +{len(syms) - 1}" if len(syms) > 1 else "") if syms else "—"
     return {
         "state": Cell(js.state, js.state, style=STATE_STYLE.get(js.state, "")),
-        "kind": txt(js.kind),
+        "kind": txt(("  " * (depth - 1) + "└ " if depth else "") + js.kind),
         "symbols": Cell(sym_text, sym_text),
         "model": txt(js.model or "—"),
         "progress": progress_cell(js.progress_done, js.progress_total),
@@ -67,8 +104,34 @@ def job_cells(js: Any) -> dict[str, Cell]:
         "device": txt(js.device or "—"),
         "attempt": num(js.attempt, "{:d}"),
         "priority": num(js.priority, "{:d}"),
-        "id": Cell(js.created_at or 0.0, short_id(js.id), style="dim"),
+        "id": Cell(rank, short_job_id(js.id), style="dim"),
     }
+
+
+def cancel_job(app: Any, job_id: str) -> None:
+    """`c` on Queue and Live: a queued job is cancelled at once; a running one (what it has not saved
+    is lost) only after the user confirms."""
+    js = app.services.job(job_id)
+    if js is None or js.state != "running":
+        _cancel(app, job_id)
+        return
+    what = " ".join(x for x in (js.kind, ", ".join(js.symbols), js.model or "") if x)
+    where = where_words(js)
+    body = f"{job_id}\n{what} is running{f' ({where})' if where else ''}.\nCancel it? What it has not saved is lost."
+
+    def answered(yes: bool | None) -> None:
+        if yes:
+            _cancel(app, job_id)
+
+    app.push_screen(ConfirmScreen("Cancel running job", body, "Cancel job"), answered)
+
+
+def _cancel(app: Any, job_id: str) -> None:
+    try:
+        app.services.cancel(job_id)
+        app.notify(f"cancelling {job_id}")
+    except (RuntimeError, ValueError, KeyError) as exc:
+        app.notify(str(exc), title=type(exc).__name__, severity="error", timeout=6)
 
 
 class QueueScreen(ModeScreen):
@@ -86,6 +149,11 @@ class QueueScreen(ModeScreen):
 
     _detail_text: str = ""
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: job id -> (rank, depth, group) as last listed: an update that changes a job's group re-lists.
+        self._placed: dict[str, tuple[int, int, int]] = {}
+
     def compose_body(self) -> ComposeResult:
         yield KeyedTable(COLUMNS, id="queue-table")
         yield Static("", id="queue-detail", classes="detail")
@@ -99,8 +167,11 @@ class QueueScreen(ModeScreen):
         return self.query_one("#queue-table", KeyedTable)
 
     def reload(self) -> None:
-        jobs = sorted(self.services.jobs(), key=lambda j: (j.created_at or 0.0, j.id))
-        self.table.sync({j.id: job_cells(j) for j in jobs})
+        order = queue_order(self.services.jobs())
+        self._placed = {j.id: (i, d, _group(j)) for i, (j, d) in enumerate(order)}
+        if self.table.sort_column is None:
+            self.table.sort_by("id")  # the rank: queue_order's order (a header click sorts otherwise)
+        self.table.sync({j.id: job_cells(j, i, d) for i, (j, d) in enumerate(order)})
         self._show_detail()
 
     def apply_job_updates(self, job_ids: set[str], losses: dict[str, list[dict[str, Any]]],
@@ -108,10 +179,11 @@ class QueueScreen(ModeScreen):
         rows = {}
         for jid in job_ids:
             js = self.services.job(jid)
-            if js is None:  # removed (gc): the table loses its row
-                self.reload()
+            placed = self._placed.get(jid)
+            if js is None or placed is None or placed[2] != _group(js):
+                self.reload()  # a job came, went (gc) or started/ended: its place in the list changes
                 return
-            rows[jid] = job_cells(js)
+            rows[jid] = job_cells(js, placed[0], placed[1])
         if rows:
             self.table.update_rows(rows)
             self._show_detail()
@@ -173,11 +245,7 @@ class QueueScreen(ModeScreen):
     def action_cancel_job(self) -> None:
         jid = self._current()
         if jid:
-            try:
-                self.services.cancel(jid)
-                self.notify(f"cancelling {jid}")
-            except (RuntimeError, ValueError, KeyError) as exc:
-                self.notify_error(exc)
+            cancel_job(self.app, jid)
 
     def action_retry_job(self) -> None:
         jid = self._current()

@@ -27,6 +27,7 @@ from console import run_browser as rb
 from console.screens.base import ModeScreen
 from console.widgets.loss_chart import LossChart
 from console.widgets.table import Cell, KeyedTable, num, txt
+from console.words import plural
 
 COLUMNS = (
     ("when", "When (UTC)"), ("model", "Model"), ("symbol", "Symbol"), ("horizon", "H"), ("preset", "Preset"),
@@ -171,7 +172,7 @@ class RunsScreen(ModeScreen):
         order = "desc" if self.sort_reverse else "asc"
         more = f" · first {shown} shown" if n > shown else ""
         self.query_one("#runs-status", Static).update(
-            f"{n} of {total} runs{more} · sorted by {self.sort_column} ({order})")
+            f"{n} of {plural(total, 'run')}{more} · sorted by {self.sort_column} ({order})")
 
     # ------------------------------------------------------------------ detail
     def _schedule_detail(self) -> None:
@@ -263,7 +264,7 @@ class RunsScreen(ModeScreen):
         except (OSError, ValueError) as exc:
             self.notify_error(exc)
             return
-        self.notify(f"{len(self.matched)} runs → {path}", title=f"exported {fmt}")
+        self.notify(f"{plural(len(self.matched), 'run')} → {path}", title=f"exported {fmt}")
 
     def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
         yield ("Export runs table as CSV", "Write reports/runs-<time>.csv", lambda: self.action_export("csv"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -23,8 +23,10 @@ from textual.widgets import DataTable, Input, Static
 from console.screens.base import ModeScreen
 from console.services import StockRow
 from console.widgets.table import Cell, KeyedTable, num, txt
+from console.words import plural
 from engine.symbols import PRIORITY_SYMBOLS
 
+FILTER_PLACEHOLDER = "/ filter symbols or tier…"
 TIER_STYLE = {"easy": "green", "medium": "yellow", "hard": "red", "extreme": "bold red"}
 
 COLUMNS = (
@@ -38,13 +40,16 @@ class StocksScreen(ModeScreen):
     RELOAD_ON_FINISH: ClassVar[bool] = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle", "Select", id="stocks-toggle"),
-        Binding("slash", "focus_filter", "Filter", key_display="/", id="stocks-filter"),
+        # Left out of the footer so that `q Quit` fits at 80 columns: `/` is on the filter bar, the
+        # a/x presets are named by the first-run hint, `h` by the status line; all are in the keys
+        # panel (?) and the palette.
+        Binding("slash", "focus_filter", "Filter", key_display="/", id="stocks-filter", show=False),
         Binding("p", "preset('priority')", "Priority", id="stocks-priority"),
-        Binding("a", "preset('all')", "All", id="stocks-all"),
-        Binding("x", "preset('none')", "None", id="stocks-none"),
+        Binding("a", "preset('all')", "All", id="stocks-all", show=False),
+        Binding("x", "preset('none')", "None", id="stocks-none", show=False),
         Binding("r", "start_run", "Run…", id="stocks-run"),
         Binding("b", "quick_baseline", "Baseline", id="stocks-baseline"),
-        Binding("h", "next_horizon", "Horizon", id="stocks-horizon"),
+        Binding("h", "next_horizon", "Horizon", id="stocks-horizon", show=False),  # the status line says "h: next"
     ]
 
     def __init__(self) -> None:
@@ -56,7 +61,7 @@ class StocksScreen(ModeScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="stocks-bar", classes="toolbar"):
-            yield Input(placeholder="/ filter symbols or tier…", id="stock-filter")
+            yield Input(placeholder=FILTER_PLACEHOLDER, id="stock-filter")
             yield Static("", id="stocks-status", classes="status")
         yield KeyedTable(COLUMNS, id="stocks-table")
         yield Static("", id="stocks-empty", classes="empty")
@@ -64,6 +69,8 @@ class StocksScreen(ModeScreen):
 
     def on_mount(self) -> None:
         self.query_one(KeyedTable).focus()
+        # Rows a filter hid come back in symbol order, not appended at the end (a header click sorts otherwise).
+        self.table.sort_by("symbol")
         self.reload()
 
     @property
@@ -104,11 +111,17 @@ class StocksScreen(ModeScreen):
                           style="" if r.best_score is not None else "dim", justify="right"),
         }
 
+    _rendered_filter = ""
+
+    def _filter_text(self) -> str:
+        return self.query_one("#stock-filter", Input).value.strip().upper()
+
     def _visible(self) -> list[StockRow]:
-        q = self.query_one("#stock-filter", Input).value.strip().upper()
+        q = self._filter_text()
         return [r for r in self.rows.values() if not q or q in r.symbol or q == r.tier.upper()]
 
     def _render_rows(self) -> None:
+        self._rendered_filter = self._filter_text()
         visible = self._visible()
         self.table.sync({r.symbol: self._cells(r) for r in visible})
         empty = self.query_one("#stocks-empty", Static)
@@ -138,7 +151,7 @@ class StocksScreen(ModeScreen):
         at = "" if h is None else (f" · Best at h={h}" + (" (latest compare)" if self.horizon is None else "")
                                    + (" · h: next" if len(self.services.horizons) > 1 else ""))
         self.query_one("#stocks-status", Static).update(
-            f"{len(sel)} selected{': ' + shown if sel else ''} · {len(self.rows)} symbols{at}"
+            f"{len(sel)} selected{': ' + shown if sel else ''} · {plural(len(self.rows), 'symbol')}{at}"
         )
 
     def action_next_horizon(self) -> None:
@@ -154,18 +167,72 @@ class StocksScreen(ModeScreen):
     def _filter_changed(self) -> None:
         self._render_rows()
 
-    @on(Input.Submitted, "#stock-filter")
-    def _filter_done(self) -> None:
-        self.table.focus()
+    # Filtering from the keyboard never moves the focus: `/` starts it and the screen itself edits the
+    # filter from the keys that reach it (`on_key`), one queue, in the order they were typed. Why:
+    # Textual resolves a key's binding when the key reaches the app, against the focus (and state) of
+    # that moment, so a focus change while keys were in flight (typing fast: `/NV`, Enter, Space) sent
+    # them to the wrong widget — a stale row toggled, a backspace lost, a space typed into the filter,
+    # a selection lost.
+    filtering = False
+
+    def action_focus_filter(self) -> None:
+        self.filtering = True
+        f = self.query_one("#stock-filter", Input)
+        f.add_class("-editing")
+        f.placeholder = "type to filter · enter done · space selects the first match"
+
+    def _end_filter(self) -> None:
+        self.filtering = False
+        f = self.query_one("#stock-filter", Input)
+        f.remove_class("-editing")
+        f.placeholder = FILTER_PLACEHOLDER
+        self._catch_up()
+        if self.focused is f:  # it was clicked into
+            self.set_focus(self.table)
         if self.table.row_count:
             self.table.move_cursor(row=0)  # space then selects the first match, not a row left from before
 
-    def key_escape(self) -> None:
-        if self.focused is self.query_one("#stock-filter", Input):
-            self.table.focus()
+    async def on_key(self, event: events.Key) -> None:
+        f = self.query_one("#stock-filter", Input)
+        if event.key == "escape" and (self.filtering or self.focused is f):
+            self._end_filter()
+        elif not self.filtering:
+            # This screen's own keys (space, p, /, ...) run here, in order with the filter's keys, not
+            # later when the key reaches the app (by then the keys typed after it were handled).
+            active = self.active_bindings.get(event.key)
+            if self.focused is f or active is None or active.node is not self or not active.enabled:
+                return
+            event.stop()
+            event.prevent_default()
+            await self.run_action(active.binding.action)
+            return
+        elif event.key == "enter":
+            self._end_filter()
+        elif event.key == "space":
+            self._end_filter()
+            self.action_toggle()
+        elif event.key == "backspace":
+            f.value = f.value[:-1]
+            f.cursor_position = len(f.value)
+        elif event.is_printable and event.character:
+            f.value += event.character
+            f.cursor_position = len(f.value)
+        else:
+            return  # arrows, page keys: still the table's
+        event.stop()
+        event.prevent_default()
 
-    def action_focus_filter(self) -> None:
-        self.query_one("#stock-filter", Input).focus()
+    @on(Input.Submitted, "#stock-filter")
+    def _filter_done(self) -> None:
+        """Enter in the filter after it was clicked into (typing then went to the field itself)."""
+        self._end_filter()
+
+    def _catch_up(self) -> bool:
+        """Render the filter as typed now if its Changed messages are still queued; True if it had to."""
+        if self._filter_text() == self._rendered_filter:
+            return False
+        self._render_rows()
+        return True
 
     def toggle(self, symbol: str) -> None:
         self.selected.symmetric_difference_update({symbol})
@@ -174,6 +241,8 @@ class StocksScreen(ModeScreen):
         self._update_status()
 
     def action_toggle(self) -> None:
+        if self._catch_up() and self.table.row_count:
+            self.table.move_cursor(row=0)  # the rows changed under the cursor: the first match, as Enter does
         sym = self.table.current_id
         if sym:
             self.toggle(sym)

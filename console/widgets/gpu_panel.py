@@ -15,6 +15,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from engine.jobs import short_job_id
+
 
 def _fmt(v: Any, fmt: str, unit: str = "") -> str:
     return "n/a" if v is None else fmt.format(v) + unit
@@ -57,7 +59,8 @@ def render_telemetry(tel: Any, job_pids: Mapping[int, str] | None = None, width:
         )
         for pid, mem in getattr(g, "processes", None) or []:
             who = job_pids.get(int(pid)) if pid is not None else None
-            label = f"job {who}" if who else f"pid {pid} (not ours)"
+            # The short id (time + random part): a full id did not fit a narrow panel and was cut.
+            label = f"job {short_job_id(who)}" if who else f"pid {pid} (not ours)"
             table.add_row("", Text(f"  {label}", style="cyan" if who else "dim"), f"{_fmt(mem, '{:.1f}')} GB")
         parts.append(table)
     cpu = getattr(tel, "cpu_percent", None)
