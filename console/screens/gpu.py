@@ -14,6 +14,7 @@ from textual.widgets import Static
 from console.screens.base import ModeScreen
 from console.widgets.gpu_panel import GpuPanel
 from console.widgets.table import KeyedTable, num, txt
+from engine.jobs import short_job_id
 
 #: VRAM: the job's estimate, the measured peak of earlier jobs like it, and what admission reserved
 #: (the measurement + margin when there is one, else the estimate; engine.vram).
@@ -39,7 +40,7 @@ class GpuScreen(ModeScreen):
                 continue
             vram = getattr(js, "vram_gb", None)
             rows[js.id] = {
-                "job": txt(js.id[-13:]), "kind": txt(js.kind), "symbols": txt(", ".join(js.symbols)),
+                "job": txt(short_job_id(js.id)), "kind": txt(js.kind), "symbols": txt(", ".join(js.symbols)),
                 "device": txt(js.device or "—"), "pid": num(js.pid, "{:d}"), "vram": num(vram, "{:.1f}"),
                 "measured": num(getattr(js, "vram_measured_gb", None), "{:.1f}"),
                 "reserved": num(getattr(js, "vram_reserved_gb", None), "{:.1f}"),

@@ -117,13 +117,13 @@ def cancel_job(app: Any, job_id: str) -> None:
         return
     what = " ".join(x for x in (js.kind, ", ".join(js.symbols), js.model or "") if x)
     where = where_words(js)
-    body = f"{job_id}\n{what} is running{f' ({where})' if where else ''}.\nCancel it? What it has not saved is lost."
+    body = f"{job_id}\n{what} is running{f' ({where})' if where else ''}.\nStop it? What it has not saved is lost."
 
     def answered(yes: bool | None) -> None:
         if yes:
             _cancel(app, job_id)
 
-    app.push_screen(ConfirmScreen("Cancel running job", body, "Cancel job"), answered)
+    app.push_screen(ConfirmScreen("Stop a running job?", body, "Stop job"), answered)
 
 
 def _cancel(app: Any, job_id: str) -> None:
