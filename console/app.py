@@ -27,6 +27,7 @@ from console.screens.base import ModeScreen
 from console.screens.compare import CompareScreen, promotion_body, warnings_for
 from console.screens.configs import ConfigsScreen
 from console.screens.confirm import ConfirmScreen
+from console.screens.forecast_view import ForecastRequested, ForecastScreen
 from console.screens.gpu import GpuScreen
 from console.screens.live import LiveScreen
 from console.screens.queue import QueueScreen
@@ -312,6 +313,10 @@ class ForecastConsoleApp(App[int]):
         live = self.get_screen_for_mode("live")
         if isinstance(live, LiveScreen) and live.is_mounted:
             live.show_job(job_id)
+
+    def on_forecast_requested(self, message: ForecastRequested) -> None:
+        """Compare, Configs and Runs ask for the Forecast view of a decision or run."""
+        self.push_screen(ForecastScreen(message))
 
     def confirm_promote(self, model: str, symbol: str, on_done: Callable[[], Any] | None = None, *,
                         source: str = "pick", horizon: int | None = None, preset: str | None = None) -> None:

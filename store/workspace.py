@@ -7,6 +7,7 @@ Layout (docs/ARCHITECTURE.md, Contracts):
     <root>/jobs/<id>/        spec.json, events.jsonl, stderr.log
     <root>/runs/<run_id>/    curve.jsonl, checkpoint or adapter, config.json
     <root>/reports/          markdown / CSV reports
+    <root>/forecasts/<job>/  per-window forecasts of a validate/compare job (store.forecasts)
 
 Ids become folder names, so they are checked here once: nothing can walk out of the workspace.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.names import PathNameError, validate_name
+from engine.symbols import validate_symbol
 from store.storage import StoreError
 
 
@@ -57,6 +59,14 @@ class Workspace:
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def forecasts_dir(self) -> Path:
+        return self.root / "forecasts"
+
+    def forecast_file(self, job_id: str, symbol: str, horizon: int) -> Path:
+        """`forecasts/<job id>/<SYMBOL>-h<H>.npz`: one validate/compare job's forecasts of one symbol."""
+        return self.forecasts_dir / check_id("job", job_id) / f"{validate_symbol(symbol)}-h{int(horizon)}.npz"
 
     def job_dir(self, job_id: str) -> Path:
         return self.jobs_dir / check_id("job", job_id)

@@ -86,3 +86,57 @@ def _seed(ws: Path, hp: Path, monkeypatch: pytest.MonkeyPatch, extra_runs: int) 
     finally:
         st.close()
     return {"train": train, "validate": validate}
+
+
+def seed_forecasts(ws: Path, data_dir: Path, job_id: str = VALIDATE_JOB, symbol: str = "SPY",
+                   horizon: int = 16) -> Path:
+    """A forecast file as a validate job keeps it (engine.forecast_record), on the real windows of
+    the symbol's CSV: naive's variant chosen on validation, and a 'toto' whose samples are a fixed
+    random walk around a drifted naive (the view under test, not a model: no weights load)."""
+    import numpy as np
+
+    from engine import evaluation as ev
+    from engine import forecast_record
+    from store.forecasts import ForecastModel
+
+    setup = ev.setup_from_params(symbol, {"val_windows": 12, "test_windows": 12, "stride": 4}, horizon=horizon,
+                                 context=128, data_dirs=[data_dir])
+    ref = ev.naive_reference(setup)
+    rng = np.random.default_rng(7)
+    outs, mets = {}, {}
+    for span, w, naive in (("val", setup.val, ref.val_point), ("test", setup.test, ref.test_point)):
+        steps = rng.normal(0.0, 0.01, size=(w.n, 32, horizon)).cumsum(axis=2)
+        samples = w.last_close[:, None, None] * (1.0 + 0.002 * np.arange(1, horizon + 1) + steps)
+        point = np.median(samples, axis=1)
+        outs[span] = (point, samples)
+        mets[span] = ev.score(w, samples, point, naive)
+    models = [(ForecastModel(name="toto", source="pick", config={"num_samples": 32, "aggregation": "median"},
+                             validation=mets["val"], test=mets["test"]), outs),
+              (ForecastModel(name="naive", source="selected on val", config={"method": ref.method},
+                             validation=ref.validation, test=ref.test),
+               {"val": (ref.val_point, ref.val_point[:, None, :]), "test": (ref.test_point, ref.test_point[:, None, :])})]
+    path = forecast_record.record(ws, setup, job_id, "validate", models, naive_method=ref.method)
+    assert path is not None
+    return path
+
+
+def offline_app(ws: Path, hp: Path) -> Any:
+    """The console on `ws` without an engine service (read-only: these screens only read)."""
+    from console.app import ForecastConsoleApp
+    from console.services import ConsoleServices
+    from engine.gpu import FakeGpuSource
+
+    svc = ConsoleServices(ws, hyperparams_dir=hp, gpu_source=FakeGpuSource(1, 24.0))
+    return ForecastConsoleApp(svc, telemetry_interval=None, start_engine=False)
+
+
+async def until(pilot: Any, cond: Any, what: str, timeout: float = 10.0) -> None:
+    """Wait on a condition (pilot pauses), failing with `what` after `timeout` seconds."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)

@@ -12,13 +12,10 @@ from typing import Any
 import pytest
 
 from console import run_browser as rb
-from console.app import ForecastConsoleApp
 from console.screens import runs as runs_screen
 from console.screens.runs import RunsScreen
-from console.services import ConsoleServices
 from console.widgets.loss_chart import LossChart
-from engine.gpu import FakeGpuSource
-from tests.runs_fixture import seed_runs
+from tests.runs_fixture import offline_app, seed_runs, until
 
 
 @pytest.fixture()
@@ -30,18 +27,8 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return {"ws": ws, "hp": hp, **ids}
 
 
-def make_app(p: dict[str, Any]) -> ForecastConsoleApp:
-    svc = ConsoleServices(p["ws"], hyperparams_dir=p["hp"], gpu_source=FakeGpuSource(1, 24.0))
-    return ForecastConsoleApp(svc, telemetry_interval=None, start_engine=False)
-
-
-async def until(pilot: Any, cond: Any, what: str, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
+def make_app(p: dict[str, Any]) -> Any:
+    return offline_app(p["ws"], p["hp"])
 
 
 def detail_text(scr: RunsScreen) -> str:

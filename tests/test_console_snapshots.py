@@ -299,3 +299,23 @@ def test_runs_screen(snap_compare: Any, seeded: dict[str, Path], size: tuple[int
             await pilot.pause(0.05)
 
     assert snap_compare(make_app(seeded), terminal_size=size, run_before=settle("8", then=detail_shown))
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_forecast_view(snap_compare: Any, seeded: dict[str, Path], size: tuple[int, int]) -> None:
+    from console.screens.forecast_view import ForecastRequested, ForecastScreen
+    from tests.runs_fixture import VALIDATE_JOB, seed_forecasts, seed_runs
+
+    seed_runs(seeded["ws"], seeded["hp"])
+    seed_forecasts(seeded["ws"], seeded["data"])
+
+    async def open_view(pilot: Any) -> None:
+        pilot.app.push_screen(ForecastScreen(ForecastRequested("SPY", "toto", 16, "tiny", [VALIDATE_JOB])))
+        deadline = asyncio.get_running_loop().time() + 10
+        while not (isinstance(pilot.app.screen, ForecastScreen) and pilot.app.screen.forecasts is not None):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("the forecast view never loaded")
+            await pilot.pause(0.05)
+        await pilot.press("left")
+
+    assert snap_compare(make_app(seeded), terminal_size=size, run_before=settle(then=open_view))

@@ -1,5 +1,6 @@
 """Compare screen: per symbol × horizon × model rows, the validation MAE% the winner was chosen on
-beside the test metrics, DM against naive with its direction, and `p` to promote the highlighted row.
+beside the test metrics, DM against naive with its direction, `p` to promote the highlighted row and
+`f` to see its forecasts window by window (the Forecast view).
 
 Why numeric sort on raw values: operators sort by MAE% or p-value to find the worst symbols; the
 cells keep the raw float. Every MAE% cell names its window count ("1.234 12w" under "Val MAE%").
@@ -22,6 +23,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from console.screens.base import ModeScreen
+from console.screens.forecast_view import ForecastRequested
 from console.widgets.table import Cell, KeyedTable, num, txt
 from console.words import plural
 from store.records import ComparisonRow, Metrics, WindowSpec
@@ -122,6 +124,7 @@ class CompareScreen(ModeScreen):
         Binding("o", "flip_order", "Order", id="compare-order"),
         Binding("p", "promote", "Promote", id="compare-promote"),
         Binding("w", "winners_only", "Winners", id="compare-winners"),
+        Binding("f", "forecast", "Forecast", id="compare-forecast"),
     ]
 
     def __init__(self) -> None:
@@ -204,7 +207,15 @@ class CompareScreen(ModeScreen):
         self.fc_app.confirm_promote(row.model, row.symbol, source="comparison", horizon=row.horizon,
                                     preset=row.preset, on_done=self.reload)
 
+    def action_forecast(self) -> None:
+        row = self.rows.get(self.table.current_id or "")
+        if row is None:
+            self.notify("no comparison row selected", severity="warning")
+            return
+        self.post_message(ForecastRequested(row.symbol, row.model, row.horizon, row.preset, [row.job_id]))
+
     def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
+        yield ("Forecast view of highlighted row", "Actuals vs forecasts, window by window", self.action_forecast)
         yield ("Promote highlighted comparison", "Write hyperparams/<model>/<SYMBOL>.json", self.action_promote)
         yield ("Sort comparisons by next column", "Cycle the sort column", self.action_sort_next)
         yield ("Show winners only", "Toggle winner filter", self.action_winners_only)

@@ -20,6 +20,7 @@ from textual.widgets import Static
 
 from console.screens.base import ModeScreen
 from console.screens.compare import mae_cell
+from console.screens.forecast_view import ForecastRequested
 from console.widgets.table import Cell, KeyedTable, num, txt
 from store.records import Pick
 
@@ -54,6 +55,7 @@ class ConfigsScreen(ModeScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "promote", "Promote", id="configs-promote"),
         Binding("b", "rollback", "Rollback", id="configs-rollback"),
+        Binding("f", "forecast", "Forecast", id="configs-forecast"),
         Binding("tab", "app.focus_next", "Next table", id="configs-next", show=False),
     ]
 
@@ -100,7 +102,7 @@ class ConfigsScreen(ModeScreen):
         self.query_one("#promos-table", KeyedTable).sync(hist)
         self.query_one("#configs-detail", Static).update(
             "No picks yet: run validate/compare/sweep jobs." if not self.picks
-            else "p promote highlighted pick · b roll back its model's promotion · Tab switches table · "
+            else "p promote highlighted pick · b roll back its model's promotion · f forecasts · Tab switches table · "
                  "Val/Test: MAE% and window count"
         )
 
@@ -122,6 +124,13 @@ class ConfigsScreen(ModeScreen):
         if p:
             self.fc_app.confirm_rollback(p.model, p.symbol, on_done=self.reload)
 
+    def action_forecast(self) -> None:
+        p = self._current_pick()
+        if p:
+            self.post_message(ForecastRequested(p.symbol, p.model, p.horizon, p.preset, [p.job_id]))
+
     def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
+        yield ("Forecast view of highlighted pick", "Its validation/test forecasts, window by window",
+               self.action_forecast)
         yield ("Promote highlighted pick", "Write its hyperparams JSON", self.action_promote)
         yield ("Roll back highlighted promotion", "Restore the previously promoted JSON", self.action_rollback)

@@ -6,7 +6,8 @@ Why the screen sorts and the table only shows the first `SHOW_MAX` rows: a works
 thousands of runs, and a DataTable pays for every row it holds (adding 1 000 rows took ~0.8 s on
 the 2-core box). The filter and the sort run over *all* runs in Python, the table shows the top
 of that order, and the status line says how many matched and how many are shown, so a sort by
-Val MAE% is the best of all runs, not of the newest page. Every MAE% names its windows ("12w").
+Val MAE% is the best of all runs, not of the newest page. Every MAE% names its windows ("12w"). `f` opens the Forecast view: the run's own job's forecasts
+(a validate run), else those of the pick/comparison that uses it (a training run's adapter).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from textual.widgets import DataTable, Input, Static
 
 from console import run_browser as rb
 from console.screens.base import ModeScreen
+from console.screens.forecast_view import ForecastRequested
 from console.widgets.loss_chart import LossChart
 from console.widgets.table import Cell, KeyedTable, num, txt
 from console.words import plural
@@ -106,9 +108,10 @@ class RunsScreen(ModeScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter", key_display="/", id="runs-filter"),
         Binding("s", "sort_next", "Sort", id="runs-sort"),
-        Binding("o", "flip_order", "Order", id="runs-order"),
+        Binding("o", "flip_order", "Order", show=False, id="runs-order"),
+        Binding("f", "forecast", "Forecast", id="runs-forecast"),
         Binding("e", "export('csv')", "CSV", id="runs-export-csv"),
-        Binding("m", "export('md')", "Markdown", id="runs-export-md"),
+        Binding("m", "export('md')", "Markdown", show=False, id="runs-export-md"),
     ]
 
     def __init__(self) -> None:
@@ -266,10 +269,22 @@ class RunsScreen(ModeScreen):
             return
         self.notify(f"{plural(len(self.matched), 'run')} → {path}", title=f"exported {fmt}")
 
+    def action_forecast(self) -> None:
+        """The run's own job's forecasts (a validate run), else those of the decisions that use it."""
+        r = self.by_id.get(self.table.current_id or "")
+        if r is None:
+            self.notify("no run selected", severity="warning")
+            return
+        jobs = [r.job_id, *(p.job_id for p in self.data.picks if p.source_run == r.run_id),
+                *(c.job_id for c in self.data.comparisons if c.source_run == r.run_id)]
+        self.post_message(ForecastRequested(r.symbol, r.model, r.horizon, r.preset, jobs))
+
     def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
+        yield ("Forecast view of highlighted run", "Its decision's forecasts, window by window", self.action_forecast)
         yield ("Export runs table as CSV", "Write reports/runs-<time>.csv", lambda: self.action_export("csv"))
-        yield ("Export runs table as markdown", "Write reports/runs-<time>.md", lambda: self.action_export("md"))
-        yield ("Sort runs by next column", "Cycle the sort column", self.action_sort_next)
+        yield ("Export runs table as markdown", "Write reports/runs-<time>.md (m)", lambda: self.action_export("md"))
+        yield ("Sort runs by next column", "Cycle the sort column (s)", self.action_sort_next)
+        yield ("Flip the runs sort order", "Ascending/descending (o)", self.action_flip_order)
 
 
 def _fmt(v: Any) -> str:

@@ -23,11 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import ensembles
+from engine import ensembles, forecast_record
 from engine import evaluation as ev
 from engine.models import FOUNDATION_MODELS
 from engine.tasks import report as rep
 from engine.tasks.validate import DEFAULT_HORIZON, default_context
+from store.forecasts import ForecastModel
 from store.records import ComparisonRow, Pick
 
 if TYPE_CHECKING:
@@ -169,6 +170,19 @@ def compare_symbol(
             "validation": ev.score(setup.val, vs, vp, naive_val), "test": ev.score(setup.test, ts, tp, naive_test),
             "latency_s": sum(entries[m]["latency_s"] for m in members),
         }
+    # ---- the forecasts scored, for the Forecast view (engine.forecast_record) ----
+    forecasts = [(ForecastModel(name="naive", preset=preset, source="selected on val",
+                                config=entries["naive"]["config"], validation=ref.validation, test=ref.test),
+                  {"val": (naive_val, naive_val[:, None, :]), "test": (naive_test, naive_test[:, None, :])})]
+    forecasts += [(ForecastModel(name=m, preset=preset, source=entries[m]["source"], config=entries[m]["config"],
+                                 validation=entries[m]["validation"], test=entries[m]["test"]),
+                   {"val": (val_out[m].point, val_out[m].samples), "test": (test_out[m].point, test_out[m].samples)})
+                  for m in val_out]
+    if len(members) >= 2:
+        e = entries[f"ensemble_top{len(members)}"]
+        forecasts.append((ForecastModel(name=f"ensemble_top{len(members)}", preset=preset, source="ensemble",
+                                        config=e["config"], validation=e["validation"], test=e["test"]),
+                          {"val": (vp, vs), "test": (tp, ts)}))
     # ---- report: test numbers ----
     naive_test_m = entries["naive"]["test"].get(metric)
     ru_test = entries[runner_up]["test"].get(metric) if runner_up else None
@@ -190,7 +204,7 @@ def compare_symbol(
         }).to_doc())
     rows.sort(key=lambda r: (not r["winner"], ranked.index(r["model"]) if r["model"] in ranked else len(ranked)))
     return {"rows": rows, "winner": winner, "runner_up": runner_up, "ensemble": members, "failures": failures,
-            "decision": decision, "naive_method": ref.method, "windows": specs}
+            "decision": decision, "naive_method": ref.method, "windows": specs, "forecasts": forecasts}
 
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
@@ -230,6 +244,8 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                            f"(stride {ev.window_spec(setup.test)['stride']})")
             res = compare_symbol(cache, store, setup, models, preset=preset, seed=seed, metric=metric, top_k=top_k,
                                  log=lambda m, lvl="info": ctx.events.log(m, lvl), alpha=alpha)
+            forecast_record.record(ctx.workspace, setup, ctx.job_id, "compare", res.pop("forecasts"),
+                                   naive_method=res["naive_method"], log=ctx.events.log)
             all_rows.extend(res["rows"])
             per_symbol[symbol] = {**{k: v for k, v in res.items() if k != "rows"}, "horizon": horizon,
                                   "horizon_source": h_why, "rescored_at_other_horizon": rescored}

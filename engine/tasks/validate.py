@@ -19,11 +19,13 @@ top_k, max_context, clip, contexts, methods (naive).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine import evaluation as ev
+from engine import forecast_record
 from engine.forecasters.base import AGGREGATIONS, DrawGroup, aggregate, grid_values
+from store.forecasts import ForecastModel
 from store.records import Pick
 
 if TYPE_CHECKING:
@@ -109,8 +111,12 @@ def validate_symbol(
     models: ev.ModelCache, model: str, setup: ev.EvalSetup, *, adapter_run: Mapping[str, Any] | None,
     mode: str, overrides: Mapping[str, Any], seed: int, metric: str, preset: str,
     progress: Any | None = None, cancelled: Any | None = None, alpha: float = ev.DEFAULT_DM_ALPHA,
+    keep: Callable[[list[tuple[ForecastModel, forecast_record.Outputs]], str], Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Search on validation, report the winner on test; returns a `picks` row (None if cancelled)."""
+    """Search on validation, report the winner on test; returns a `picks` row (None if cancelled).
+
+    `keep` receives the winner's (and naive's) per-window forecasts on both spans (engine.forecast_record);
+    the winner's validation forecasts come from the search's cached draw, not a new model call."""
     adapter = adapter_run.get("checkpoint") if adapter_run else None
     groups = search_space(model, context=setup.context, preset=preset, mode=mode, overrides=overrides)
     ref = ev.naive_reference(setup, metric)  # naive's variant, chosen on validation: the DM reference
@@ -133,6 +139,17 @@ def validate_symbol(
     out = ev.run_config(wbank, "test", setup.test, best.config, seed=seed)
     test_metrics = ev.score(setup.test, out.samples, out.point, ref.test_point)
     test_metrics["latency_per_forecast_s"] = out.latency_per_forecast_s
+    if keep is not None:
+        vout = ev.run_config(wbank, "val", setup.val, best.config, seed=seed)  # the search's draw (cached)
+        kept = [(ForecastModel(name=model, preset=preset, source="pick", config=best.config,
+                               validation=best.validation, test=test_metrics),
+                 {"val": (vout.point, vout.samples), "test": (out.point, out.samples)})]
+        if model != "naive":
+            kept.append((ForecastModel(name="naive", preset=preset, source="selected on val",
+                                       config={"method": ref.method}, validation=ref.validation, test=ref.test),
+                         {"val": (ref.val_point, ref.val_point[:, None, :]),
+                          "test": (ref.test_point, ref.test_point[:, None, :])}))
+        keep(kept, ref.method)
     top = [{"config": c.config, "value": c.validation.get(metric)} for c in ev.rank(cands, metric)[:5]]
     beats, why = (False, f"naive ({ref.method} chosen on validation)") if model == "naive" else \
         ev.naive_decision(best.validation, alpha)
@@ -204,7 +221,9 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
 
             pick = validate_symbol(models, model, setup, adapter_run=adapter_run, mode=mode, overrides=p,
                                    seed=seed, metric=metric, preset=preset, progress=prog, cancelled=ctx.cancelled,
-                                   alpha=alpha)
+                                   alpha=alpha, keep=lambda kept, method, _s=setup: forecast_record.record(
+                                       ctx.workspace, _s, ctx.job_id, "validate", kept, naive_method=method,
+                                       log=ctx.events.log))
             if pick is None:
                 skipped[symbol] = "cancelled"
                 break
