@@ -169,10 +169,11 @@ def seed_two_symbol_job(ws: Path) -> None:
     (job_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
 
 
-def make_app(paths: dict[str, Path]) -> ForecastConsoleApp:
+def make_app(paths: dict[str, Path], start_engine: bool = True) -> ForecastConsoleApp:
+    """start_engine=False for screens that only read the store (no service start to wait on or time out)."""
     svc = ConsoleServices(paths["ws"], hyperparams_dir=paths["hp"], gpu_source=FakeGpuSource(1, 24.0),
                           engine_kwargs={"poll_interval": 0.05})
-    return ForecastConsoleApp(svc, telemetry_interval=None, workspace_label="/ws/demo")
+    return ForecastConsoleApp(svc, telemetry_interval=None, workspace_label="/ws/demo", start_engine=start_engine)
 
 
 def settle(*keys: str, then: Callable[[Any], Any] | None = None) -> Callable[[Any], Any]:
@@ -298,7 +299,8 @@ def test_runs_screen(snap_compare: Any, seeded: dict[str, Path], size: tuple[int
                 raise AssertionError("the run detail never appeared")
             await pilot.pause(0.05)
 
-    assert snap_compare(make_app(seeded), terminal_size=size, run_before=settle("8", then=detail_shown))
+    assert snap_compare(make_app(seeded, start_engine=False), terminal_size=size,
+                        run_before=settle("8", then=detail_shown))
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
@@ -318,4 +320,4 @@ def test_forecast_view(snap_compare: Any, seeded: dict[str, Path], size: tuple[i
             await pilot.pause(0.05)
         await pilot.press("left")
 
-    assert snap_compare(make_app(seeded), terminal_size=size, run_before=settle(then=open_view))
+    assert snap_compare(make_app(seeded, start_engine=False), terminal_size=size, run_before=settle(then=open_view))
