@@ -210,6 +210,8 @@ async def test_promote_comparison_winner_writes_json(env: dict[str, Path]) -> No
         body = render_text(app.screen.body)
         assert "nothing promoted yet" in body and "num_samples" in body and "at h=16" in body
         assert "1.600 val 40w" in body and "2.500 test 40w" in body
+        naive = next(line for line in body.splitlines() if "naive val/test MAE%" in line)
+        assert naive.count("val 40w") == 1 and naive.count("test 40w") == 1  # naive's numbers say their windows
         # the warnings are their own lines outside the scrolling body: on screen, not below the fold
         warning = app.screen.query_one("#confirm-warning", Static)
         text = render_text(warning.render())

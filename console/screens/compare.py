@@ -241,6 +241,13 @@ def _dm(doc: dict[str, Any] | None, span: str) -> str:
     return f"{d.get('direction')} p={d['p_two_sided']:.2g}"
 
 
+def _naive_cell(doc: dict[str, Any]) -> str:
+    """Naive's val / test MAE% on the decision's own windows (so with its window counts)."""
+    nv = (doc.get("naive") or {}).get("validation") or {}
+    nt = (doc.get("naive") or {}).get("test") or {}
+    return f"{_fmt(nv.get('mae_pct'))} {_wins(doc, 'validation')} / {_fmt(nt.get('mae_pct'))} {_wins(doc, 'test')}"
+
+
 def warnings_for(new: dict[str, Any]) -> list[str]:
     """Why promoting this might be a mistake: it loses to naive on test, or its validation win over
     naive is not significant (one-sided DM p ≥ 0.05). None for a naive decision itself."""
@@ -278,11 +285,7 @@ def promotion_body(model: str, symbol: str, current: dict[str, Any] | None, new:
          f"{_fmt(_m(new, 'validation'))} {_wins(new, 'validation')}"),
         ("test MAE%", f"{_fmt(_m(current, 'test'))} {_wins(current, 'test')}" if current else "—",
          f"{_fmt(_m(new, 'test'))} {_wins(new, 'test')}"),
-        ("naive val/test MAE%", (f"{_fmt(((current or {}).get('naive') or {}).get('validation', {}).get('mae_pct'))}"
-                                 f" / {_fmt(((current or {}).get('naive') or {}).get('test', {}).get('mae_pct'))}")
-         if current else "—",
-         f"{_fmt(((new.get('naive') or {}).get('validation') or {}).get('mae_pct'))} / "
-         f"{_fmt(((new.get('naive') or {}).get('test') or {}).get('mae_pct'))}"),
+        ("naive val/test MAE%", _naive_cell(current) if current else "—", _naive_cell(new)),
         ("DM vs naive (val)", _dm(current, "validation") if current else "—", _dm(new, "validation")),
         ("DM vs naive (test)", _dm(current, "test") if current else "—", _dm(new, "test")),
     ]
