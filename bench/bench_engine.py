@@ -3,12 +3,13 @@
     python bench/bench_engine.py [--jobs 10] [--events 200000] [--poll 0.2] [--short 1 8 24] [--only short]
 
 0. Short jobs (issue 17): N naive `validate` jobs (one symbol each) queued at once vs one job
-   covering the same N symbols, on 2 CPU slots, cold (one process per job, `--no-warm`) and warm
+   covering the same N symbols, through the workspace's engine service on 2 CPU slots, cold (one process per job, `--no-warm`) and warm
    (engine.backends.pool; the pool starts empty, so the N jobs pay for its first start-up), N = 1,
    8, 24; plus the per-job overhead beyond the task's own compute (wall of N single jobs minus the
    one covering job, divided by N, times the slots). Target: 24 warm jobs within 2x the one job.
 0b. Thread caps (issue 17): four tiny chronos2 `train` jobs (3 epochs of 15 steps) on 2 CPU slots, each worker
-   capped at its share of the cores vs left at the libraries' defaults (one thread per core each).
+   capped at its share of the cores (through the engine service, and in an in-process Engine) vs left at the
+   libraries' defaults (one thread per core each; in-process, as a service always caps).
    Target: capped ≤ 0.5x uncapped.
 0c. Scale in symbols (issue 17): `forecast-console baseline --all` over the 24 shipped CSVs and
    over 480 (20 renamed copies of each), each into a fresh workspace, then once more over the 480
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -165,46 +167,66 @@ def _short_spec(symbols: list[str]) -> JobSpec:
     return JobSpec.create("validate", symbols, model="naive", params={"horizon": 16})
 
 
-async def bench_short(n: int, tmp: Path, warm: bool, symbols: list[str]) -> dict[str, float]:
-    """Wall from submitting N one-symbol jobs at once to all finished; and for one N-symbol job.
+def _service(ws: Path, warm: bool) -> Any:
+    """A fresh engine service for `ws` (as the CLI starts one), warm workers on or off; its client."""
+    from engine.client import JobClient
+
+    os.environ["FORECAST_WARM"] = "1" if warm else "0"  # the service inherits the starting client's env
+    client = JobClient(ws, cpu_slots=2, poll_interval=0.05)
+    client.start()
+    return client
+
+
+def _run_through(client: Any, specs: list[JobSpec]) -> tuple[float, list[dict[str, Any]]]:
+    """Wall from submitting `specs` at once to the last one final; their records."""
+    t0 = time.perf_counter()
+    for sp in specs:
+        client.submit(sp)
+    recs = [client.wait(sp.id) for sp in specs]
+    wall = time.perf_counter() - t0
+    bad = [r.get("reason") for r in recs if r.get("state") != "succeeded"]
+    assert not bad, bad
+    return wall, recs
+
+
+def bench_short(n: int, tmp: Path, warm: bool, symbols: list[str]) -> dict[str, float]:
+    """Wall from submitting N one-symbol jobs at once to all finished; and for one N-symbol job; both
+    through the workspace's engine service (the path every CLI command and the console take).
 
     Warm: the pool is warmed first by one job per slot (as a running engine service keeps it), so
     the figures are what a user sees once workers exist; cold: a new process per job."""
-    from engine.backends.local import LocalBackend
-    from engine.backends.pool import PooledBackend
-
-    ws = tmp / f"ws-short-{n}-{warm}"
-    store = Store.open(ws)
-    backend = PooledBackend() if warm else LocalBackend()
-    eng = Engine(ws, store=store, backend=backend, cpu_slots=2, poll_interval=0.05, validate_symbols=False,
-                 gpu_source=FakeGpuSource(0))
-    await eng.start()
+    client = _service(tmp / f"ws-short-{n}-{warm}", warm)
     out: dict[str, float] = {}
-
-    async def run(specs: list[JobSpec]) -> float:
-        t0 = time.perf_counter()
-        states = [eng.submit(sp) for sp in specs]
-        while not all(st.finished for st in states):
-            await asyncio.sleep(0.005)
-        bad = [st.reason for st in states if st.state != "succeeded"]
-        assert not bad, bad
-        return time.perf_counter() - t0
-
     try:
+        seen: set[int] = set()
         if warm:
-            await run([_short_spec([s]) for s in symbols[:2]])
-        started = backend.started if warm else 0
-        out["many"] = await run([_short_spec([s]) for s in symbols[:n]])
-        out["one"] = await run([_short_spec(symbols[:n])])
-        out["workers"] = float(backend.started - started if warm else n)
+            seen |= {r["pid"] for r in _run_through(client, [_short_spec([s]) for s in symbols[:2]])[1]}
+        out["many"], recs = _run_through(client, [_short_spec([s]) for s in symbols[:n]])
+        out["workers"] = float(len({r["pid"] for r in recs} - seen))
+        out["one"], _ = _run_through(client, [_short_spec(symbols[:n])])
     finally:
-        await eng.stop()
-        store.close()
+        client.stop()
     return out
 
 
+def _train_specs(symbols: list[str]) -> list[JobSpec]:
+    return [JobSpec.create("train", [s], model="chronos2", params={"preset": "tiny", "epochs": 3,
+                                                                   "max_steps_per_epoch": 15}) for s in symbols[:4]]
+
+
+def bench_train_service(tmp: Path, symbols: list[str]) -> float:
+    """Four tiny chronos2 train jobs through the engine service (thread caps as shipped)."""
+    client = _service(tmp / "ws-train-service", warm=True)
+    try:
+        return _run_through(client, _train_specs(symbols))[0]
+    finally:
+        client.stop()
+
+
 async def bench_train_caps(tmp: Path, capped: bool, symbols: list[str]) -> float:
-    """Wall of four tiny chronos2 train jobs on 2 slots, with or without the per-worker thread cap."""
+    """Wall of four tiny chronos2 train jobs on 2 slots in an in-process Engine, with or without the
+    per-worker thread cap (the uncapped run is the libraries' defaults: a service cannot be told to
+    drop its caps)."""
     from engine.backends.local import LocalBackend
     from engine.threads import ENV_THREADS, THREAD_ENV_VARS
 
@@ -225,9 +247,7 @@ async def bench_train_caps(tmp: Path, capped: bool, symbols: list[str]) -> float
     await eng.start()
     try:
         t0 = time.perf_counter()
-        states = [eng.submit(JobSpec.create("train", [s], model="chronos2", params={"preset": "tiny", "epochs": 3,
-                                                                                 "max_steps_per_epoch": 15}))
-                  for s in symbols[:4]]
+        states = [eng.submit(sp) for sp in _train_specs(symbols)]
         while not all(st.finished for st in states):
             await asyncio.sleep(0.05)
         bad = [st.reason for st in states if st.state != "succeeded"]
@@ -241,6 +261,8 @@ async def bench_train_caps(tmp: Path, capped: bool, symbols: list[str]) -> float
 def bench_baseline_scale(tmp: Path) -> dict[str, float]:
     import shutil
 
+    from engine.client import JobClient
+
     shipped = sorted((ROOT / "trainingdata").glob("*.csv"))
     out: dict[str, float] = {}
     for label, copies in (("24", 1), ("480", 20)):
@@ -252,10 +274,11 @@ def bench_baseline_scale(tmp: Path) -> dict[str, float]:
         ws = tmp / f"ws-scale-{label}"
         cmd = [sys.executable, "-m", "console.cli", "--workspace", str(ws), "--data", str(data), "baseline", "--all",
                "--json"]
-        for run in ("", " again"):
+        for run in ("", " again"):  # the first run includes starting the workspace's engine service
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
             out[label + run] = time.perf_counter() - t0
+        JobClient(ws, ensure=False).stop()
     return out
 
 
@@ -285,14 +308,16 @@ def main() -> None:
             for_env = {k: os.environ.pop(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
             uncapped = asyncio.run(bench_train_caps(tmp, False, symbols))
             capped = asyncio.run(bench_train_caps(tmp, True, symbols))
+            service = bench_train_service(tmp, symbols)
             os.environ.update(for_env)
-            print(f"4 tiny chronos2 train jobs (3 epochs) on 2 slots: threads capped {capped:.1f} s vs library "
-                  f"defaults {uncapped:.1f} s (x{capped / uncapped:.2f}; target ≤ 0.5)", flush=True)
+            print(f"4 tiny chronos2 train jobs (3 epochs) on 2 slots: through the engine service (threads capped) "
+                  f"{service:.1f} s, in-process engine capped {capped:.1f} s vs library defaults {uncapped:.1f} s "
+                  f"(service x{service / uncapped:.2f}; target ≤ 0.5)", flush=True)
             if args.only == "train":
                 return
         for n in args.short:
             for warm in (False, True):
-                r = asyncio.run(bench_short(n, tmp, warm, symbols))
+                r = bench_short(n, tmp, warm, symbols)
                 per_job = max(0.0, r["many"] - r["one"]) / n * 2  # 2 slots
                 print(f"{n:2d} short jobs queued at once, {'warm' if warm else 'cold'}: {r['many']:6.2f} s vs one "
                       f"job covering the same {n} symbols {r['one']:5.2f} s  (x{r['many'] / r['one']:.1f}; "
