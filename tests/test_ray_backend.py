@@ -28,9 +28,9 @@ from engine.backends.ray_backend import (
     gpu_fraction,
     import_ray,
     make_backend,
-    make_bundle,
     ray_options,
 )
+from engine.backends.ray_bundle import make_bundle
 from engine.jobs import JobSpec, Resources
 
 try:

@@ -36,27 +36,20 @@ A lost node or killed actor ends the job with `ExitStatus(code=None)`, like a de
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
-import shutil
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.backends.base import Backend, ExitStatus, Handle
-from engine.eventlog import ENV_ROTATE
+from engine.backends.ray_bundle import filter_env, make_bundle, unpack
+from engine.backends.ray_node import JobRunner
 from engine.jobs import JobSpec, Resources
-from store.ledger import LEDGER_FILE, snapshot
 
 RAY_NAMESPACE = "forecast-console"
 ACTOR_PREFIX = "fc-job-"
@@ -65,15 +58,10 @@ GPU_STEP = 0.05
 DEFAULT_GPU_GB = 80.0
 ENV_GPU_GB = "FORECAST_RAY_GPU_GB"
 ENV_SHARED = "FORECAST_RAY_SHARED"  # "1" force shared, "0" force shipped, unset = detect per job
-ENV_LOGICAL_GPUS = "FORECAST_RAY_LOGICAL_GPUS"  # "1": GPUs are Ray bookkeeping only; jobs run on CPU
 INSTALL_HINT = (
     "the Ray backend needs the optional 'ray' extra: run ./setup.sh --ray "
     "(or: pip install -e '.[ray]')"
 )
-#: Environment variables that travel to the node (the rest of the driver's environment, PATH,
-#: VIRTUAL_ENV, CUDA_VISIBLE_DEVICES..., describes the driver machine and must not).
-ENV_PREFIXES: tuple[str, ...] = ("FORECAST_", "HF_", "TRANSFORMERS_", "OMP_", "MKL_", "TOKENIZERS_")
-TERMINAL_TYPES = frozenset({"result", "error"})
 
 
 class RayBackendError(ConnectionError):
@@ -109,267 +97,6 @@ def gpu_fraction(resources: Resources, gpu_mem_gb: float = DEFAULT_GPU_GB) -> fl
 def ray_options(spec: JobSpec, gpu_mem_gb: float = DEFAULT_GPU_GB) -> dict[str, float]:
     """The resources the job's actor asks Ray for."""
     return {"num_cpus": float(spec.resources.cpus), "num_gpus": gpu_fraction(spec.resources, gpu_mem_gb)}
-
-
-def _filter_env(env: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if k.startswith(ENV_PREFIXES)}
-
-
-def _zip_dir(zf: zipfile.ZipFile, root: Path, sub: str, limit_bytes: int) -> None:
-    base = root / sub
-    if not base.is_dir():
-        return
-    for path in sorted(base.rglob("*")):
-        if path.is_file() and path.stat().st_size <= limit_bytes:
-            zf.write(path, path.relative_to(root).as_posix())
-
-
-def make_bundle(spec: JobSpec, workspace: Path, hyperparams: Path | None = None,
-                max_file_mb: float = 64.0) -> bytes:
-    """What a node without the shared workspace needs to run the job: a zip, paths relative to it.
-
-    Contains jobs/<id>/spec.json, data/<SYMBOL>.csv for the job's symbols (a workspace CSV wins
-    over a shipped one on the node, so the node uses exactly the driver's data), store.json and a
-    consistent copy of ledger.db (the tasks only read them), and hyperparams/ (promoted configs, for regression checks).
-    """
-    from engine import paths
-
-    buf = io.BytesIO()
-    limit = int(max_file_mb * 1024 * 1024)
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(f"jobs/{spec.id}/spec.json", spec.to_json())
-        dirs = paths.data_dirs(workspace)
-        for sym in spec.symbols:
-            found = [d / f"{sym}.csv" for d in dirs if (d / f"{sym}.csv").is_file()]
-            if found and found[-1].stat().st_size <= limit:  # later dirs override earlier ones
-                zf.write(found[-1], f"data/{sym}.csv")
-        store = workspace / "store.json"
-        if store.is_file() and store.stat().st_size <= limit:
-            zf.write(store, "store.json")
-        ledger = workspace / LEDGER_FILE
-        if ledger.is_file():
-            with tempfile.TemporaryDirectory(prefix="ledger-") as tmp:
-                copy = snapshot(ledger, Path(tmp) / LEDGER_FILE)
-                if copy.stat().st_size <= limit:
-                    zf.write(copy, LEDGER_FILE)
-        hp = hyperparams if hyperparams is not None else paths.hyperparams_dir()
-        if hp.is_dir():
-            for path in sorted(hp.rglob("*.json")):
-                zf.write(path, "hyperparams/" + path.relative_to(hp).as_posix())
-    return buf.getvalue()
-
-
-def _unpack(data: bytes, dest: Path) -> list[str]:
-    """Unpack a zip from a node into the workspace; refuses members that would escape it."""
-    written: list[str] = []
-    dest = dest.resolve()
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        for member in zf.infolist():
-            target = (dest / member.filename).resolve()
-            if dest not in target.parents or member.is_dir():
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(member) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
-            written.append(member.filename)
-    return written
-
-
-class JobRunner:
-    """The per-job actor body (made a Ray actor by `RayBackend`; plain class so it imports without ray).
-
-    Methods run on separate threads (max_concurrency > 1): `run` blocks until the worker exits,
-    while `read_events`, `cancel` and `info` answer at once.
-    """
-
-    def __init__(self, job_id: str, driver_job_dir: str, bundle: bytes, env: dict[str, str],
-                 shared: bool | None, linger_s: float) -> None:
-        self.job_id = job_id
-        self.driver_job_dir = Path(driver_job_dir)
-        self.driver_ws = self.driver_job_dir.parent.parent
-        self.bundle = bundle
-        self.env = env
-        self.shared_pref = shared
-        self.linger_s = linger_s
-        self.mode: str | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.tmp: Path | None = None
-        self.lines: list[str] = []
-        self.held: list[str] = []
-        self.outcome: dict[str, Any] | None = None
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.start_lock = threading.Lock()
-
-    # -- helpers -----------------------------------------------------------------------------
-    def _decide_mode(self) -> str:
-        if self.shared_pref is not None:
-            return "shared" if self.shared_pref else "shipped"
-        try:
-            spec = json.loads((self.driver_job_dir / "spec.json").read_text(encoding="utf-8"))
-            return "shared" if spec.get("id") == self.job_id else "shipped"
-        except (OSError, ValueError):
-            return "shipped"
-
-    def _rewrite(self, line: str) -> str:
-        assert self.tmp is not None
-        local = json.dumps(str(self.tmp / "ws"))[1:-1]
-        return line.replace(local, json.dumps(str(self.driver_ws))[1:-1]) if local in line else line
-
-    def _tail(self, path: Path, offset: int) -> int:
-        """Move new complete lines of the node's event file into the shipping buffers."""
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(offset)
-                data = fh.read()
-        except FileNotFoundError:
-            return offset
-        end = data.rfind(b"\n")
-        if end < 0:
-            return offset
-        new: list[str] = []
-        held: list[str] = []
-        for raw in data[: end + 1].decode("utf-8", "replace").splitlines():
-            if not raw.strip():
-                continue
-            line = self._rewrite(raw)
-            try:
-                typ = json.loads(line).get("type")
-            except (ValueError, AttributeError):
-                typ = None
-            (held if typ in TERMINAL_TYPES else new).append(line)
-        with self.lock:
-            self.lines.extend(new)
-            self.held.extend(held)
-        return offset + end + 1
-
-    def _linger_then_exit(self) -> None:
-        """Why: a detached actor holds its GPU share until killed; if no console collects the
-        outcome, leave after `linger_s` so the cluster is not blocked forever."""
-        def leave() -> None:
-            os._exit(0)
-        timer = threading.Timer(self.linger_s, leave)
-        timer.daemon = True
-        timer.start()
-
-    # -- actor methods -----------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        """Run the worker once (later callers, e.g. a re-attached console, get the same outcome)."""
-        with self.start_lock:
-            if self.outcome is None and self.proc is None:
-                threading.Thread(target=self._run, name="job", daemon=True).start()
-                while self.proc is None and not self.done.is_set():
-                    time.sleep(0.01)
-        self.done.wait()
-        assert self.outcome is not None
-        return self.outcome
-
-    def _run(self) -> None:
-        try:
-            self.outcome = self._run_inner()
-        except BaseException as exc:  # noqa: BLE001 - the driver must always get an outcome
-            self.outcome = {"code": None, "signal": None, "mode": self.mode, "artifacts": None,
-                            "reason": f"Ray job runner failed: {type(exc).__name__}: {exc}"}
-        finally:
-            self.done.set()
-            self._linger_then_exit()
-
-    def _run_inner(self) -> dict[str, Any]:
-        import ray
-
-        self.mode = self._decide_mode()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
-        env.update(self.env)
-        env["PYTHONUNBUFFERED"] = "1"
-        gpu_ids = ray.get_gpu_ids()
-        # Logical GPUs (a CPU-only test or dev cluster started with num_gpus=N): the share still
-        # gates admission, but the job must run on the CPU it actually has.
-        logical = self.env.get(ENV_LOGICAL_GPUS) == "1"
-        env["FORECAST_DEVICE"] = "cuda" if gpu_ids and not logical else "cpu"
-        if self.mode == "shared":
-            job_dir = self.driver_job_dir
-        else:
-            self.tmp = Path(tempfile.mkdtemp(prefix=f"forecast-ray-{self.job_id}-"))
-            ws = self.tmp / "ws"
-            _unpack(self.bundle, ws)
-            job_dir = ws / "jobs" / self.job_id
-            env["FORECAST_WORKSPACE"] = str(ws)
-            # The actor ships the node's event file by byte offset and the driver appends the lines to
-            # the workspace's own file: the node's file must not rotate (engine.eventlog) under it.
-            env[ENV_ROTATE] = "0"
-            if (ws / "hyperparams").is_dir():
-                env["FORECAST_HYPERPARAMS"] = str(ws / "hyperparams")
-            data = env.get("FORECAST_DATA")
-            if data and not Path(data).is_dir():
-                env.pop("FORECAST_DATA")  # the node's shipped data + the bundle's CSVs are used
-        self.bundle = b""
-        cmd = [sys.executable, "-m", "engine.backends.ray_backend", "--child", str(os.getpid()), str(job_dir)]
-        with open(job_dir / "stderr.log", "ab") as err:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT,
-                                         env=env, start_new_session=True, close_fds=True)
-        events = job_dir / "events.jsonl"
-        offset = 0
-        while self.proc.poll() is None:
-            if self.mode == "shipped":
-                offset = self._tail(events, offset)
-            time.sleep(0.1)
-        rc = self.proc.returncode
-        artifacts = None
-        if self.mode == "shipped":
-            self._tail(events, offset)
-            assert self.tmp is not None
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for sub in ("runs", "reports"):
-                    _zip_dir(zf, self.tmp / "ws", sub, 1 << 31)
-                for path in sorted(job_dir.rglob("*")):  # stderr.log, exit.json, anything else
-                    if path.is_file() and path.name not in ("spec.json", "events.jsonl"):
-                        zf.write(path, f"jobs/{self.job_id}/{path.relative_to(job_dir).as_posix()}")
-            artifacts = buf.getvalue()
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        return {"code": rc if rc >= 0 else None, "signal": -rc if rc < 0 else None, "mode": self.mode,
-                "artifacts": artifacts, "node": socket.gethostname(), "reason": ""}
-
-    def read_events(self, start: int) -> dict[str, Any]:
-        """Shipped-mode event lines from index `start`; final lines only once `run` has finished."""
-        with self.lock:
-            lines = self.lines[start:]
-            final = list(self.held) if self.done.is_set() else []
-        return {"mode": self.mode, "lines": lines, "final": final, "done": self.done.is_set(),
-                "started": self.proc is not None, "pid": self.proc.pid if self.proc else None,
-                "node": socket.gethostname()}
-
-    def cancel(self) -> bool:
-        """SIGTERM the worker's process group (the worker stops at a safe point and exits 143)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return False
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
-
-
-def _child_main(ppid: int, job_dir: str) -> int:
-    """Runs in the job's process: the worker, plus a watchdog that ends it when its actor dies.
-
-    Why: `ray.kill` or a crashed actor leaves this process (own session) behind; polling the
-    parent pid is the portable way to notice (PDEATHSIG is per-thread and Linux-only).
-    """
-    def watch() -> None:
-        while os.getppid() == ppid:
-            time.sleep(0.5)
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)  # graceful first: the worker writes error{Cancelled}
-        except ProcessLookupError:
-            return
-        time.sleep(float(os.environ.get("FORECAST_RAY_ORPHAN_GRACE_S", "3")))
-        os.killpg(os.getpgid(0), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="ray-watchdog", daemon=True).start()
-    from engine.worker import main
-
-    return main([job_dir])
 
 
 @dataclass
@@ -476,7 +203,7 @@ class RayBackend(Backend):
         actor = self._runner().options(
             name=name, namespace=self.namespace, lifetime="detached", max_restarts=0,
             max_concurrency=4, num_cpus=opts["num_cpus"], num_gpus=opts["num_gpus"],
-        ).remote(spec.id, str(job_dir), bundle, _filter_env(env), self.shared, self.linger_s)
+        ).remote(spec.id, str(job_dir), bundle, filter_env(env), self.shared, self.linger_s)
         live = _Live(actor=actor, run_ref=actor.run.remote())
         self._live[spec.id] = live
         info = {"actor": name, "namespace": self.namespace, "address": self.address,
@@ -545,7 +272,7 @@ class RayBackend(Backend):
             status = self._dead_status(live, exc)
         else:
             if out.get("artifacts"):
-                _unpack(out["artifacts"], Path(handle.job_dir).resolve().parent.parent)
+                unpack(out["artifacts"], Path(handle.job_dir).resolve().parent.parent)
             if out.get("mode") == "shipped":
                 self._drain_final(handle, live)
             code, sig = out.get("code"), out.get("signal")
@@ -603,6 +330,3 @@ def make_backend(name: str, address: str | None, workspace: Path | str) -> Any:
 
     return get_backend(name)
 
-
-if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--child":
-    sys.exit(_child_main(int(sys.argv[2]), sys.argv[3]))
