@@ -169,7 +169,7 @@ def _read_segment(path: Path, offset: int, limit: int | None) -> tuple[list[dict
                 rows.append(json.loads(ln))
             except ValueError:
                 continue
-    events = []
+    events: list[dict[str, Any]] = []
     for row in rows:
         if not (isinstance(row, list) and len(row) == 2 and isinstance(row[0], int) and isinstance(row[1], dict)):
             continue

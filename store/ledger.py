@@ -169,9 +169,9 @@ class Ledger:
 
     def jobs(self, states: Iterable[str] | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
         """Job records in insertion order (the newest `limit` of them, when given)."""
-        where, args = "", []
+        where, args = "", list[Any]()
         if states is not None:
-            st = list(states)
+            st: list[Any] = list(states)
             where = f" WHERE state IN ({','.join('?' * len(st))})"
             args = st
         if limit is not None:
@@ -288,7 +288,8 @@ class Ledger:
     def runs(self, model: str | None = None, symbol: str | None = None, *, since: float | None = None,
              job_id: str | None = None, run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Run records, oldest first, filtered on the indexed columns."""
-        conds, args = [], []
+        conds: list[str] = []
+        args: list[Any] = []
         for col, val in (("model", model), ("symbol", symbol), ("job_id", job_id)):
             if val is not None:
                 conds.append(f"{col} = ?")
