@@ -176,6 +176,8 @@ class ForecastScreen(Screen[None]):
             return
         self.index = max(0, min(self.index, n - 1))
         w = f.window(self.span, self.index, self.model_index)
+        if m.name == "naive":
+            w.naive = None  # naive itself: no second naive line
         origin = str(w.times[meta.history])[:10]
         title.update(f"{meta.symbol} · {label} ({m.source or '?'}) · h={meta.horizon} · {SPAN_NAMES[self.span]} "
                      f"window {self.index + 1}/{n} ({spec.short()}, stride {spec.stride}) · origin {origin} "
