@@ -93,7 +93,9 @@ async def test_a_second_console_sees_jobs_another_console_started_and_cancels_on
         await wait_for(p2, lambda: getattr(two.services.job(long_), "symbol", None) == "TSLA", 30, "the long job running")
         await p2.press("n")  # next job: the long one
         await wait_for(p2, lambda: two.screen.job_id == long_ and chart.n_points > 0, 10, "the long job's points")
-        await p2.press("c")
+        await p2.press("c")  # a running job: the console asks first
+        await wait_for(p2, lambda: type(two.screen).__name__ == "ConfirmScreen", 5, "the cancel question")
+        await p2.press("y")
         for app, pilot in ((one, p1), (two, p2)):
             await wait_for(pilot, lambda app=app: getattr(app.services.job(long_), "state", None) == "cancelled", 20,
                            "both consoles to show the job cancelled")
