@@ -13,13 +13,8 @@ from typing import Any
 
 def open_store_readonly(workspace: Path) -> Any | None:
     """The workspace store opened read-only, or None when the workspace has no store yet."""
-    try:
-        from store import Store  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from store.store import Store  # type: ignore[no-redef]
-        except ImportError:
-            return None
+    from store.store import Store
+
     if not (Path(workspace) / "store.json").exists():
         return None
     return Store.open(Path(workspace), readonly=True)

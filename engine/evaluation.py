@@ -291,8 +291,8 @@ def naive_point(windows: Windows) -> np.ndarray:
     return np.asarray(fc.samples, dtype=np.float64)[:, 0, :]
 
 
-def score(windows: Windows, samples: np.ndarray, point: np.ndarray, naive: np.ndarray | None) -> dict[str, float]:
-    """All metrics through `engine.metrics.evaluate`, with plain floats (JSON-ready)."""
+def score(windows: Windows, samples: np.ndarray, point: np.ndarray, naive: np.ndarray | None) -> dict[str, float | None]:
+    """All metrics through `engine.metrics.evaluate`, as plain floats (JSON-ready); None where undefined."""
     from engine.metrics import evaluate
 
     out = evaluate(windows, samples, point, naive_point=naive)

@@ -62,8 +62,7 @@ def _protected_runs(st: Any) -> set[str]:
                 keep.add((json.loads(f.read_text(encoding="utf-8")).get("source") or {}).get("run_id"))
             except (OSError, ValueError, AttributeError):
                 continue
-    keep.discard(None)
-    return keep  # type: ignore[return-value]
+    return {r for r in keep if isinstance(r, str)}
 
 
 def _run_dir(st: Any, run: dict[str, Any]) -> Path | None:

@@ -107,8 +107,8 @@ class PeakBook:
         """(largest recent VRAM peak, largest recent RSS peak) of a footprint, None when never measured."""
         with self._lock:
             rows = list(self._peaks.get(key, []))
-        vram = [r["vram_gb"] for r in rows if r.get("vram_gb") is not None]
-        rss = [r["rss_gb"] for r in rows if r.get("rss_gb") is not None]
+        vram = [v for r in rows if (v := r.get("vram_gb")) is not None]
+        rss = [v for r in rows if (v := r.get("rss_gb")) is not None]
         return (max(vram) if vram else None), (max(rss) if rss else None)
 
     def need(self, spec: Any, on_gpu: bool) -> Need:

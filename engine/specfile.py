@@ -23,10 +23,15 @@ _FIELDS = frozenset(f.name for f in fields(JobSpec))
 _RESOURCE_FIELDS = frozenset({"gpus", "vram_gb", "cpus"})
 
 
-def _number(v: Any, what: str, *, integer: bool = False) -> float | int:
-    ok = isinstance(v, int) if integer else isinstance(v, int | float)
-    if isinstance(v, bool) or not ok or not math.isfinite(v):
-        raise JobSpecError(f"{what} must be a finite {'integer' if integer else 'number'}, got {v!r:.60}")
+def _number(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise JobSpecError(f"{what} must be a finite number, got {v!r:.60}")
+    return v
+
+
+def _integer(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise JobSpecError(f"{what} must be a finite integer, got {v!r:.60}")
     return v
 
 
@@ -61,13 +66,13 @@ def spec_from_untrusted(d: Any, expected_id: str | None = None) -> JobSpec:
     params = d.get("params") or {}
     if not isinstance(params, dict):
         raise JobSpecError("params must be an object")
-    priority = _number(d.get("priority", 0), "priority", integer=True)
+    priority = _integer(d.get("priority", 0), "priority")
     res = d.get("resources") or {}
     if not isinstance(res, dict) or set(res) - _RESOURCE_FIELDS:
         raise JobSpecError(f"resources must be an object with {', '.join(sorted(_RESOURCE_FIELDS))}")
-    res = {k: _number(v, f"resources.{k}", integer=k == "cpus") for k, v in res.items()}
+    res = {k: _integer(v, f"resources.{k}") if k == "cpus" else _number(v, f"resources.{k}") for k, v in res.items()}
     created_at = _number(d.get("created_at", 0.0), "created_at")
-    attempt = _number(d.get("attempt", 1), "attempt", integer=True)
+    attempt = _integer(d.get("attempt", 1), "attempt")
     if attempt < 1:
         raise JobSpecError(f"attempt must be >= 1, got {attempt}")
     parent = d.get("parent")

@@ -99,6 +99,7 @@ def naive_block(own: NaiveScores, val: Metrics, test: Metrics) -> dict[str, Any]
 def _decision(rec: Pick | ComparisonRow) -> dict[str, Any]:
     """How the decision was made: where it was chosen, whether it beat naive significantly on
     validation and why, the calibration verdict (picks), the DM threshold (comparisons)."""
+    d: dict[str, Any]
     if isinstance(rec, Pick):
         d = {"selection_span": rec.selection_span, "beats_naive": rec.beats_naive, "decision_note": rec.decision_note,
              "calibrated": rec.calibrated.to_doc() if rec.calibrated else None}
@@ -115,11 +116,11 @@ def _metrics_doc(m: Metrics) -> dict[str, Any]:
 def decision_body(rec: Pick | ComparisonRow, naive: NaiveScores, *, kind: str, run: dict[str, Any] | None,
                   workspace_root: Path) -> dict[str, Any]:
     """The document fields of a pick or a comparison row (everything but identity/audit fields)."""
+    test_windows = rec.test_windows if isinstance(rec, Pick) else rec.windows
     wins = {"horizon": rec.horizon, "context": rec.context,
             "spans": rec.spans.to_doc() if rec.spans else None,
             "validation": (rec.val_windows.to_doc() if rec.val_windows else None),
-            "test": ((rec.test_windows if isinstance(rec, Pick) else rec.windows).to_doc()
-                     if (rec.test_windows if isinstance(rec, Pick) else rec.windows) else None)}
+            "test": test_windows.to_doc() if test_windows else None}
     adapter = None
     if rec.adapter:
         p = Path(rec.adapter)

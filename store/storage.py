@@ -57,7 +57,7 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
         d = best[doc_id]
         if not isinstance(d, dict) or "horizon" in d:
             continue
-        cur = d.get("current") if isinstance(d.get("current"), dict) else {}
+        cur: dict[str, Any] = d["current"] if isinstance(d.get("current"), dict) else {}
         src = runs.get(cur.get("source_run")) or {}
         h = cur.get("horizon") or (cur.get("windows") or {}).get("horizon") or (src.get("hyperparams") or {}).get("horizon")
         if isinstance(h, int) and not isinstance(h, bool) and h >= 1:

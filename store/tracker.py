@@ -191,10 +191,12 @@ class TrackerMixin:
     workspace: Workspace
     readonly: bool
     _lock: threading.RLock
-    _ledger: Ledger
     _env_idx: dict[str, dict[str, Any]]
 
     # provided by Store
+    @property
+    def _ledger(self) -> Ledger:  # pragma: no cover
+        raise NotImplementedError
     def _check_model(self, model: str) -> str:  # pragma: no cover
         raise NotImplementedError
     def _check_symbol(self, symbol: str) -> str:  # pragma: no cover

@@ -102,7 +102,9 @@ class FoundationForecaster(Forecaster):
         from peft import LoraConfig, inject_adapter_in_model
 
         tgt = list(targets or self.lora_targets)
-        cfg = LoraConfig(r=rank, lora_alpha=float(alpha if alpha is not None else 2 * rank),
+        if alpha is not None and (isinstance(alpha, bool) or float(alpha) != int(alpha) or alpha < 1):
+            raise AdapterError(f"lora alpha must be a positive whole number (peft's LoraConfig), got {alpha!r}")
+        cfg = LoraConfig(r=rank, lora_alpha=int(alpha) if alpha is not None else 2 * rank,
                          lora_dropout=float(dropout), target_modules=tgt)
         for p in root.parameters():
             p.requires_grad_(False)

@@ -15,6 +15,7 @@ decision tests and `bench/bench_forecast.py`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def write_kronos(path: Path, seed: int = 0) -> tuple[Path, Path]:
     return path, tdir
 
 
-WRITERS = {"toto": write_toto, "chronos2": write_chronos2, "kronos": write_kronos}
+WRITERS: dict[str, Callable[[Path, int], Path | tuple[Path, Path]]] = {"toto": write_toto, "chronos2": write_chronos2, "kronos": write_kronos}
 
 
 def write_checkpoint(model: str, path: Path, seed: int = 0) -> dict[str, str]:
@@ -102,7 +103,7 @@ def write_checkpoint(model: str, path: Path, seed: int = 0) -> dict[str, str]:
     if model not in WRITERS:
         raise ValueError(f"no real-size checkpoint writer for {model!r}; choose one of: {', '.join(WRITERS)}")
     out = WRITERS[model](Path(path), seed)
-    if model == "kronos":
+    if isinstance(out, tuple):  # kronos: the model and its tokenizer
         return {"source": str(out[0]), "tokenizer": str(out[1])}
     return {"source": str(out)}
 
@@ -113,9 +114,12 @@ def write_random_adapter(model: str, path: Path, preset: str = "tiny", *, rank: 
     adapter code, so it loads like a trained one and changes the forecasts)."""
     import torch
 
+    from engine.forecasters.lora import FoundationForecaster
     from engine.forecasters.registry import load_forecaster
 
     fc = load_forecaster(model, preset)
+    if not isinstance(fc, FoundationForecaster):
+        raise ValueError(f"{model} has no LoRA adapter to write (not a foundation model)")
     fc.prepare_finetune("lora", rank=rank, seed=seed)
     g = torch.Generator().manual_seed(seed + 6)
     with torch.no_grad():

@@ -258,14 +258,14 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
         if store is not None:
             store.close()
     hs = {v["horizon"] for v in per_symbol.values()}
-    horizon = hs.pop() if len(hs) == 1 else None  # None: symbols differ, see symbols[s]["horizon"]
+    one_horizon = hs.pop() if len(hs) == 1 else None  # None: symbols differ, see symbols[s]["horizon"]
     summary = {
-        "kind": "compare", "horizon": horizon, "preset": preset, "selection_metric": metric,
+        "kind": "compare", "horizon": one_horizon, "preset": preset, "selection_metric": metric,
         "protocol": rep.PROTOCOL_NOTE,
         "winners": {s: v["winner"] for s, v in per_symbol.items()}, "symbols": per_symbol,
     }
     md = "\n".join([
-        f"# Comparison at horizon {horizon if horizon is not None else 'per symbol (see rows)'}", "",
+        f"# Comparison at horizon {one_horizon if one_horizon is not None else 'per symbol (see rows)'}", "",
         *[f"- {s}: h={v['horizon']} ({v['horizon_source']})" for s, v in per_symbol.items()], "", rep.PROTOCOL_NOTE, "",
         f"Naive's variant (persistence/drift/seasonal) is chosen on validation like any model. A model "
         f"replaces naive only when it is better than naive on validation with one-sided DM p < {alpha:g}; "

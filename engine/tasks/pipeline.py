@@ -175,9 +175,11 @@ class Pipeline:
                     step.state = "submitted"
                     self.save()
                     log(f"[submit] {step.name}: job {job_id}")
+                assert job_id is not None  # in flight: the job found running or the one just submitted
+                in_flight = job_id  # (bound as the default below: mypy does not narrow a default expression)
                 t0 = time.time()
 
-                def cancel_child(job_id: str = job_id, step: Step = step) -> None:
+                def cancel_child(job_id: str = in_flight, step: Step = step) -> None:
                     # A cancelled pipeline cancels the step it waits on (the worker docs' promise);
                     # the step stays submitted, so the next run resubmits it.
                     if cancelled is not None and cancelled():
@@ -185,7 +187,7 @@ class Pipeline:
                         log(f"[cancel] {step.name}: job {job_id} cancelled with the pipeline")
                         raise PipelineCancelled(f"pipeline {self.name} cancelled during {step.name}")
 
-                st = runner.wait(job_id, timeout=step_timeout, on_poll=cancel_child)
+                st = runner.wait(in_flight, timeout=step_timeout, on_poll=cancel_child)
                 step.seconds = (step.seconds or 0.0) + (time.time() - t0)
                 if st == "succeeded":
                     step.state = "succeeded"

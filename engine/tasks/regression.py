@@ -86,7 +86,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             specs = setup.windows_info()
             for model in requested:
                 cur = store.pick(model, symbol, horizon, preset) if store is not None else None
-                if not cur:
+                if store is None or not cur:
                     continue
                 prev = store.previous_pick(model, symbol, horizon, preset)
                 try:
@@ -129,22 +129,22 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
         if store is not None:
             store.close()
     rows = [RegressionRow.model_validate(r).to_doc() for r in rows]  # the store's record, checked here
-    flagged = [r for r in rows if r["flagged"]]
+    flagged_rows = [r for r in rows if r["flagged"]]
     md = "\n".join([
         f"# Regression check at horizon {horizon}", "",
         f"Current pick vs previous pick vs naive (its variant chosen on validation) on the same windows, by {metric}. "
         f"Flags and proposals come from the VALIDATION windows only (worse by more than {threshold:g}% of the "
         "reference); test numbers are shown beside them and never drive a retrain. Nothing is selected here; "
         "flagged rows propose a retrain + validate job.", "", rep.regression_markdown(rows) if rows else "_no picks to check_", "",
-        *[f"- propose: `{j['kind']}` {r['model']} {r['symbol']}" for r in flagged for j in r["proposed_jobs"]],
+        *[f"- propose: `{j['kind']}` {r['model']} {r['symbol']}" for r in flagged_rows for j in r["proposed_jobs"]],
     ]) + "\n"
     paths = rep.write_report(ctx.reports_dir, f"regression-{ctx.job_id}", {"rows": rows}, md)
     ctx.events.artifact("regression_markdown", paths["markdown"])
-    for r in flagged:
+    for r in flagged_rows:
         ctx.events.log(f"regression {r['model']} {r['symbol']}: {r['reason']}", "warning")
     return {
         "regressions": rows,
         "summary": {"kind": "regression", "horizon": horizon, "metric": metric, "span": span,
-                    "checked": len(rows), "flagged": [f"{r['model']}/{r['symbol']}" for r in flagged],
+                    "checked": len(rows), "flagged": [f"{r['model']}/{r['symbol']}" for r in flagged_rows],
                     "report": str(paths["markdown"])},
     }
