@@ -10,7 +10,7 @@ import pytest
 from engine.events import EventWriter
 from engine.jobs import JobSpec
 from engine.runners import Runner
-from engine.tasks import sweep
+from engine.tasks import sweep, sweep_space
 from tests.test_pipeline import ScriptedRunner
 
 
@@ -53,7 +53,7 @@ def test_priority_mode_runs_research_configs_and_continues(tmp_path: Path) -> No
     assert (tmp_path / "sweeps" / f"{out['study']}.db").exists()
     assert out["trials"]["complete"] == 3 and len(r.submitted) == 3
     lrs = [s.params["lr"] for s in r.submitted]
-    assert lrs == [c["lr"] for c in sweep.PRIORITY_CONFIGS[:3]]
+    assert lrs == [c["lr"] for c in sweep_space.PRIORITY_CONFIGS[:3]]
     assert all(s.kind == "train" and s.model == "toto" and s.params["preset"] == "tiny" for s in r.submitted)
     assert r.submitted[2].params["epochs"] == 3  # epoch_scale 1.5 of 2
     assert out["best"]["value"] == pytest.approx(1000 * min(lrs))
@@ -62,7 +62,7 @@ def test_priority_mode_runs_research_configs_and_continues(tmp_path: Path) -> No
     out2 = sweep.run_sweep(r2, tmp_path, model="toto", symbol="AAA", mode="priority", max_runs=5, epochs=2,
                            log=lambda m: None)
     assert len(r2.submitted) == 2 and out2["trials"]["complete"] == 5
-    assert [s.params["lr"] for s in r2.submitted] == [c["lr"] for c in sweep.PRIORITY_CONFIGS[3:5]]
+    assert [s.params["lr"] for s in r2.submitted] == [c["lr"] for c in sweep_space.PRIORITY_CONFIGS[3:5]]
 
 
 def test_quick_grid_and_auto_pruning(tmp_path: Path) -> None:

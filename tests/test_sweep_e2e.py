@@ -347,10 +347,10 @@ def test_a_lost_trial_job_is_resubmitted_and_a_study_runs_one_sweep_at_a_time(
 
 
 def test_kronos_sweeps_only_its_native_loss() -> None:
-    from engine.tasks import sweep
+    from engine.tasks import sweep, sweep_space
 
     for mode in ("priority", "full"):
-        pts = sweep.grid_points(mode, "kronos")
+        pts = sweep_space.grid_points(mode, "kronos")
         assert pts and {p["loss"] for p in pts} == {"native"}
         assert len(pts) == len({json.dumps(p, sort_keys=True) for p in pts})  # no duplicate after the mapping
     assert sweep.trial_budget("full", None, "kronos") == 4 * 3 * 2

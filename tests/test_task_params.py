@@ -85,7 +85,7 @@ def test_cli_run_refuses_a_typo_and_queues_nothing(tmp_path: Path, monkeypatch: 
 
 def test_in_tree_callers_pass_only_declared_names() -> None:
     from console.screens.start_run import FORM_KINDS, StartRunScreen
-    from engine.tasks import regression, sweep
+    from engine.tasks import regression, sweep, sweep_space
     from engine.tasks.pipeline import plan_steps
 
     for preset in ("tiny", "pretrained"):
@@ -95,7 +95,7 @@ def test_in_tree_callers_pass_only_declared_names() -> None:
                 continue
             JobSpec.create(step.kind, step.symbols, step.model, params={**step.params, "resume": True})
     # sweep trials: base + searched point (+ resume on a resubmit)
-    for hp in sweep.grid_points("full", "toto"):
+    for hp in sweep_space.grid_points("full", "toto"):
         base = {"preset": "tiny", "horizon": 16, "context": 64, "seed": 0, "max_steps_per_epoch": 2, "stride": 4}
         JobSpec.create("train", ["SPY"], "toto", params={**sweep.train_params(base, hp, 2), "resume": True})
     # regression proposals

@@ -1,7 +1,7 @@
 """sweep: hyperparameter search over training settings with Optuna; every trial is a train job.
 
-Modes:
-  priority  a handful of research-backed configs (the prior art's per-difficulty recipes), enqueued
+Modes (their points and search spaces: engine.tasks.sweep_space):
+  priority  a handful of research-backed per-difficulty configs, enqueued
   quick     a small grid (lr × LoRA rank)
   full      the whole grid (lr × rank × loss × epochs)
   auto      TPE sampler + median pruner fed with the trials' per-epoch validation loss
@@ -9,9 +9,9 @@ Modes:
 finished trial; a failed trial counts as finished, so a broken config is not retried forever).
 Kronos trains with its native loss only, so its search space has no loss dimension.
 
-The study lives in `<workspace>/sweeps/<study>.db` (Optuna RDB storage on sqlite), so a sweep
-survives restarts. Each trial is submitted as a train job through a `Runner`
-(engine.tasks.pipeline): queued, visible, cancellable, recorded by the engine (the run lands in the
+The study lives in `<workspace>/sweeps/<study>.db` (Optuna RDB storage on sqlite, opened and locked
+by engine.tasks.sweep_study), so a sweep survives restarts. Each trial is submitted as a train job
+through a `Runner` (engine.runners): queued, visible, cancellable, recorded by the engine (the run lands in the
 tracker with the trial's hyperparameters; the trial keeps the job id in its user attrs). Trials run
 one at a time. Pruning reads the train job's `loss` events (val per epoch), reports them to the
 trial and cancels the job when the median pruner says so. The objective is the train run's
@@ -32,45 +32,24 @@ of the same study is refused with the holder's job id.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import math
-import os
 import time
-import typing
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.jobs import JobSpec, Resources
-from engine.names import PathNameError, validate_name
 from engine.runners import FINAL, Runner, SpoolRunner
 from engine.task_params import Params, SweepParams, TaskParamError, TrainSettings
+from engine.tasks.sweep_space import suggest, train_params, trial_budget
+from engine.tasks.sweep_study import SweepError, open_study, storage_url, study_lock, study_name, summarize
 
 if TYPE_CHECKING:
     import optuna
 
     from engine.tasks.context import TaskContext
 
-MODES: tuple[str, ...] = typing.get_args(SweepParams.model_fields["mode"].annotation)
-
-#: Research-backed starting points (prior art: easy → huber, lower rank, higher lr; hard →
-#: heteroscedastic, higher rank, lower lr, more epochs).
-PRIORITY_CONFIGS: tuple[dict[str, Any], ...] = (
-    {"lr": 3e-4, "lora_rank": 8, "loss": "huber", "epoch_scale": 1.0},
-    {"lr": 2e-4, "lora_rank": 12, "loss": "native", "epoch_scale": 1.0},
-    {"lr": 1e-4, "lora_rank": 16, "loss": "heteroscedastic", "epoch_scale": 1.5},
-    {"lr": 5e-4, "lora_rank": 8, "loss": "native", "epoch_scale": 1.0},
-    {"lr": 1e-4, "lora_rank": 8, "loss": "huber", "epoch_scale": 1.5},
-)
-QUICK_GRID: dict[str, list[Any]] = {"lr": [1e-4, 3e-4], "lora_rank": [8, 16]}
-FULL_GRID: dict[str, list[Any]] = {
-    "lr": [5e-5, 1e-4, 3e-4, 1e-3], "lora_rank": [4, 8, 16], "loss": ["native", "huber", "heteroscedastic"],
-    "epoch_scale": [1.0, 1.5],
-}
-#: What the sweep searches; a spec may not pin these (that would be a single train job).
-SEARCHED: frozenset[str] = frozenset(SweepParams.REFUSED)
 #: Train params that go unchanged to every trial's train job (the fields of TrainSettings).
 TRAIN_PASSTHROUGH: frozenset[str] = frozenset(TrainSettings.model_fields) - frozenset(Params.model_fields)
 #: Times a trial's train job is resubmitted (with resume) after it was interrupted.
@@ -79,120 +58,6 @@ QUEUED_NOTE_S = 30.0
 #: A job id the engine has neither queued nor recorded for this long is lost (the engine died between
 #: taking the inbox marker and persisting the job); its trial is resubmitted instead of waited on forever.
 LOST_AFTER_S = 10.0
-
-
-class SweepError(ValueError):
-    """Bad sweep input (mode, max_runs, params) or a study that cannot be opened or is busy."""
-
-
-def _study_file_name(name: str) -> str:
-    """A study name becomes `sweeps/<name>.db` and `.lock`: checked like every path name."""
-    try:
-        return validate_name("sweep study name", name)
-    except PathNameError as exc:
-        raise SweepError(str(exc)) from None
-
-
-def study_name(model: str, symbol: str, preset: str, horizon: int, mode: str) -> str:
-    return f"{model}-{symbol}-{preset}-h{horizon}-{mode}"
-
-
-def losses_for(model: str | None) -> list[str]:
-    """The losses a sweep may try for `model` (Kronos: native only)."""
-    return [x for x in ("native", "huber", "heteroscedastic") if x in _supported(model)]
-
-
-def _supported(model: str | None) -> tuple[str, ...]:
-    """The losses `model`'s adapter can train with (all of them when no model is named)."""
-    if model is None:
-        return ("native", "huber", "heteroscedastic")
-    from engine.forecasters.registry import adapter_class
-
-    return adapter_class(model).supported_losses
-
-
-def grid_points(mode: str, model: str | None = None) -> list[dict[str, Any]]:
-    """The enqueued points of the priority/quick/full modes, adapted to what `model` supports."""
-    if mode == "priority":
-        pts = [dict(c) for c in PRIORITY_CONFIGS]
-    elif mode in ("quick", "full"):
-        grid = QUICK_GRID if mode == "quick" else {**FULL_GRID, "loss": losses_for(model)}
-        pts = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
-    else:
-        return []
-    if _supported(model) == ("native",):
-        out: list[dict[str, Any]] = []
-        for pt in pts:
-            if "loss" in pt:
-                pt["loss"] = "native"
-            if pt not in out:
-                out.append(pt)
-        pts = out
-    return pts
-
-
-def storage_url(workspace: Path, name: str) -> str:
-    """The study's SQLite storage (one file per study under <workspace>/sweeps/)."""
-    return f"sqlite:///{Path(workspace) / 'sweeps' / (name + '.db')}"
-
-
-def open_study(workspace: Path, name: str, mode: str, seed: int = 0, model: str | None = None) -> optuna.Study:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    folder = Path(workspace) / "sweeps"
-    name = _study_file_name(name)
-    folder.mkdir(parents=True, exist_ok=True)
-    storage = storage_url(workspace, name)
-    # Grids are enqueued points (not optuna's GridSampler, which stops the study from inside `tell`
-    # and cannot be driven by ask/tell): every combination not yet in the study is queued once, so
-    # a restarted sweep continues with the missing points only.
-    sampler: optuna.samplers.BaseSampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=3)
-                                            if mode == "auto" else optuna.samplers.RandomSampler(seed=seed))
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if mode == "auto"
-              else optuna.pruners.NopPruner())
-    try:
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                                    direction="minimize", load_if_exists=True)
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy/optuna errors vary; the user needs the path
-        raise SweepError(f"cannot open the sweep study {folder / (name + '.db')}: {type(exc).__name__}: {exc}"
-                         ) from None
-    seen = [t.params or t.system_attrs.get("fixed_params", {}) for t in study.get_trials(deepcopy=False)]
-    for pt in grid_points(mode, model):
-        if not any(all(s_.get(k) == v for k, v in pt.items()) for s_ in seen):
-            study.enqueue_trial(pt)
-    return study
-
-
-def suggest(trial: optuna.Trial, mode: str, model: str | None = None) -> dict[str, Any]:
-    """The trial's training settings (the same names for every mode, so trials are comparable)."""
-    losses = losses_for(model)
-    if mode == "quick":
-        return {"lr": trial.suggest_categorical("lr", QUICK_GRID["lr"]),
-                "lora_rank": trial.suggest_categorical("lora_rank", QUICK_GRID["lora_rank"])}
-    if mode == "full":
-        return {k: trial.suggest_categorical(k, losses if k == "loss" else v) for k, v in FULL_GRID.items()}
-    if mode == "priority":
-        return {"lr": trial.suggest_float("lr", 1e-5, 3e-3, log=True),
-                "lora_rank": trial.suggest_categorical("lora_rank", [4, 8, 12, 16]),
-                "loss": trial.suggest_categorical("loss", losses),
-                "epoch_scale": trial.suggest_categorical("epoch_scale", [1.0, 1.5])}
-    return {"lr": trial.suggest_float("lr", 1e-5, 3e-3, log=True),
-            "lora_rank": trial.suggest_categorical("lora_rank", [4, 8, 12, 16]),
-            "loss": trial.suggest_categorical("loss", [x for x in losses if x != "heteroscedastic"]),
-            "epoch_scale": trial.suggest_categorical("epoch_scale", [1.0, 1.5])}
-
-
-def trial_budget(mode: str, max_runs: int | None, model: str | None = None) -> int:
-    natural = len(grid_points(mode, model)) if mode != "auto" else 20
-    return min(natural, max_runs) if max_runs else natural
-
-
-def train_params(base: Mapping[str, Any], hp: Mapping[str, Any], base_epochs: int) -> dict[str, Any]:
-    p = {k: v for k, v in base.items() if v is not None}
-    p.update({k: v for k, v in hp.items() if k != "epoch_scale"})
-    p["epochs"] = max(1, int(round(base_epochs * float(hp.get("epoch_scale", 1.0)))))
-    return p
 
 
 def objective_from(result: Mapping[str, Any] | None) -> float | None:
@@ -214,36 +79,6 @@ def check_sweep_params(params: Mapping[str, Any]) -> SweepParams:
         return SweepParams.of(params)
     except TaskParamError as exc:
         raise SweepError(str(exc)) from None
-
-
-@contextlib.contextmanager
-def study_lock(workspace: Path, name: str, owner: str) -> Iterator[None]:
-    """One coordinator per study: two would ask/tell the same RUNNING trials and double-submit.
-
-    An advisory `flock`, so a coordinator that dies (even SIGKILL) releases it with its process.
-    """
-    import fcntl
-
-    folder = Path(workspace) / "sweeps"
-    name = _study_file_name(name)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            try:
-                holder = path.read_text(encoding="utf-8").strip() or "another process"
-            except OSError:
-                holder = "another process"
-            raise SweepError(f"study {name} is being run by another sweep ({holder}); wait for it or cancel it"
-                             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{owner} (pid {os.getpid()})".encode())
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _rejected(workspace: Path, job_id: str) -> str | None:
@@ -445,28 +280,6 @@ def _drive(study: optuna.Study, runner: Runner, workspace: Path, *, name: str, m
 
     return summarize(study, name, workspace, mode, budget)
 
-
-def summarize(study: optuna.Study, name: str, workspace: Path, mode: str, budget: int) -> dict[str, Any]:
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = min(complete, key=lambda t: float(t.value)) if complete else None  # type: ignore[arg-type]
-    counts = {s.name.lower(): sum(1 for t in trials if t.state == s)
-              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    counts["interrupted"] = sum(1 for t in trials if t.state == TrialState.RUNNING)
-    return {
-        "study": name, "storage": str(Path(workspace) / "sweeps" / f"{name}.db"), "mode": mode, "budget": budget,
-        "trials": counts, "objective": "val_mae_pct of the train run (validation span)",
-        "best": {"value": best.value, "params": best.params, "job_id": best.user_attrs.get("job_id"),
-                 "trial": best.number} if best else None,
-        "trial_table": [{"trial": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params,
-                         "job_id": t.user_attrs.get("job_id"), "job_ids": t.user_attrs.get("job_ids"),
-                         "reason": t.user_attrs.get("reason")}
-                        for t in trials if t.state != TrialState.WAITING],
-    }
-
-
 #: The worker lets this task handle SIGTERM itself: it cancels its child jobs before returning.
 COOPERATIVE_CANCEL = True
 
@@ -506,5 +319,4 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                         "trials": {s: r["trial_table"] for s, r in out.items()}}}
 
 
-__all__ = ["MODES", "SweepError", "check_sweep_params", "grid_points", "objective_from", "open_study", "run",
-           "run_sweep", "study_lock", "suggest", "summarize", "train_params", "trial_budget"]
+__all__ = ["SweepError", "check_sweep_params", "objective_from", "run", "run_sweep"]
