@@ -1,7 +1,7 @@
 """The one rule for a job whose process died without finishing, watched by an engine or not.
 
-Why one rule: the same SIGKILL used to give `failed` when an engine watched and `interrupted` when
-none did, and only `interrupted` resumes on retry. Here the state depends on the job, not on luck:
+Why one rule: the same SIGKILL must give the same state whether or not an engine watched, because
+only `interrupted` resumes on retry. So the state depends on the job, not on luck:
 `interrupted` when it can continue from what it saved (a train job that wrote a checkpoint; a sweep
 or pipeline coordinator, whose study/state file is its checkpoint), otherwise `failed`; and the
 reason says what the kernel or the worker said: the signal, OOM when the cgroup counted an OOM kill

@@ -1,8 +1,8 @@
 """Difficulty tiers: how hard a symbol is, judged by naive persistence MAE% at one horizon.
 
 The tier drives training plans (loss, LoRA rank, epochs), so its thresholds live here and only
-here. The prior art had three tiers at h=64 (easy < 8, medium 8–15, hard > 15); "extreme" is added
-for symbols like UNIUSD (~70%) where even "hard" settings are a different regime.
+here. Tiers at h=64: easy < 8, medium 8–15, hard > 15, and "extreme" for symbols like UNIUSD
+(~70%) where even "hard" settings are a different regime.
 """
 
 from __future__ import annotations

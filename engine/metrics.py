@@ -1,7 +1,8 @@
 """Forecast metrics: one definition each, used by every task, table and report.
 
-The prior art had three different "MAE%" formulas and compared a 1-step return MAE with a 64-step
-price MAE%; every number this project shows therefore comes from the functions below.
+Why one definition each: two "MAE%" formulas, or a 1-step return MAE beside a 64-step price MAE%,
+look alike in a table and cannot be compared; every number this project shows therefore comes from
+the functions below.
 
 Notation: ``y`` are the scored targets, shape ``[W, H]`` (W walk-forward windows, H steps);
 ``ŷ`` the point forecast ``[W, H]``; ``x`` the sample paths ``[W, S, H]`` (S samples); ``last`` the

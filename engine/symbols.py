@@ -1,4 +1,4 @@
-"""Symbol names and the prior art's symbol sets.
+"""Symbol names and the named symbol sets (the shipped 24 and their groups).
 
 A symbol becomes a file name (`trainingdata/SYMBOL.csv`, `hyperparams/<model>/SYMBOL.json`), so
 anything that could walk out of a folder is refused here, once, for every caller.

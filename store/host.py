@@ -1,9 +1,10 @@
 """What `Store` gives the mixins that hold its tables (store.decisions, store.promotion).
 
 Why a Protocol, seen only by the type checker: the mixins call the host's checks and table helpers
-(`_check_model`, `_table`, `pick`, ...), and each used to declare its own `...` stubs of them. A
-shared stub *base class* at runtime would be wrong: C3 order puts a base after every mixin that
-derives from it, but a stub class listed before a later mixin would shadow that mixin's real method.
+(`_check_model`, `_table`, `pick`, ...), and one declaration of them keeps the mixins from each
+carrying its own copy of `...` stubs. A shared stub *base class* at runtime would be wrong: C3
+order puts a base after every mixin that derives from it, but a stub class listed before a later
+mixin would shadow that mixin's real method.
 So each mixin derives from `StoreHost` only under TYPE_CHECKING (`HostBase`); at runtime its base is
 `object`, and the Store's MRO is exactly its mixins. mypy checks the mixins' bodies against this one
 declaration, and `Store` must provide every member (it is abstract otherwise).

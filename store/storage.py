@@ -1,7 +1,7 @@
 """Crash-safe TinyDB storage and the workspace write lock.
 
-Why this exists: the prior art rewrote its tracker JSON in place with no lock, so a crash mid-write
-or a second process left a truncated or interleaved file. Here:
+Why this exists: a JSON file rewritten in place with no lock is left truncated by a crash mid-write
+and interleaved by a second writer. Here:
 
 * every write goes to a temp file in the same folder, is flushed and fsynced, then `os.replace`d over
   `store.json`, and the folder is fsynced — a reader (or a process started after a SIGKILL) sees either

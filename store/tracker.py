@@ -1,7 +1,7 @@
 """Run tracking: provenance (git commit, package versions, seed), run ids, and queries over runs.
 
-Why: the prior art's tracker had one-second run ids (collisions), no provenance, and chose "best"
-by whatever metric happened to be there. Here a run id is time-to-the-millisecond plus 32 random
+Why: one-second run ids collide, a run without provenance cannot be reproduced, and a "best" chosen
+by whatever metric happens to be there means nothing. Here a run id is time-to-the-millisecond plus 32 random
 bits, every run records the commit and package versions it ran with, and `best()` is explicit
 about the metric, direction and whether a usable checkpoint is required.
 

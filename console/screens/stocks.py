@@ -1,7 +1,7 @@
 """Stocks screen: every symbol with rows, dates, difficulty, naive MAE%, and the decision at a horizon.
 
 Why it is the home screen: every action starts from a set of symbols. Selection survives
-filtering, presets pick the prior art's sets, and the run form reads `selected`.
+filtering, presets pick the named symbol sets (engine.symbols), and the run form reads `selected`.
 
 Why a horizon: a decision is made at one horizon, and numbers from different horizons are never
 ranked together. "Best" is the decision at the horizon the user chooses (`h` cycles through the

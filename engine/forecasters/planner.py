@@ -9,8 +9,8 @@ Table (rows → context/horizon): <500 → 256/16; <1000 → 512/32; <1500 → 7
 Difficulty (engine.difficulty tiers of naive MAE% at h=64: easy < 8 ≤ medium < 15 ≤ hard < 30 ≤
 extreme; the thresholds live only there) → loss (easy: huber, else heteroscedastic; Kronos, a
 token model, always uses its native cross-entropy), LoRA rank 8/12/16/16, lr 3e-4/2e-4/1e-4/1e-4,
-epochs 15/20/30/45 (hard is the prior art's "extended" 20 × 1.5; extreme, which the prior art
-lumped into hard, extends hard by ×1.5 again). "unknown" (no finite MAE%) is planned as medium.
+epochs 15/20/30/45 (hard is the "extended" plan, 20 × 1.5; extreme, a different regime than hard,
+extends hard by ×1.5 again). "unknown" (no finite MAE%) is planned as medium.
 
 The `tiny` preset (real architecture, random weights) gets its own defaults, because the table
 was written for LoRA on pretrained weights. Measured with chronos2 on GOOG (seasonal), h=16,

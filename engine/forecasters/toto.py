@@ -6,9 +6,9 @@ Why these choices:
   the horizon enters the normalisation.
 - Each window is one `TotoForecaster.forecast` call (its samples batched inside it) under its own
   seed (seed + origin) in a forked RNG scope: upstream draws a batch's samples from torch's global
-  RNG in batch order, so batching windows together made one window's forecast change when other
-  windows were added. The same seed and window now give the same samples whatever else is in the
-  call, without disturbing the caller.
+  RNG in batch order, so with it one window's forecast would change when other windows are batched
+  with it. Per-window seeds make the same seed and window give the same samples whatever else is
+  in the call, without disturbing the caller.
 - LoRA wraps the backbone (`toto.model`; `Toto` itself has no forward) on `wQKV, wO, mlp.0, mlp.2`.
   Training follows Toto's own convention: the target is the input shifted by one patch, and the
   loss is on the model's causally scaled values.

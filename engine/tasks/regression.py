@@ -1,8 +1,8 @@
 """regression: current pick vs previous pick vs naive baseline, same metric, same windows.
 
 Why re-evaluate instead of reading stored numbers: picks made at different times may have been
-scored on different windows or horizons (the prior art compared a 1-step return MAE with a 64-step
-MAE%). Here all three are forecast on one set of test windows at one horizon and scored by
+scored on different windows or horizons, and numbers from different windows or horizons are not
+comparable (a 1-step return MAE says nothing about a 64-step MAE%). Here all three are forecast on one set of test windows at one horizon and scored by
 `engine.metrics`. This is monitoring, not selection: flags and proposals are read from the VALIDATION
 windows only (a loop that followed test-driven proposals would select on test); test numbers are
 shown beside them. A flagged row only proposes retrain + validate jobs (JobSpec dicts ready to submit, one action away);
