@@ -38,9 +38,7 @@ from console.screens.start_run import FORM_KINDS, StartRunScreen
 from console.screens.stocks import StocksScreen
 from console.services import ConsoleServices
 from console.widgets.nav import NAV_ITEMS
-
-#: Job states after which a job's results are in the store (engine.state.FINAL_STATES).
-FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+from engine.state import FINAL_STATES
 
 #: Coalescing window of the update pump (≤ 2.5 batches per second however fast events arrive).
 #: Each batch repaints the changed table rows, and repainting is the console's main CPU cost: at

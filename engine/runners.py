@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.events import read_events
-from engine.jobs import JobSpec
+from engine.jobs import JobDir, JobSpec, inbox_dir
 from engine.state import FINAL_STATES as FINAL
 
 
@@ -48,7 +48,7 @@ class Runner:
         return self.state(job_id) is not None
 
     def events(self, job_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        chunk = read_events(self.workspace / "jobs" / job_id / "events.jsonl", offset)
+        chunk = read_events(JobDir.of(self.workspace, job_id).events, offset)
         return chunk.events, chunk.offset
 
     def result(self, job_id: str) -> dict[str, Any] | None:
@@ -141,7 +141,7 @@ class SpoolRunner(Runner):
         rec = self._record(job_id)
         if rec is None:
             since = self._submitted.get(job_id)
-            marker = self.workspace / "jobs" / "inbox" / job_id
+            marker = inbox_dir(self.workspace) / job_id
             if since is not None and marker.exists() and time.time() - since > self.pickup_timeout:
                 raise PipelineError(f"no engine picked up job {job_id} within {self.pickup_timeout:.0f} s: "
                                     "start the console or run the command headless")
@@ -154,7 +154,7 @@ class SpoolRunner(Runner):
 
     def exists(self, job_id: str) -> bool:
         # `state` says "queued" for an unknown id (it may still be in the inbox); this does not guess
-        return (self.workspace / "jobs" / "inbox" / job_id).exists() or self._record(job_id) is not None
+        return (inbox_dir(self.workspace) / job_id).exists() or self._record(job_id) is not None
 
     def cancel(self, job_id: str) -> None:
         from engine.controller import spool_cancel

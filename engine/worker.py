@@ -121,8 +121,9 @@ def _run_test_hook(hook: dict[str, Any], spec: JobSpec, ctx: TaskContext) -> dic
 
 def run_job(job_dir: Path) -> int:
     job_dir = Path(job_dir).resolve()
-    spec = JobSpec.from_json((job_dir / "spec.json").read_text(encoding="utf-8"))
-    events = EventWriter(job_dir / "events.jsonl", spec.id)
+    jd = JobDir(job_dir)
+    spec = jd.read_spec()
+    events = EventWriter(jd.events, spec.id)
     from engine import paths
 
     workspace = job_dir.parent.parent
@@ -232,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m engine.worker <job_dir>", file=sys.stderr)
         return 2
     job_dir = Path(args[0])
-    if not (job_dir / "spec.json").is_file():
-        print(f"engine.worker: no spec.json in {job_dir}", file=sys.stderr)
+    if not JobDir(job_dir).spec.is_file():
+        print(f"engine.worker: no {JobDir.SPEC} in {job_dir}", file=sys.stderr)
         return 2
     with job_listing():  # the data folders are listed once per job, not once per symbol
         return run_job(job_dir)

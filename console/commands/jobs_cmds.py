@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.commands import follow
+from engine.jobs import JobDir
 from engine.state import ACTIVE_STATES, FINAL_STATES
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def _require_job(ws: Path, job_id: str) -> None:
     from store.workspace import check_id
 
     check_id("job", job_id)  # StoreError (a ValueError): one-line error, exit 2
-    if not (ws / "jobs" / job_id / "spec.json").is_file():
+    if not JobDir.of(ws, job_id).spec.is_file():
         raise CliError(f"no such job: {job_id} in {ws}")
 
 

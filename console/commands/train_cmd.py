@@ -53,13 +53,15 @@ def _in_process(spec: Any, workspace: Path) -> int:
 
     from engine import paths
     from engine.events import EventWriter, read_events
+    from engine.jobs import JobDir
     from engine.tasks import train as task
     from engine.tasks.context import TaskContext
 
-    job_dir = workspace / "jobs" / spec.id
+    jd = JobDir.of(workspace, spec.id)
+    job_dir = jd.path
     job_dir.mkdir(parents=True, exist_ok=True)
     spec.write(job_dir)
-    ev = EventWriter(job_dir / "events.jsonl", spec.id)
+    ev = EventWriter(jd.events, spec.id)
     ctx = TaskContext(job_id=spec.id, workspace=workspace, job_dir=job_dir, events=ev,
                       data_dirs=paths.data_dirs(workspace))
     stop = threading.Event()
@@ -67,7 +69,7 @@ def _in_process(spec: Any, workspace: Path) -> int:
     def follow() -> None:
         off = 0
         while not stop.wait(0.5):
-            chunk = read_events(job_dir / "events.jsonl", off)
+            chunk = read_events(jd.events, off)
             off = chunk.offset
             for e in chunk.events:
                 _show(e)

@@ -49,7 +49,7 @@ from typing import Any
 from engine.backends.base import Backend, ExitStatus, Handle
 from engine.backends.ray_bundle import filter_env, make_bundle, unpack
 from engine.backends.ray_node import JobRunner
-from engine.jobs import JobSpec, Resources
+from engine.jobs import JobDir, JobSpec, Resources
 
 RAY_NAMESPACE = "forecast-console"
 ACTOR_PREFIX = "fc-job-"
@@ -165,7 +165,7 @@ class RayBackend(Backend):
     def _append(self, handle: Handle, lines: list[str]) -> None:
         if not lines:
             return
-        with open(Path(handle.job_dir) / "events.jsonl", "a", encoding="utf-8") as fh:
+        with open(JobDir(Path(handle.job_dir)).events, "a", encoding="utf-8") as fh:
             fh.write("".join(line + "\n" for line in lines))
             fh.flush()
 
@@ -225,7 +225,7 @@ class RayBackend(Backend):
             return None  # the actor is gone: the job ended (or its node died) while we were away
         seen = 0
         try:
-            with open(job_dir / "events.jsonl", "rb") as fh:
+            with open(JobDir(job_dir).events, "rb") as fh:
                 seen = sum(1 for raw in fh if raw.endswith(b"\n") and raw.strip())
         except FileNotFoundError:
             pass

@@ -25,6 +25,7 @@ from typing import Any
 
 from engine.backends.ray_bundle import ENV_PREFIXES, unpack, zip_dir
 from engine.eventlog import ENV_ROTATE
+from engine.jobs import JobDir
 
 ENV_LOGICAL_GPUS = "FORECAST_RAY_LOGICAL_GPUS"  # "1": GPUs are Ray bookkeeping only; jobs run on CPU
 TERMINAL_TYPES = frozenset({"result", "error"})
@@ -61,7 +62,7 @@ class JobRunner:
         if self.shared_pref is not None:
             return "shared" if self.shared_pref else "shipped"
         try:
-            spec = json.loads((self.driver_job_dir / "spec.json").read_text(encoding="utf-8"))
+            spec = json.loads(JobDir(self.driver_job_dir).spec.read_text(encoding="utf-8"))
             return "shared" if spec.get("id") == self.job_id else "shipped"
         except (OSError, ValueError):
             return "shipped"
@@ -147,7 +148,7 @@ class JobRunner:
             self.tmp = Path(tempfile.mkdtemp(prefix=f"forecast-ray-{self.job_id}-"))
             ws = self.tmp / "ws"
             unpack(self.bundle, ws)
-            job_dir = ws / "jobs" / self.job_id
+            job_dir = JobDir.of(ws, self.job_id).path
             env["FORECAST_WORKSPACE"] = str(ws)
             # The actor ships the node's event file by byte offset and the driver appends the lines to
             # the workspace's own file: the node's file must not rotate (engine.eventlog) under it.
@@ -159,10 +160,10 @@ class JobRunner:
                 env.pop("FORECAST_DATA")  # the node's shipped data + the bundle's CSVs are used
         self.bundle = b""
         cmd = [sys.executable, "-m", "engine.backends.ray_node", "--child", str(os.getpid()), str(job_dir)]
-        with open(job_dir / "stderr.log", "ab") as err:
+        with open(JobDir(job_dir).stderr, "ab") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT,
                                          env=env, start_new_session=True, close_fds=True)
-        events = job_dir / "events.jsonl"
+        events = JobDir(job_dir).events
         offset = 0
         while self.proc.poll() is None:
             if self.mode == "shipped":
@@ -178,7 +179,7 @@ class JobRunner:
                 for sub in ("runs", "reports"):
                     zip_dir(zf, self.tmp / "ws", sub, 1 << 31)
                 for path in sorted(job_dir.rglob("*")):  # stderr.log, exit.json, anything else
-                    if path.is_file() and path.name not in ("spec.json", "events.jsonl"):
+                    if path.is_file() and path.name not in (JobDir.SPEC, JobDir.EVENTS):
                         zf.write(path, f"jobs/{self.job_id}/{path.relative_to(job_dir).as_posix()}")
             artifacts = buf.getvalue()
             shutil.rmtree(self.tmp, ignore_errors=True)

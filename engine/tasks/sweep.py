@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.jobs import JobSpec, Resources
+from engine.jobs import JobDir, JobSpec, Resources, inbox_dir
 from engine.runners import FINAL, Runner, SpoolRunner
 from engine.task_params import Params, SweepParams, TaskParamError, TrainSettings
 from engine.tasks.sweep_space import suggest, train_params, trial_budget
@@ -84,7 +84,7 @@ def check_sweep_params(params: Mapping[str, Any]) -> SweepParams:
 def _rejected(workspace: Path, job_id: str) -> str | None:
     """The engine's reason for refusing a spooled spec (it never becomes a job record)."""
     try:
-        return (Path(workspace) / "jobs" / job_id / "rejected.txt").read_text(encoding="utf-8").strip() or "rejected"
+        return JobDir.of(workspace, job_id).rejected.read_text(encoding="utf-8").strip() or "rejected"
     except OSError:
         return None
 
@@ -294,7 +294,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     if spec.model is None or spec.model == "naive":
         raise SweepError("a sweep needs a foundation model (toto, kronos or chronos2)")
     p = check_sweep_params(spec.params)
-    if not (Path(ctx.workspace) / "jobs" / "inbox").is_dir():
+    if not inbox_dir(ctx.workspace).is_dir():
         # Every engine creates it on start; its absence means this worker runs in a copy of the
         # workspace (Ray's shipped mode), where spooled trials would never reach an engine.
         raise SweepError(f"a sweep job must run in its engine's workspace, but {ctx.workspace} has no jobs/inbox "
