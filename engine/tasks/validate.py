@@ -141,9 +141,10 @@ def validate_symbol(
     test_metrics["latency_per_forecast_s"] = out.latency_per_forecast_s
     if keep is not None:
         vout = ev.run_config(wbank, "val", setup.val, best.config, seed=seed)  # the search's draw (cached)
-        kept = [(ForecastModel(name=model, preset=preset, source="pick", config=best.config,
-                               validation=best.validation, test=test_metrics),
-                 {"val": (vout.point, vout.samples), "test": (out.point, out.samples)})]
+        kept: list[tuple[ForecastModel, forecast_record.Outputs]] = [
+            (ForecastModel(name=model, preset=preset, source="pick", config=best.config,
+                           validation=best.validation, test=test_metrics),
+             {"val": (vout.point, vout.samples), "test": (out.point, out.samples)})]
         if model != "naive":
             kept.append((ForecastModel(name="naive", preset=preset, source="selected on val",
                                        config={"method": ref.method}, validation=ref.validation, test=ref.test),
@@ -219,11 +220,14 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             def prog(done: int, total: int, _si: int = si, _sym: str = symbol) -> None:
                 ctx.events.progress(_si + done / max(1, total), n_sym, stage=f"validate {_sym}")
 
+            def keep(kept: list[tuple[ForecastModel, forecast_record.Outputs]], method: str,
+                     _s: ev.EvalSetup = setup) -> None:
+                forecast_record.record(ctx.workspace, _s, ctx.job_id, "validate", kept, naive_method=method,
+                                       log=ctx.events.log)
+
             pick = validate_symbol(models, model, setup, adapter_run=adapter_run, mode=mode, overrides=p,
                                    seed=seed, metric=metric, preset=preset, progress=prog, cancelled=ctx.cancelled,
-                                   alpha=alpha, keep=lambda kept, method, _s=setup: forecast_record.record(
-                                       ctx.workspace, _s, ctx.job_id, "validate", kept, naive_method=method,
-                                       log=ctx.events.log))
+                                   alpha=alpha, keep=keep)
             if pick is None:
                 skipped[symbol] = "cancelled"
                 break
