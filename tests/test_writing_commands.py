@@ -74,7 +74,9 @@ async def test_every_writing_command_works_while_a_console_holds_the_workspace(
     write_cycle_csv(tmp_path / "data" / "SPY.csv")
     env = _env(tmp_path)
     ws, hp = tmp_path / "ws", tmp_path / "hp"
-    monkeypatch.setenv("FORECAST_TEST_HOOKS", "1")  # the service the console starts runs the scripted jobs
+    # The service the console starts takes this process's environment: its data folder and test hooks.
+    for k in ("FORECAST_WORKSPACE", "FORECAST_DATA", "FORECAST_HYPERPARAMS", "FORECAST_TEST_HOOKS"):
+        monkeypatch.setenv(k, env[k])
     mirror = EngineMirror(ws, poll_interval=0.05, hyperparams_dir=hp)
     try:
         await mirror.open()
