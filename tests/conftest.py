@@ -1,6 +1,8 @@
 """Session-wide test settings: engine services started by tests idle out quickly, every service a
 test started in this process is stopped when the test ends (by its own Popen handle, never by name),
-and console preferences live in a per-test file."""
+console preferences live in a per-test file, and the process environment is restored after each test
+(the CLI entry point sets $FORECAST_WORKSPACE/$FORECAST_DATA/... for its own process and the workers it
+starts; a test calling it in-process must not hand them to the tests after it)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,17 @@ import pytest
 # A CLI subprocess starts its workspace's engine service on demand; after the test it exits by
 # itself this soon (the default, 30 s, is for people).
 os.environ.setdefault("FORECAST_ENGINE_IDLE_S", "2")
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    saved = dict(os.environ)
+    yield
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 @pytest.fixture(autouse=True)

@@ -117,7 +117,7 @@ def test_ctrl_c_detaches_then_cancel_stops_training_at_a_checkpoint(env: dict[st
     try:
         for line in p.stdout:
             lines.append(line)
-            if "] progress " in line:  # a training step was reported
+            if "] progress " in line and " training" in line:  # a training step (not planning/loading)
                 break
         job_id = next(ln.split()[1] for ln in lines if ln.startswith("queued "))
         p.send_signal(signal.SIGINT)
