@@ -87,9 +87,14 @@ async def test_a_second_console_sees_jobs_another_console_started_and_cancels_on
         chart = two.screen.query_one(LossChart)
         # the job asked for, not the running one that streamed while the screen was being composed
         await wait_for(p2, lambda: two.screen.job_id == short, 5, "Live to show the job opened")
-        await wait_for(p2, lambda: len(chart.series) == 2, 10, "two curves on the second console's Live")
+        # the history arrives in batches: wait for all of it, then check its shape
+        try:
+            await wait_for(p2, lambda: len(chart.series) == 2 and all(len(s.train) == 20 for s in chart.series.values()),
+                           10, "two full curves on the second console's Live")
+        except AssertionError:
+            raise AssertionError([(s.label, [x for x, _ in s.train]) for s in chart.series.values()]) from None
         assert [s.label for s in chart.series.values()] == ["SPY", "AAPL"]
-        assert all(s.train[0][0] == 1.0 and len(s.train) == 20 for s in chart.series.values())
+        assert all(s.train[0][0] == 1.0 for s in chart.series.values())
         await wait_for(p2, lambda: getattr(two.services.job(long_), "symbol", None) == "TSLA", 30, "the long job running")
         await p2.press("n")  # next job: the long one
         await wait_for(p2, lambda: two.screen.job_id == long_ and chart.n_points > 0, 10, "the long job's points")
@@ -101,3 +106,15 @@ async def test_a_second_console_sees_jobs_another_console_started_and_cancels_on
                            "both consoles to show the job cancelled")
         await wait_for(p2, lambda: "cancelled · stopped at test · TSLA" in _text(two, "#live-title"), 5,
                        "the Live header to say where the job stopped")
+
+
+def test_history_overlapping_pumped_updates_adds_no_point_twice() -> None:
+    """The curve read when Live opens and the loss updates still in the pump overlap: each point once, an
+    epoch's val point kept beside the train point of the same step, a later step still taken."""
+    chart = LossChart()
+    pts = [{"step": i, "epoch": 0, "train": 1.0 / i, "symbol": "SPY"} for i in range(1, 6)]
+    pts.append({"step": 5, "epoch": 0, "train": 0.21, "val": 0.3, "symbol": "SPY"})  # the epoch's close
+    chart.add_points(pts, _redraw=False)
+    chart.add_points([*pts[3:], {"step": 6, "epoch": 1, "train": 0.1, "symbol": "SPY"}], _redraw=False)
+    (spy,) = chart.series.values()
+    assert [x for x, _ in spy.train] == [1.0, 2.0, 3.0, 4.0, 5.0, 5.0, 6.0] and [v[:2] for v in spy.val] == [(5.0, 0.3)]

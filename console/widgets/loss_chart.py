@@ -43,6 +43,8 @@ class Series:
     val: list[tuple[float, float, int | None]] = field(default_factory=list)
     stopped_early: bool = False
     earlier: bool = False  # an overlaid earlier run, not one of this job's
+    last_step: float | None = None  # the newest step taken
+    taken_at_last: set[tuple[Any, Any]] = field(default_factory=set)  # (train, val) of the points at it
 
     def best(self) -> tuple[float, float, int | None] | None:
         """The kept validation point: the first minimum (training keeps an epoch only if strictly better)."""
@@ -114,8 +116,17 @@ class LossChart(PlotextPlot):
             if s is None:
                 s = self.series[key] = Series(str(p.get("symbol") or p.get("run") or ""))
             x = p.get("step")
-            x = float(x) if isinstance(x, int | float) else float(len(s.train) + 1)
             tr, va = p.get("train"), p.get("val")
+            if isinstance(x, int | float):
+                # A run's steps only go forward (an epoch's val point shares the step of its last train point):
+                # a point before the newest step, or one already taken at it, is the same point again (the
+                # history read when the view opened overlaps the updates still in the pump).
+                if s.last_step is not None and (x < s.last_step or (x == s.last_step and (tr, va) in s.taken_at_last)):
+                    continue
+                if x != s.last_step:
+                    s.last_step, s.taken_at_last = float(x), set()
+                s.taken_at_last.add((tr, va))
+            x = float(x) if isinstance(x, int | float) else float(len(s.train) + 1)
             if isinstance(tr, int | float):
                 s.train.append((x, float(tr)))
             if isinstance(va, int | float):
