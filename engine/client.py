@@ -26,6 +26,9 @@ from typing import Any
 from engine import channel
 from engine.jobs import JobSpec, JobSpecError
 
+#: The module a workspace's engine service runs as (`python -m`); also how its process is recognised.
+SERVICE_MODULE = "engine.service"
+
 #: Services this process started (tests end the ones still running; nothing else uses it).
 SPAWNED: list[subprocess.Popen[bytes]] = []
 
@@ -94,7 +97,7 @@ class JobClient:
         env[paths.ENV_HYPERPARAMS] = str(self.hyperparams_dir)
         if os.environ.get(paths.ENV_DATA):
             env[paths.ENV_DATA] = os.path.abspath(os.environ[paths.ENV_DATA])
-        cmd = [sys.executable, "-m", "engine.service", str(self.workspace)]
+        cmd = [sys.executable, "-m", SERVICE_MODULE, str(self.workspace)]
         if self.cpu_slots is not None:
             cmd += ["--cpu-slots", str(self.cpu_slots)]
         if self.poll_interval is not None:
@@ -140,7 +143,7 @@ class JobClient:
             cmd = psutil.Process(pid).cmdline()
         except (psutil.Error, OSError):
             return False
-        return "engine.service" in cmd and str(self.workspace) in cmd
+        return SERVICE_MODULE in cmd and str(self.workspace) in cmd
 
     def _open(self) -> socket.socket:
         """A connection to the service, starting it first when none answers (and `ensure`)."""
