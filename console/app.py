@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -19,14 +18,14 @@ from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
+from console import decision_flows
+from console.palette import ConsoleCommands
 from console.prefs import load_prefs, save_prefs
 from console.screens.base import ModeScreen
-from console.screens.compare import CompareScreen, promotion_body, warnings_for
+from console.screens.compare import CompareScreen
 from console.screens.configs import ConfigsScreen
-from console.screens.confirm import ConfirmScreen
 from console.screens.forecast_view import ForecastRequested, ForecastScreen
 from console.screens.gpu import GpuScreen
 from console.screens.live import LiveScreen
@@ -34,36 +33,12 @@ from console.screens.queue import QueueScreen
 from console.screens.quit import QuitScreen
 from console.screens.regressions import RegressionsScreen
 from console.screens.runs import RunsScreen
-from console.screens.start_run import FORM_KINDS, StartRunScreen
+from console.screens.start_run import StartRunScreen
 from console.screens.stocks import StocksScreen
 from console.services import ConsoleServices
+from console.update_pump import group_updates, pump
 from console.widgets.nav import NAV_ITEMS
 from engine.state import FINAL_STATES
-
-#: Coalescing window of the update pump (≤ 2.5 batches per second however fast events arrive).
-#: Each batch repaints the changed table rows, and repainting is the console's main CPU cost: at
-#: 10 batches/s 24 jobs × 20 events/s took ~22 % of a core, at 2.5/s it is under 10 %
-#: (bench/bench_console.py). Keys are handled at once; only the streamed figures wait.
-PUMP_INTERVAL_S = 0.4
-
-
-class ConsoleCommands(Provider):
-    """Command-palette entries for every app action plus the visible screen's own actions."""
-
-    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
-        app: ForecastConsoleApp = self.app  # type: ignore[assignment]
-        return list(app.palette_commands(self.screen))
-
-    async def discover(self) -> Hits:
-        for title, help_text, cb in self._commands():
-            yield DiscoveryHit(title, cb, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for title, help_text, cb in self._commands():
-            score = matcher.match(title)
-            if score > 0:
-                yield Hit(score, matcher.highlight(title), cb, help=help_text)
 
 
 class ForecastConsoleApp(App[int]):
@@ -152,52 +127,33 @@ class ForecastConsoleApp(App[int]):
         self._poll_telemetry()
         self.ready.set()
 
-    def _mode_screen(self) -> ModeScreen | None:
+    def mode_screen(self) -> ModeScreen | None:
+        """The topmost mode screen (under any dialog), or None before the first is shown."""
         for screen in reversed(self.screen_stack):
             if isinstance(screen, ModeScreen):
                 return screen
         return None
 
     def _reload_visible(self) -> None:
-        scr = self._mode_screen()
+        scr = self.mode_screen()
         if scr is not None:
             scr.reload()
 
     # ------------------------------------------------------------------ engine updates
     async def _pump_updates(self) -> None:
         queue = self.services.subscribe()
-        if queue is None:
-            return
-        while True:
-            first = await queue.get()
-            batch = [first]
-            while True:
-                try:
-                    batch.append(queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    break
-            self.dispatch_updates(batch)
-            await asyncio.sleep(PUMP_INTERVAL_S)
+        if queue is not None:
+            await pump(queue, lambda batch: self.dispatch_updates(batch))
 
     def dispatch_updates(self, batch: Iterable[Any]) -> None:
         """Group a batch of JobUpdates by job and hand it to the visible screen."""
-        ids: set[str] = set()
-        losses: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        logs: dict[str, list[str]] = defaultdict(list)
-        for u in batch:
-            ids.add(u.job_id)
-            if u.kind == "loss":
-                losses[u.job_id].append(dict(u.data))
-            elif u.kind == "log":
-                msg = u.data.get("msg", "")
-                level = u.data.get("level", "info")
-                logs[u.job_id].append(f"{level:<7} {msg}")
+        ids, losses, logs = group_updates(batch)
         self.update_batches += 1
         finished = {jid for jid in ids if self._just_finished(jid)}
-        scr = self._mode_screen()
+        scr = self.mode_screen()
         if scr is not None:
             with self.batch_update():
-                scr.apply_job_updates(ids, dict(losses), dict(logs))
+                scr.apply_job_updates(ids, losses, logs)
                 if finished:
                     scr.on_jobs_finished(finished)
         self._update_running_title()
@@ -232,7 +188,7 @@ class ForecastConsoleApp(App[int]):
     def _apply_telemetry(self, tel: Any) -> None:
         if tel is not None:
             self.telemetry = tel
-            scr = self._mode_screen()
+            scr = self.mode_screen()
             if scr is not None:
                 scr.apply_telemetry(tel, self.job_pids(tel))
         if self.telemetry_interval:
@@ -287,7 +243,7 @@ class ForecastConsoleApp(App[int]):
             return False
         if not quiet:
             self.notify(f"queued {spec.kind} for {', '.join(spec.symbols)}", title=spec.id)
-        scr = self._mode_screen()
+        scr = self.mode_screen()
         if isinstance(scr, QueueScreen):
             scr.reload()
         return True
@@ -320,44 +276,12 @@ class ForecastConsoleApp(App[int]):
                         source: str = "pick", horizon: int | None = None, preset: str | None = None) -> None:
         """Confirm, then promote exactly the decision named: a pick at `horizon`, or the comparison row
         (source="comparison") identified by symbol, horizon, model and preset."""
-        self.run_worker(self._confirm_promote(model, symbol, on_done, source, horizon, preset), exit_on_error=False)
-
-    async def _confirm_promote(self, model: str, symbol: str, on_done: Callable[[], Any] | None, source: str,
-                               horizon: int | None, preset: str | None) -> None:
-        current, new, why = await self.services.promotion_preview(model, symbol, source, horizon, preset)
-        body = promotion_body(model, symbol, current, new, why)
-        at = f" · h={horizon}" if horizon else ""
-        ok = await self.push_screen_wait(ConfirmScreen(f"Promote {model} · {symbol}{at}", body, "Promote",
-                                                       warnings=warnings_for(new) if new else ()))
-        if not ok or new is None:
-            return
-        try:
-            path = await self.services.promote(model, symbol, source, horizon, preset)
-        except Exception as exc:  # noqa: BLE001 - StoreError etc.: shown, nothing changed
-            self.notify(str(exc), title="promotion failed", severity="error", timeout=8)
-            return
-        self.notify(f"promoted → {path}", title="promoted")
-        if on_done:
-            on_done()
+        self.run_worker(decision_flows.confirm_promote(self, model, symbol, on_done, source, horizon, preset),
+                        exit_on_error=False)
 
     def confirm_rollback(self, model: str, symbol: str, on_done: Callable[[], Any] | None = None) -> None:
-        async def flow() -> None:
-            ok = await self.push_screen_wait(ConfirmScreen(
-                f"Roll back {model} · {symbol}",
-                f"Restore the config of {model} for {symbol} promoted before the current one in "
-                f"hyperparams/{model}/{symbol}.json; if there was none, the file is removed.", "Roll back"))
-            if not ok:
-                return
-            try:
-                path = await self.services.rollback(model, symbol)
-            except Exception as exc:  # noqa: BLE001
-                self.notify(str(exc), title="rollback failed", severity="error", timeout=8)
-                return
-            self.notify(f"rolled back → {path or 'no promoted file now'}", title="rolled back")
-            if on_done:
-                on_done()
-
-        self.run_worker(flow(), exit_on_error=False)
+        """Confirm, then restore the previously promoted config (console.decision_flows)."""
+        self.run_worker(decision_flows.confirm_rollback(self, model, symbol, on_done), exit_on_error=False)
 
     def action_toggle_theme(self) -> None:
         """Dark/light; any theme change (this key or the palette's) is kept for the next run (console.prefs)."""
@@ -412,18 +336,6 @@ class ForecastConsoleApp(App[int]):
         if not self._closed:
             self._closed = True
             await self.services.close(cancel_running=False)
-
-    def palette_commands(self, screen: Screen) -> Iterable[tuple[str, str, Callable[[], Any]]]:
-        for mode, key, label in NAV_ITEMS:
-            yield (f"Go to {label} screen", f"Switch screen (key {key})", partial(self.switch_mode, mode))
-        for kind in FORM_KINDS:
-            yield (f"Start {kind} run…", f"Open the run form for the selected symbols ({kind})",
-                   partial(self.action_start_run, kind))
-        yield ("Toggle dark/light theme", "ctrl+t", self.action_toggle_theme)
-        yield ("Quit console", "Ask about running jobs first", lambda: self.run_worker(self.action_request_quit()))
-        scr = screen if isinstance(screen, ModeScreen) else self._mode_screen()
-        if scr is not None:
-            yield from scr.palette_commands()
 
 
 def run_console(args: argparse.Namespace) -> int:

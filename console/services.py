@@ -16,85 +16,20 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from console.review_data import ScreenData, StockRow, SymbolInfo, horizons_of, stock_rows
 from engine import paths
 from engine.data import list_symbols
-from engine.difficulty import UNKNOWN, tier
-from store.records import BaselineRow, ComparisonRow, Pick, Promotion, RegressionRow
+from engine.difficulty import UNKNOWN
+from store.records import BaselineRow, ComparisonRow, Pick
 
 T = TypeVar("T")
-
-def tier_for(mae_pct: float | None) -> str:
-    """Difficulty tier of a symbol from its naive MAE% (engine.difficulty owns the thresholds)."""
-    out = tier(mae_pct)
-    return "?" if out == UNKNOWN else out
-
-
-@dataclass
-class StockRow:
-    """One line of the Stocks screen; raw numbers kept so sorting is numeric.
-
-    `best_*` is the decision at the screen's horizon: the winner of the latest comparison at that
-    horizon (chosen on validation), else the only pick made at it. `best_windows` says which
-    validation windows its score is on ("val 12w")."""
-
-    symbol: str
-    rows: int
-    start: str
-    end: str
-    source: str = "shipped"  # "shipped" or "workspace"
-    baseline_mae_pct: float | None = None
-    baseline_windows: int | None = None  # the windows baseline_mae_pct pools (the tier's own span)
-    tier: str = "?"
-    best_model: str | None = None
-    best_score: float | None = None
-    best_windows: str = ""
-    horizon: int | None = None
-
-
-@dataclass
-class ScreenData:
-    """A snapshot of everything the review screens show, read in one go off the loop (typed records)."""
-
-    baselines: list[BaselineRow] = field(default_factory=list)
-    comparisons: list[ComparisonRow] = field(default_factory=list)
-    picks: list[Pick] = field(default_factory=list)
-    promotions: list[Promotion] = field(default_factory=list)
-    regressions: list[RegressionRow] = field(default_factory=list)
-    promoted: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
 
 
 def _short_date(value: Any) -> str:
     return str(value)[:10] if value is not None else ""
-
-
-def horizons_of(comparisons: Sequence[ComparisonRow], picks: Sequence[Pick]) -> list[int]:
-    """Horizons with a decision, most recent comparison's first (then the others, ascending)."""
-    recent = sorted(comparisons, key=lambda r: r.updated_at or 0.0, reverse=True)
-    order = [r.horizon for r in recent] + sorted({p.horizon for p in picks})
-    return list(dict.fromkeys(order))
-
-
-def best_at(symbol: str, horizon: int, comparisons: Sequence[ComparisonRow],
-            picks: Sequence[Pick]) -> tuple[str | None, float | None, str]:
-    """(model, validation score, window label) of the decision for `symbol` at `horizon`.
-
-    The comparison winner when there is one (every model scored on the same windows); else a pick
-    only when it is the single one at that horizon — picks made on different windows are not ranked."""
-    win = [r for r in comparisons if r.symbol == symbol and r.horizon == horizon and r.winner]
-    if win:
-        r = max(win, key=lambda r: r.updated_at or 0.0)
-        return r.model, r.validation.get(r.selection_metric), r.val_windows.short() if r.val_windows else "val ?w"
-    ps = [p for p in picks if p.symbol == symbol and p.horizon == horizon]
-    if len(ps) == 1:
-        p = ps[0]
-        return p.model, p.score(), p.val_windows.short() if p.val_windows else "val ?w"
-    if ps:
-        return None, None, f"{len(ps)} picks: compare them"
-    return None, None, ""
 
 
 #: How many earlier runs per symbol the Live screen overlays.
@@ -222,7 +157,7 @@ class ConsoleServices:
         self._pool.shutdown(wait=False)
 
     # ------------------------------------------------------------------ stocks
-    def _list_symbol_infos(self) -> list[tuple[str, int, str, str, str]]:
+    def _list_symbol_infos(self) -> list[SymbolInfo]:
         """engine.data.list_symbols (pandas-free), tagged shipped/workspace by folder."""
         shipped_dir = self.data_dirs[0].resolve() if self.data_dirs else None
         out = []
@@ -238,19 +173,7 @@ class ConsoleServices:
         comps: list[ComparisonRow] = self._safe(lambda s: s.comparisons()) if self.store else []
         self.horizons = horizons_of(comps, picks)
         h = horizon if horizon is not None else (self.horizons[0] if self.horizons else None)
-        naive: dict[str, tuple[float, int | None]] = {}
-        tiers: dict[str, str] = {}
-        for b in baselines:  # the tier's own number: persistence MAE% at tier_horizon on tier_span
-            if b.tier_mae_pct is not None:
-                naive[b.symbol] = (b.tier_mae_pct, b.tier_windows)
-                if b.tier:
-                    tiers[b.symbol] = b.tier
-        rows = []
-        for sym, n, start, end, src in sorted(infos):
-            mae, nw = naive.get(sym, (None, None))
-            bm, bs, bw = best_at(sym, h, comps, picks) if h is not None else (None, None, "")
-            t = tiers.get(sym) or tier_for(mae)
-            rows.append(StockRow(sym, n, start, end, src, mae, nw, "?" if t == "unknown" else t, bm, bs, bw, h))
+        rows = stock_rows(infos, baselines, comps, picks, h)
         self._known_symbols = {r.symbol for r in rows}
         self._stock_rows = {r.symbol: r for r in rows}
         return rows

@@ -20,8 +20,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Static
 
+from console.review_data import StockRow
 from console.screens.base import ModeScreen
-from console.services import StockRow
 from console.widgets.table import Cell, KeyedTable, num, txt
 from console.words import plural
 from engine.symbols import PRIORITY_SYMBOLS
