@@ -23,7 +23,8 @@ warnings.filterwarnings("ignore")
 def bench_kronos(context: int, horizon: int, samples: int, config: dict[str, Any] | None, label: str) -> None:
     from kronos_finance._vendor.kronos_model.kronos import auto_regressive_inference
 
-    from engine.forecasters.kronos import KronosForecaster, generate_tokens
+    from engine.forecasters.kronos import KronosForecaster
+    from engine.forecasters.kronos_decode import generate_tokens
 
     fc = KronosForecaster("tiny", model_config=config or {})
     model, tok = fc.model.eval(), fc.tokenizer.eval()

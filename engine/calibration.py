@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.selection import EvaluationError
+
 if TYPE_CHECKING:
     from engine.data import Windows
 
@@ -63,8 +65,6 @@ def crossfit_calibration(point: np.ndarray, samples: np.ndarray, windows: Window
     horizon away). So a calibrated config is never scored on the windows it was fitted on."""
     n = windows.n
     if n < 2 * folds:
-        from engine.evaluation import EvaluationError
-
         raise EvaluationError(f"cross-fitted calibration needs at least {2 * folds} windows, have {n}")
     origins = np.asarray(windows.origins)
     out_p = np.array(point, dtype=np.float64, copy=True)
@@ -73,9 +73,7 @@ def crossfit_calibration(point: np.ndarray, samples: np.ndarray, windows: Window
         lo, hi = origins[block[0]], origins[block[-1]]
         fit = np.flatnonzero((origins <= lo - windows.horizon) | (origins >= hi + windows.horizon))
         if fit.size < 2:
-            from engine.evaluation import EvaluationError
-
-            raise EvaluationError(f"cross-fitted calibration: too few windows outside block {lo}..{hi} "
+                raise EvaluationError(f"cross-fitted calibration: too few windows outside block {lo}..{hi} "
                                   f"at horizon {windows.horizon} (raise val_windows or the validation span)")
         cal = fit_affine(point[fit], windows.targets[fit], windows.last_close[fit])
         last = windows.last_close[block]

@@ -244,7 +244,7 @@ async def test_run_form_shows_every_parameter_of_the_kind_and_sends_only_what_wa
     from textual.widgets import Input, Select
 
     from console.screens.start_run import FORM_KINDS, StartRunScreen
-    from engine import task_params
+    from engine import param_fields, task_params
     from engine.jobs import KINDS
 
     assert set(FORM_KINDS) == set(KINDS)
@@ -262,7 +262,7 @@ async def test_run_form_shows_every_parameter_of_the_kind_and_sends_only_what_wa
         assert not form.query("#run-preset") and not form.query("#run-epochs")  # a baseline reads neither
         for kind in ("train", "validate", "compare", "sweep", "calibrate", "regression", "pipeline"):
             form.query_one("#run-kind", Select).value = kind
-            expected = {f.name for f in task_params.fields(kind) if not f.hidden}
+            expected = {f.name for f in param_fields.fields(kind) if not f.hidden}
 
             def shown() -> set[str]:
                 return {w.id.removeprefix("run-") for w in form.query("#run-params > *") if w.id}

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from engine.forecasters.hub import ModelLoadError, resolve_weights
-from engine.forecasters.kronos import KronosForecaster, generate_tokens, generate_tokens_reference
+from engine.forecasters.kronos import KronosForecaster
+from engine.forecasters.kronos_decode import generate_tokens, generate_tokens_reference
 from engine.forecasters.training import windows_from_close
 
 warnings.filterwarnings("ignore")

@@ -1,11 +1,12 @@
-"""Command-line flags generated from a job kind's parameter model (engine.task_params).
+"""Command-line flags generated from a job kind's parameter model (engine.task_params, described by
+engine.param_fields).
 
 Why generated: the model is the one declaration of a kind's parameters; a command adds `--name` for
 every field of it (types, choices, defaults and help from the model), so a new parameter reaches the
 CLI without a second list. Each value is checked against its field while argparse parses it (a usage
 error names the flag), and the whole set again by `JobSpec.create`.
 
-`engine.task_params` is pure (pydantic only), so `--help` stays fast.
+`engine.task_params` and `engine.param_fields` are pure (pydantic only), so `--help` stays fast.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import argparse
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from engine import task_params
-from engine.task_params import ParamField
+from engine.param_fields import ParamField, fields
 
 
 def flag(name: str) -> str:
@@ -41,7 +41,7 @@ def add_param_flags(p: argparse.ArgumentParser, kind: str, *, skip: Collection[s
 
     Every flag defaults to None, meaning "not given": the model's default applies (shown in the help).
     """
-    for f in task_params.fields(kind):
+    for f in fields(kind):
         if f.hidden or f.name in skip:
             continue
         names = [flag(f.name)] + ([aliases[f.name]] if aliases and f.name in aliases else [])
@@ -67,7 +67,7 @@ def _show(v: Any) -> str:
 def params_from_args(args: argparse.Namespace, kind: str, **extra: Any) -> dict[str, Any]:
     """The spec params of `kind` the user gave (flags left unset are omitted), plus `extra` (None dropped)."""
     out: dict[str, Any] = {}
-    for f in task_params.fields(kind):
+    for f in fields(kind):
         v = getattr(args, f.name, None)
         if v is None or (f.value_type is bool and v is False and f.default is False):
             continue

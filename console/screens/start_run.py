@@ -1,6 +1,6 @@
 """Start-runs form: kind, model, priority and every parameter of the kind → a validated JobSpec.
 
-Why generated: the fields are the kind's parameter model (engine.task_params.fields), so every
+Why generated: the fields are the kind's parameter model (engine.param_fields.fields), so every
 setting a job reads is editable here and a new parameter appears without touching this screen. Each
 field is checked as it is parsed (its type, choices and bounds), and JobSpec.create is the final gate
 (unknown symbol, bad model…); its message is shown inline and nothing is queued until it passes.
@@ -21,7 +21,8 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from engine.models import FOUNDATION_MODELS
-from engine.task_params import PARAMS, ParamField, fields
+from engine.param_fields import ParamField, fields
+from engine.task_params import PARAMS
 
 FORM_KINDS: tuple[str, ...] = tuple(PARAMS)
 #: What each kind does and what comes next: a new user picks a kind from this, not from the code.
