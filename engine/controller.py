@@ -6,6 +6,7 @@ A facade over the modules that do the work, each with one responsibility:
   engine.poller       the one periodic task (poll, tail, admit, launch, persist)
   engine.recovery     rebuilding jobs from the store at start (re-attach or mark interrupted)
   engine.persistence  every store write (job records, result payloads), in order, in a thread
+  engine.worker_env   the environment a worker process starts with (cores, GPU, heartbeat)
 The public API below is what consoles, the engine service and tests call; everything it does
 runs on the caller's event loop, with blocking I/O in threads.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +28,7 @@ from engine.jobtable import JobTable
 from engine.peaks import PEAKS_FILE, PeakBook
 from engine.persistence import Persistence
 from engine.poller import Poller
-from engine.recovery import ensure_loaded, recover
+from engine.recovery import ensure_loaded, load_finished, recover
 from engine.scheduler import Placement, Scheduler
 from engine.state import FINAL_STATES, JobState, JobUpdate, Status
 
@@ -79,10 +79,7 @@ class Engine:
     def _load_old_job(self, job_id: str) -> Any:
         """A finished job the engine did not load at start (see persistence.RECENT_FINISHED)."""
         rec = self.persistence.load_job(job_id) if isinstance(job_id, str) else None
-        if rec is None or rec.get("state") not in FINAL_STATES:
-            return None
-        recover(self.table, self.backend, [rec])
-        return self.table.jobs.get(job_id)
+        return load_finished(self.table, self.backend, rec)
 
     @property
     def store_errors(self) -> list[str]:
@@ -229,28 +226,16 @@ class Engine:
 
     # ---- workers ---------------------------------------------------------------------------
     def worker_env(self, placement: Placement) -> dict[str, str]:
-        """The environment of a worker placed on a CPU slot or one GPU."""
-        from engine.gpu import pin_env
-        from engine.paths import ENV_WORKSPACE
-        from engine.threads import thread_env
-        from engine.worker import ENV_GRACE, ENV_HEARTBEAT
+        """The environment of a worker placed on a CPU slot or one GPU (engine.worker_env)."""
+        from engine.worker_env import worker_env
 
-        env = dict(os.environ)
-        env.update(self.extra_env)
-        env[ENV_WORKSPACE] = str(self.workspace)
-        env[ENV_HEARTBEAT] = f"{self.heartbeat_s:g}"
-        # The worker gives up slightly before the engine's SIGKILL, so it can still write exit.json.
-        env[ENV_GRACE] = f"{max(0.1, self.cancel_grace_s * 0.8):g}"
-        env["PYTHONUNBUFFERED"] = "1"
-        env.update(thread_env(placement.threads))  # the cores it was admitted for, not the machine's
-        tel = self.telemetry_snapshot
-        env.update(pin_env(placement.gpu, tel, hide_gpus=tel is not None and tel.available))
-        return env
+        return worker_env(placement, workspace=self.workspace, heartbeat_s=self.heartbeat_s,
+                          cancel_grace_s=self.cancel_grace_s, telemetry=self.telemetry_snapshot,
+                          extra=self.extra_env)
 
     def _forget_gpu(self, j: Any) -> None:
-        forget = getattr(self.gpu_source, "forget_job", None)
-        if callable(forget):
-            forget(j.state.id)
+        if self.gpu_source is not None:
+            self.gpu_source.forget_job(j.state.id)
 
 
 __all__ = ["Engine", "JobState", "JobUpdate", "spool_submit", "spool_cancel", "FINAL_STATES"]

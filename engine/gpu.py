@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, TypeVar
 
 GIB = 1024**3
 T = TypeVar("T")
@@ -49,11 +49,21 @@ class Telemetry:
     message: str = ""
 
 
-@runtime_checkable
-class GpuSource(Protocol):
-    """Anything that can report telemetry; the scheduler calls `snapshot()` once per admission pass."""
+class GpuSource:
+    """What reports telemetry; the scheduler calls `snapshot()` once per admission pass.
 
-    def snapshot(self) -> Telemetry: ...
+    The engine tells every source where it placed a job (`note_job`) and when the job ended
+    (`forget_job`); real GPUs measure their memory themselves and ignore both, a fake counts them.
+    """
+
+    def snapshot(self) -> Telemetry:
+        raise NotImplementedError
+
+    def note_job(self, job_id: str, gpu: int, vram_gb: float, pid: int | None = None) -> None:
+        """Job `job_id` was started on GPU `gpu` holding `vram_gb` (process `pid`)."""
+
+    def forget_job(self, job_id: str) -> None:
+        """Job `job_id` ended."""
 
 
 def _safe(fn: Callable[[], T]) -> T | None:
@@ -76,7 +86,7 @@ def _host_figures(t: Telemetry) -> None:
         t.ram_total_gb = vm.total / GIB
 
 
-class NvmlSource:
+class NvmlSource(GpuSource):
     """Real GPUs via NVML. Construct once; `snapshot()` is safe to call from a thread worker."""
 
     def __init__(self) -> None:
@@ -139,7 +149,7 @@ class NvmlSource:
             self._nv = None
 
 
-class FakeGpuSource:
+class FakeGpuSource(GpuSource):
     """`n_gpus` identical fake GPUs of `total_gb`; deterministic numbers for tests and snapshots.
 
     The engine tells it which job went where (`note_job`/`forget_job`); used memory is the base
@@ -182,7 +192,7 @@ class FakeGpuSource:
                          message="" if self.n_gpus else "fake source with no GPU")
 
 
-class CpuOnlySource:
+class CpuOnlySource(GpuSource):
     """No GPUs by design (e.g. `--cpu`): host figures only."""
 
     def __init__(self, message: str = "GPU use disabled") -> None:

@@ -211,7 +211,6 @@ class Poller:
             return
         oom_base = oom_kills()
         done = await asyncio.to_thread(self._launch_all, launches)
-        note = getattr(eng.gpu_source, "note_job", None)
         for j, placement, handle, err in done:
             j.launching = False
             st = j.state
@@ -222,8 +221,8 @@ class Poller:
             j.oom_base = oom_base
             st.pid = handle.pid
             self.watch_exit(j)
-            if placement.gpu is not None and callable(note):
-                note(st.id, placement.gpu, placement.vram_gb, handle.pid)
+            if placement.gpu is not None and eng.gpu_source is not None:
+                eng.gpu_source.note_job(st.id, placement.gpu, placement.vram_gb, handle.pid)
             held = f"; {placement.vram_gb:g} GB VRAM reserved ({placement.source})" if placement.gpu is not None else ""
             self.table.log(j, "info", f"started on {placement.device} (pid {handle.pid}){held}")
             self.table.publish(JobUpdate(st.id, "state", {"state": Status.RUNNING, "device": st.device,

@@ -31,7 +31,7 @@ from engine.events import read_events
 from engine.jobs import JobSpec
 from engine.jobtable import JobTable, LiveJob, event_log_line
 from engine.scheduler import COORDINATOR_KINDS, Placement
-from engine.state import JobState, Status, apply_event
+from engine.state import FINAL_STATES, JobState, Status, apply_event
 from store.atomic import read_json
 
 log = logging.getLogger("engine")
@@ -95,6 +95,15 @@ def recover(table: JobTable, backend: Backend, records: Iterable[dict[str, Any]]
             # Same rule as a death the engine watched (engine.deaths): resumable -> interrupted, else failed.
             table.on_exit(j, ExitStatus(code=None, reason="the process died while no engine was watching "
                                                           "(no exit status)"))
+
+
+def load_finished(table: JobTable, backend: Backend, record: dict[str, Any] | None) -> LiveJob | None:
+    """A finished job from its store record (one the engine did not load at start), or None when the
+    record is missing or the job is not finished."""
+    if record is None or record.get("state") not in FINAL_STATES:
+        return None
+    recover(table, backend, [record])
+    return table.jobs.get(str(record.get("id")))
 
 
 def _facts_before(j: LiveJob, path: Path, offset: int) -> None:

@@ -31,6 +31,7 @@ from engine.backends.ray_backend import (
     ray_options,
 )
 from engine.backends.ray_bundle import make_bundle
+from engine.gpu import GpuSource
 from engine.jobs import JobSpec, Resources
 
 try:
@@ -205,7 +206,7 @@ async def test_engine_sweep_packs_fractional_gpus_and_streams_events(cluster: An
         store.close()
 
 
-class _NoGpu:
+class _NoGpu(GpuSource):
     """The driver's own GPUs do not matter for Ray; this machine has none anyway."""
 
     def snapshot(self) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from engine.controller import Engine
+from engine.gpu import GpuSource
 from engine.jobs import JobSpec
 from engine.state import JobState
 from tests.helpers import write_cycle_csv
@@ -37,7 +38,7 @@ TINY: dict[str, Any] = {"preset": "tiny", "horizon": 16, "context": 64, "epochs"
 HOOK_ENV = {"FORECAST_TEST_HOOKS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-class NoGpu:
+class NoGpu(GpuSource):
     """This machine has no GPU; a fixed snapshot keeps NVML out of the test."""
 
     def snapshot(self) -> Any:
