@@ -7,6 +7,7 @@ starts; a test calling it in-process must not hand them to the tests after it)."
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 
@@ -15,6 +16,12 @@ import pytest
 # A CLI subprocess starts its workspace's engine service on demand; after the test it exits by
 # itself this soon (the default, 30 s, is for people).
 os.environ.setdefault("FORECAST_ENGINE_IDLE_S", "2")
+
+# Tests send Ctrl-C (SIGINT) to CLI subprocesses to check that it detaches. A shell starts a background
+# job (`pytest ... &`, nohup) with SIGINT ignored, and an ignored signal stays ignored across exec, so
+# the CLI would never see it. Handling it here makes the children start with the default disposition.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
