@@ -119,15 +119,16 @@ def test_forecast_api_reproduces_the_promoted_test_mae_after_the_workspace_is_go
 _CLI_PROBE = """import json, sys
 from console.cli import main
 rc = main(sys.argv[1:])
-heavy = sorted(m for m in ("peft", "transformers", "lightning", "torchmetrics", "textual", "engine.client")
-               if m in sys.modules)
+heavy = sorted(m for m in ("peft", "transformers", "lightning", "torchmetrics", "textual", "engine.client",
+                           "scipy.stats", "sympy", "huggingface_hub", "yaml") if m in sys.modules)
 print(json.dumps({"rc": rc, "heavy": heavy}), file=sys.stderr)
 """
 
 
 def test_forecast_command_reads_only_the_promoted_files_and_imports_only_what_it_needs(decided: dict) -> None:
     """`forecast --json` with no workspace: H rows after the CSV's last row, the API's numbers, no
-    engine service started, and none of peft/transformers/lightning/Textual imported (its start-up cost)."""
+    engine service started, and none of peft/transformers/lightning/Textual, scipy.stats, sympy or
+    huggingface_hub imported (its start-up cost)."""
     import os
     import subprocess
     import sys

@@ -49,8 +49,10 @@ def record_baselines(workspace: Path, rows: list[dict[str, Any]]) -> str:
     return str(workspace / "store.json")
 
 
-def _resolve_symbols(args: argparse.Namespace, data_dirs: list[Path]) -> list[str]:
-    """The requested symbols, each with a CSV; any bad name raises before anything is computed."""
+def _resolve_symbols(args: argparse.Namespace, data_dirs: list[Path], loaded: dict[str, Any] | None = None) -> list[str]:
+    """The requested symbols, each with a CSV; any bad name raises before anything is computed.
+    Symbols named with --stocks are loaded to check their files; `loaded` (if given) keeps those
+    Series by symbol, so a caller does not read the file again."""
     from console.cli import CliError
     from engine.data import find_symbol_csv, list_symbols, load_symbol
     from engine.symbols import PRIORITY_SYMBOLS, validate_symbol
@@ -75,12 +77,17 @@ def _resolve_symbols(args: argparse.Namespace, data_dirs: list[Path]) -> list[st
     for s in dict.fromkeys(syms):
         # A symbol asked for by name whose file is bad is the user's input error: one line, exit 2,
         # nothing recorded (with --all/--priority a bad file is skipped with a note instead).
-        load_symbol(s, data_dirs)  # DataError "FILE:LINE: reason"
+        series = load_symbol(s, data_dirs)  # DataError "FILE:LINE: reason"
+        if loaded is not None:
+            loaded[s] = series
     return list(dict.fromkeys(syms))
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.2f}" if isinstance(v, int | float) else "—"
+def _fmt(v: Any, windows: Any = None) -> str:
+    """MAE% with the window count it is measured on ("1.31 105w"), as every MAE% on screen says it."""
+    if not isinstance(v, int | float):
+        return "—"
+    return f"{v:.2f} {windows}w" if isinstance(windows, int) else f"{v:.2f}"
 
 
 def _print_table(rows: list[dict[str, Any]], horizons: list[int], span: str, tier_h: int) -> None:
@@ -90,20 +97,25 @@ def _print_table(rows: list[dict[str, Any]], horizons: list[int], span: str, tie
     from engine.tasks.baseline import summarize
 
     summary = summarize(rows)
-    table = Table(title=f"Naive persistence MAE% ({span} span)", title_justify="left")
+    persistence = [r for r in rows if r["model"] == "naive_persistence" and not r.get("error")]
+    windows = {(r["symbol"], r["horizon"]): r.get("n_windows") for r in persistence}
+    tiers = {r["symbol"]: (r.get("tier_mae_pct"), r.get("tier_windows")) for r in persistence}
+    table = Table(title=f"Naive persistence MAE% ({span} span) and the windows it is measured on",
+                  title_justify="left")
     table.add_column("symbol", style="bold")
     table.add_column("rows", justify="right")
     for h in horizons:
-        table.add_column(f"h={h}", justify="right")
-    table.add_column(f"tier (h={tier_h}, pre-test)")
+        table.add_column(f"h={h} {span}", justify="right")
+    table.add_column(f"tier (h={tier_h}, pre-test MAE%)")
     notes: list[str] = []
     for sym, s in summary.items():
         cells = [sym, str(s["n_rows"] if s["n_rows"] is not None else "—")]
         for h in horizons:
-            cells.append(_fmt(s["mae_pct"].get(str(h))))
+            cells.append(_fmt(s["mae_pct"].get(str(h)), windows.get((sym, h))))
             if str(h) in s["errors"]:
                 notes.append(f"{sym} h={h}: {s['errors'][str(h)]}")
-        cells.append(s["tier"])
+        tier_mae, tier_windows = tiers.get(sym, (None, None))
+        cells.append(s["tier"] if tier_mae is None else f"{s['tier']} ({_fmt(tier_mae, tier_windows)})")
         table.add_row(*cells)
     con = Console(soft_wrap=True)
     con.print(table)

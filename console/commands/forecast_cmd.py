@@ -32,14 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=cmd_forecast)
 
 
-def _result(symbol: str, args: argparse.Namespace, data_dirs: list[Any]) -> dict[str, Any]:
+def _result(symbol: str, args: argparse.Namespace, data_dirs: list[Any], series: Any) -> dict[str, Any]:
+    """One symbol's forecast; `series`: its loaded data, or None to load it here (once a decision is found)."""
     from engine import paths
-    from engine.data import find_symbol_csv
+    from engine.data import find_symbol_csv, load_csv
     from engine.serve import promoted_for
 
     m = promoted_for(symbol, args.model, args.horizon, paths.hyperparams_dir(args.hyperparams), device=args.device)
     csv = find_symbol_csv(symbol, data_dirs)
-    frame = m.forecast(csv)
+    frame = m.forecast(series if series is not None else load_csv(csv, symbol))
     return {
         "symbol": m.symbol, "model": m.model, "horizon": m.horizon, "preset": m.doc.get("preset"),
         "promoted_at": m.doc.get("promoted_at"), "config": str(m.path), "data": str(csv),
@@ -56,12 +57,13 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     from engine.forecasters.hub import ModelLoadError
 
     data_dirs = paths.data_dirs(paths.workspace_dir(args.workspace))
-    symbols = _resolve_symbols(args, data_dirs)  # a bad name or file fails before any model loads
+    loaded: dict[str, Any] = {}
+    symbols = _resolve_symbols(args, data_dirs, loaded)  # a bad name or file fails before any model loads
     results = []
     try:
         for s in symbols:
             try:
-                results.append(_result(s, args, data_dirs))
+                results.append(_result(s, args, data_dirs, loaded.pop(s, None)))
             except FileNotFoundError as exc:  # nothing promoted: an error for a symbol asked for by name
                 if args.stocks:
                     raise

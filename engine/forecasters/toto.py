@@ -13,23 +13,22 @@ Why these choices:
   Training follows Toto's own convention: the target is the input shifted by one patch, and the
   loss is on the model's causally scaled values.
 - toto-ts needs only `gluonts.torch.distributions`, but importing it runs `gluonts/torch/__init__.py`,
-  which imports every gluonts estimator and with them lightning and torchmetrics (seconds, ~80 % of
-  a tiny `forecast`). `_import_toto` registers `gluonts.torch` as a package whose own `__init__`
-  runs on first attribute access instead (`_LazyPackage`): toto's imports never touch it.
+  which imports every gluonts estimator and with them lightning and torchmetrics, and gluonts'
+  distributions bind `scipy.stats` names for `cdf`/`icdf` that toto never calls (seconds of a tiny
+  `forecast`). `_import_toto` imports toto without them (engine.forecasters.deferred_imports).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import functools
 import time
-import types
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
 from engine.forecasters.base import AGGREGATIONS, DrawGroup, Forecast, grid_values, window_seed
+from engine.forecasters.deferred_imports import defer_package_init, names_deferred
 from engine.forecasters.hub import ModelLoadError, resolve_weights, source_label
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import gaussian_nll, point_loss, validate_loss
@@ -47,47 +46,58 @@ TINY_CONFIG: dict[str, Any] = dict(
 )
 
 
-class _LazyPackage(types.ModuleType):
-    """A package whose submodules import normally but whose `__init__` runs on first attribute access
-    (so `from pkg import Name` still works for code that wants the package's own namespace)."""
-
-    def __getattr__(self, name: str) -> Any:
-        spec = self.__spec__
-        if name.startswith("__") or spec is None or spec.loader is None or self.__dict__.get("_lazy_loaded"):
-            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
-        self.__dict__["_lazy_loaded"] = True
-        spec.loader.exec_module(self)
-        return getattr(self, name)
-
-
-def _defer_package_init(name: str) -> None:
-    """Register package `name` (not yet imported) as a `_LazyPackage`; a no-op once it is imported."""
-    if name in sys.modules:
-        return
-    parent, _, _ = name.rpartition(".")
-    if parent:
-        __import__(parent)
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.submodule_search_locations is None:
-        return
-    mod = _LazyPackage(name)
-    mod.__spec__, mod.__file__, mod.__package__ = spec, spec.origin, name
-    mod.__path__ = list(spec.submodule_search_locations)
-    sys.modules[name] = mod
-    if parent:
-        setattr(sys.modules[parent], name.rpartition(".")[2], mod)
-
-
-def _import_toto() -> Any:
-    """The `Toto` class, without gluonts' estimators (see the module doc)."""
+def _import_toto(module: str = "toto.model.toto", name: str = "Toto") -> Any:
+    """A class of toto-ts (`Toto`, or `TotoBackbone` from toto.model.backbone), without gluonts'
+    estimators and scipy.stats (see the module doc)."""
+    import importlib
     import warnings
 
-    _defer_package_init("gluonts.torch")
-    with warnings.catch_warnings():  # gluonts' advice to install orjson, on every import: not ours to act on
-        warnings.filterwarnings("ignore", message="Using `json`-module", category=UserWarning)
-        from toto.model.toto import Toto
+    import torch  # noqa: F401 - imported before the stand-in below exists (its import probes sys.modules)
 
-    return Toto
+    defer_package_init("gluonts.torch")
+    with warnings.catch_warnings(), names_deferred("scipy.stats", ("t", "nbinom")):
+        # gluonts' advice to install orjson, on every import: not ours to act on
+        warnings.filterwarnings("ignore", message="Using `json`-module", category=UserWarning)
+        return getattr(importlib.import_module(module), name)
+
+
+class AffineSample:
+    """`base * scale + loc` as upstream's sampling loop uses it (`.sample()`, `.mean`).
+
+    Why not gluonts' AffineTransformed (what upstream builds): a torch TransformedDistribution
+    checks its shape with `torch.broadcast_shapes`, whose first call imports
+    torch.fx.experimental.symbolic_shapes and sympy (~0.7 s of a tiny `forecast`). The values are
+    computed exactly as torch's AffineTransform does (`loc + scale * x`, under no_grad), so the
+    samples are the same floats (tests/test_toto_sampler.py compares them with upstream's)."""
+
+    def __init__(self, base: Any, loc: Any, scale: Any) -> None:
+        self.base_dist, self.loc, self.scale = base, loc, scale
+
+    def sample(self, sample_shape: Any = ()) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return self.loc + self.scale * self.base_dist.sample(torch.Size(sample_shape))
+
+    @property
+    def mean(self) -> Any:
+        return self.base_dist.mean * self.scale + self.loc
+
+
+@functools.cache
+def upstream_sampler() -> type:
+    """toto-ts's TotoForecaster, drawing from `AffineSample` instead of AffineTransformed."""
+    from toto.inference.forecaster import TotoForecaster as _Upstream
+
+    class TotoSampler(_Upstream):
+        @staticmethod
+        def create_affine_transformed(base_distr: Any, loc: Any, scale: Any) -> Any:
+            if loc.shape[-1] != 1:  # per-step loc/scale (causal scaler): the suffix the base covers
+                steps = base_distr.mean.shape[-1]
+                loc, scale = loc[:, :, -steps:], scale[:, :, -steps:]
+            return AffineSample(base_distr, loc, scale)
+
+    return TotoSampler
 
 
 def context_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,25 +149,27 @@ class TotoForecaster(FoundationForecaster):
 
     def __init__(self, preset: str = "tiny", device: str = "cpu", source: str | None = None, **config: Any) -> None:
         super().__init__(preset, device, source)
-        Toto = _import_toto()  # noqa: N806 - the class
-
         if preset == "tiny":
-            cfg = {**TINY_CONFIG, **config}
+            # the backbone alone: `Toto` is a hub wrapper around it (its module imports huggingface_hub
+            # and yaml) whose __init__ only builds TotoBackbone(**config), so the seeded weights are the same
+            TotoBackbone = _import_toto("toto.model.backbone", "TotoBackbone")  # noqa: N806 - the class
+
             with seeded(TINY_SEED):
-                self.toto = Toto(**cfg)
+                self.backbone = TotoBackbone(**{**TINY_CONFIG, **config})
             self.source = "tiny"
         elif preset == "pretrained":
+            Toto = _import_toto()  # noqa: N806 - the class
+
             src = source or HUB_ID
             path = resolve_weights("toto", src, required=("model.safetensors",))
             try:
-                self.toto = Toto.load_from_checkpoint(str(path), map_location="cpu", **config)
+                self.backbone = Toto.load_from_checkpoint(str(path), map_location="cpu", **config).model
             except (OSError, ValueError, RuntimeError, KeyError, TypeError, AssertionError) as exc:
                 raise ModelLoadError(f"toto: cannot load weights from {path}: {exc}") from exc
             self.source = source_label(src, path)
         else:
             raise ModelLoadError(f"toto: unknown preset {preset!r}; choose tiny or pretrained")
-        self.toto.to(device).eval()
-        self.backbone = self.toto.model
+        self.backbone.to(device).eval()
         self.patch = int(self.backbone.patch_embed.stride)
 
     @property
@@ -173,7 +185,6 @@ class TotoForecaster(FoundationForecaster):
         """Sample paths `[W, S, H]` in price space; one upstream call per window (see the module doc)."""
         import torch
         from toto.data.util.dataset import MaskedTimeseries
-        from toto.inference.forecaster import TotoForecaster as _Upstream
 
         check_forecast_args(self.name, num_samples, params)
         t0 = time.perf_counter()
@@ -184,7 +195,7 @@ class TotoForecaster(FoundationForecaster):
         norm = (ctx - mu[:, None]) / sd[:, None]
         spb = max(d for d in range(1, min(samples_per_batch, num_samples) + 1) if num_samples % d == 0)
         out = np.empty((w_n, num_samples, horizon), dtype=np.float64)
-        fc = _Upstream(self.backbone)
+        fc = upstream_sampler()(self.backbone)
         self.backbone.eval()
         origins = np.asarray(windows.origins).reshape(-1)
         # one window per upstream call, under its own seed (seed + origin): upstream draws every
