@@ -128,6 +128,12 @@ def test_cli_table_records_rows_in_store(env: Path, capsys: pytest.CaptureFixtur
     assert "SPY" in out and "NVDA" in out and "h=16" in out and "12 rows recorded" in out
     with Store.open(env, readonly=True) as st:
         stored = st.baselines()
+    # every MAE% cell says the windows it is measured on, as recorded (the tier its pooled count)
+    spy = next(line for line in out.splitlines() if "SPY" in line)
+    for r in stored:
+        if (r.symbol, r.model) == ("SPY", "naive_persistence"):
+            assert f"{r.metrics.mae_pct:.2f} {r.n_windows}w" in spy
+            assert f"({r.tier_mae_pct:.2f} {r.tier_windows}w)" in spy
     assert len(stored) == 12
     assert {(r.symbol, r.model, r.horizon) for r in stored} == {
         (s, m, h) for s in ("SPY", "NVDA") for m in MODELS for h in (1, 16)

@@ -65,7 +65,9 @@ def test_model_searched_until_it_beats_naive_by_noise_loses_to_naive(tmp_path: P
     found = {r["model"]: r for r in res["rows"]}
     assert found["toto"]["validation"]["mae_pct"] < found["naive"]["validation"]["mae_pct"]  # it does look better on validation
     assert res["winner"] == "naive" and found["naive"]["winner"] and not found["toto"]["winner"]
-    assert res["decision"].startswith("naive: not significantly better than naive on validation")
+    assert res["decision"].startswith("no model beats naive significantly: keep naive (toto: not significantly "
+                                      "better than naive on validation")
+    assert found["naive"]["decision_note"] == res["decision"]  # what Compare shows for the naive winner
     assert found["toto"]["validation"]["dm_p_better"] >= 0.05
     v = found["toto"]["validation"]
     assert ev.dm_label(v["dm_stat"], v["dm_p_two_sided"]).startswith(("better, p=", "worse, p="))

@@ -42,6 +42,32 @@ def is_live(p: Pick, doc: dict[str, Any] | None) -> bool:
     return (doc.get("model"), doc.get("preset"), h, doc.get("config")) == (p.model, p.preset, p.horizon, p.config)
 
 
+#: Suffix of a naive reference row's id (the naive scores recorded with a model's pick).
+NAIVE_REF = "|naive"
+
+
+def naive_is_live(doc: dict[str, Any] | None, horizon: int, method: str | None) -> bool:
+    """Does the live naive file for the symbol hold naive `method` at `horizon`?"""
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        return False
+    h = doc.get("horizon") or (doc.get("windows") or {}).get("horizon")
+    return h == horizon and doc["config"].get("method", "persistence") == (method or "persistence")
+
+
+def naive_reference_cells(p: Pick, live_doc: dict[str, Any] | None) -> dict[str, Cell]:
+    """The naive reference beside a model's pick: naive's variant chosen on validation, scored on the
+    pick's own windows (what the pick had to beat), so a trader sees both numbers side by side."""
+    live = naive_is_live(live_doc, p.horizon, p.naive.method)
+    metric = p.selection_metric.removeprefix("val_")
+    return {
+        "model": txt(f"naive·{p.naive.method or 'persistence'}", style="dim"),
+        "symbol": txt(p.symbol), "horizon": num(p.horizon, "{:d}"), "metric": txt(f"reference of {p.model}", style="dim"),
+        "score": mae_cell(p.naive.validation.get(metric), p.val_windows, "val", style="dim"),
+        "test": mae_cell(p.naive.test.get(metric), p.test_windows, "test", style="dim"),
+        "promoted": Cell(live, "live" if live else "", style="green"),
+    }
+
+
 def fmt_when(ts: Any) -> Cell:
     """Timestamps come from the store (data, not the wall clock), shown in UTC for stable output."""
     if isinstance(ts, int | float):
@@ -91,6 +117,8 @@ class ConfigsScreen(ModeScreen):
                 "test": mae_cell(p.test.get(p.selection_metric), p.test_windows, "test"),
                 "promoted": Cell(live, "live" if live else "", style="green"),
             }
+            if p.model != "naive" and p.naive.method:
+                rows[key + NAIVE_REF] = naive_reference_cells(p, data.promoted.get(("naive", p.symbol)))
         self.query_one("#picks-table", KeyedTable).sync(rows)
         hist = {}
         for i, pr in enumerate(data.promotions):
@@ -103,13 +131,16 @@ class ConfigsScreen(ModeScreen):
         self.query_one("#configs-detail", Static).update(
             "No picks yet: run validate/compare/sweep jobs." if not self.picks
             else "p promote highlighted pick · b roll back its model's promotion · f forecasts · Tab switches table · "
-                 "Val/Test: MAE% and window count"
+                 "Val/Test: MAE% and window count · naive·… rows: naive on that pick's windows"
         )
 
     def _current_pick(self) -> Pick | None:
-        key = self.query_one("#picks-table", KeyedTable).current_id
-        pick = self.picks.get(key or "")
-        if pick is None:
+        key = self.query_one("#picks-table", KeyedTable).current_id or ""
+        pick = self.picks.get(key)
+        if pick is None and key.endswith(NAIVE_REF) and (ref := self.picks.get(key.removesuffix(NAIVE_REF))):
+            self.notify(f"naive reference of the {ref.model} pick: to keep naive for {ref.symbol} h={ref.horizon}, "
+                        "promote naive's row on Compare (or run validate naive)", severity="warning")
+        elif pick is None:
             self.notify("no pick selected", severity="warning")
         return pick
 

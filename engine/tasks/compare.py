@@ -153,7 +153,8 @@ def compare_symbol(
     runner_up = next((m for m in ranked if m != winner), None)
     if winner == "naive":
         best_model = next((m for m in ranked if m != "naive"), None)
-        decision = ("naive: " + verdicts[best_model][1]) if best_model else "naive: no model to compare"
+        decision = (f"no model beats naive significantly: keep naive ({best_model}: {verdicts[best_model][1]})"
+                    if best_model else "no model to compare: keep naive")
     else:
         decision = f"{winner}: {verdicts[winner][1]}"
     members: list[str] = []
