@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine.curve_file import curve_path, read_curve
 from store.records import ComparisonRow, Pick, Promotion, RunRecord, WindowSpec
 from store.tracker import md_table
 
@@ -182,23 +182,6 @@ def shown_path(workspace: Path, path: str | Path) -> str:
         return str(p)
 
 
-def read_curve(path: Path, limit: int = CURVE_MAX_POINTS) -> list[dict[str, Any]]:
-    """Loss points of curve.jsonl (unparseable lines skipped: a crash may leave half a line)."""
-    out: list[dict[str, Any]] = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict):
-                    out.append(rec)
-    except OSError:
-        return []
-    return out[-limit:]
-
-
 def _artifacts(run_dir: Path | None) -> list[tuple[str, int]]:
     if run_dir is None:
         return []
@@ -234,7 +217,7 @@ def load_detail(store: Any, workspace: Path, run_id: str, data: RunsData) -> Run
     ck_path = Path(ck) if ck else None
     if ck_path is not None and not ck_path.is_absolute():
         ck_path = workspace / ck_path
-    return RunDetail(run=run, curve=read_curve(folder / "curve.jsonl") if folder else [],
+    return RunDetail(run=run, curve=read_curve(curve_path(folder), CURVE_MAX_POINTS) if folder else [],
                      artifacts=_artifacts(folder), run_dir=shown_path(workspace, folder) if folder else None,
                      checkpoint=shown_path(workspace, ck) if ck else None,
                      checkpoint_exists=bool(ck_path and ck_path.exists()), used_by=used)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from console.review_data import ScreenData, StockRow, SymbolInfo, horizons_of, stock_rows
 from engine import paths
+from engine.curve_file import curve_path, read_curve
 from engine.data import list_symbols
 from engine.difficulty import UNKNOWN
 from store.records import BaselineRow, ComparisonRow, Pick
@@ -34,23 +35,6 @@ def _short_date(value: Any) -> str:
 
 #: How many earlier runs per symbol the Live screen overlays.
 EARLIER_RUNS = 3
-
-
-def read_curve(path: Path) -> list[dict[str, Any]]:
-    """A run's `curve.jsonl` (one loss point a line, engine.forecasters.training.Events); [] when absent."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return []
-    out = []
-    for line in text.splitlines():
-        try:
-            p = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(p, dict):
-            out.append(p)
-    return out
 
 
 class ConsoleServices:
@@ -276,7 +260,7 @@ class ConsoleServices:
                 if not isinstance(run, str) or run in skip or run in out:
                     continue
                 run_dir = Path(extra.get("run_dir") or self.workspace / "runs" / run)
-                pts = read_curve(run_dir / "curve.jsonl")
+                pts = read_curve(curve_path(run_dir))
                 if pts:
                     out[run] = pts
                     found += 1

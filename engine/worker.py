@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import process_state, threads
+from engine.curve_file import curve_path
 from engine.data.listing import job_listing
 from engine.deaths import EXIT_DISK_FULL
 from engine.events import EventWriter
@@ -105,7 +106,7 @@ def _run_test_hook(hook: dict[str, Any], spec: JobSpec, ctx: TaskContext) -> dic
             elif crash == "raise":
                 raise RuntimeError("test hook asked to raise")
             elif crash == "enospc":  # what a write on a full disk raises
-                raise OSError(errno.ENOSPC, "No space left on device", str(ctx.job_dir / "curve.jsonl"))
+                raise OSError(errno.ENOSPC, "No space left on device", str(curve_path(ctx.job_dir)))
     if hook.get("ignore_term"):  # simulate a task that never checks the cancel flag
         while True:
             time.sleep(0.05)

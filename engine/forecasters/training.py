@@ -15,7 +15,6 @@ uninterrupted one with the same seed. Resume takes the newest checkpoint generat
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.curve_file import append_point
 from engine.data.windows import Windows
 from engine.forecasters.checkpoints import has_checkpoint, load_newest, save_state
 
@@ -120,8 +120,7 @@ class Events:
 
     def _curve(self, rec: dict[str, Any]) -> None:
         if self.curve_path is not None:
-            with open(self.curve_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(rec) + "\n")
+            append_point(self.curve_path, rec)
 
     def step(self, step: int, epoch: int, train: float, done: int, total: int, eta: float | None) -> None:
         now = time.monotonic()

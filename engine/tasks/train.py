@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.curve_file import curve_path
 from engine.forecasters.checkpoints import has_checkpoint, newest_mtime
 from engine.task_params import TrainParams
 
@@ -160,7 +161,7 @@ def train_symbol(model: str, symbol: str, p: TrainParams, ctx: TaskContext, inde
     fc: Any = load_forecaster(model, preset, device=ctx.device, **kw)
     fc.prepare_finetune(plan.finetune, rank=plan.lora_rank, seed=seed)
     with ctx.cooperative_cancel():  # the loop checkpoints and returns when cancelled
-        res = train(fc, train_w, val_w, cfg, ckpt_dir=ckpt, events=Events(sev, run_dir / "curve.jsonl"),
+        res = train(fc, train_w, val_w, cfg, ckpt_dir=ckpt, events=Events(sev, curve_path(run_dir)),
                     cancelled=ctx.cancelled, resume=resuming)
     if res.cancelled:
         ev.log(f"{symbol}: cancelled at step {res.steps}; checkpoint kept in {ckpt} (resume: true continues)")
