@@ -11,22 +11,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
+from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.screen import Screen
 
-from console import decision_flows
+from console import decision_flows, messages
 from console.palette import ConsoleCommands
 from console.prefs import load_prefs, save_prefs
 from console.screens.base import ModeScreen
 from console.screens.compare import CompareScreen
 from console.screens.configs import ConfigsScreen
-from console.screens.forecast_view import ForecastRequested, ForecastScreen
+from console.screens.forecast_view import ForecastScreen
 from console.screens.gpu import GpuScreen
 from console.screens.live import LiveScreen
 from console.screens.queue import QueueScreen
@@ -36,6 +38,7 @@ from console.screens.runs import RunsScreen
 from console.screens.start_run import StartRunScreen
 from console.screens.stocks import StocksScreen
 from console.services import ConsoleServices
+from console.telemetry_poller import TelemetryPoller
 from console.update_pump import group_updates, pump
 from console.widgets.nav import NAV_ITEMS
 from engine.state import FINAL_STATES
@@ -93,9 +96,11 @@ class ForecastConsoleApp(App[int]):
         self.live_job_id: str | None = None
         self.ready = asyncio.Event()
         self.update_batches = 0
-        self._closed = False
+        self._services_closed = False  # not `_closed`: Textual's message pump owns that name
         self._finished_seen: set[str] = set()
         self._shutdown_task: asyncio.Task[None] | None = None
+        self._telemetry = TelemetryPoller(self, lambda: self.services.gpu_snapshot(), self._apply_telemetry,
+                                          telemetry_interval)
 
     # ------------------------------------------------------------------ startup
     def on_mount(self) -> None:
@@ -109,22 +114,20 @@ class ForecastConsoleApp(App[int]):
 
     async def _startup(self) -> None:
         """Open the store and engine after the first frame, then start the pump and the poller."""
+        if not self.start_engine:
+            self.services.use_engine = False
         try:
-            if self.start_engine:
-                await self.services.open()
-            else:
-                self.services.use_engine = False
-                await self.services.open()
+            await self.services.open()
         except Exception as exc:  # noqa: BLE001 - the console stays up and says why
             self.notify(f"could not open the workspace: {exc}", severity="error", timeout=10)
         if self.services.readonly_reason:
             self.sub_title = f"{self.workspace_label} · READ-ONLY (no engine service)"
         for msg in self.services.notices:
             self.notify(msg, severity="warning", timeout=8)
-        self._reload_visible()
+        self.post_to_screen(messages.WorkspaceOpened())
         if self.services.engine is not None:
             self.run_worker(self._pump_updates(), name="update-pump", exit_on_error=False)
-        self._poll_telemetry()
+        self._telemetry.poll()
         self.ready.set()
 
     def mode_screen(self) -> ModeScreen | None:
@@ -134,10 +137,11 @@ class ForecastConsoleApp(App[int]):
                 return screen
         return None
 
-    def _reload_visible(self) -> None:
+    def post_to_screen(self, message: Message) -> None:
+        """Hand a notice (console.messages) to the mode screen on view, under any dialog."""
         scr = self.mode_screen()
         if scr is not None:
-            scr.reload()
+            scr.post_message(message)
 
     # ------------------------------------------------------------------ engine updates
     async def _pump_updates(self) -> None:
@@ -146,16 +150,11 @@ class ForecastConsoleApp(App[int]):
             await pump(queue, lambda batch: self.dispatch_updates(batch))
 
     def dispatch_updates(self, batch: Iterable[Any]) -> None:
-        """Group a batch of JobUpdates by job and hand it to the visible screen."""
+        """Group a batch of JobUpdates by job and post it to the visible screen (JobsUpdated)."""
         ids, losses, logs = group_updates(batch)
         self.update_batches += 1
         finished = {jid for jid in ids if self._just_finished(jid)}
-        scr = self.mode_screen()
-        if scr is not None:
-            with self.batch_update():
-                scr.apply_job_updates(ids, losses, logs)
-                if finished:
-                    scr.on_jobs_finished(finished)
+        self.post_to_screen(messages.JobsUpdated(ids, losses, logs, finished))
         self._update_running_title()
 
     def _just_finished(self, job_id: str) -> bool:
@@ -172,39 +171,13 @@ class ForecastConsoleApp(App[int]):
         self.title = f"{base} · {n} running" if n else base
 
     # ------------------------------------------------------------------ telemetry
-    def _poll_telemetry(self) -> None:
-        """One self-rescheduling poller: sample on a thread, apply, schedule the next sample."""
-        self.run_worker(self._sample_telemetry, thread=True, group="telemetry", exclusive=True,
-                        exit_on_error=False, name="telemetry")
-
-    def _sample_telemetry(self) -> None:
-        try:
-            tel = self.services.gpu_snapshot()
-        except Exception as exc:  # noqa: BLE001 - telemetry must never take the console down
-            tel = None
-            self.call_from_thread(self.notify, f"telemetry failed: {exc}", severity="warning")
-        self.call_from_thread(self._apply_telemetry, tel)
-
     def _apply_telemetry(self, tel: Any) -> None:
-        if tel is not None:
-            self.telemetry = tel
-            scr = self.mode_screen()
-            if scr is not None:
-                scr.apply_telemetry(tel, self.job_pids(tel))
-        if self.telemetry_interval:
-            self.set_timer(self.telemetry_interval, self._poll_telemetry)
+        self.telemetry = tel
+        self.post_to_screen(messages.TelemetrySampled(tel, self.job_pids(tel)))
 
     def job_pids(self, tel: Any | None = None) -> dict[int, str]:
-        """pid -> our job id, for the processes the telemetry shows on each GPU."""
-        tel = tel if tel is not None else self.telemetry
-        out: dict[int, str] = {}
-        for g in getattr(tel, "gpus", None) or []:
-            for pid, _mem in getattr(g, "processes", None) or []:
-                if pid is not None:
-                    jid = self.services.job_for_pid(int(pid))
-                    if jid:
-                        out[int(pid)] = jid
-        return out
+        """pid -> our job id, for the processes the telemetry shows on each GPU (the last sample by default)."""
+        return self.services.job_pids(tel if tel is not None else self.telemetry)
 
     # ------------------------------------------------------------------ actions shared by screens
     @property
@@ -219,6 +192,10 @@ class ForecastConsoleApp(App[int]):
     def get_screen_for_mode(self, mode: str) -> Screen | None:
         """The mode's screen, or None before the mode was first shown."""
         return self._mode_screens.get(mode)
+
+    @on(messages.StartRunRequested)
+    def _start_run_requested(self, message: messages.StartRunRequested) -> None:
+        self.action_start_run(message.kind)
 
     def action_start_run(self, kind: str | None = None) -> None:
         symbols = self.selected_symbols
@@ -243,10 +220,13 @@ class ForecastConsoleApp(App[int]):
             return False
         if not quiet:
             self.notify(f"queued {spec.kind} for {', '.join(spec.symbols)}", title=spec.id)
-        scr = self.mode_screen()
-        if isinstance(scr, QueueScreen):
-            scr.reload()
+        self.post_to_screen(messages.JobQueued(spec.id))
         return True
+
+    @on(messages.QueueJobRequested)
+    def _queue_job_requested(self, message: messages.QueueJobRequested) -> None:
+        self.queue_jobs(message.kind, message.symbols, message.model, message.params, message.priority,
+                        quiet=message.quiet)
 
     def queue_jobs(self, kind: str, symbols: list[str], model: str | None, params: dict[str, Any],
                    priority: int = 0, quiet: bool = False) -> bool:
@@ -262,26 +242,38 @@ class ForecastConsoleApp(App[int]):
         return self.submit_spec(spec, quiet=quiet)
 
     def open_live(self, job_id: str) -> None:
+        """Switch to Live on `job_id`. `live_job_id` is the job a Live screen composed later opens on;
+        one already there is told by ShowJob, posted before the switch so that its resume re-reads it."""
         self.live_job_id = job_id
-        self.switch_mode("live")
         live = self.get_screen_for_mode("live")
-        if isinstance(live, LiveScreen) and live.is_mounted:
-            live.show_job(job_id)
+        if live is not None:
+            live.post_message(messages.ShowJob(job_id))
+        self.switch_mode("live")
 
-    def on_forecast_requested(self, message: ForecastRequested) -> None:
+    @on(messages.OpenLiveRequested)
+    def _open_live_requested(self, message: messages.OpenLiveRequested) -> None:
+        self.open_live(message.job_id)
+
+    @on(messages.ForecastRequested)
+    def _forecast_requested(self, message: messages.ForecastRequested) -> None:
         """Compare, Configs and Runs ask for the Forecast view of a decision or run."""
         self.push_screen(ForecastScreen(message))
 
-    def confirm_promote(self, model: str, symbol: str, on_done: Callable[[], Any] | None = None, *,
-                        source: str = "pick", horizon: int | None = None, preset: str | None = None) -> None:
-        """Confirm, then promote exactly the decision named: a pick at `horizon`, or the comparison row
-        (source="comparison") identified by symbol, horizon, model and preset."""
-        self.run_worker(decision_flows.confirm_promote(self, model, symbol, on_done, source, horizon, preset),
+    @on(messages.PromoteRequested)
+    def _promote_requested(self, message: messages.PromoteRequested) -> None:
+        self.run_worker(self._changing_decisions(decision_flows.confirm_promote(
+            self, message.model, message.symbol, message.source, message.horizon, message.preset)),
+            exit_on_error=False)
+
+    @on(messages.RollbackRequested)
+    def _rollback_requested(self, message: messages.RollbackRequested) -> None:
+        self.run_worker(self._changing_decisions(decision_flows.confirm_rollback(self, message.model, message.symbol)),
                         exit_on_error=False)
 
-    def confirm_rollback(self, model: str, symbol: str, on_done: Callable[[], Any] | None = None) -> None:
-        """Confirm, then restore the previously promoted config (console.decision_flows)."""
-        self.run_worker(decision_flows.confirm_rollback(self, model, symbol, on_done), exit_on_error=False)
+    async def _changing_decisions(self, flow: Awaitable[bool]) -> None:
+        """Run a confirm-then-write flow; when it changed `hyperparams/`, the screen on view re-reads."""
+        if await flow:
+            self.post_to_screen(messages.DecisionsChanged())
 
     def action_toggle_theme(self) -> None:
         """Dark/light; any theme change (this key or the palette's) is kept for the next run (console.prefs)."""
@@ -324,8 +316,8 @@ class ForecastConsoleApp(App[int]):
         self.push_screen(QuitScreen(running), chosen)
 
     async def shutdown(self, cancel_running: bool = False) -> None:
-        if not self._closed:
-            self._closed = True
+        if not self._services_closed:
+            self._services_closed = True
             try:
                 await self.services.close(cancel_running=cancel_running)
             except Exception as exc:  # noqa: BLE001
@@ -333,8 +325,8 @@ class ForecastConsoleApp(App[int]):
         self.exit(0)
 
     async def on_unmount(self) -> None:
-        if not self._closed:
-            self._closed = True
+        if not self._services_closed:
+            self._services_closed = True
             await self.services.close(cancel_running=False)
 
 

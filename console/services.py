@@ -318,6 +318,15 @@ class ConsoleServices:
             return fn(pid)
         return next((j.id for j in self.engine.jobs() if j.pid == pid and j.state == "running"), None)
 
+    def job_pids(self, tel: Any | None) -> dict[int, str]:
+        """pid -> our job id, for the processes a telemetry snapshot shows on each GPU."""
+        out: dict[int, str] = {}
+        for g in getattr(tel, "gpus", None) or []:
+            for pid, _mem in getattr(g, "processes", None) or []:
+                if pid is not None and (jid := self.job_for_pid(int(pid))):
+                    out[int(pid)] = jid
+        return out
+
     def running_count(self) -> int:
         return int(self.engine.running_count()) if self.engine is not None else 0
 

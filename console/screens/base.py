@@ -2,7 +2,8 @@
 
 Why: every mode screen shows the same header, nav strip and footer, reloads its data when shown
 (reads run off the loop through ConsoleServices), and receives job updates and telemetry from the
-app's single pump and poller instead of polling itself.
+app's single pump and poller instead of polling itself. The app posts those as messages
+(console.messages); the handlers here turn each into the hook a screen overrides.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from textual import on
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
+from console.messages import DecisionsChanged, JobQueued, JobsUpdated, TelemetrySampled, WorkspaceOpened
 from console.widgets.gpu_panel import GpuPanel
 from console.widgets.nav import NavBar
 
@@ -28,6 +31,8 @@ class ModeScreen(Screen):
     MODE: ClassVar[str] = ""
     #: Data screens (stocks, compare, ...) re-read the store when a job finishes.
     RELOAD_ON_FINISH: ClassVar[bool] = False
+    #: Screens that list jobs re-read when this console queues one (before its first event arrives).
+    RELOAD_ON_QUEUED: ClassVar[bool] = False
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="≈")
@@ -52,9 +57,30 @@ class ModeScreen(Screen):
     def reload(self) -> None:
         """Re-read this screen's data (override; must not block)."""
 
+    @on(WorkspaceOpened)
+    @on(DecisionsChanged)
+    def _reread(self) -> None:
+        self.reload()
+
+    @on(JobQueued)
+    def _job_queued(self) -> None:
+        if self.RELOAD_ON_QUEUED:
+            self.reload()
+
+    @on(JobsUpdated)
+    def _jobs_updated(self, message: JobsUpdated) -> None:
+        with self.app.batch_update():  # one repaint for the whole batch
+            self.apply_job_updates(message.job_ids, message.losses, message.logs)
+            if message.finished:
+                self.on_jobs_finished(message.finished)
+
+    @on(TelemetrySampled)
+    def _telemetry_sampled(self, message: TelemetrySampled) -> None:
+        self.apply_telemetry(message.telemetry, message.job_pids)
+
     def apply_job_updates(self, job_ids: set[str], losses: dict[str, list[dict[str, Any]]],
                           logs: dict[str, list[str]]) -> None:
-        """Called by the app's update pump with the jobs that changed since the last batch."""
+        """One batch of the app's update pump (JobsUpdated): the jobs that changed since the last."""
 
     def on_jobs_finished(self, job_ids: set[str]) -> None:
         """Jobs just finished: their results are (about to be) in the store; data screens re-read.

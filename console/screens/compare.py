@@ -22,8 +22,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
+from console.messages import ForecastRequested, PromoteRequested
 from console.screens.base import ModeScreen
-from console.screens.forecast_view import ForecastRequested
 from console.widgets.table import Cell, KeyedTable, num, txt
 from console.words import plural
 from store.records import ComparisonRow, Metrics, WindowSpec
@@ -204,8 +204,7 @@ class CompareScreen(ModeScreen):
             self.notify(f"{row.model} is an ensemble: it has no single config trading code could run; "
                         "promote one of its members", severity="warning")
             return
-        self.fc_app.confirm_promote(row.model, row.symbol, source="comparison", horizon=row.horizon,
-                                    preset=row.preset, on_done=self.reload)
+        self.post_message(PromoteRequested(row.model, row.symbol, "comparison", row.horizon, row.preset))
 
     def action_forecast(self) -> None:
         row = self.rows.get(self.table.current_id or "")

@@ -18,9 +18,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
+from console.messages import ForecastRequested, PromoteRequested, RollbackRequested
 from console.screens.base import ModeScreen
 from console.screens.compare import mae_cell
-from console.screens.forecast_view import ForecastRequested
 from console.widgets.table import Cell, KeyedTable, num, txt
 from store.records import Pick
 
@@ -147,13 +147,12 @@ class ConfigsScreen(ModeScreen):
     def action_promote(self) -> None:
         p = self._current_pick()
         if p:
-            self.fc_app.confirm_promote(p.model, p.symbol, source="pick", horizon=p.horizon, preset=p.preset,
-                                        on_done=self.reload)
+            self.post_message(PromoteRequested(p.model, p.symbol, "pick", p.horizon, p.preset))
 
     def action_rollback(self) -> None:
         p = self._current_pick()
         if p:
-            self.fc_app.confirm_rollback(p.model, p.symbol, on_done=self.reload)
+            self.post_message(RollbackRequested(p.model, p.symbol))
 
     def action_forecast(self) -> None:
         p = self._current_pick()

@@ -24,25 +24,15 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from console.messages import ForecastRequested
 from console.widgets.forecast_chart import ForecastChart
 from store.forecasts import ForecastFileError, WindowForecasts, read_forecasts
 from store.workspace import Workspace
 
 SPAN_NAMES = {"val": "validation", "test": "test"}
-
-
-class ForecastRequested(Message):
-    """A screen asks the app to open the Forecast view (the app pushes it)."""
-
-    def __init__(self, symbol: str, model: str, horizon: int | None, preset: str | None,
-                 job_ids: Sequence[str | None] = ()) -> None:
-        super().__init__()
-        self.symbol, self.model, self.horizon, self.preset = symbol, model, horizon, preset
-        self.job_ids = [j for j in job_ids if j]
 
 
 @dataclass

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
+from console.messages import ShowJob
 from console.screens.base import ModeScreen
 from console.screens.queue import cancel_job, fmt_eta
 from console.widgets.gpu_panel import GpuPanel
@@ -61,8 +63,12 @@ class LiveScreen(ModeScreen):
         self.reload()
 
     def reload(self) -> None:
-        jid = self.fc_app.live_job_id or self._default_job()
-        self.show_job(jid)
+        """The job on view again; when there is none yet, the job the app opened Live on, else the newest."""
+        self.show_job(self.job_id or self.fc_app.live_job_id or self._default_job())
+
+    @on(ShowJob)
+    def _show_job_asked(self, message: ShowJob) -> None:
+        self.show_job(message.job_id)
 
     def _default_job(self) -> str | None:
         jobs = self.services.jobs()
@@ -73,7 +79,6 @@ class LiveScreen(ModeScreen):
     def show_job(self, job_id: str | None) -> None:
         """Switch the view to `job_id`, loading its whole curve and log tail once."""
         self.job_id = job_id
-        self.fc_app.live_job_id = job_id
         chart = self.query_one(LossChart)
         log = self.query_one(LogTail)
         log.clear()

@@ -18,6 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
+from console.messages import OpenLiveRequested, StartRunRequested
 from console.screens.base import ModeScreen
 from console.screens.confirm import ConfirmScreen
 from console.widgets.table import Cell, KeyedTable, num, txt
@@ -136,6 +137,7 @@ def _cancel(app: Any, job_id: str) -> None:
 
 class QueueScreen(ModeScreen):
     MODE: ClassVar[str] = "queue"
+    RELOAD_ON_QUEUED: ClassVar[bool] = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cancel_job", "Cancel", id="queue-cancel"),
         Binding("t", "retry_job", "Retry", id="queue-retry"),
@@ -274,10 +276,10 @@ class QueueScreen(ModeScreen):
     def action_open_live(self) -> None:
         jid = self.table.current_id
         if jid:
-            self.fc_app.open_live(jid)
+            self.post_message(OpenLiveRequested(jid))
 
     def action_start_run(self) -> None:
-        self.fc_app.action_start_run(None)
+        self.post_message(StartRunRequested())
 
     def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
         yield ("Cancel selected job", "Stop the highlighted job", self.action_cancel_job)

@@ -25,6 +25,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
+from console.messages import QueueJobRequested
 from console.screens.base import ModeScreen
 from console.widgets.table import Cell, KeyedTable, num, txt
 
@@ -186,7 +187,7 @@ class RegressionsScreen(ModeScreen):
         if not symbols:
             self.notify("no picks to check yet: train and validate a model first", severity="warning")
             return
-        self.fc_app.queue_jobs("regression", symbols, None, {"preset": "tiny"})
+        self.post_message(QueueJobRequested("regression", symbols, params={"preset": "tiny"}))
 
     def action_queue_retrain(self) -> None:
         """Queue the proposal of the highlighted row if it is flagged, else of every flagged row: one
@@ -223,10 +224,9 @@ class RegressionsScreen(ModeScreen):
         try:
             priority = max(int(j.get("priority") or 0) for j in row["proposed_jobs"] if isinstance(j, dict))
             spec = self.services.make_spec("pipeline", symbols, None, params, priority)
-        except ValueError as exc:
+            self.services.submit(spec)
+        except (RuntimeError, ValueError) as exc:  # an invalid spec, or no engine service to queue on
             self.notify(str(exc), title="not queued", severity="error", timeout=8)
-            return None
-        if not self.fc_app.submit_spec(spec, quiet=True):
             return None
         self.queued[key] = spec.id
         self._record(row, spec.id)

@@ -20,6 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Static
 
+from console.messages import QueueJobRequested, StartRunRequested
 from console.review_data import StockRow
 from console.screens.base import ModeScreen
 from console.widgets.table import Cell, KeyedTable, num, txt
@@ -264,10 +265,10 @@ class StocksScreen(ModeScreen):
         self._render_rows()
 
     def action_start_run(self, kind: str | None = None) -> None:
-        self.fc_app.action_start_run(kind)
+        self.post_message(StartRunRequested(kind))
 
     def action_quick_baseline(self) -> None:
-        self.fc_app.queue_jobs("baseline", sorted(self.selected), None, {})
+        self.post_message(QueueJobRequested("baseline", sorted(self.selected)))
 
     def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
         yield ("Select priority symbols", "Preset: the 11 priority symbols", lambda: self.action_preset("priority"))
