@@ -6,7 +6,10 @@ For what finished before the cut-off:
   * run artifacts: the run's folder under `runs/` — never one a current pick names or one that was
     ever promoted (the promotion audit, and the promoted files under hyperparams/). Run records stay
     in the ledger (they are small and the history of what was tried); their checkpoint is then gone,
-    which `best(require_checkpoint=True)` already checks.
+    which `best(require_checkpoint=True)` already checks;
+  * saved per-window forecasts: `forecasts/<job id>/` of a job removed now, or of a job whose record
+    is already gone (removed by an earlier gc) when the folder is older than the cut-off — never of
+    a job a current pick or comparison names (the Forecast view draws those decisions from them).
 Planning only reads the store (a dry run needs no engine). Applying is done by the engine service
 (its `gc` request), the only store writer, in its writer thread and in order with its own job writes,
 so it works the same with or without a console open and never removes the folder of a job it watches
@@ -28,20 +31,26 @@ class Plan:
     jobs: list[tuple[str, Path | None]] = field(default_factory=list)  # (job id, folder if present)
     run_dirs: list[tuple[str, Path]] = field(default_factory=list)  # (run id, artifact folder)
     kept_runs: int = 0  # old runs whose artifacts stay (picked or promoted)
+    forecast_dirs: list[tuple[str, Path]] = field(default_factory=list)  # (job id, forecasts/<job id>)
+    kept_forecasts: int = 0  # forecast folders of removed or gone jobs that a current decision names
     bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan as JSON: `jobs` and `run_dirs` as lists (what `gc --json` prints), plus the
-        pairs (`job_folders`, `run_ids`, index-aligned) that `from_dict` reads back."""
+        """The plan as JSON: `jobs`, `run_dirs` and `forecast_dirs` as lists (what `gc --json` prints),
+        plus the pairs (`job_folders`, `run_ids`, `forecast_jobs`, index-aligned) that `from_dict` reads back."""
         return {"jobs": [j for j, _ in self.jobs], "job_folders": [str(p) if p else None for _, p in self.jobs],
                 "run_dirs": [str(p) for _, p in self.run_dirs], "run_ids": [r for r, _ in self.run_dirs],
-                "kept_runs": self.kept_runs, "bytes": self.bytes}
+                "forecast_dirs": [str(p) for _, p in self.forecast_dirs],
+                "forecast_jobs": [j for j, _ in self.forecast_dirs],
+                "kept_runs": self.kept_runs, "kept_forecasts": self.kept_forecasts, "bytes": self.bytes}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:
         jobs = [(j, Path(f) if f else None) for j, f in zip(d["jobs"], d["job_folders"], strict=True)]
         runs = [(r, Path(p)) for r, p in zip(d["run_ids"], d["run_dirs"], strict=True)]
-        return cls(jobs=jobs, run_dirs=runs, kept_runs=int(d["kept_runs"]), bytes=int(d["bytes"]))
+        fcs = [(j, Path(p)) for j, p in zip(d["forecast_jobs"], d["forecast_dirs"], strict=True)]
+        return cls(jobs=jobs, run_dirs=runs, kept_runs=int(d["kept_runs"]), forecast_dirs=fcs,
+                   kept_forecasts=int(d["kept_forecasts"]), bytes=int(d["bytes"]))
 
 
 def _size(path: Path) -> int:
@@ -81,6 +90,29 @@ def _run_dir(st: Any, run: dict[str, Any]) -> Path | None:
     return None
 
 
+def _plan_forecasts(st: Any, plan: Plan, cutoff: float) -> None:
+    """Add to `plan` the forecast folders whose job goes now or is gone (see the module docstring)."""
+    root = st.workspace.forecasts_dir
+    if not root.is_dir():
+        return
+    going = {j for j, _ in plan.jobs}
+    named = {r.job_id for r in [*st.picks(), *st.comparisons()] if r.job_id}
+    for d in sorted(root.iterdir()):
+        if not d.is_dir():
+            continue
+        try:
+            old = d.stat().st_mtime < cutoff
+        except OSError:
+            continue
+        if not (d.name in going or (old and st.get_job(d.name) is None)):
+            continue
+        if d.name in named:
+            plan.kept_forecasts += 1
+            continue
+        plan.forecast_dirs.append((d.name, d))
+        plan.bytes += _size(d)
+
+
 def plan_gc(st: Any, older_than_s: float, keep_failed: bool, now: float | None = None) -> Plan:
     """What would go (reads the store only)."""
     from engine.state import FINAL_STATES, Status
@@ -113,6 +145,7 @@ def plan_gc(st: Any, older_than_s: float, keep_failed: bool, now: float | None =
             plan.run_dirs.append((run["run_id"], d))
     plan.run_dirs = [(r, d) for r, d in plan.run_dirs if d not in live_dirs]
     plan.bytes += sum(_size(d) for _, d in plan.run_dirs)
+    _plan_forecasts(st, plan, cutoff)
     return plan
 
 
@@ -121,7 +154,7 @@ def apply_gc(st: Any, plan: Plan) -> None:
     for _, folder in plan.jobs:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-    for _, d in plan.run_dirs:
+    for _, d in [*plan.run_dirs, *plan.forecast_dirs]:
         shutil.rmtree(d, ignore_errors=True)
     st.delete_jobs([j for j, _ in plan.jobs])
 

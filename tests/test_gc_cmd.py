@@ -1,5 +1,5 @@
-"""`forecast-console gc`: old finished jobs and unpromoted run artifacts go; picked, promoted,
-recent and unfinished ones stay; --dry-run removes nothing; the removal is done by the engine service."""
+"""`forecast-console gc`: old finished jobs (with their saved forecasts) and unpromoted run artifacts
+go; picked, promoted, recent and unfinished ones stay; --dry-run removes nothing; the removal is done by the engine service."""
 
 from __future__ import annotations
 
@@ -90,3 +90,44 @@ def test_gc_dry_run_reads_beside_the_writer(tmp_path: Path) -> None:
         _job(st, "old-ok", "succeeded", 40)
         r = _gc(ws, hp, "--dry-run")
     assert r.returncode == 0 and "would remove job old-ok" in r.stdout, r.stderr
+
+
+def test_gc_removes_the_saved_forecasts_of_jobs_that_go_or_are_gone(tmp_path: Path) -> None:
+    """forecasts/<job id>/ goes with its job, or once its job's record is gone and the folder is older
+    than the cut-off; the forecasts of a job a current pick or comparison names stay (the Forecast view
+    draws those decisions from them), as do recent ones."""
+    import os
+
+    from engine.gc import Plan, plan_gc
+
+    ws, hp = tmp_path / "ws", tmp_path / "hp"
+
+    def forecasts(st: Store, jid: str, age_days: float = 0.0) -> Path:
+        f = st.workspace.forecast_file(jid, "SPY", 16)
+        f.parent.mkdir(parents=True)
+        f.write_bytes(b"x" * 500)
+        if age_days:
+            t = time.time() - age_days * DAY
+            os.utime(f, (t, t))
+            os.utime(f.parent, (t, t))
+        return f.parent
+
+    with Store.open(ws, hyperparams_dir=hp) as st:
+        _job(st, "old-ok", "succeeded", 40)
+        _job(st, "old-picked", "succeeded", 40)
+        _job(st, "new-ok", "succeeded", 1)
+        f_old, f_picked, f_new = forecasts(st, "old-ok", 40), forecasts(st, "old-picked", 40), forecasts(st, "new-ok")
+        f_gone = forecasts(st, "gone-long-ago", 40)  # its job record removed by an earlier gc
+        f_gone_recent = forecasts(st, "gone-recently", 1)
+        st.set_pick("toto", "SPY", {"config": {}, "horizon": 16}, job_id="old-picked")
+        plan = plan_gc(st, 30 * DAY, keep_failed=False)
+        assert sorted(plan.jobs) == [("old-ok", st.workspace.job_dir("old-ok")),
+                                     ("old-picked", st.workspace.job_dir("old-picked"))]
+        assert plan.forecast_dirs == [("gone-long-ago", f_gone), ("old-ok", f_old)] and plan.kept_forecasts == 1
+        assert Plan.from_dict(plan.to_dict()) == plan  # what the engine service answers reads back the same
+    r = _gc(ws, hp, "--older-than", "30d")  # through the engine service, the only writer
+    assert r.returncode == 0, r.stderr
+    assert f"removed saved forecasts {f_old}  (job old-ok)" in r.stdout and "2 forecast folder(s)" in r.stdout
+    assert "1 job(s)' forecasts kept" in r.stdout
+    assert not f_old.exists() and not f_gone.exists()
+    assert f_picked.is_dir() and f_new.is_dir() and f_gone_recent.is_dir()

@@ -2,8 +2,8 @@
 
 Why: nothing else ever removes anything — job folders (spec, events with a heartbeat every few
 seconds, stderr), job records, and run artifacts (checkpoints, adapters, curves) pile up. This
-removes old finished jobs (folder and record) and the run folders no pick or promotion names
-(engine.gc says exactly what). `--dry-run` reads the store and lists what would go; the real run is
+removes old finished jobs (folder, record and saved forecasts) and the run folders no pick or
+promotion names (engine.gc says exactly what). `--dry-run` reads the store and lists what would go; the real run is
 a request to the workspace's engine service, the only store writer, so it works the same with or
 without a console open.
 """
@@ -27,7 +27,7 @@ def parse_duration(text: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("gc", help="remove old job folders and unpromoted run artifacts",
+    p = subparsers.add_parser("gc", help="remove old job folders, their saved forecasts and unpromoted run artifacts",
                               description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("--older-than", default="30d", help="age cut-off (default 30d; s/m/h/d/w)")
     p.add_argument("--keep-failed", action="store_true", help="keep failed and interrupted jobs")
@@ -60,7 +60,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
         print(f"{verb} job {jid}" + (f"  ({folder})" if folder else "  (record only)"))
     for rid, d in plan.run_dirs:
         print(f"{verb} run artifacts {d}  (run {rid}; its record stays)")
-    print(f"{len(plan.jobs)} job(s), {len(plan.run_dirs)} run folder(s), {plan.bytes / 1e6:.1f} MB; "
-          f"{plan.kept_runs} old run(s) kept (picked or promoted)"
+    for jid, d in plan.forecast_dirs:
+        print(f"{verb} saved forecasts {d}  (job {jid})")
+    print(f"{len(plan.jobs)} job(s), {len(plan.run_dirs)} run folder(s), {len(plan.forecast_dirs)} forecast "
+          f"folder(s), {plan.bytes / 1e6:.1f} MB; {plan.kept_runs} old run(s) kept (picked or promoted)"
+          + (f", {plan.kept_forecasts} job(s)' forecasts kept (a current pick or comparison)"
+             if plan.kept_forecasts else "")
           + ("; dry run: nothing removed" if args.dry_run else ""))
     return 0
