@@ -4,13 +4,16 @@ Why: building a model (reading 100–500 MB of pretrained weights, moving them t
 of a short model job's start-up. A warm worker (engine.pool_worker) enables this cache; a
 one-process-per-job worker never does (`load_forecaster` then builds a model every time).
 
-What is cached is the base model per (model, preset, device, load options), and only for loads
-without an adapter: those are the inference-only uses of the short job kinds (validate, compare,
-calibrate, forecast of a base model), which never change the model, so jobs share the instance.
-A load with a fine-tuned adapter builds a fresh model (loading an adapter rewrites the modules
-in place; the adapter objects do not support copying, so one cannot be swapped onto a shared
-base safely). Train jobs never run in a warm worker. The bound counts the cached bases' tensor
-bytes (parameters and buffers); least recently used go first; one larger than the bound is not kept.
+What is cached is the base model per (model, preset, device, load options); the short job kinds
+(validate, compare, calibrate, regression, forecast) only run inference, so jobs share the instance.
+A fine-tuned LoRA adapter is swapped on top of the cached base (`FoundationForecaster.use_adapter`):
+a plain LoRA wraps the base linears without changing their weights, so the next load takes it off
+again (or keeps it when it is the same adapter files: a second job with the same adapter reloads
+nothing), and every job gets exactly the weights it asked for. An adapter that rewrites the base (a
+full fine-tune, or one only peft can apply) is this job's alone: the entry is dropped and the next
+job builds a fresh base. Train jobs never run in a warm worker. The bound counts the cached models'
+tensor bytes (parameters and buffers, LoRA included); least recently used go first; one larger than
+the bound is not kept.
 """
 
 from __future__ import annotations
@@ -79,6 +82,25 @@ class ModelCache:
             self._items.popitem(last=False)
             self.evictions += 1
         return base
+
+    def refresh(self, key: str) -> None:
+        """Re-count `key`'s bytes after its model changed (an adapter swapped on), then keep the bound:
+        other entries go least recent first; if it alone exceeds the bound it is not kept."""
+        hit = self._items.get(key)
+        if hit is None:
+            return
+        size = tensor_bytes(hit[0])
+        if size > self.max_bytes:
+            self.drop(key)
+            return
+        self._items[key] = (hit[0], size)
+        while self.bytes > self.max_bytes:
+            self._items.popitem(last=False)
+            self.evictions += 1
+
+    def drop(self, key: str) -> None:
+        """Forget `key` (its model may no longer be shared)."""
+        self._items.pop(key, None)
 
     def clear(self) -> None:
         self._items.clear()

@@ -73,6 +73,10 @@ class FoundationForecaster(Forecaster):
 
             configure_cuda_matmul()
         self.lora: dict[str, Any] | None = None
+        #: A plain LoRA applied by `_inject_saved_lora`: (wrapped module names, requires_grad before).
+        self._injected: tuple[list[str], dict[str, bool]] | None = None
+        #: `adapter_identity` of the adapter `use_adapter` applied.
+        self._adapter_id: tuple[str, tuple[tuple[str, int, int], ...]] | None = None
 
     # ---- to implement -------------------------------------------------------------------------
     def adapt_root(self) -> torch.nn.Module:  # pragma: no cover - abstract
@@ -176,9 +180,11 @@ class FoundationForecaster(Forecaster):
         rank = int(lo.get("rank", 8))
         alpha = float(lo["alpha"]) if lo.get("alpha") is not None else float(2 * rank)
         root = self.adapt_root()
+        grads = {n: p.requires_grad for n, p in root.named_parameters()}
         with seeded(int(lo.get("seed", 0))):  # the new linears' init draws must not move the caller's RNG
             if not inject_lora(root, names, rank=rank, alpha=alpha, dropout=float(lo.get("dropout", 0.0))):
                 return False
+        self._injected = (names, grads)
         for n, p in root.named_parameters():  # frozen base, trainable LoRA (as prepare_finetune leaves it)
             p.requires_grad_("lora_" in n)
         root.to(self.device)
@@ -204,6 +210,46 @@ class FoundationForecaster(Forecaster):
                                   targets=tuple(lo["targets"]) if lo.get("targets") else None)
         self.load_trainable_state(state)
         self.set_train_mode(False)
+
+
+    def use_adapter(self, path: Path | None) -> bool:
+        """Make this model carry exactly the adapter at `path` (None: the base weights), for a model a
+        warm worker's cache shares between jobs (engine.forecasters.cache).
+
+        The adapter already on it is kept when its files are the same (path, sizes, mtimes); else it
+        is taken off (a plain LoRA wraps the base linears without changing them, so unwrapping gives
+        the base back, requires_grad flags included) and `path`'s is applied. False when the model
+        can no longer be the shared base: its adapter was a full fine-tune or went through peft, which
+        rewrite the modules; it then carries `path`'s adapter for this job and the caller must not
+        keep it."""
+        want = adapter_identity(path) if path is not None else None
+        if (want is not None and self._adapter_id == want) or (want is None and self.finetune is None):
+            return True
+        if self.finetune is not None:
+            if self._injected is None:
+                return False  # not removable (never kept by the cache after such a load)
+            from engine.forecasters.lora_inject import remove_lora
+
+            names, grads = self._injected
+            root = self.adapt_root()
+            remove_lora(root, names)
+            for n, p in root.named_parameters():
+                p.requires_grad_(grads.get(n, p.requires_grad))
+            self.finetune, self.lora, self._injected, self._adapter_id = None, None, None, None
+        if path is None:
+            return True
+        self.load_adapter(path)
+        if self._injected is None:
+            return False
+        self._adapter_id = want
+        return True
+
+
+def adapter_identity(path: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
+    """What makes two loads the same adapter: its folder and each file's name, size and mtime."""
+    p = Path(path).resolve()
+    files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else []
+    return str(p), tuple((f.name, (st := f.stat()).st_size, st.st_mtime_ns) for f in files)
 
 
 def read_adapter_meta(path: Path) -> dict[str, Any]:

@@ -73,3 +73,16 @@ def inject_lora(root: torch.nn.Module, names: list[str], *, rank: int, alpha: fl
         parent = mods[parent_name] if parent_name else root
         setattr(parent, child, cls(mods[n], rank, alpha, dropout))
     return True
+
+
+def remove_lora(root: torch.nn.Module, names: list[str]) -> None:
+    """Undo `inject_lora`: each named LoraLinear is replaced by the linear it wraps (whose weights it
+    never changed), so the module is the base model again."""
+    mods = dict(root.named_modules())
+    for n in names:
+        wrapper = mods.get(n)
+        base = getattr(wrapper, "base_layer", None)
+        if base is None:
+            raise ValueError(f"{n} carries no LoRA wrapper to remove")
+        parent_name, _, child = n.rpartition(".")
+        setattr(mods[parent_name] if parent_name else root, child, base)

@@ -60,10 +60,15 @@ def load_forecaster(model: str, preset: str = "tiny", *, adapter: Path | str | N
             resolve_weights(model, rid)
     cls: Any = adapter_class(model)
     cache = model_cache.active()  # a warm worker's base models (engine.forecasters.cache)
-    if cache is not None and adapter is None:
-        fc = cache.get(model_cache.cache_key(model, preset, device, kw), lambda: cls(preset=preset, device=device, **kw))
-    else:
+    if cache is None:
         fc = cls(preset=preset, device=device, **kw)
-    if adapter is not None:
-        fc.load_adapter(Path(adapter))
+        if adapter is not None:
+            fc.load_adapter(Path(adapter))
+        return fc
+    key = model_cache.cache_key(model, preset, device, kw)
+    fc = cache.get(key, lambda: cls(preset=preset, device=device, **kw))
+    if fc.use_adapter(Path(adapter) if adapter is not None else None):
+        cache.refresh(key)  # its LoRA tensors count toward the bound
+    else:
+        cache.drop(key)  # the adapter rewrote the base (full fine-tune, peft): this job's alone
     return fc
