@@ -138,7 +138,8 @@ class PromotedModel:
         """The loaded model (ModelLoadError with the download command when weights are missing)."""
         if self._bank is None:
             preset = str(self.doc.get("preset") or "tiny")
-            cache = ev.ModelCache(preset=preset, device=self.device)
+            # the base weights it was scored on (a folder or hub id; an adapter's own record fills gaps)
+            cache = ev.ModelCache(preset=preset, device=self.device, weights=self.doc.get("weights") or {})
             self._bank = cache.bank(self.model, adapter=self.adapter_dir(), method=self.config.get("method"))
         return self._bank
 

@@ -127,7 +127,7 @@ def decision_body(rec: Pick | ComparisonRow, naive: NaiveScores, *, kind: str, r
         adapter = p if p.is_absolute() else workspace_root / p
     return {
         "preset": rec.preset, "horizon": rec.horizon, "context": rec.context, "seed": rec.seed,
-        "config": dict(rec.config),
+        "config": dict(rec.config), "weights": dict(rec.weights) if rec.weights else None,
         "validation": _metrics_doc(rec.validation), "test": _metrics_doc(rec.test), "windows": wins,
         "naive": naive_block(naive, rec.validation, rec.test),
         "decision": _decision(rec),
@@ -145,7 +145,7 @@ def attach_adapter(body: dict[str, Any], model_dir: Path, symbol: str) -> None:
     src = body.pop("_adapter_src", None)
     if src is None:
         body["adapter"] = None
-        body["base_weights"] = TINY_BASE if body.get("preset") == "tiny" else None
+        body["base_weights"] = TINY_BASE if body.get("preset") == "tiny" else (body.get("weights") or {}).get("source")
         return
     body["adapter"] = copy_adapter(Path(src), model_dir / symbol)
     meta_src = None

@@ -313,6 +313,7 @@ class Pick(DecisionKey, Stamped):
     test_windows: WindowSpec | None = None
     source_run: str | None = None
     adapter: str | None = None
+    weights: dict[str, str] | None = None  # pretrained base weights scored on: {source, tokenizer} (hub id or folder)
     candidates: int | None = None
     model_calls: int | None = None
     search_s: float | None = None
@@ -352,6 +353,7 @@ class ComparisonRow(DecisionKey, Stamped):
     source: Literal["pick", "default", "ensemble", "selected on val"] = "default"  # naive: its variant chosen on val
     source_run: str | None = None
     adapter: str | None = None
+    weights: dict[str, str] | None = None  # pretrained base weights scored on: {source, tokenizer} (hub id or folder)
     seed: int = 0
     winner: bool = False
     runner_up: bool = False

@@ -51,15 +51,16 @@ def _seeded(seed: int) -> Any:
     return seeded(seed)
 
 
-def write_toto(path: Path, seed: int = 0) -> Path:
-    """`config.json` + `model.safetensors` as Datadog publishes them."""
+def write_toto(path: Path, seed: int = 0, config: dict[str, Any] | None = None) -> Path:
+    """`config.json` + `model.safetensors` as Datadog publishes them (`config`: another architecture
+    in the same layout, e.g. the tiny one, for a small weights folder)."""
     from safetensors.torch import save_file
 
     from engine.forecasters.toto import _import_toto
 
     Toto = _import_toto()  # noqa: N806 - the class
 
-    cfg = dict(TOTO_CONFIG)
+    cfg = dict(config or TOTO_CONFIG)
     with _seeded(seed):
         model = Toto(**{**cfg, "use_memory_efficient_attention": False})
     path.mkdir(parents=True, exist_ok=True)

@@ -194,6 +194,7 @@ def compare_symbol(
         rows.append(ComparisonRow.model_validate({
             "symbol": setup.symbol, "horizon": setup.horizon, "model": model, "preset": preset, "seed": seed,
             "validation": v, "test": t, "adapter": e["adapter"],
+            "weights": (dict(cache.weights) or None) if preset == "pretrained" and model != "naive" else None,
             "latency_s": e["latency_s"], "winner": model == winner, "runner_up": model == runner_up,
             "improvement_vs_naive_pct": ev.improvement_pct(t.get(metric), naive_test_m),
             "improvement_vs_runner_up_pct": ev.improvement_pct(t.get(metric), ru_test) if model == winner and runner_up else None,

@@ -174,6 +174,7 @@ def validate_symbol(
         "test_windows": info["test_windows"],
         "source_run": ev.run_id_of(adapter_run),
         "adapter": str(adapter) if adapter else None,
+        "weights": (dict(models.weights) or None) if preset == "pretrained" and model != "naive" else None,
         "preset": preset,
         "candidates": len(cands),
         "model_calls": bank.calls if banks is None else sum(b.calls for b in banks.values()),
