@@ -2,9 +2,9 @@
 
 Why a separate module: the screens must never block the event loop and must never import torch.
 Everything here that touches disk (store reads, CSV listing, promotions) runs on one background
-thread (a single-worker executor, so store calls from the console are serialised), and every
-import of another part happens lazily and tolerates that part not existing yet, so the console
-opens — with empty tables and a plain message — on a workspace or a checkout that is incomplete.
+thread (a single-worker executor, so store calls from the console are serialised). The store and
+the engine client are imported when the workspace is opened, after the first frame; until then,
+and when the store could not be opened, every read answers empty.
 """
 
 from __future__ import annotations
@@ -152,9 +152,9 @@ class ConsoleServices:
 
     def _stocks_blocking(self, horizon: int | None = None) -> list[StockRow]:
         infos = self._list_symbol_infos()
-        baselines: list[BaselineRow] = self._safe(lambda s: s.baselines()) if self.store else []
-        picks: list[Pick] = self._safe(lambda s: s.picks()) if self.store else []
-        comps: list[ComparisonRow] = self._safe(lambda s: s.comparisons()) if self.store else []
+        baselines: list[BaselineRow] = self._read(lambda s: s.baselines())
+        picks: list[Pick] = self._read(lambda s: s.picks())
+        comps: list[ComparisonRow] = self._read(lambda s: s.comparisons())
         self.horizons = horizons_of(comps, picks)
         h = horizon if horizon is not None else (self.horizons[0] if self.horizons else None)
         rows = stock_rows(infos, baselines, comps, picks, h)
@@ -173,26 +173,21 @@ class ConsoleServices:
         return self._stock_rows.get(symbol)
 
     # ------------------------------------------------------------------ review data
-    def _safe(self, fn: Callable[[Any], Any]) -> list[dict[str, Any]]:
-        """Read one table; an API the store does not have yet reads as empty."""
-        if self.store is None:
-            return []
-        try:
-            return list(fn(self.store) or [])
-        except AttributeError:
-            return []
+    def _read(self, fn: Callable[[Any], Any]) -> list[Any]:
+        """Read one table of the store; empty while no store is open."""
+        return [] if self.store is None else list(fn(self.store) or [])
 
     def _regressions_blocking(self) -> list[dict[str, Any]]:
         """The store's regression rows (engine.tasks.regression's format, recorded by the engine)."""
-        return self._safe(lambda s: s.regressions())
+        return self._read(lambda s: s.regressions())
 
     def _screen_data_blocking(self) -> ScreenData:
-        picks = self._safe(lambda s: s.picks())
-        promos = self._safe(lambda s: s.promotions())
+        picks = self._read(lambda s: s.picks())
+        promos = self._read(lambda s: s.promotions())
         pairs = {(p.model, p.symbol) for p in picks} | {(e.model, e.symbol) for e in promos}
         return ScreenData(
-            baselines=self._safe(lambda s: s.baselines()),
-            comparisons=self._safe(lambda s: s.comparisons()),
+            baselines=self._read(lambda s: s.baselines()),
+            comparisons=self._read(lambda s: s.comparisons()),
             picks=picks,
             promotions=promos,
             regressions=self._regressions_blocking(),
@@ -254,7 +249,7 @@ class ConsoleServices:
         out: dict[str, list[dict[str, Any]]] = {}
         for sym in symbols:
             found = 0
-            for rec in reversed(self._safe(lambda s, sym=sym: s.runs(model=model, symbol=sym))):
+            for rec in reversed(self._read(lambda s, sym=sym: s.runs(model=model, symbol=sym))):
                 extra = rec.get("extra") or {}
                 run = extra.get("run_id")
                 if not isinstance(run, str) or run in skip or run in out:
@@ -310,13 +305,8 @@ class ConsoleServices:
         return list(self.engine.log_tail(job_id, n)) if self.engine is not None else []
 
     def job_for_pid(self, pid: int) -> str | None:
-        """Which of our running jobs owns a GPU process (by pid or process group)."""
-        if self.engine is None:
-            return None
-        fn = getattr(self.engine, "job_for_pid", None)
-        if fn is not None:
-            return fn(pid)
-        return next((j.id for j in self.engine.jobs() if j.pid == pid and j.state == "running"), None)
+        """Which of our running jobs owns a GPU process."""
+        return self.engine.job_for_pid(pid) if self.engine is not None else None
 
     def job_pids(self, tel: Any | None) -> dict[int, str]:
         """pid -> our job id, for the processes a telemetry snapshot shows on each GPU."""
