@@ -34,6 +34,7 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -95,18 +96,25 @@ class EventWriter:
         if "type" in fields or "job" in fields or "t" in fields:
             raise ValueError("event fields may not be named 'type', 'job' or 't'")
         rec = {"job": self.job_id, "t": time.time(), "type": type_, **_clean(fields)}
-        line = (json.dumps(rec, separators=(",", ":"), default=str) + "\n").encode("utf-8")
+        self.append_lines([json.dumps(rec, separators=(",", ":"), default=str)])
+
+    def append_lines(self, lines: Iterable[str]) -> None:
+        """Append event lines already serialised (one JSON object each, without the newline): the
+        Ray driver copies a shipped job's lines into the workspace's file through here, so that file
+        rotates by the same rule as one a local worker writes."""
         with self._lock:
-            view = memoryview(line)
-            while view:  # one write for a line of any usual size; a short write is finished, not lost
-                view = view[self._fh.write(view) or 0:]
-            self._size += len(line)
-            if self.rotate_bytes and self._size >= self.rotate_bytes:
-                self._fh.close()
-                try:  # a failed rotation (disk full) leaves the live file as it was, still appended to
-                    self._base = rotate(self.path, self._base)
-                finally:
-                    self._open()
+            for text in lines:
+                line = (text + "\n").encode("utf-8")
+                view = memoryview(line)
+                while view:  # one write for a line of any usual size; a short write is finished, not lost
+                    view = view[self._fh.write(view) or 0:]
+                self._size += len(line)
+                if self.rotate_bytes and self._size >= self.rotate_bytes:
+                    self._fh.close()
+                    try:  # a failed rotation (disk full) leaves the live file as it was, still appended to
+                        self._base = rotate(self.path, self._base)
+                    finally:
+                        self._open()
 
     # Convenience wrappers: they document the fields each type carries.
     def started(self) -> None:

@@ -131,10 +131,11 @@ def _new_job(ws: Path, params: dict[str, Any] | None = None, vram: float = 0.0, 
 
 
 def _events(job_dir: Path) -> list[dict[str, Any]]:
+    """Every event of the job, its rotated segments included (engine.eventlog)."""
+    from engine.events import read_events
+
     path = job_dir / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return read_events(path, 0).events if path.exists() else []
 
 
 def _wait(backend: RayBackend, handles: list[Handle], timeout: float = 30.0,
@@ -275,16 +276,21 @@ def test_cancel_while_waiting_for_resources_and_dead_actor(cluster: Any, tmp_pat
 
 @pytest.mark.ray
 @pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (./setup.sh --ray)")
-def test_shipped_workspace_and_reattach_give_the_local_result(cluster: Any, tmp_path: Path) -> None:
+def test_shipped_workspace_and_reattach_give_the_local_result(cluster: Any, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a shared path the job runs in a node-local workspace; events stream back, the
-    stderr/exit files come back, paths are rewritten, and the result equals the local backend's."""
+    stderr/exit files come back, paths are rewritten, and the result equals the local backend's.
+    The driver's copy of the event file rotates by the local worker's rule (here every 600 bytes)
+    and reads back the same events as the local job's unrotated file."""
     from engine.backends.local import LocalBackend
+    from engine.eventlog import ENV_ROTATE, segments
 
+    monkeypatch.setenv(ENV_ROTATE, "600")  # the driver's rotation size
     params = {"horizon": [1, 16], "methods": ["persistence", "drift"]}
     ws_local, ws_ray = tmp_path / "local", tmp_path / "ray"
     spec_l, dir_l = _new_job(ws_local, params, symbols=("SPY", "AAPL"))
     local = LocalBackend()
-    hl = local.submit(spec_l, dir_l, {**os.environ, "FORECAST_HEARTBEAT_S": "1"})
+    hl = local.submit(spec_l, dir_l, {**os.environ, "FORECAST_HEARTBEAT_S": "1", ENV_ROTATE: "0"})
 
     backend = RayBackend(ws_ray, namespace=NS, shared=False)
     spec_r, dir_r = _new_job(ws_ray, params, symbols=("SPY", "AAPL"))
@@ -305,6 +311,9 @@ def test_shipped_workspace_and_reattach_give_the_local_result(cluster: Any, tmp_
     ev_r, ev_l = _events(dir_r), _events(dir_l)
     assert [e["type"] for e in ev_r][0] == "started" and ev_r[-1]["type"] == "result"
     assert sum(e["type"] == "progress" for e in ev_r) == sum(e["type"] == "progress" for e in ev_l) > 0
+    assert len(segments(dir_r / "events.jsonl")) >= 2 and not segments(dir_l / "events.jsonl")
+    kept = [e["type"] for e in ev_l if e["type"] != "heartbeat"]
+    assert [e["type"] for e in ev_r if e["type"] != "heartbeat"] == kept  # rotation dropped heartbeats only
     assert json.loads((dir_r / "exit.json").read_text())["code"] == 0  # shipped back
     assert (dir_r / "stderr.log").exists()
     res_r, res_l = ev_r[-1], ev_l[-1]
@@ -312,7 +321,7 @@ def test_shipped_workspace_and_reattach_give_the_local_result(cluster: Any, tmp_
     for res in (res_r, res_l):
         res["summary"].pop("seconds")
     assert res_r["summary"] == res_l["summary"]
-    assert "forecast-ray-" not in (dir_r / "events.jsonl").read_text()  # node paths rewritten
+    assert not any("forecast-ray-" in json.dumps(e) for e in ev_r)  # node paths rewritten
 
 
 @pytest.mark.ray

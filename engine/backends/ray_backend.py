@@ -49,6 +49,7 @@ from typing import Any
 from engine.backends.base import Backend, ExitStatus, Handle
 from engine.backends.ray_bundle import filter_env, make_bundle, unpack
 from engine.backends.ray_node import JobRunner
+from engine.events import EventWriter
 from engine.jobs import JobDir, JobSpec, Resources
 
 RAY_NAMESPACE = "forecast-console"
@@ -163,11 +164,15 @@ class RayBackend(Backend):
         return ACTOR_PREFIX + job_id
 
     def _append(self, handle: Handle, lines: list[str]) -> None:
+        """A shipped job's new event lines into the workspace's event file, rotated like a local
+        worker's (the driver is that file's one writer)."""
         if not lines:
             return
-        with open(JobDir(Path(handle.job_dir)).events, "a", encoding="utf-8") as fh:
-            fh.write("".join(line + "\n" for line in lines))
-            fh.flush()
+        writer = EventWriter(JobDir(Path(handle.job_dir)).events, handle.job_id)
+        try:
+            writer.append_lines(lines)
+        finally:
+            writer.close()
 
     def _pump(self, handle: Handle, live: _Live) -> None:
         """Non-blocking: take the answer of the last `read_events` call if ready, ask again."""
