@@ -3,11 +3,14 @@
     python bench/bench_store.py [--sizes 1000,10000,100000] [--jobs 10000]
 
 For each size N, in a temporary workspace on the current disk (BENCH_DIR to choose the disk):
-  * log_run with fsync (one ledger transaction) on a store already holding N runs;
+  * log_run with fsync (one ledger transaction) on a store already holding N runs: a validate run's 22
+    metrics and a train run's 11 (half the synthetic runs are each);
   * put_job with fsync on a store holding `--jobs` job records (replacing a running job's record,
     as the engine does every tick);
   * best(metric, model, symbol), best(metric), best(metric, model) and top_k(10) over N runs, each
     with its mixed-windows check (every synthetic run records its val/test windows, as real runs do);
+  * the Runs screen's listing of every run (console.run_browser.load_runs on Store.listed_runs), beside
+    the same rows made from whole run documents (Store.runs + job_summaries);
   * opening the store (writer, and a read-only reader with its first best());
   * engine start (recovery of every job record) with `--jobs` finished jobs.
 Targets (issue 13): each write <= 10 ms at 100k runs; engine start with 10k finished jobs <= 0.5 s.
@@ -28,8 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from console.run_browser import load_runs, rows_of  # noqa: E402
 from engine.symbols import PRIORITY_SYMBOLS  # noqa: E402
 from store import Store  # noqa: E402
+from store.run_listing import listed_run  # noqa: E402
 from store.tracker import env_key, git_commit, new_run_id, package_versions, run_window_keys  # noqa: E402
 
 MODELS = ("toto", "kronos", "chronos2")
@@ -45,25 +50,38 @@ def _ms(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
+#: Every synthetic run records the windows its val_/test_ metrics were computed on, as real runs do
+#: (the same windows for all: best() ranks them together; its mixed-windows check reads the groups).
+_WINDOWS = {span: {"span": span, "count": 8, "stride": 64, "rows_covered": 576,
+                   "first_origin": 1190, "last_origin": 1638, "span_rows": 576} for span in ("val", "test")}
+#: The metrics store.records.Metrics defines, as validate records them per span (val_*, test_*).
+_SCORES = ("mae", "mae_pct", "return_mae", "rmse", "mase", "crps", "coverage80", "dm_stat", "dm_p_two_sided",
+           "dm_p_better", "latency_per_forecast_s")
+#: What a train run records (engine/tasks/train.py).
+_TRAIN = ("val_loss", "train_loss", "best_epoch", "epochs_done", "steps", "steps_per_s", "stopped_early",
+          "val_mae_pct", "val_naive_mae_pct", "val_mae", "val_windows")
+
+
+def _metrics(kind: str, rng: random.Random) -> dict[str, float]:
+    """A validate run's 22 metrics or a train run's 11, with random values."""
+    names = [f"{span}_{m}" for span in ("val", "test") for m in _SCORES] if kind == "validate" else list(_TRAIN)
+    return {n: rng.uniform(0.5, 30) for n in names}
+
+
 def _synthetic_run(i: int, rng: random.Random, now: float, ekey: str, commit: str | None) -> dict:
-    """A record shaped exactly like log_run's."""
+    """A record shaped exactly like log_run's, half of them validate runs, half train runs."""
     model = rng.choice(MODELS)
+    kind = "validate" if i % 2 else "train"
     return {
         "run_id": new_run_id(model) + f"{i:06d}", "model": model, "symbol": rng.choice(PRIORITY_SYMBOLS),
         "hyperparams": {"lr": rng.choice([1e-4, 3e-4, 1e-3]), "lora_rank": rng.choice([8, 12, 16]),
-                        "context": 512, "horizon": 64, "num_samples": 256, "loss": "huber"},
-        "metrics": {"val_mae_pct": rng.uniform(2, 30), "test_mae_pct": rng.uniform(2, 30),
-                    "val_crps": rng.uniform(0.1, 3), "val_mase": rng.uniform(0.5, 2)},
+                        "context": 512, "horizon": 64, "num_samples": 256, "loss": "huber", "preset": "tiny"},
+        "metrics": _metrics(kind, rng),
         "checkpoint": None, "training_time": rng.uniform(10, 900), "notes": "", "seed": i,
-        "job_id": None, "git_commit": commit, "env": ekey, "created_at": now + i * 1e-3,
-        "created": "2025-01-01T00:00:00.000+00:00", "extra": {f"{span}_windows": _WINDOWS[span] for span in _WINDOWS},
+        "job_id": f"20250101-000000-000-baseline-{i % 10_000:08x}", "git_commit": commit, "env": ekey,
+        "created_at": now + i * 1e-3, "created": "2025-01-01T00:00:00.000+00:00",
+        "extra": {"horizon": 64, "preset": "tiny", **{f"{span}_windows": _WINDOWS[span] for span in _WINDOWS}},
     }
-
-
-#: Every synthetic run records the windows its val_/test_ metrics were computed on, as real runs do
-#: (the same windows for all: best() ranks them together; its mixed-windows check reads the index).
-_WINDOWS = {span: {"span": span, "count": 8, "stride": 64, "rows_covered": 576,
-                   "first_origin": "2024-01-02", "last_origin": "2024-06-03"} for span in ("val", "test")}
 
 
 def _job_record(i: int, state: str, now: float) -> dict:
@@ -117,9 +135,9 @@ def bench_size(n_runs: int, n_jobs: int, rng: random.Random) -> None:
         size = sum(p.stat().st_size for p in ws.glob("ledger.db*"))
         print(f"\n== {n_runs} runs, {n_jobs} jobs (bulk load {load_s:.1f} s; ledger files {size / 1e6:.1f} MB)")
 
-        def log() -> object:
-            return s.log_run("toto", "AAPL", {"lr": 1e-4, "lora_rank": 8}, {"val_mae_pct": rng.uniform(2, 9)},
-                             seed=1, notes="bench")
+        def logger(kind: str) -> Callable[[], object]:
+            return lambda: s.log_run("toto", "AAPL", {"lr": 1e-4, "lora_rank": 8}, _metrics(kind, rng),
+                                     seed=1, notes="bench", extra={f"{sp}_windows": _WINDOWS[sp] for sp in _WINDOWS})
 
         running = _job_record(n_jobs + 1, "running", now)
 
@@ -127,7 +145,9 @@ def bench_size(n_runs: int, n_jobs: int, rng: random.Random) -> None:
             running["progress_done"] += 1
             s.put_job(running)
 
-        for name, fn, rep in (("log_run (fsync)", log, 30), ("put_job (fsync)", put, 30)):
+        for name, fn, rep in (("log_run (fsync, validate: 22 mets)", logger("validate"), 30),
+                              ("log_run (fsync, train: 11 metrics)", logger("train"), 30),
+                              ("put_job (fsync)", put, 30)):
             med, mx = _ms(fn, rep)
             print(f"{name:<34} median {med:8.2f} ms   max {mx:8.2f} ms")
         for name, fn in (("best(val_mae_pct, toto, SPY)", lambda: s.best("val_mae_pct", "toto", "SPY")),
@@ -137,6 +157,17 @@ def bench_size(n_runs: int, n_jobs: int, rng: random.Random) -> None:
                          ("top_k(10, val_mae_pct, model=toto)", lambda: s.top_k(10, model="toto"))):
             med, mx = _ms(fn, 50)
             print(f"{name:<34} median {med:8.3f} ms   max {mx:8.3f} ms")
+
+        with Store.open(ws, readonly=True) as ro:
+            def old_listing() -> object:  # every run document decoded whole, then cut to a row
+                docs = ro.runs()
+                jobs = ro.job_summaries(d["job_id"] for d in docs if d.get("job_id"))
+                return rows_of([listed_run(d, jobs.get(d["job_id"] or "")) for d in docs], ro.picks(), ro.promotions())
+
+            rep = 3 if n_runs <= 10_000 else 1
+            for name, fn in (("Runs listing, whole documents", old_listing), ("Runs listing, listed_runs", lambda: load_runs(ro))):
+                med, _ = _ms(fn, rep)
+                print(f"{name:<34} median {med:8.0f} ms   ({rep}x, {n_runs + 1} rows)")
 
         def open_ro() -> object:
             with Store.open(ws, readonly=True) as r:

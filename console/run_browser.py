@@ -16,28 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from engine.curve_file import curve_path, read_curve
-from store.records import ComparisonRow, Pick, Promotion, RunRecord, WindowSpec
+from store.records import ComparisonRow, Pick, Promotion, RunRecord
+from store.run_listing import ListedRun
+from store.run_listing import windows_label as windows_label
 from store.tracker import md_table
 
 #: Loss points read from a run's curve.jsonl for the detail chart (the newest ones).
 CURVE_MAX_POINTS = 4000
-
-
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
-def windows_label(spec: Any, span: str) -> str:
-    """"val 12w" from a recorded window spec; "val ?w" when the run did not record it."""
-    if isinstance(spec, Mapping):
-        try:
-            return WindowSpec.model_validate(spec).short()
-        except ValidationError:
-            pass
-    return f"{span} ?w"
 
 
 @dataclass(frozen=True)
@@ -93,14 +79,17 @@ def promoted_run_ids(promotions: Iterable[Promotion]) -> set[str]:
     return out
 
 
-def _used(doc: Mapping[str, Any], picks_by_run: Mapping[str, list[Pick]],
+def _used(run: ListedRun, picks_by_run: Mapping[str, list[Pick]],
           picks_by_job: Mapping[tuple[str, str, str], list[Pick]], promoted: set[str]) -> str:
     """"pick h=16" (a current pick's source run: its adapter), "made pick h=16" (the run of the job
     that set a current pick), "promoted"."""
-    run_id = doc["run_id"]
-    bits = [f"pick h={p.horizon}" for p in picks_by_run.get(run_id, [])]
-    bits += [f"made pick h={p.horizon}" for p in picks_by_job.get(_job_key(doc), [])]
-    if run_id in promoted:
+    source = picks_by_run.get(run.run_id)
+    made = picks_by_job.get((run.job_id or "", run.model, run.symbol)) if picks_by_job else None
+    if source is None and made is None and run.run_id not in promoted:
+        return ""  # most runs: nothing uses them
+    bits = [f"pick h={p.horizon}" for p in source or ()]
+    bits += [f"made pick h={p.horizon}" for p in made or ()]
+    if run.run_id in promoted:
         bits.append("promoted")
     return ", ".join(dict.fromkeys(bits))
 
@@ -109,36 +98,36 @@ def _job_key(doc: Mapping[str, Any]) -> tuple[str, str, str]:
     return (str(doc.get("job_id") or ""), str(doc.get("model")), str(doc.get("symbol")))
 
 
-def run_row(doc: Mapping[str, Any], job: Mapping[str, Any] | None, used: str) -> RunRow:
-    extra = doc.get("extra") or {}
-    hp = doc.get("hyperparams") or {}
-    mets = doc.get("metrics") or {}
-    h = extra.get("horizon", hp.get("horizon"))
-    dur = _num(doc.get("training_time"))
-    if dur is None and job is not None:
-        t0, t1 = _num(job.get("started_at")), _num(job.get("finished_at"))
-        dur = t1 - t0 if t0 is not None and t1 is not None else None
+def run_row(run: ListedRun, used: str) -> RunRow:
+    """A Runs-screen row of a listed run: the job's kind/state ("—" when it is gone) and the
+    duration (training time, else the job's wall time)."""
+    dur = run.training_time
+    if dur is None and isinstance(run.started_at, int | float) and isinstance(run.finished_at, int | float):
+        dur = float(run.finished_at) - float(run.started_at)
     return RunRow(
-        run_id=str(doc["run_id"]), model=str(doc["model"]), symbol=str(doc["symbol"]),
-        horizon=int(h) if isinstance(h, int) and not isinstance(h, bool) else None,
-        preset=str(hp.get("preset") or extra.get("preset") or "") or None,
-        kind=str((job or {}).get("kind") or "—"), state=str((job or {}).get("state") or "—"),
-        job_id=doc.get("job_id"), created_at=float(doc.get("created_at") or 0.0), duration_s=dur,
-        val_mae_pct=_num(mets.get("val_mae_pct")), val_windows=windows_label(extra.get("val_windows"), "val"),
-        test_mae_pct=_num(mets.get("test_mae_pct")), test_windows=windows_label(extra.get("test_windows"), "test"),
-        val_loss=_num(mets.get("val_loss")), used=used,
+        run_id=run.run_id, model=run.model, symbol=run.symbol, horizon=run.horizon, preset=run.preset,
+        kind=str(run.kind or "—"), state=str(run.state or "—"), job_id=run.job_id, created_at=run.created_at,
+        duration_s=dur, val_mae_pct=run.val_mae_pct, val_windows=run.val_windows, test_mae_pct=run.test_mae_pct,
+        test_windows=run.test_windows, val_loss=run.val_loss, used=used,
     )
 
 
 def load_runs(store: Any) -> RunsData:
-    """Every run in the ledger as a RunRow (oldest first), with the decisions that name runs."""
+    """Every run in the ledger as a RunRow (oldest first), with the decisions that name runs.
+
+    Runs come from `Store.listed_runs` (each run's table cells, stored with the run, and its
+    job's kind/state/times): no run document is decoded."""
     if store is None:
         return RunsData()
-    docs = store.runs()
     picks: list[Pick] = store.picks()
     promos: list[Promotion] = store.promotions()
     comps: list[ComparisonRow] = store.comparisons()
-    jobs = store.job_summaries(d["job_id"] for d in docs if d.get("job_id"))
+    return RunsData(rows=rows_of(store.listed_runs(), picks, promos), picks=picks, comparisons=comps,
+                    promotions=promos)
+
+
+def rows_of(runs: Iterable[ListedRun], picks: Iterable[Pick], promos: Iterable[Promotion]) -> list[RunRow]:
+    """RunRows of listed runs, each with what uses it (picks, promotions)."""
     by_run: dict[str, list[Pick]] = {}
     by_job: dict[tuple[str, str, str], list[Pick]] = {}
     for p in picks:
@@ -147,8 +136,7 @@ def load_runs(store: Any) -> RunsData:
         if p.job_id:
             by_job.setdefault((p.job_id, p.model, p.symbol), []).append(p)
     promoted = promoted_run_ids(promos)
-    rows = [run_row(d, jobs.get(d.get("job_id") or ""), _used(d, by_run, by_job, promoted)) for d in docs]
-    return RunsData(rows=rows, picks=picks, comparisons=comps, promotions=promos)
+    return [run_row(r, _used(r, by_run, by_job, promoted)) for r in runs]
 
 
 @dataclass

@@ -26,37 +26,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from store.ledger_file import (
+    FINISHED_STATES,
+    GROUPS_FROM_METRICS,
+    LEDGER_FILE,
+    SCHEMA_VERSION,
+    create,
+    has_groups,
+    import_store_json,
+    migrate,
+)
+from store.run_listing import ListedRun, cells, cells_json
 from store.storage import StoreError
-
-LEDGER_FILE = "ledger.db"
-SCHEMA_VERSION = 1
-FINISHED_STATES = ("succeeded", "failed", "cancelled", "interrupted")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, state TEXT, parent TEXT, created_at REAL, updated_at REAL, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
-CREATE TABLE IF NOT EXISTS runs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL UNIQUE, model TEXT NOT NULL,
-    symbol TEXT NOT NULL, job_id TEXT, created_at REAL NOT NULL, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS runs_model_symbol ON runs(model, symbol);
-CREATE INDEX IF NOT EXISTS runs_symbol ON runs(symbol);
-CREATE INDEX IF NOT EXISTS runs_job ON runs(job_id);
-CREATE TABLE IF NOT EXISTS metrics (
-    seq INTEGER NOT NULL REFERENCES runs(seq) ON DELETE CASCADE, name TEXT NOT NULL, value REAL NOT NULL,
-    model TEXT NOT NULL, symbol TEXT NOT NULL, created_at REAL NOT NULL, windows TEXT);
-CREATE INDEX IF NOT EXISTS metrics_all ON metrics(name, value, created_at);
-CREATE INDEX IF NOT EXISTS metrics_model ON metrics(name, model, value, created_at);
-CREATE INDEX IF NOT EXISTS metrics_model_symbol ON metrics(name, model, symbol, value, created_at);
-CREATE INDEX IF NOT EXISTS metrics_symbol ON metrics(name, symbol, value, created_at);
-CREATE INDEX IF NOT EXISTS metrics_seq ON metrics(seq);
-CREATE INDEX IF NOT EXISTS metrics_windows ON metrics(name, symbol, windows) WHERE windows IS NOT NULL;
-CREATE INDEX IF NOT EXISTS metrics_windows_model ON metrics(name, model, symbol, windows) WHERE windows IS NOT NULL;
-CREATE TABLE IF NOT EXISTS envs (key TEXT PRIMARY KEY, versions TEXT NOT NULL, first_seen REAL);
-CREATE TABLE IF NOT EXISTS intake (job_id TEXT PRIMARY KEY, at REAL NOT NULL, outcome TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, events_offset INTEGER NOT NULL, at REAL NOT NULL);
-"""
 
 _enc = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -77,6 +58,7 @@ class Ledger:
         self.readonly = readonly
         self._lock = threading.RLock()
         self._depth = 0
+        self._groups = False  # the file has metric_groups (checked until true: a writer may migrate it)
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -91,25 +73,26 @@ class Ledger:
                 conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'OFF'}")
-                conn.executescript(_SCHEMA)
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                create(conn)
             conn.execute("PRAGMA foreign_keys=ON")
             led = cls(conn, path, readonly=readonly)
             version = int(led.meta("schema_version") or 0)
+            if version > SCHEMA_VERSION:
+                conn.close()
+                raise StoreError(f"ledger {path} has schema version {version}, newer than this program "
+                                 f"understands ({SCHEMA_VERSION}); upgrade forecast-console")
+            if not readonly and version < SCHEMA_VERSION:
+                migrate(conn, version)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"ledger {path} cannot be opened ({exc}); it was left unchanged: restore it "
                              "from a backup or move it away to start a new one") from None
-        if version > SCHEMA_VERSION:
-            conn.close()
-            raise StoreError(f"ledger {path} has schema version {version}, newer than this program "
-                             f"understands ({SCHEMA_VERSION}); upgrade forecast-console")
         return led
 
     @classmethod
     def in_memory(cls) -> Ledger:
         """A private ledger (a reader of a workspace whose store.json was not migrated yet)."""
         conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        conn.executescript(_SCHEMA)
+        create(conn)
         return cls(conn, None, readonly=False)
 
     def close(self) -> None:
@@ -140,9 +123,9 @@ class Ledger:
         if self.readonly:
             raise StoreError(f"ledger {self.path} is open read-only; nothing was written")
 
-    def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+    def _rows(self, sql: str, args: Iterable[Any] | Mapping[str, Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._conn.execute(sql, tuple(args)).fetchall()
+            return self._conn.execute(sql, args if isinstance(args, Mapping) else tuple(args)).fetchall()
 
     def meta(self, key: str) -> str | None:
         row = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
@@ -235,45 +218,52 @@ class Ledger:
         win = dict(windows or {})
         with self.transaction():
             cur = self._conn.execute(
-                "INSERT INTO runs (run_id, model, symbol, job_id, created_at, doc) VALUES (?, ?, ?, ?, ?, ?)",
-                (rec["run_id"], rec["model"], rec["symbol"], rec.get("job_id"), rec["created_at"], doc))
+                "INSERT INTO runs (run_id, model, symbol, job_id, created_at, doc, listed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (rec["run_id"], rec["model"], rec["symbol"], rec.get("job_id"), rec["created_at"], doc,
+                 cells_json(rec)))
             seq = cur.lastrowid
             mets = [(seq, k, float(v), rec["model"], rec["symbol"], rec["created_at"], win.get(k.split("_", 1)[0]))
                     for k, v in (rec.get("metrics") or {}).items()
                     if isinstance(v, int | float) and math.isfinite(v)]
             self._conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", mets)
+            # an existing group is left alone (no page written): most runs add no group
+            self._conn.executemany("INSERT OR IGNORE INTO metric_groups VALUES (?, ?, ?, ?)",
+                                   [(k, m, sym, w or "") for _, k, _, m, sym, _, w in mets])
+
+    def _has_groups(self) -> bool:
+        if not self._groups:
+            with self._lock:
+                self._groups = has_groups(self._conn)
+        return self._groups
 
     def mixed_windows(self, metric: str, model: str | None = None, symbol: str | None = None
                       ) -> tuple[str, str, str, str, str] | None:
         """(symbol, key a, run a, key b, run b) when `metric` of one symbol was computed on
-        different windows among the selected runs, else None.
+        different windows among the selected runs (the first such symbol in name order), else None.
 
-        Index seeks only, whatever the number of runs (every best()/top_k() pays this check): the
-        symbols are walked one by one (`MIN(symbol) > previous`, a recursive CTE) and each symbol's
-        lowest and highest window key is read from the ends of its range in the partial index
-        metrics_windows (metrics_windows_model with a model), so the cost grows with the number of
-        symbols, not of runs."""
-        base = "name = :name AND windows IS NOT NULL" + ("" if model is None else " AND model = :model")
-        first = ("SELECT :symbol" if symbol is not None else f"SELECT (SELECT MIN(symbol) FROM metrics WHERE {base})")
-        step = ("" if symbol is not None else
-                f" UNION ALL SELECT (SELECT MIN(symbol) FROM metrics WHERE {base} AND symbol > s.sym) "
-                "FROM s WHERE s.sym IS NOT NULL")
-        # A lone MIN() or MAX() is one index seek; both in one SELECT would scan the symbol's range.
-        sql = (f"WITH RECURSIVE s(sym) AS ({first}{step}) "
-               f"SELECT sym, lo, hi FROM (SELECT sym, "
-               f"(SELECT MIN(windows) FROM metrics WHERE {base} AND symbol = s.sym) AS lo, "
-               f"(SELECT MAX(windows) FROM metrics WHERE {base} AND symbol = s.sym) AS hi "
-               "FROM s WHERE sym IS NOT NULL) WHERE lo <> hi LIMIT 1")
-        with self._lock:
-            row = self._conn.execute(sql, {"name": metric, "model": model, "symbol": symbol}).fetchone()
-        if row is None:
+        Read from metric_groups (one row per metric, model, symbol and window key), so the cost
+        grows with the number of groups, not of runs (every best()/top_k() pays this check)."""
+        table, none = ("metric_groups", "''") if self._has_groups() else ("metrics", "NULL")
+        conds, args = ["name = ?", f"windows IS NOT {none}"], [metric]
+        for col, val in (("model", model), ("symbol", symbol)):
+            if val is not None:
+                conds.append(f"{col} = ?")
+                args.append(val)
+        row = self._rows(f"SELECT symbol, MIN(windows), MAX(windows) FROM {table} WHERE {' AND '.join(conds)} "
+                         "GROUP BY symbol HAVING MIN(windows) <> MAX(windows) ORDER BY symbol LIMIT 1", args)
+        if not row:
             return None
-        sym, a, b = row
+        sym, a, b = row[0]
 
         def example(key: str) -> str:
-            r = self._rows("SELECT r.run_id FROM metrics m JOIN runs r ON r.seq = m.seq "
-                           "WHERE m.name = ? AND m.symbol = ? AND m.windows = ? ORDER BY m.seq LIMIT 1",
-                           (metric, sym, key))
+            """The oldest selected run of `sym` whose `metric` was computed on windows `key`."""
+            models = [model] if model is not None else [
+                m for (m,) in self._rows(f"SELECT DISTINCT model FROM {table} WHERE name = ? AND symbol = ? "
+                                         "AND windows = ?", (metric, sym, key))]
+            seqs = [r[0] for m in models for r in self._rows(
+                "SELECT seq FROM metrics WHERE name = ? AND model = ? AND symbol = ? AND windows = ? "
+                "ORDER BY seq LIMIT 1", (metric, m, sym, key))]
+            r = self._rows("SELECT run_id FROM runs WHERE seq = ?", (min(seqs),)) if seqs else []
             return r[0][0] if r else "?"
 
         return sym, a, example(a), b, example(b)
@@ -306,26 +296,49 @@ class Ledger:
 
     def ranked(self, metric: str, model: str | None = None, symbol: str | None = None, *,
                minimize: bool = True, limit: int | None = None) -> Iterator[dict[str, Any]]:
-        """Runs with a finite `metric`, best first (ties: older first), read lazily."""
-        conds, args = ["m.name = ?"], [metric]
-        if model is not None:
-            conds.append("m.model = ?")
-            args.append(model)
-        if symbol is not None:
-            conds.append("m.symbol = ?")
-            args.append(symbol)
-        order = "m.value ASC" if minimize else "m.value DESC"
-        sql = (f"SELECT r.doc FROM metrics m JOIN runs r ON r.seq = m.seq WHERE {' AND '.join(conds)} "
-               f"ORDER BY {order}, m.created_at ASC, m.seq ASC")
+        """Runs with a finite `metric`, best first (ties: older first), read lazily.
+
+        One (model, symbol): a range of the ranking index. Several: each group's best rows from
+        that index (a correlated LIMIT per group of metric_groups), merged; so every shape of
+        query is index seeks whatever the number of runs."""
+        def order(t: str) -> str:
+            return f"{t}value {'ASC' if minimize else 'DESC'}, {t}created_at ASC, {t}seq ASC"
+
+        def where(t: str) -> str:
+            return " AND ".join([f"{t}name = :name"] + [f"{t}{c} = :{c}" for c, v in (("model", model), ("symbol", symbol))
+                                                        if v is not None])
+
+        args: dict[str, Any] = {"name": metric, "model": model, "symbol": symbol}
+        if (model is not None and symbol is not None) or not self._has_groups():
+            sql = (f"SELECT r.doc FROM metrics m JOIN runs r ON r.seq = m.seq WHERE {where('m.')} "
+                   f"ORDER BY {order('m.')} LIMIT :page OFFSET :offset")
+        else:
+            sql = (f"SELECT r.doc FROM (SELECT DISTINCT model, symbol FROM metric_groups WHERE {where('')}) g "
+                   "JOIN metrics m ON m.rowid IN (SELECT rowid FROM metrics WHERE name = :name AND "
+                   f"model = g.model AND symbol = g.symbol ORDER BY {order('')} LIMIT :upto) "
+                   f"JOIN runs r ON r.seq = m.seq ORDER BY {order('m.')} LIMIT :page OFFSET :offset")
         offset = 0
         while limit is None or offset < limit:  # pages: no cursor stays open across other calls
             page = 256 if limit is None else min(256, limit - offset)
-            rows = self._rows(f"{sql} LIMIT {page} OFFSET {offset}", args)
+            rows = self._rows(sql, {**args, "page": page, "offset": offset, "upto": offset + page})
             for (d,) in rows:
                 yield json.loads(d)
             offset += len(rows)
             if len(rows) < page:
                 return
+
+    def listed_runs(self) -> list[ListedRun]:
+        """Every run, oldest first, as its table cells (store/run_listing.py) and the kind, state
+        and times of the job that logged it. A version-1 file no writer has migrated yet has no
+        cells: its documents are decoded here."""
+        cut = self._has_groups()
+        rows = self._rows(f"SELECT {'r.listed' if cut else 'r.doc'}, json_extract(j.doc, '$.kind'), j.state, "
+                          "json_extract(j.doc, '$.started_at'), json_extract(j.doc, '$.finished_at') "
+                          "FROM runs r LEFT JOIN jobs j ON j.id = r.job_id ORDER BY r.seq")
+        loads = json.loads
+        if cut:
+            return [ListedRun._make([*loads(text), *job]) for text, *job in rows]
+        return [ListedRun._make([*cells(loads(text)), *job]) for text, *job in rows]
 
     def run_groups(self) -> list[tuple[str, str, int]]:
         """(model, symbol, number of runs), sorted."""
@@ -336,10 +349,19 @@ class Ledger:
         return int(self._rows("SELECT COUNT(*) FROM runs")[0][0])
 
     def delete_runs(self, run_ids: Iterable[str]) -> int:
+        """Forget runs (their metric rows go with them; the groups they alone had are recomputed)."""
         n = 0
         with self.transaction():
+            touched: set[tuple[str, str, str]] = set()
             for rid in run_ids:
+                touched.update(self._conn.execute(
+                    "SELECT m.name, m.model, m.symbol FROM metrics m JOIN runs r ON r.seq = m.seq "
+                    "WHERE r.run_id = ?", (rid,)).fetchall())
                 n += self._conn.execute("DELETE FROM runs WHERE run_id = ?", (rid,)).rowcount
+            for group in touched:
+                where = " WHERE name = ? AND model = ? AND symbol = ?"
+                self._conn.execute("DELETE FROM metric_groups" + where, group)
+                self._conn.execute(GROUPS_FROM_METRICS + where, group)
         return n
 
     # ---- package-version sets -------------------------------------------------------------
@@ -356,43 +378,9 @@ class Ledger:
         return {t: int(self._rows(f"SELECT COUNT(*) FROM {t}")[0][0]) for t in ("jobs", "runs", "envs")}
 
     # ---- migration from store.json ----------------------------------------------------------
-    def import_legacy(self, data: Mapping[str, Mapping[str, Any]],
-                      windows_of: Any = None) -> dict[str, int]:
-        """Copy the `jobs`, `runs` and `envs` tables of a TinyDB store.json (in document order), once.
-
-        One transaction, which also records that the import happened: a crash before the commit
-        leaves nothing imported, and a second call (store.json not yet rewritten) imports nothing.
-        """
-        with self.transaction():
-            if self.meta("imported_store_json"):
-                return {}
-
-            def ordered(table: str) -> list[dict[str, Any]]:
-                docs = data.get(table) or {}
-                return [docs[k] for k in sorted(docs, key=lambda k: int(k) if str(k).isdigit() else 0)]
-
-            jobs, runs, envs = ordered("jobs"), ordered("runs"), ordered("envs")
-            self.put_jobs(jobs)
-            for r in runs:
-                self.add_run(r, windows_of(r) if windows_of is not None else None)
-            for e in envs:
-                self.put_env(e["key"], e.get("versions") or {}, e.get("first_seen"))
-            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('imported_store_json', ?)",
-                               (_enc({"at": time.time(), "jobs": len(jobs), "runs": len(runs)}),))
-        return {"jobs": len(jobs), "runs": len(runs), "envs": len(envs)}
+    def import_legacy(self, data: Mapping[str, Mapping[str, Any]], windows_of: Any = None) -> dict[str, int]:
+        """Copy the jobs, runs and envs of a TinyDB store.json, once (store.ledger_file.import_store_json)."""
+        return import_store_json(self, data, windows_of)
 
 
-def snapshot(src: Path, dest: Path) -> Path:
-    """A consistent single-file copy of a live ledger (SQLite online backup, rollback journal), for
-    a node that runs a job away from the workspace and only reads the store."""
-    try:
-        with contextlib.closing(sqlite3.connect(f"{Path(src).resolve().as_uri()}?mode=ro", uri=True)) as a, \
-                contextlib.closing(sqlite3.connect(str(dest))) as b:
-            a.backup(b)
-            b.execute("PRAGMA journal_mode=DELETE")
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot copy the ledger {src}: {exc}") from None
-    return Path(dest)
-
-
-__all__ = ["FINISHED_STATES", "LEDGER_FILE", "Ledger", "snapshot"]
+__all__ = ["FINISHED_STATES", "LEDGER_FILE", "Ledger"]

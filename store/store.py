@@ -25,7 +25,9 @@ from engine.symbols import SymbolError, validate_symbol
 from store.atomic import atomic_write_bytes
 from store.decisions import DecisionsMixin
 from store.ledger import LEDGER_FILE, Ledger
+from store.plain_json import clean_json
 from store.promotion import PromotionMixin
+from store.run_reports import RunReportsMixin
 from store.storage import (
     LEDGER_TABLES,
     AtomicJSONStorage,
@@ -34,7 +36,7 @@ from store.storage import (
     WorkspaceLock,
     remove_stale_temps,
 )
-from store.tracker import TrackerMixin, clean_json, run_window_keys
+from store.tracker import TrackerMixin, run_window_keys
 from store.workspace import Workspace, check_id
 
 #: Tables in store.json (TinyDB); jobs, runs and envs are in the ledger.
@@ -49,7 +51,7 @@ def default_hyperparams_dir() -> Path:
     return Path(os.environ.get(ENV_HYPERPARAMS) or "hyperparams").expanduser().resolve()
 
 
-class Store(TrackerMixin, DecisionsMixin, PromotionMixin):
+class Store(TrackerMixin, RunReportsMixin, DecisionsMixin, PromotionMixin):
     """One workspace's store. Use `Store.open(path)`; close() (or `with`) releases the write lock."""
 
     def __init__(self, workspace: Workspace, storage: AtomicJSONStorage, lock: WorkspaceLock | None,

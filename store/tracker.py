@@ -1,23 +1,19 @@
-"""Run tracking: provenance (git commit, package versions, seed), run ids, and queries over runs.
+"""Run tracking: logging a run with its provenance, and the queries that rank runs.
 
-Why: one-second run ids collide, a run without provenance cannot be reproduced, and a "best" chosen
-by whatever metric happens to be there means nothing. Here a run id is time-to-the-millisecond plus 32 random
-bits, every run records the commit and package versions it ran with, and `best()` is explicit
-about the metric, direction and whether a usable checkpoint is required.
+Why: a "best" chosen by whatever metric happens to be there means nothing. Every run records the
+commit and package versions it ran with (store/provenance.py), and `best()` is explicit about the
+metric, direction and whether a usable checkpoint is required; numbers computed on different
+windows are never ranked together.
 
 Runs live in the ledger (store/ledger.py, SQLite): each numeric metric is an indexed row, so
 `best()` and `top_k()` are index lookups whatever the number of runs, and a write does not grow with them.
+Tables and the report over runs are store/run_reports.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib.metadata
 import json
 import math
-import secrets
-import subprocess
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -25,150 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from store.plain_json import clean_json, clean_metrics
+from store.provenance import TRACKED_PACKAGES, env_key, git_commit, new_run_id, package_versions
+from store.run_listing import ListedRun
+from store.run_reports import md_table
 from store.storage import StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
-
     from store.ledger import Ledger
     from store.workspace import Workspace
-
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-#: Distributions whose versions decide what a run means (looked up by metadata, never imported).
-TRACKED_PACKAGES: tuple[str, ...] = (
-    "forecast-console", "torch", "numpy", "pandas", "scipy", "transformers", "peft",
-    "chronos-forecasting", "kronos-finance", "toto-ts", "gluonts", "tinydb",
-)
-
-_git_cache: dict[str, str | None] = {}
-_versions_cache: dict[str, dict[str, str | None]] = {}
-_cache_lock = threading.Lock()
-
-
-def git_commit(root: Path | None = None) -> str | None:
-    """`git rev-parse HEAD` of the project (cached per process); None without git or commits."""
-    key = str(root or _PROJECT_ROOT)
-    with _cache_lock:
-        if key in _git_cache:
-            return _git_cache[key]
-    commit: str | None = None
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=key, capture_output=True, text=True, timeout=5)
-        if out.returncode == 0 and len(out.stdout.strip()) >= 7:
-            commit = out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    with _cache_lock:
-        _git_cache[key] = commit
-    return commit
-
-
-def package_versions(packages: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
-    """Installed versions via importlib.metadata (cheap, and never imports torch)."""
-    pk = tuple(packages)
-    key = "|".join(pk)
-    with _cache_lock:
-        if key in _versions_cache:
-            return dict(_versions_cache[key])
-    out: dict[str, str | None] = {}
-    for name in pk:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    with _cache_lock:
-        _versions_cache[key] = out
-    return dict(out)
-
-
-def env_key(versions: Mapping[str, str | None]) -> str:
-    """A short content hash so identical version sets are stored once (keeps store.json small)."""
-    raw = json.dumps(dict(versions), sort_keys=True).encode()
-    return hashlib.sha1(raw).hexdigest()[:12]
-
-
-def new_run_id(model: str) -> str:
-    """Sortable and collision-free: UTC time to the millisecond, the model, 32 random bits."""
-    now = datetime.now(UTC)
-    return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}-{model}-{secrets.token_hex(4)}"
-
-
-def clean_json(value: Any, what: str) -> Any:
-    """Plain JSON (numpy scalars unwrapped, NaN/inf → None) or StoreError naming the bad part."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, str | int | bool):
-        return value
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise StoreError(f"{what}: key {k!r} is not a string")
-            out[k] = clean_json(v, f"{what}.{k}")
-        return out
-    if isinstance(value, list | tuple):
-        return [clean_json(v, f"{what}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, Path):
-        return str(value)
-    item = getattr(value, "item", None)
-    if callable(item):
-        with contextlib.suppress(TypeError, ValueError):
-            return clean_json(item(), what)
-    raise StoreError(f"{what} is not JSON-serialisable ({type(value).__name__}: {value!r:.80})")
-
-
-def clean_metrics(metrics: Mapping[str, Any]) -> dict[str, float | bool | None]:
-    """Metrics are name → number; a diverged run's NaN is kept as None (missing), not as a winner."""
-    if not isinstance(metrics, Mapping):
-        raise StoreError(f"metrics must be a dict of name -> number, got {type(metrics).__name__}")
-    out: dict[str, float | bool | None] = {}
-    for k, v in metrics.items():
-        if not isinstance(k, str) or not k:
-            raise StoreError(f"metric name {k!r} must be a non-empty string")
-        if hasattr(v, "item") and callable(v.item):
-            v = v.item()
-        if v is None or isinstance(v, bool):  # flags such as stopped_early are kept as they are
-            out[k] = v
-        elif not isinstance(v, int | float):
-            raise StoreError(f"metric {k!r} must be a number, got {type(v).__name__} {v!r:.40}")
-        else:
-            out[k] = float(v) if math.isfinite(v) else None
-    return out
-
-
-def fast_copy(value: Any) -> Any:
-    """Deep copy of plain JSON data (several times faster than copy.deepcopy)."""
-    if isinstance(value, dict):
-        return {k: fast_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [fast_copy(v) for v in value]
-    return value
-
-
-def _flatten(prefix: str, d: Mapping[str, Any], out: dict[str, Any]) -> None:
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            _flatten(f"{prefix}{k}.", v, out)
-        elif isinstance(v, list):
-            out[f"{prefix}{k}"] = json.dumps(v)
-        else:
-            out[f"{prefix}{k}"] = v
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v).replace("|", "\\|")
-
-
-def md_table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A GitHub-flavoured markdown table (used by report())."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _window_key(run: Mapping[str, Any], span: str) -> str | None:
@@ -294,6 +155,13 @@ class TrackerMixin:
             rec = self._ledger.get_run(run_id)
             return self._public_run(rec) if rec is not None else None
 
+    def listed_runs(self) -> list[ListedRun]:
+        """Every run, oldest first, as one row of a table of runs with its job's kind/state/times
+        (store/run_listing.py): no run document is decoded, so listing 10k runs costs what
+        reading 10k short rows does."""
+        with self._lock:
+            return self._ledger.listed_runs()
+
     def _select(self, model: str | None, symbol: str | None, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
         if model is not None:
             model = self._check_model(model)
@@ -371,99 +239,6 @@ class TrackerMixin:
             hit = next(iter(self._ranked(metric, model, symbol, minimize, limit=1)), None)
             return self._public_run(hit) if hit is not None else None
 
-    def compare(
-        self, run_ids: Iterable[str] | None = None, model: str | None = None, symbol: str | None = None,
-        metrics: Iterable[str] | None = None, sort_by: str | None = None,
-    ) -> pd.DataFrame:
-        """One row per run: ids, model, symbol, metrics and hyperparameters (columns `hp.<name>`)."""
-        import pandas as pd
 
-        with self._lock:
-            if run_ids is not None:
-                wanted_ids = list(run_ids)
-                idx = {r["run_id"]: r for r in self._ledger.runs(run_ids=wanted_ids)}
-                recs = []
-                for rid in wanted_ids:
-                    if rid not in idx:
-                        raise StoreError(f"no run with id {rid!r}")
-                    recs.append(idx[rid])
-            else:
-                recs = self._select(model, symbol, {})
-            wanted = list(metrics) if metrics is not None else None
-            rows = []
-            for r in recs:
-                row: dict[str, Any] = {"run_id": r["run_id"], "model": r["model"], "symbol": r["symbol"],
-                                       "created": r["created"], "seed": r["seed"],
-                                       "training_time": r["training_time"],
-                                       "checkpoint": r["checkpoint"]}
-                mets = r["metrics"] if wanted is None else {m: r["metrics"].get(m) for m in wanted}
-                row.update(mets)
-                _flatten("hp.", r["hyperparams"], row)
-                rows.append(row)
-        df = pd.DataFrame(rows)
-        if sort_by is not None and not df.empty:
-            if sort_by not in df.columns:
-                raise StoreError(f"cannot sort by {sort_by!r}: no such column")
-            df = df.sort_values(sort_by, na_position="last", kind="stable").reset_index(drop=True)
-        return df
-
-    def hyperparameter_impact(self, model: str, param: str, metric: str = "val_mae_pct",
-                              symbol: str | None = None) -> pd.DataFrame:
-        """How `metric` varies with one hyperparameter: count/mean/std/min/max per value, best mean first."""
-        import pandas as pd
-
-        with self._lock:
-            rows = []
-            for r in self._select(model, symbol, {}):
-                v = r["metrics"].get(metric)
-                if v is None or param not in r["hyperparams"]:
-                    continue
-                pv = r["hyperparams"][param]
-                rows.append({param: json.dumps(pv) if isinstance(pv, list | dict) else pv, metric: v})
-        cols = [param, "count", "mean", "std", "min", "max"]
-        if not rows:
-            return pd.DataFrame(columns=cols)
-        df = pd.DataFrame(rows)
-        g = df.groupby(param, dropna=False)[metric].agg(["count", "mean", "std", "min", "max"]).reset_index()
-        return g.sort_values("mean", kind="stable").reset_index(drop=True)[cols]
-
-    def report(self, metric: str = "val_mae_pct", test_metric: str = "test_mae_pct") -> str:
-        """A markdown summary: best run per (model, symbol) chosen on `metric` and reported on
-        `test_metric`, current picks, recent promotions."""
-        with self._lock:
-            groups = {(m, s): n for m, s, n in self._ledger.run_groups()}
-            lines = ["# forecast-console report", "",
-                     f"Workspace: `{self.workspace.root}`  ",
-                     f"Runs: {sum(groups.values())}; generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}", ""]
-            lines += [f"## Best run per model and symbol (chosen on `{metric}`, reported on `{test_metric}`)", ""]
-            rows = []
-            for (m, s) in sorted(groups):
-                b = self.best(metric, m, s)
-                if b is None:
-                    rows.append([m, s, groups[(m, s)], None, None, None])
-                else:
-                    rows.append([m, s, groups[(m, s)], b["run_id"], b["metrics"].get(metric),
-                                 b["metrics"].get(test_metric)])
-            lines.append(md_table(["model", "symbol", "runs", "best run", metric, test_metric], rows)
-                         if rows else "_no runs yet_")
-            picks = self.picks()  # type: ignore[attr-defined]
-            lines += ["", "## Current picks (chosen on validation, reported on test)", ""]
-            if picks:
-                prow = [[p.model, p.symbol, p.horizon, p.preset, p.selection_metric,
-                         f"{_fmt(p.score())} ({p.val_windows.short() if p.val_windows else 'val ?w'})",
-                         f"{_fmt(p.test.get(p.selection_metric))} "
-                         f"({p.test_windows.short() if p.test_windows else 'test ?w'})",
-                         p.source_run, p.set_iso] for p in picks]
-                lines.append(md_table(["model", "symbol", "h", "preset", "selection metric", "validation", "test",
-                                       "source run", "set"], prow))
-            else:
-                lines.append("_no picks yet_")
-            promos = self.promotions()  # type: ignore[attr-defined]
-            lines += ["", "## Promotions (latest 20)", ""]
-            if promos:
-                lines.append(md_table(["when", "action", "model", "symbol", "h", "source", "by"],
-                                      [[p.at_iso, p.action, p.model, p.symbol, p.horizon, p.source, p.by]
-                                       for p in promos[-20:]]))
-            else:
-                lines.append("_no promotions yet_")
-            return "\n".join(lines) + "\n"
+__all__ = ["TRACKED_PACKAGES", "TrackerMixin", "clean_json", "clean_metrics", "env_key", "git_commit", "md_table",
+           "new_run_id", "package_versions", "run_window_keys"]

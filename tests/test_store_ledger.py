@@ -117,3 +117,95 @@ def test_a_damaged_ledger_is_a_clear_error_and_left_alone(tmp_path: Path) -> Non
     lock = WorkspaceLock(ws / "store.lock")
     lock.acquire()  # the failed open released the workspace lock
     lock.release()
+
+
+def _ranked_ref(led: Ledger, metric: str, model: str | None, symbol: str | None, minimize: bool) -> list[str]:
+    """Every run with a finite `metric` in rank order, from the run documents alone."""
+    rs = [r for r in led.runs(model, symbol) if isinstance(r["metrics"].get(metric), float)]
+    rs.sort(key=lambda r: ((1 if minimize else -1) * r["metrics"][metric], r["created_at"]))
+    return [r["run_id"] for r in rs]
+
+
+def test_ranking_merges_groups_exactly_past_one_page(tmp_path: Path) -> None:
+    """Over several models/symbols, ranking is a merge of each group's best rows: it must give the
+    full order (ties on value broken by age) however far it is read, also past a 256-row page."""
+    import random
+
+    led = Ledger.open(tmp_path / LEDGER_FILE, fsync=False)
+    rng = random.Random(3)
+    with led.transaction():
+        for i in range(700):
+            m, s = rng.choice(["toto", "kronos", "chronos2"]), rng.choice(["SPY", "AAPL", "MSFT", "NVDA"])
+            mets = {"val_mae_pct": float(rng.randint(0, 40))}  # many ties
+            if i % 3:
+                mets["test_mae_pct"] = rng.uniform(0, 5)
+            led.add_run({"run_id": f"r{i:04d}", "model": m, "symbol": s, "created_at": 1000.0 + i, "metrics": mets})
+    for metric in ("val_mae_pct", "test_mae_pct"):
+        for model, symbol in [(None, None), ("toto", None), (None, "SPY"), ("kronos", "AAPL")]:
+            for minimize in (True, False):
+                ref = _ranked_ref(led, metric, model, symbol, minimize)
+                got = [r["run_id"] for r in led.ranked(metric, model, symbol, minimize=minimize)]
+                assert got == ref, (metric, model, symbol, minimize)
+                assert [r["run_id"] for r in led.ranked(metric, model, symbol, minimize=minimize, limit=300)] \
+                    == ref[:300]
+    assert list(led.ranked("no_such_metric")) == []
+    led.close()
+
+
+def _as_version_1(path: Path) -> None:
+    """Turn a ledger into what version 1 wrote: six metric indexes, no groups table, no listed runs."""
+    con = sqlite3.connect(path)
+    con.executescript("""
+        DROP TABLE metric_groups;
+        ALTER TABLE runs DROP COLUMN listed;
+        CREATE INDEX metrics_all ON metrics(name, value, created_at);
+        CREATE INDEX metrics_model ON metrics(name, model, value, created_at);
+        CREATE INDEX metrics_symbol ON metrics(name, symbol, value, created_at);
+        CREATE INDEX metrics_windows ON metrics(name, symbol, windows) WHERE windows IS NOT NULL;
+        CREATE INDEX metrics_windows_model ON metrics(name, model, symbol, windows) WHERE windows IS NOT NULL;
+        UPDATE meta SET value = '1' WHERE key = 'schema_version';""")
+    con.close()
+
+
+def test_a_version_1_ledger_reads_the_same_before_and_after_its_migration(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    whole = {"span": "val", "count": 12, "stride": 1, "rows_covered": 27, "first_origin": 10, "last_origin": 21}
+    with Store.open(ws, hyperparams_dir=tmp_path / "hp") as st:
+        for i, (m, s) in enumerate([("toto", "SPY"), ("kronos", "SPY"), ("toto", "AAPL")] * 3):
+            st.log_run(m, s, {}, {"val_mae_pct": float((i * 5) % 7), "test_mae_pct": float(i)},
+                       extra={"val_windows": {**whole, "count": 12 + (i == 8)}})  # AAPL's last: other windows
+
+    def answers(st: Store) -> list[object]:
+        out: list[object] = [[r["run_id"] for r in st.top_k(20, "test_mae_pct", model=m)] for m in (None, "toto")]
+        out.append(st.listed_runs())
+        out.append(st.best("val_mae_pct", symbol="SPY")["run_id"])
+        with pytest.raises(StoreError, match="val_mae_pct of AAPL was computed on different val windows") as e:
+            st.best("val_mae_pct")
+        return [*out, str(e.value)]
+
+    with Store.open(ws, readonly=True) as ro:
+        expected = answers(ro)
+    _as_version_1(ws / LEDGER_FILE)
+    with Store.open(ws, readonly=True) as ro:  # no writer has opened it since: queried as it is
+        assert ro._ledger.meta("schema_version") == "1" and answers(ro) == expected
+        with Store.open(ws, hyperparams_dir=tmp_path / "hp") as st:  # the writer migrates it
+            assert answers(st) == expected and answers(ro) == expected
+            st.log_run("toto", "MSFT", {}, {"test_mae_pct": -1.0})  # a group the migration did not see
+            assert st.top_k(1, "test_mae_pct")[0]["symbol"] == "MSFT" == ro.top_k(1, "test_mae_pct")[0]["symbol"]
+            assert ro.listed_runs()[:-1] == expected[2] and ro.listed_runs()[-1].symbol == "MSFT"
+    con = sqlite3.connect(ws / LEDGER_FILE)
+    indexes = {n for (n,) in con.execute("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'metrics'")}
+    assert indexes == {"metrics_model_symbol", "metrics_seq"}
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    con.close()
+
+
+def test_deleting_runs_forgets_the_windows_only_they_had(tmp_path: Path) -> None:
+    a = {"span": "val", "count": 12, "stride": 1, "rows_covered": 27, "first_origin": 10, "last_origin": 21}
+    with Store.open(tmp_path / "ws", hyperparams_dir=tmp_path / "hp") as st:
+        keep = st.log_run("toto", "SPY", {}, {"val_mae_pct": 2.0}, extra={"val_windows": a})
+        odd = st.log_run("kronos", "SPY", {}, {"val_mae_pct": 1.0}, extra={"val_windows": {**a, "count": 3}})
+        with pytest.raises(StoreError, match=f"run {keep} .* and run {odd}"):
+            st.best()
+        assert st._ledger.delete_runs([odd]) == 1
+        assert st.best()["run_id"] == keep and st.top_k(5, model="kronos") == []

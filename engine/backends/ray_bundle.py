@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 from engine.jobs import JobSpec
-from store.ledger import LEDGER_FILE, snapshot
+from store.ledger_file import LEDGER_FILE, snapshot
 
 #: Environment variables that travel to the node (the rest of the driver's environment, PATH,
 #: VIRTUAL_ENV, CUDA_VISIBLE_DEVICES..., describes the driver machine and must not).
