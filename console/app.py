@@ -94,6 +94,7 @@ class ForecastConsoleApp(App[int]):
         self.workspace_label = workspace_label or str(self.services.workspace)
         self.telemetry: Any | None = None
         self.live_job_id: str | None = None
+        self.selected_symbols: list[str] = []  # as the Stocks screen last said (SelectionChanged)
         self.ready = asyncio.Event()
         self.update_batches = 0
         self._services_closed = False  # not `_closed`: Textual's message pump owns that name
@@ -180,10 +181,9 @@ class ForecastConsoleApp(App[int]):
         return self.services.job_pids(tel if tel is not None else self.telemetry)
 
     # ------------------------------------------------------------------ actions shared by screens
-    @property
-    def selected_symbols(self) -> list[str]:
-        stocks = self.get_screen_for_mode("stocks")
-        return sorted(stocks.selected) if isinstance(stocks, StocksScreen) else []
+    @on(messages.SelectionChanged)
+    def _selection_changed(self, message: messages.SelectionChanged) -> None:
+        self.selected_symbols = message.symbols
 
     def _new_mode_screen(self, mode: str, factory: Callable[[], Screen]) -> Screen:
         screen = self._mode_screens[mode] = factory()

@@ -28,6 +28,14 @@ class StartRunRequested(Message):
         self.kind = kind
 
 
+class SelectionChanged(Message):
+    """Stocks: the symbols now selected (what the run form and the regression check act on)."""
+
+    def __init__(self, symbols: Sequence[str]) -> None:
+        super().__init__()
+        self.symbols = sorted(symbols)
+
+
 class QueueJobRequested(Message):
     """Validate and queue one job over `symbols` (errors are notified, nothing queued)."""
 

@@ -24,7 +24,10 @@ def _app(env: dict[str, Path]) -> ForecastConsoleApp:  # noqa: F811
 async def _open_form(app: ForecastConsoleApp, pilot: object, symbols: list[str]) -> StartRunScreen:
     stocks = app.get_screen_for_mode("stocks")
     await wait_for(pilot, lambda: getattr(stocks, "loaded", False), 20, "the stocks rows")
-    stocks.selected = set(symbols)  # type: ignore[union-attr]
+    stocks.action_preset("none")  # type: ignore[union-attr]
+    for s in symbols:
+        stocks.toggle(s)  # type: ignore[union-attr]
+    await wait_for(pilot, lambda: app.selected_symbols == sorted(symbols), 5, "the selection told to the app")
     app.action_start_run()
     await wait_for(pilot, lambda: isinstance(app.screen, StartRunScreen) and app.screen.query("#run-plan"), 10,
                    "the form")

@@ -1,7 +1,7 @@
 """App ↔ screen traffic is Textual messages (console.messages), on the real app, engine service and store.
 
-Screens ask the app by posting a request (StartRunRequested, QueueJobRequested, OpenLiveRequested,
-PromoteRequested); the app answers the mode screen on view with notices (WorkspaceOpened,
+Screens ask the app by posting a request (StartRunRequested, SelectionChanged, QueueJobRequested,
+OpenLiveRequested, PromoteRequested); the app answers the mode screen on view with notices (WorkspaceOpened,
 TelemetrySampled, JobsUpdated, JobQueued, ShowJob, DecisionsChanged). `message_hook` sees every
 message as it is dispatched (a bubbling request once per node it passes), so each test checks both
 what was posted and what it did.
@@ -76,6 +76,7 @@ async def test_stocks_and_decisions_by_messages(seeded: dict[str, Path]) -> None
         stocks.table.move_cursor(row=stocks.table.get_row_index("SPY"))
         await pilot.press("space", "b")
         await wait_for(pilot, lambda: bool(_of(seen, m.JobQueued)), 10, "the queued notice")
+        assert _of(seen, m.SelectionChanged)[-1].symbols == app.selected_symbols == ["SPY"]  # told, not read
         (ask,) = _of(seen, m.QueueJobRequested)
         assert (ask.kind, ask.symbols, ask.model, ask.params) == ("baseline", ["SPY"], None, {})
         job_id = _of(seen, m.JobQueued)[0].job_id

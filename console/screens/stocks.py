@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Static
 
-from console.messages import QueueJobRequested, StartRunRequested
+from console.messages import QueueJobRequested, SelectionChanged, StartRunRequested
 from console.review_data import StockRow
 from console.screens.base import ModeScreen
 from console.widgets.table import Cell, KeyedTable, num, txt
@@ -56,6 +56,7 @@ class StocksScreen(ModeScreen):
     def __init__(self) -> None:
         super().__init__()
         self.selected: set[str] = set()
+        self._told: list[str] = []  # the selection the app was last told (SelectionChanged)
         self.rows: dict[str, StockRow] = {}
         self.loaded = False
         self.horizon: int | None = None  # None: the most recent comparison's
@@ -147,6 +148,9 @@ class StocksScreen(ModeScreen):
 
     def _update_status(self) -> None:
         sel = sorted(self.selected)
+        if sel != self._told:  # every change of the selection ends here
+            self._told = sel
+            self.post_message(SelectionChanged(sel))
         shown = ", ".join(sel[:6]) + (" …" if len(sel) > 6 else "")
         h = next((r.horizon for r in self.rows.values() if r.horizon is not None), None)
         at = "" if h is None else (f" · Best at h={h}" + (" (latest compare)" if self.horizon is None else "")
