@@ -1,26 +1,28 @@
-"""Console benchmark: time to first frame, and key-to-repaint latency while 24 jobs stream events.
+"""Console benchmark: first frame, key-to-repaint latency and CPU per screen while 24 jobs stream.
 
-Usage:  python bench/bench_console.py [--seconds 5] [--rate 10] [--runs 10000] [--profile queue.prof]
+Usage:  python bench/bench_console.py [--before REF] [--repeat 1] [--seconds 3] [--runs 10000]
+                                      [--profile-idle PREFIX]
 
-Targets (issue 7, issue 16): first frame ≤ 1 s; key-to-repaint p95 ≤ 50 ms with 24 jobs streaming
-and a store of 10k runs (`--runs`; the Runs screen is measured too: rows on screen after its key,
-and cursor keys on its table while the jobs stream).
-Target (issue 17): the console process uses ≤ 10 % of a core with 24 jobs × 20 events/s on the
-Queue and the Live screen (measured with no key pressed, the in-process streamer's own CPU time
-subtracted, so the figure is the app's event intake, table and chart updates, and repaints).
+Targets (issues 7, 16, 17), with 24 jobs × 20 events/s streaming and a store of `--runs` runs:
+- first frame ≤ 1 s: printed twice, from the app's construction (console code only) and from the
+  launch of a fresh `python` process (interpreter + imports + app: what a user waits for);
+- key→repaint p95 ≤ 50 ms on the Stocks, Queue, Live and Runs screens;
+- the console process uses ≤ 10 % of a core on every screen (Stocks, Queue, Live, GPU, Runs),
+  measured with no key pressed, the in-process streamer's own CPU time subtracted;
+- the Runs screen shows its first rows ≤ 1 s after its key (10k runs).
 
-How: a tmp workspace over the shipped trainingdata/, the real store and Engine. 24 job records are
-seeded (finished, so no worker processes compete for the CPU and the engine's poller leaves them
-alone); a streamer then feeds the console's engine mirror the progress/loss/log lines the engine
-service's socket would carry, at `rate` events per job per second, and the mirror decodes and folds
-them as its socket reader does. Latency is
-measured headless: a Key event is posted to the app as the terminal driver would post it, and
-the latency is the time until the first frame the compositor produces after the key's effect
-(cursor moved / job switched) — on the Queue screen and on the Live screen.
+How: a tmp workspace over the shipped trainingdata/, the real store and engine service. 24 job
+records are seeded (finished, so no worker processes compete for the CPU), and `--runs` tracked
+runs; a streamer then feeds the console's engine mirror the progress/loss/log lines the service's
+socket would carry, and the mirror decodes and folds them as its socket reader does. The app runs
+with a terminal driver (`FrameDriver`, Textual's public Driver API) that keeps the time of every
+frame the app writes, so a repaint is counted when its bytes reach the terminal (the escape codes
+are built, as in a real terminal). Latency: a Key event is posted as the terminal driver would post
+it; the latency is the time until the first frame written after the key's effect.
 
-`--profile FILE` writes cProfile stats of the Queue-screen key phase (main thread) to FILE; read them
-with `python -m pstats FILE`. The process exits once the numbers are printed even if the app's
-shutdown stalls (it is a benchmark, not a test of shutdown).
+`--before REF` runs the same measurements on REF (exported with `git archive`) and on this tree,
+alternately, in fresh processes, `--repeat` times each: side by side in one invocation.
+`--profile-idle PREFIX` writes cProfile stats of each no-key phase to PREFIX.<screen>.prof.
 """
 
 from __future__ import annotations
@@ -28,20 +30,48 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+if "--checkout" in sys.argv:  # measure another tree's console (the --before side)
+    ROOT = Path(sys.argv[sys.argv.index("--checkout") + 1]).resolve()
+sys.path.insert(0, str(ROOT))
+
+from textual.drivers.headless_driver import HeadlessDriver  # noqa: E402
 
 N_JOBS = 24
-#: Wait after switching screens before measuring CPU: the switch (compose, first layout) is a one-off
-#: cost, the figure is the steady cost of streaming.
+#: Wait after switching screens before measuring: the switch (compose, first layout, first load) is a
+#: one-off cost, the CPU figure is the steady cost of streaming.
 SETTLE_S = 1.5
+#: Screens measured for CPU, in the order visited.
+CPU_SCREENS = ("stocks", "queue", "live", "gpu", "runs")
+
+#: perf_counter() of each frame written to the terminal (FrameDriver.write).
+FRAMES: list[float] = []
+#: CPU seconds the streamer itself spent (it runs in the app's process; subtracted from its figure).
+STREAMER_CPU = [0.0]
+PROFILE_IDLE: list[str | None] = [None]
+
+
+class FrameDriver(HeadlessDriver):
+    """A terminal that writes nowhere but keeps the time of each frame the app sends it."""
+
+    @property
+    def is_headless(self) -> bool:
+        return False  # the app builds every frame's escape codes, as for a real terminal
+
+    def write(self, data: str) -> None:
+        if data:
+            FRAMES.append(time.perf_counter())
 
 
 def _seed(ws: Path, hp: Path) -> list[str]:
@@ -82,15 +112,14 @@ def _seed_runs(ws: Path, hp: Path, n: int) -> float:
     return time.perf_counter() - t0
 
 
-async def _stream(app: object, ids: list[str], rate: float, stop: asyncio.Event) -> int:
+async def _stream(app: Any, ids: list[str], rate: float, stop: asyncio.Event) -> int:
     """Feed the console's engine mirror the lines its socket would carry (engine.service's updates),
     two symbols per job as a two-symbol train job streams them; building the lines is the streamer's
-    CPU (subtracted), decoding and folding them (EngineMirror._apply, what its reader does) the console's."""
+    CPU (subtracted), decoding and folding them (what the mirror's socket reader does) the console's."""
     from engine import channel
 
-    mirror = app.services.engine  # type: ignore[attr-defined]
-    step = 0
-    sent = 0
+    mirror = app.services.engine
+    step = sent = 0
     period = 1.0 / rate
     while not stop.is_set():
         step += 1
@@ -101,8 +130,8 @@ async def _stream(app: object, ids: list[str], rate: float, stop: asyncio.Event)
             done = float(step % 1000)
             sym = "SPY" if done < 500 else "AAPL"
             loss = 1.0 / (1 + 0.01 * step)
-            rec.update(progress_total=2.0, progress_done=done / 500, eta_s=1000.0 - step, last_train_loss=loss,
-                       stage="training", symbol=sym, symbol_i=1 + int(done >= 500), symbol_n=2)
+            rec.update(state="running", progress_total=2.0, progress_done=done / 500, eta_s=1000.0 - step,
+                       last_train_loss=loss, stage="training", symbol=sym, symbol_i=1 + int(done >= 500), symbol_n=2)
             for kind, data, job in (
                 ("progress", {"done": done / 500, "total": 2.0, "stage": "training", "symbol": sym}, rec),
                 ("loss", {"step": step % 500 + 1, "epoch": step // 100, "train": loss, "symbol": sym,
@@ -113,17 +142,9 @@ async def _stream(app: object, ids: list[str], rate: float, stop: asyncio.Event)
                 sent += 1
         STREAMER_CPU[0] += time.process_time() - c0
         for line in lines:
-            mirror._apply(channel.decode(line))
+            mirror._apply(channel.decode(line))  # the mirror's own fold of one socket line (console code)
         await asyncio.sleep(period)
     return sent
-
-
-#: CPU seconds the streamer itself spent (it runs in the app's process; subtracted from its figure).
-STREAMER_CPU = [0.0]
-
-
-#: `--profile-idle PREFIX`: cProfile stats of each no-key CPU phase go to PREFIX.<screen>.prof.
-PROFILE_IDLE: list[str | None] = [None]
 
 
 async def _idle_cpu(screen: str, seconds: float) -> float:
@@ -140,50 +161,24 @@ async def _idle_cpu(screen: str, seconds: float) -> float:
     return 100.0 * used / (time.perf_counter() - t0)
 
 
-async def _latencies(app: object, keys: list[str], probe: Callable[[], object]) -> list[float]:
-    """Post each key as the terminal driver would; latency = first frame painted after its effect."""
+async def _latencies(app: Any, keys: list[str], probe: Callable[[], object]) -> list[float]:
+    """Post each key as the terminal driver would; latency = first frame written after its effect."""
     from textual import events
 
-    paints: list[float] = []
-    orig = app._display  # type: ignore[attr-defined]
-
-    def spy(screen: object, renderable: object) -> None:
-        if renderable is not None:
-            paints.append(time.perf_counter())
-        orig(screen, renderable)
-
-    app._display = spy  # type: ignore[attr-defined]
     out = []
-    try:
-        for k in keys:
-            before = probe()
-            t0 = time.perf_counter()
-            app.post_message(events.Key(k, None))  # type: ignore[attr-defined]
-            while probe() == before and time.perf_counter() - t0 < 5:
-                await asyncio.sleep(0.0005)
-            changed = time.perf_counter()
-            while not any(p >= changed for p in paints) and time.perf_counter() - t0 < 5:
-                await asyncio.sleep(0.0005)
-            painted = next((p for p in paints if p >= changed), time.perf_counter())
-            out.append((painted - t0) * 1000)
-            paints.clear()
-            await asyncio.sleep(0.03)
-    finally:
-        app._display = orig  # type: ignore[attr-defined]
+    for k in keys:
+        before = probe()
+        t0 = time.perf_counter()
+        app.post_message(events.Key(k, None))
+        while probe() == before and time.perf_counter() - t0 < 5:
+            await asyncio.sleep(0.0005)
+        changed = time.perf_counter()
+        while not (FRAMES and FRAMES[-1] >= changed) and time.perf_counter() - t0 < 5:
+            await asyncio.sleep(0.0005)
+        painted = next((f for f in FRAMES if f >= changed), time.perf_counter())
+        out.append((painted - t0) * 1000)
+        await asyncio.sleep(0.03)
     return out
-
-
-async def _watch_cell(read: Callable[[], object], stop: asyncio.Event) -> list[float]:
-    """Times (perf_counter) at which the displayed value returned by `read` changed."""
-    changes: list[float] = []
-    last = read()
-    while not stop.is_set():
-        await asyncio.sleep(0.005)
-        cur = read()
-        if cur != last:
-            changes.append(time.perf_counter())
-            last = cur
-    return changes
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -191,148 +186,173 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-async def main(seconds: float, rate: float, profile: str | None = None,
-               printed: asyncio.Event | None = None, idle_s: float = 4.0, n_runs: int = 10_000) -> None:
+def _make_app(ws: Path, hp: Path) -> Any:
     from console.app import ForecastConsoleApp
     from console.services import ConsoleServices
     from engine.gpu import FakeGpuSource
 
-    tmp = Path(tempfile.mkdtemp(prefix="fc-bench-"))
-    ws, hp = tmp / "ws", tmp / "hp"
-    os.environ.setdefault("FORECAST_DATA", str(Path(__file__).resolve().parent.parent / "trainingdata"))
-    ids = _seed(ws, hp)
-    seed_s = _seed_runs(ws, hp, n_runs) if n_runs else 0.0
-
-    t0 = time.perf_counter()
     svc = ConsoleServices(ws, hyperparams_dir=hp, gpu_source=FakeGpuSource(2, 80.0))
     app = ForecastConsoleApp(svc, telemetry_interval=1.0)
-    async with app.run_test(size=(120, 40)) as pilot:
-        t_first = time.perf_counter() - t0
-        stocks = app.screen
-        while stocks.table.row_count == 0:
-            await pilot.pause(0.01)
-        t_rows = time.perf_counter() - t0
-        await asyncio.wait_for(app.ready.wait(), 10)
-        t_ready = time.perf_counter() - t0
-        print(f"store: {N_JOBS} jobs, {n_runs} runs (seeded in {seed_s:.1f} s)")
-        print(f"time to first frame:           {t_first * 1000:7.1f} ms  (target ≤ 1000)")
-        print(f"time to stock rows on screen:  {t_rows * 1000:7.1f} ms")
-        print(f"time to engine+store ready:    {t_ready * 1000:7.1f} ms")
+    app.driver_class = FrameDriver
+    return app
 
-        dispatch_ms: list[float] = []
-        orig_dispatch = app.dispatch_updates
 
-        def timed_dispatch(batch: object) -> None:
-            t = time.perf_counter()
-            orig_dispatch(batch)
-            dispatch_ms.append((time.perf_counter() - t) * 1000)
+async def _switch(app: Any, mode: str, ready: Callable[[Any], bool]) -> float:
+    """Switch to `mode`; seconds until `ready(screen)` holds and a frame showing it was written."""
+    t0 = time.perf_counter()
+    app.switch_mode(mode)
+    while not (getattr(app.screen, "MODE", "") == mode and app.screen.is_mounted and ready(app.screen)):
+        await asyncio.sleep(0.005)
+    seen = time.perf_counter()
+    while not (FRAMES and FRAMES[-1] >= seen) and time.perf_counter() - seen < 5:
+        await asyncio.sleep(0.002)
+    return time.perf_counter() - t0
 
-        app.dispatch_updates = timed_dispatch  # type: ignore[method-assign]
+
+async def measure(ws: Path, hp: Path, ids: list[str], seconds: float, rate: float, idle_s: float,
+                  n_runs: int, extra: dict[str, Any]) -> dict[str, Any]:
+    res: dict[str, Any] = {"cpu": {}, "lat": {}, **extra}
+    FRAMES.clear()
+    t0 = time.perf_counter()
+    app = _make_app(ws, hp)
+    async with app.run_test(size=(120, 40), headless=False):
+        while not FRAMES:
+            await asyncio.sleep(0.001)
+        res["first_frame_ms"] = (FRAMES[0] - t0) * 1000
+        await asyncio.wait_for(app.ready.wait(), 20)
+        res["ready_ms"] = (time.perf_counter() - t0) * 1000
         stop = asyncio.Event()
         streamer = asyncio.create_task(_stream(app, ids, rate, stop))
-        await pilot.press("2")
-        await pilot.pause(SETTLE_S)
-        cpu_queue = await _idle_cpu("queue", idle_s)
-        batches0 = app.update_batches
         n_keys = max(20, int(seconds * 10))
-        table = app.screen.table
-        prof = cProfile.Profile() if profile else None
-        if prof is not None:
-            prof.enable()
-        # Liveness: how often the *displayed* progress of a job changes while keys are pressed.
-        watch_stop = asyncio.Event()
-        watcher = asyncio.create_task(_watch_cell(lambda: str(table.get_cell(ids[-1], "progress")), watch_stop))
-        tk0 = time.perf_counter()
-        queue_lat = await _latencies(app, (["down"] * 10 + ["up"] * 10) * (n_keys // 20),
-                                     lambda: table.cursor_row)
-        tk1 = time.perf_counter()
-        watch_stop.set()
-        shown = await watcher
-        if prof is not None:
-            prof.disable()
-            prof.dump_stats(profile)
-        gaps = [b - a for a, b in zip([tk0, *shown], [*shown, tk1], strict=True)]
-        app.open_live(ids[0])
-        await asyncio.sleep(SETTLE_S)
-        live = app.screen
-        cpu_live = await _idle_cpu("live", idle_s)
-        live_lat = await _latencies(app, (["n"] * 10 + ["N"] * 10) * (n_keys // 40 or 1), lambda: live.job_id)
-        runs_lat: list[float] = []
-        t_runs = None
-        if n_runs:
-            t8 = time.perf_counter()
-            app.switch_mode("runs")
-            while not (getattr(app.screen, "MODE", "") == "runs" and app.screen.is_mounted
-                       and app.screen.query("#runs-table") and app.screen.table.row_count):
-                await asyncio.sleep(0.005)
-            t_runs = time.perf_counter() - t8
-            await asyncio.sleep(SETTLE_S)
-            rt = app.screen.table
-            runs_lat = await _latencies(app, (["down"] * 10 + ["up"] * 10) * (n_keys // 20), lambda: rt.cursor_row)
-        stop.set()
-        sent = await streamer
-        batches = app.update_batches - batches0
-        chart = app.screen.query_one("LossChart")
-        if t_runs is not None:
-            print(f"runs screen: {n_runs} runs, first {app.screen.table.row_count} rows on screen "
-                  f"{t_runs * 1000:.0f} ms after switching to it (target ≤ 1000)")
-        for name, lat in (("queue screen", queue_lat), ("live screen", live_lat), ("runs screen", runs_lat)):
-            if not lat:
+        arrows = (["down"] * 10 + ["up"] * 10) * (n_keys // 20)
+        for mode in CPU_SCREENS:
+            if mode == "runs" and not n_runs:
                 continue
-            print(f"key→repaint {name:13s} n={len(lat):3d}  p50 {statistics.median(lat):6.1f} ms  "
-                  f"p95 {_pct(lat, 95):6.1f} ms  max {max(lat):6.1f} ms  (target p95 ≤ 50)")
-        ev_rate = 3 * rate
-        for name, cpu in (("queue screen", cpu_queue), ("live screen", cpu_live)):
-            print(f"console CPU {name:13s} {cpu:5.1f} % of a core with {N_JOBS} jobs × {ev_rate:g} events/s, "
-                  f"no keys (target ≤ 10 %)")
-        print(f"queue progress on screen while keys pressed: {len(shown) / (tk1 - tk0):.1f} changes/s, "
-              f"longest gap {max(gaps) * 1000:.0f} ms over {tk1 - tk0:.1f} s")
-        print(f"update batch handling: n={len(dispatch_ms)} p50 {statistics.median(dispatch_ms):.1f} ms "
-              f"p95 {_pct(dispatch_ms, 95):.1f} ms")
-        print(f"events streamed: {sent} from {N_JOBS} jobs at {rate:g}/s each·type; UI batches applied: {batches}; "
-              f"chart redraws on live screen: {chart.draw_count}")
-        if not batches:
-            print("INVALID RUN: no update batch reached the screens (the streamed events went to a queue "
-                  "nobody drained), so the latencies above were measured without load", file=sys.stderr)
-        for w in app.workers:
-            if w.name == "update-pump" and w.error is not None:
-                import traceback
-
-                print("WARNING: the app's update pump died; numbers above are not under load:", file=sys.stderr)
-                traceback.print_exception(w.error, file=sys.stderr)
-        sys.stdout.flush()
-        if printed is not None:
-            printed.set()
-        await app.shutdown()
-
-
-async def _run(seconds: float, rate: float, profile: str | None, n_runs: int = 10_000) -> None:
-    """Run the bench; once the numbers are out, give the app 15 s to exit, then stop waiting."""
-    printed = asyncio.Event()
-    task = asyncio.create_task(main(seconds, rate, profile, printed, n_runs=n_runs))
-    done_or_printed = asyncio.ensure_future(printed.wait())
-    await asyncio.wait({task, done_or_printed}, return_when=asyncio.FIRST_COMPLETED)
-    if not task.done():
-        await asyncio.wait({task}, timeout=15)
-    if not task.done():
-        print("warning: the app did not exit within 15 s of the results; exiting anyway", file=sys.stderr)
-        sys.stderr.flush()
+            if mode == "runs":
+                t_runs = await _switch(app, "runs", lambda s: bool(s.query("#runs-table")) and s.table.row_count > 0)
+                res["runs_rows_ms"] = t_runs * 1000
+                res["runs_rows"] = app.screen.table.row_count
+            elif mode == "live":
+                app.open_live(ids[0])
+            else:
+                app.switch_mode(mode)
+            await asyncio.sleep(SETTLE_S)
+            res["cpu"][mode] = await _idle_cpu(mode, idle_s)
+            scr = app.screen
+            if mode in ("stocks", "queue", "runs"):
+                table = scr.table
+                res["lat"][mode] = await _latencies(app, arrows, lambda t=table: t.cursor_row)
+            elif mode == "live":
+                res["lat"][mode] = await _latencies(app, (["n"] * 10 + ["N"] * 10) * max(1, n_keys // 40),
+                                                    lambda s=scr: s.job_id)
+        stop.set()
+        res["events"] = await streamer
+        res["batches"] = getattr(app, "update_batches", None)
+        # The app's stdout is captured while it runs: the result goes to the real one, and the process
+        # ends here (a stalled shutdown must not hold the benchmark; the idle engine service ends itself).
+        print("RESULT " + json.dumps(res), file=sys.__stdout__, flush=True)
         os._exit(0)
-    done_or_printed.cancel()
-    task.result()
+    return res
+
+
+def _report(label: str, res: dict[str, Any], rate: float, n_runs: int) -> None:
+    print(f"--- {label}")
+    if "launch_ms" in res:
+        print(f"first frame from process launch:   {res['launch_ms']:7.0f} ms  (target ≤ 1000)")
+    print(f"first frame from app construction: {res['first_frame_ms']:7.0f} ms  (target ≤ 1000)")
+    print(f"engine + store ready:              {res['ready_ms']:7.0f} ms")
+    if "runs_rows_ms" in res:
+        print(f"runs screen: {n_runs} runs, first {res['runs_rows']} rows on screen {res['runs_rows_ms']:.0f} ms "
+              "after its key (target ≤ 1000)")
+    for mode in CPU_SCREENS:
+        if mode not in res["cpu"]:
+            continue
+        lat = res["lat"].get(mode)
+        keys = (f"key→repaint n={len(lat):3d} p50 {statistics.median(lat):6.1f} p95 {_pct(lat, 95):6.1f} "
+                f"max {max(lat):6.1f} ms" if lat else "")
+        print(f"{mode:7s} CPU {res['cpu'][mode]:5.1f} % of a core (target ≤ 10)   {keys}")
+    print(f"({N_JOBS} jobs × {3 * rate:g} events/s; {res['events']} events, {res['batches']} UI batches; "
+          f"key→repaint target p95 ≤ 50 ms)")
+    if not res["batches"]:
+        print("INVALID RUN: no update batch reached the screens", file=sys.stderr)
+
+
+async def _child(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="fc-bench-"))
+    ws, hp = tmp / "ws", tmp / "hp"
+    os.environ.setdefault("FORECAST_DATA", str(ROOT / "trainingdata"))
+    ids = _seed(ws, hp)
+    seed_s = _seed_runs(ws, hp, args.runs) if args.runs else 0.0
+    launch = _launch_ms(ws, hp)
+    return await measure(ws, hp, ids, args.seconds, args.rate, args.idle, args.runs,
+                         extra={"seed_s": seed_s, "launch_ms": launch})
+
+
+def _launch_ms(ws: Path, hp: Path) -> float:
+    """Wall from starting a fresh interpreter to the console's first frame on this workspace."""
+    code = ("import sys, time, asyncio; sys.argv=['x','--checkout',%r]; sys.path.insert(0,%r); "
+            "import bench_console as b; from pathlib import Path\n"
+            "async def m():\n"
+            "    app = b._make_app(Path(%r), Path(%r))\n"
+            "    async with app.run_test(size=(120, 40), headless=False):\n"
+            "        while not b.FRAMES: await asyncio.sleep(0.001)\n"
+            "        print('FIRST', file=sys.__stdout__, flush=True); import os; os._exit(0)\n"
+            "asyncio.run(m())") % (str(ROOT), str(Path(__file__).parent), str(ws), str(hp))
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    for line in p.stdout:
+        if line.startswith("FIRST"):
+            break
+    t = (time.perf_counter() - t0) * 1000
+    p.wait(30)
+    return t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0, help="roughly how long to press keys per screen")
+    ap.add_argument("--rate", type=float, default=20 / 3,
+                    help="update rounds per second (3 events per job each; default: 20 events/s per job)")
+    ap.add_argument("--idle", type=float, default=4.0, help="seconds of CPU measurement per screen")
+    ap.add_argument("--runs", type=int, default=10_000, help="tracked runs in the store (0: none, no Runs phase)")
+    ap.add_argument("--before", default=None, help="a git ref to measure beside this tree (e.g. main, 590cce3)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per tree, alternating")
+    ap.add_argument("--profile-idle", default=None, metavar="PREFIX",
+                    help="write cProfile stats of the no-key phases to PREFIX.<screen>.prof")
+    ap.add_argument("--checkout", default=None, help=argparse.SUPPRESS)  # the tree a child measures
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # a child's output
+    a = ap.parse_args()
+    PROFILE_IDLE[0] = a.profile_idle
+    if a.json:
+        asyncio.run(_child(a))  # prints its RESULT line and ends the process
+        return
+    trees = [("this tree", ROOT)]
+    tmp = Path(tempfile.mkdtemp(prefix="fc-bench-trees-"))
+    if a.before:
+        before = tmp / "before"
+        before.mkdir()
+        tar = subprocess.run(["git", "-C", str(ROOT), "archive", a.before], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(before)], input=tar.stdout, check=True)
+        trees.insert(0, (f"before ({a.before})", before))
+    print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); "
+          f"{N_JOBS} jobs, {a.runs} runs; `python bench/bench_console.py {' '.join(sys.argv[1:])}`")
+    passthrough = ["--seconds", str(a.seconds), "--rate", str(a.rate), "--idle", str(a.idle), "--runs", str(a.runs)]
+    if a.profile_idle:
+        passthrough += ["--profile-idle", a.profile_idle]
+    for r in range(a.repeat):
+        for label, tree in trees:
+            env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1",
+                   "FORECAST_DATA": os.environ.get("FORECAST_DATA", str(ROOT / "trainingdata"))}
+            p = subprocess.run([sys.executable, __file__, "--checkout", str(tree), "--json", *passthrough],
+                               env=env, capture_output=True, text=True, timeout=300)
+            line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                print(f"--- {label}: no result (rc {p.returncode})\n{p.stderr[-3000:]}")
+                continue
+            _report(f"{label}, run {r + 1} (load {os.getloadavg()[0]:.2f})", json.loads(line[7:]), a.rate, a.runs)
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=5.0, help="roughly how long to press keys")
-    ap.add_argument("--rate", type=float, default=20 / 3,
-                    help="update rounds per second (3 events per job each; default: 20 events/s per job)")
-    ap.add_argument("--runs", type=int, default=10_000, help="tracked runs in the store (0: none, no Runs phase)")
-    ap.add_argument("--profile", default=None, help="write cProfile stats of the Queue-screen key phase here")
-    ap.add_argument("--profile-idle", default=None, metavar="PREFIX",
-                    help="write cProfile stats of the no-key CPU phases to PREFIX.queue.prof and PREFIX.live.prof")
-    a = ap.parse_args()
-    PROFILE_IDLE[0] = a.profile_idle
-    asyncio.run(_run(a.seconds, a.rate, a.profile, a.runs))
-    sys.stdout.flush()
-    os._exit(0)  # worker threads of a stalled shutdown must not keep the benchmark alive
+    main()

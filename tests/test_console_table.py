@@ -1,8 +1,8 @@
 """KeyedTable: cheap cell updates, numeric sorting, a cursor that follows its row, the hold window.
 
-Why these tests: the Queue screen's key latency depends on cell updates *not* invalidating every
-render cache of the DataTable (`_update_count` unchanged) and on streaming writes being held back
-briefly after a cursor move — but never long enough to freeze the display. They run a real
+Why these tests: the Queue screen's cost depends on writing only the cells that changed (through
+DataTable's public `update_cell`) and on streaming writes being held back briefly after a cursor
+move — but never long enough to freeze the display. They run a real
 Textual app headless; what is asserted is what the table would paint (`render_line`).
 """
 
@@ -40,25 +40,32 @@ async def _settle(pilot: Any) -> None:
     await pilot.pause()
 
 
-async def test_value_change_repaints_only_its_row_and_keeps_caches() -> None:
+async def test_a_value_change_writes_only_its_cell_through_update_cell() -> None:
     app = TableApp()
     async with app.run_test(size=(60, 12)) as pilot:
         table = app.query_one(KeyedTable)
         table.hold_after_cursor_s = 0.0
         table.sync(rows({"a": 1.0, "b": 2.0, "c": 3.0}))
         await _settle(pilot)
-        before_count = table._update_count
-        assert "2.0" in line_text(table, "b")
-        other_line = table.render_line(table.get_row_index("c") + 1)
+        written: list[tuple[str, str]] = []
+        update_cell = table.update_cell
 
+        def spy(row_key: Any, column_key: Any, value: Any, *, update_width: bool = False) -> None:
+            written.append((str(row_key), str(column_key)))
+            update_cell(row_key, column_key, value, update_width=update_width)
+
+        table.update_cell = spy  # type: ignore[method-assign]
+        assert "2.0" in line_text(table, "b")
+        other = line_text(table, "c")
+
+        assert table.sync(rows({"a": 1.0, "b": 2.0, "c": 3.0})) == 0
+        assert written == [], "unchanged cells are not written"
         assert table.sync(rows({"a": 1.0, "b": 7.5, "c": 3.0})) == 1
-        assert table._update_count == before_count, "a same-width change must not invalidate every cache"
+        assert written == [("b", "score")]
         await _settle(pilot)
         assert "7.5" in line_text(table, "b") and "2.0" not in line_text(table, "b")
         assert table.raw("b", "score") == 7.5
-        # The untouched row's line is still served from the cache (the same Strip object).
-        assert table.render_line(table.get_row_index("c") + 1) is other_line
-        assert table.sync(rows({"a": 1.0, "b": 7.5, "c": 3.0})) == 0
+        assert line_text(table, "c") == other
 
 
 async def test_wider_text_widens_the_column() -> None:

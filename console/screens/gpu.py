@@ -27,7 +27,7 @@ class GpuScreen(ModeScreen):
 
     def compose_body(self) -> ComposeResult:
         yield GpuPanel(id="gpu-panel")
-        yield KeyedTable(COLUMNS, id="gpu-jobs")
+        yield KeyedTable(COLUMNS, id="gpu-jobs", stream_interval_s=1.0)
         yield Static("", id="gpu-empty", classes="detail")
 
     def on_mount(self) -> None:

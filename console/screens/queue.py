@@ -52,6 +52,9 @@ def progress_cell(done: float | None, total: float | None, width: int = 8) -> Ce
     return Cell(frac, "█" * n + "░" * (width - n) + f" {frac * 100:3.0f}%")
 
 
+#: Streaming figures (progress, ETA, stage) repaint the table at most this often (KeyedTable).
+STREAM_INTERVAL_S = 1.0
+
 #: Kinds whose jobs spawn others (trials, steps): those are listed right under them.
 SPAWNING_KINDS: frozenset[str] = frozenset({"sweep", "pipeline"})
 
@@ -157,7 +160,7 @@ class QueueScreen(ModeScreen):
         self._placed: dict[str, tuple[int, int, int]] = {}
 
     def compose_body(self) -> ComposeResult:
-        yield KeyedTable(COLUMNS, id="queue-table")
+        yield KeyedTable(COLUMNS, id="queue-table", stream_interval_s=STREAM_INTERVAL_S)
         yield Static("", id="queue-detail", classes="detail")
 
     def on_mount(self) -> None:

@@ -1,4 +1,4 @@
-"""Loss curves of a job, one train and one validation series per symbol/run, redrawn at most ~2 Hz.
+"""Loss curves of a job, one train and one validation series per symbol/run, redrawn at most once a second.
 
 Why one series per run: a job that trains NVDA then SPY restarts its steps for SPY; one "train"
 list would draw a line from NVDA's last step back to SPY's first. Loss points name their symbol
@@ -27,7 +27,7 @@ from typing import Any
 
 from textual_plotext import PlotextPlot
 
-MIN_REDRAW_S = 0.5
+MIN_REDRAW_S = 1.0
 #: Weight of the newest point in the smoothed train curve.
 SMOOTH_ALPHA = 0.2
 #: Colours of the job's runs in order; earlier runs overlaid are grey.

@@ -4,20 +4,17 @@ Why: the console's tables are refreshed many times a second while jobs stream; r
 would reset the cursor and repaint everything, and sorting on rendered strings puts "10.0" before
 "9.0". Cells are `Cell` objects (raw value + display text), so `sort` compares the raw numbers.
 
-Why the cell writes bypass `DataTable.update_cell`: in Textual 8.2 every `update_cell` bumps the
-table-wide `_update_count`, which is part of every render cache key (cells, rows, lines), and calls
-a full `refresh()`. One progress tick on one job therefore re-rendered every cell of every row
-through Rich, and a key press arriving meanwhile waited behind that repaint (Queue screen p95
-105–165 ms with 24 streaming jobs). `_write_cells` stores the value, evicts only the cache entries
-of the cells it changed and refreshes only those rows, so a batch repaints a few dozen cells and the
-cursor's repaint stays cheap. When a new text is wider than its column it falls back to
-`update_cell(update_width=True)` (column widths change → everything must be re-laid out anyway).
+Only Textual's public DataTable API is used (`add_row`, `remove_row`, `update_cell`, `sort`,
+`ordered_rows`, `rows`, `columns`). A `update_cell` invalidates the table's render caches and
+refreshes it; the writes of one `sync` happen inside one `app.batch_update()`, so a batch of N
+changed cells costs one repaint of the visible rows, not N. The state this class keeps itself is in
+names without a leading underscore (Textual's private namespace is left to Textual).
 
-Why the hold window: even cheap, a batch that touches all 24 rows costs a frame; a key landing
-right behind it waited for it. For `hold_after_cursor_s` after a cursor move, cell changes are
-coalesced instead of painted, but never for longer than `max_hold_s`, so progress/ETA/state stay
-live (~4 Hz while an arrow key is held, the pump's 10 Hz otherwise). Measured on the 2-core box:
-Queue key→repaint p95 100–107 ms before, 33–35 ms after (bench/bench_console.py).
+Why the hold window: a batch that touches all 24 rows costs a frame; a key landing right behind it
+waited for it, and the cursor's own repaint is cheap only while the row caches are warm. For
+`hold_after_cursor_s` after a cursor move, cell changes are coalesced instead of painted, but never
+for longer than `max_hold_s`, so progress/ETA/state stay live (~5 Hz while an arrow key is held, the
+pump's rate otherwise). Key→repaint and CPU figures: bench/bench_console.py.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.coordinate import Coordinate
-from textual.geometry import Region
 from textual.timer import Timer
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist, RowKey
@@ -87,23 +83,30 @@ class KeyedTable(DataTable):
         #: Seconds after a cursor move during which streaming cell changes are held back.
         self.hold_after_cursor_s = 0.15
         #: Held changes are written at least this often, so a held-down arrow key cannot freeze
-        #: streaming values (a held key still sees ~4 repaints a second).
+        #: streaming values (a held key still sees ~5 repaints a second).
         self.max_hold_s = 0.2
-        self._hold_until = 0.0
-        self._held_since: float | None = None
-        self._hold_timer: Timer | None = None
-        self._held: dict[str, dict[str, Cell]] = {}
-        self._sort_dirty = False
+        self.hold_until = 0.0
+        self.held_since: float | None = None
+        self.hold_timer: Timer | None = None
+        #: Changed cells not written to the DataTable yet (row id -> column -> cell).
+        self.held: dict[str, dict[str, Cell]] = {}
+        self.sort_dirty = False
         #: False: a header click is left to the screen (HeaderSelected bubbles) instead of sorting here.
         self.sorts_itself = bool(kwargs.pop("sorts_itself", True))
+        #: Streaming cell changes are written at most this often (0: at once). A write repaints every
+        #: visible row (see the module docstring), so a table fed by the update pump sets ~1 s: its
+        #: figures tick like `top`, rows coming and going and sorts are still written at once.
+        self.stream_interval_s = float(kwargs.pop("stream_interval_s", 0.0))
+        self.flushed_at = -1e9
         super().__init__(**kwargs)
-        self._columns_spec = list(columns)
-        self._cells: dict[str, dict[str, Cell]] = {}
+        self.columns_spec = list(columns)
+        #: The newest cells of every row (what `raw`/`row_cells` return and sorting compares).
+        self.cell_values: dict[str, dict[str, Cell]] = {}
         self.sort_column: str | None = None
         self.sort_reverse = False
 
     def on_mount(self) -> None:
-        for key, label in self._columns_spec:
+        for key, label in self.columns_spec:
             self.add_column(label, key=key)
 
     @property
@@ -112,11 +115,11 @@ class KeyedTable(DataTable):
         return [str(row.key.value) for row in self.ordered_rows]
 
     def raw(self, row_id: str, column: str) -> Any:
-        cell = self._cells.get(row_id, {}).get(column)
+        cell = self.cell_values.get(row_id, {}).get(column)
         return None if cell is None else cell.value
 
     def row_cells(self, row_id: str) -> dict[str, Cell]:
-        return dict(self._cells.get(row_id, {}))
+        return dict(self.cell_values.get(row_id, {}))
 
     @property
     def current_id(self) -> str | None:
@@ -141,127 +144,102 @@ class KeyedTable(DataTable):
         with self.app.batch_update():
             keep = self.current_id
             if remove_missing:
-                for rid in [r for r in self._cells if r not in rows]:
+                gone = [r for r in self.cell_values if r not in rows]
+                if gone and len(gone) == len(self.cell_values):
+                    self.clear()  # everything goes (a new filter): one call, not one per row
+                    self.cell_values.clear()
+                    self.held.clear()
+                    writes += len(gone)
+                    structural = True
+                    gone = []
+                for rid in gone:
                     try:
                         self.remove_row(rid)
                     except RowDoesNotExist:
                         pass
-                    self._cells.pop(rid, None)
-                    self._held.pop(rid, None)
+                    self.cell_values.pop(rid, None)
+                    self.held.pop(rid, None)
                     writes += 1
                     structural = True
             for rid, cells in rows.items():
                 cells = dict(cells)
-                old = self._cells.get(rid)
+                old = self.cell_values.get(rid)
                 if old is None:
-                    self.add_row(*(cells.get(k, txt(None)) for k, _ in self._columns_spec), key=rid)
-                    self._cells[rid] = cells
+                    self.add_row(*(cells.get(k, txt(None)) for k, _ in self.columns_spec), key=rid)
+                    self.cell_values[rid] = cells
                     writes += 1
-                    structural = self._sort_dirty = True
+                    structural = self.sort_dirty = True
                     continue
-                for key, _ in self._columns_spec:
+                for key, _ in self.columns_spec:
                     new = cells.get(key, txt(None))
                     if old.get(key) != new:
-                        self._held.setdefault(rid, {})[key] = new
+                        self.held.setdefault(rid, {})[key] = new
                         old[key] = new
                         writes += 1
                         if key == self.sort_column:
-                            self._sort_dirty = True
-            if self._held and self._held_since is None:
-                self._held_since = time.monotonic()
+                            self.sort_dirty = True
+            if self.held and self.held_since is None:
+                self.held_since = time.monotonic()
             wait = self._flush_deadline() - time.monotonic()
             if structural or wait <= 0:
                 self._flush(keep, structural)
-            elif self._held and self._hold_timer is None:
-                self._hold_timer = self.set_timer(wait, self._flush_held)
+            elif self.held and self.hold_timer is None:
+                self.hold_timer = self.set_timer(wait, self._flush_held)
         return writes
 
     def _flush_deadline(self) -> float:
-        """When held changes must be written: end of the hold window, capped by `max_hold_s`."""
-        if self._held_since is None:
-            return self._hold_until
-        return min(self._hold_until, self._held_since + self.max_hold_s)
+        """When held changes must be written: end of the hold window, capped by `max_hold_s`, and not
+        sooner than `stream_interval_s` after the last write."""
+        hold = self.hold_until if self.held_since is None else min(self.hold_until, self.held_since + self.max_hold_s)
+        return max(hold, self.flushed_at + self.stream_interval_s)
 
     def _flush_held(self) -> None:
-        self._hold_timer = None
+        self.hold_timer = None
         wait = self._flush_deadline() - time.monotonic()
         if wait > 0:  # the cursor moved again meanwhile
-            self._hold_timer = self.set_timer(wait, self._flush_held)
+            self.hold_timer = self.set_timer(wait, self._flush_held)
             return
         with self.app.batch_update():
             self._flush(self.current_id, False)
 
     def _flush(self, keep: str | None, structural: bool) -> None:
         """Write held cell changes, re-sort if the sort column changed, keep the cursor's row."""
-        if self._hold_timer is not None:
-            self._hold_timer.stop()
-            self._hold_timer = None
-        held, self._held = self._held, {}
-        self._held_since = None
+        if self.hold_timer is not None:
+            self.hold_timer.stop()
+            self.hold_timer = None
+        held, self.held = self.held, {}
+        self.held_since = None
         if held:
             self._write_cells(held)
-        if self.sort_column and self._sort_dirty:
+            self.flushed_at = time.monotonic()
+        if self.sort_column and self.sort_dirty:
             structural = self._apply_sort() or structural
-        self._sort_dirty = False
+        self.sort_dirty = False
         if structural:
             self._restore_cursor(keep)
 
     def watch_cursor_coordinate(self, old_coordinate: Coordinate, new_coordinate: Coordinate) -> None:
         """Open the hold window (see `sync`) whenever the cursor moves."""
         if old_coordinate != new_coordinate and self.hold_after_cursor_s > 0:
-            self._hold_until = time.monotonic() + self.hold_after_cursor_s
+            self.hold_until = time.monotonic() + self.hold_after_cursor_s
         super().watch_cursor_coordinate(old_coordinate, new_coordinate)
 
     def _write_cells(self, changes: Mapping[str, Mapping[str, Cell]]) -> None:
-        """Store changed cells and repaint only their lines (see the module docstring for why)."""
-        touched: set[tuple[RowKey, ColumnKey]] = set()
+        """Write changed cells with `update_cell` (the caller holds a batch: one repaint for all)."""
         for rid, cells in changes.items():
-            row_key = RowKey(rid)
-            if row_key not in self._row_locations:
+            if RowKey(rid) not in self.rows:
                 continue
             for key, new in cells.items():
-                column_key = ColumnKey(key)
-                column = self.columns.get(column_key)
+                column = self.columns.get(ColumnKey(key))
                 if column is None:
                     continue
-                if column.auto_width and cell_len(new.text) > column.content_width:
-                    # The column must widen: every row's layout changes, so take the full path.
-                    self.update_cell(row_key, column_key, new, update_width=True)
-                    continue
-                self._data[row_key][column_key] = new
-                touched.add((row_key, column_key))
-        if touched:
-            self._invalidate(touched)
-
-    def _invalidate(self, cells: set[tuple[RowKey, ColumnKey]]) -> None:
-        """Evict the render caches of `cells` (and of their rows' lines) and refresh those lines.
-
-        Every DataTable cache key holds `_update_count`; leaving it alone keeps all other rows'
-        cached renders valid.
-        """
-        row_keys = {row_key for row_key, _ in cells}
-        for row_key in row_keys:
-            index = self._row_locations.get(row_key)
-            if index is not None:
-                self._row_renderable_cache.discard((self._update_count, index))
-        top = self.header_height if self.show_header else 0
-        ys = {top + y for y, (row_key, _) in enumerate(self._y_offsets) if row_key in row_keys}
-        cell_cache = self._cell_render_cache
-        for k in [k for k in cell_cache.keys() if (k[0], k[1]) in cells]:
-            cell_cache.discard(k)
-        row_cache = self._row_render_cache
-        for k in [k for k in row_cache.keys() if k[0] in row_keys]:
-            row_cache.discard(k)
-        line_cache = self._line_cache
-        for k in [k for k in line_cache.keys() if k[0] in ys]:
-            line_cache.discard(k)
-        width = max(self.size.width, self.virtual_size.width)
-        for y in sorted(ys):
-            self._refresh_region(Region(0, y, width, 1))
+                # A text wider than its column widens it (every row's layout changes then).
+                widen = column.auto_width and cell_len(new.text) > column.content_width
+                self.update_cell(rid, key, new, update_width=widen)
 
     def _restore_cursor(self, row_id: str | None) -> None:
         """Put the cursor back on `row_id` if the rows moved under it."""
-        if row_id is None or row_id not in self._cells:
+        if row_id is None or row_id not in self.cell_values:
             return
         try:
             index = self.get_row_index(row_id)
@@ -278,10 +256,10 @@ class KeyedTable(DataTable):
         """Remove rows by id (unknown ids are ignored); the cursor keeps its row if it survives."""
         keep = self.current_id
         for rid in row_ids:
-            if rid in self._cells:
+            if rid in self.cell_values:
                 self.remove_row(rid)
-                self._cells.pop(rid, None)
-                self._held.pop(rid, None)
+                self.cell_values.pop(rid, None)
+                self.held.pop(rid, None)
         self._restore_cursor(keep)
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
@@ -290,13 +268,13 @@ class KeyedTable(DataTable):
         An explicit sort leaves the cursor at its index (top stays top, as the Compare screen
         expects); re-sorts caused by data changes in `sync` keep the cursor on its row id.
         """
-        if column not in {k for k, _ in self._columns_spec}:
-            raise ValueError(f"unknown column {column!r}; columns are {[k for k, _ in self._columns_spec]}")
+        if column not in {k for k, _ in self.columns_spec}:
+            raise ValueError(f"unknown column {column!r}; columns are {[k for k, _ in self.columns_spec]}")
         if reverse is None:
             reverse = (not self.sort_reverse) if column == self.sort_column else False
         self.sort_column = column
         self.sort_reverse = reverse
-        self._sort_dirty = True
+        self.sort_dirty = True
         self._flush(None, False)  # held cell changes first, so the sort sees the newest values
 
     @staticmethod
@@ -307,12 +285,12 @@ class KeyedTable(DataTable):
         """Re-sort if the order changed; returns whether rows moved (a sort repaints everything)."""
         if self.sort_column is None:
             return False
-        column = ColumnKey(self.sort_column)
-        missing = (2, 0)
-        wanted = sorted(self._data, reverse=self.sort_reverse,
-                        key=lambda rk: self._sort_key(self._data[rk].get(column)) if column in self._data[rk]
-                        else missing)
-        if all(self._row_locations.get(rk) == i for i, rk in enumerate(wanted)):
+        column, missing = self.sort_column, (2, 0)
+        shown = self.row_ids
+        wanted = sorted(shown, reverse=self.sort_reverse,
+                        key=lambda rid: self._sort_key(self.cell_values[rid][column])
+                        if column in self.cell_values.get(rid, {}) else missing)
+        if wanted == shown:
             return False
         self.sort(self.sort_column, key=self._sort_key, reverse=self.sort_reverse)
         return True
