@@ -51,7 +51,7 @@ from textual.drivers.headless_driver import HeadlessDriver  # noqa: E402
 N_JOBS = 24
 #: Wait after switching screens before measuring: the switch (compose, first layout, first load) is a
 #: one-off cost, the CPU figure is the steady cost of streaming.
-SETTLE_S = 1.5
+SETTLE_S = 3.0
 #: Screens measured for CPU, in the order visited.
 CPU_SCREENS = ("stocks", "queue", "live", "gpu", "runs")
 
@@ -290,16 +290,9 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
 
 def _launch_ms(ws: Path, hp: Path) -> float:
     """Wall from starting a fresh interpreter to the console's first frame on this workspace."""
-    code = ("import sys, time, asyncio; sys.argv=['x','--checkout',%r]; sys.path.insert(0,%r); "
-            "import bench_console as b; from pathlib import Path\n"
-            "async def m():\n"
-            "    app = b._make_app(Path(%r), Path(%r))\n"
-            "    async with app.run_test(size=(120, 40), headless=False):\n"
-            "        while not b.FRAMES: await asyncio.sleep(0.001)\n"
-            "        print('FIRST', file=sys.__stdout__, flush=True); import os; os._exit(0)\n"
-            "asyncio.run(m())") % (str(ROOT), str(Path(__file__).parent), str(ws), str(hp))
     t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, __file__, "--checkout", str(ROOT), "--first-frame", str(ws), str(hp)],
+                         stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     for line in p.stdout:
         if line.startswith("FIRST"):
@@ -307,6 +300,16 @@ def _launch_ms(ws: Path, hp: Path) -> float:
     t = (time.perf_counter() - t0) * 1000
     p.wait(30)
     return t
+
+
+async def _first_frame(ws: Path, hp: Path) -> None:
+    """The `--first-frame` child: open the console, say FIRST when its first frame is written, exit."""
+    app = _make_app(ws, hp)
+    async with app.run_test(size=(120, 40), headless=False):
+        while not FRAMES:
+            await asyncio.sleep(0.001)
+        print("FIRST", file=sys.__stdout__, flush=True)
+        os._exit(0)
 
 
 def main() -> None:
@@ -322,8 +325,12 @@ def main() -> None:
                     help="write cProfile stats of the no-key phases to PREFIX.<screen>.prof")
     ap.add_argument("--checkout", default=None, help=argparse.SUPPRESS)  # the tree a child measures
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # a child's output
+    ap.add_argument("--first-frame", nargs=2, default=None, help=argparse.SUPPRESS)  # WS HP: the launch child
     a = ap.parse_args()
     PROFILE_IDLE[0] = a.profile_idle
+    if a.first_frame:
+        asyncio.run(_first_frame(Path(a.first_frame[0]), Path(a.first_frame[1])))
+        return
     if a.json:
         asyncio.run(_child(a))  # prints its RESULT line and ends the process
         return

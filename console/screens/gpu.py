@@ -22,8 +22,12 @@ COLUMNS = (("job", "Job"), ("kind", "Kind"), ("symbols", "Symbol"), ("device", "
            ("vram", "VRAM est"), ("measured", "measured"), ("reserved", "reserved"))
 
 
+EMPTY = "No job running. Running jobs appear here with their device, pid and VRAM: estimate, measured, reserved."
+
+
 class GpuScreen(ModeScreen):
     MODE: ClassVar[str] = "gpu"
+    _empty_text: str | None = None
 
     def compose_body(self) -> ComposeResult:
         yield GpuPanel(id="gpu-panel")
@@ -46,8 +50,10 @@ class GpuScreen(ModeScreen):
                 "reserved": num(getattr(js, "vram_reserved_gb", None), "{:.1f}"),
             }
         self.query_one(KeyedTable).sync(rows)
-        self.query_one("#gpu-empty", Static).update(
-            "" if rows else "No job running. Running jobs appear here with their device, pid and VRAM: estimate, measured, reserved.")
+        empty = "" if rows else EMPTY
+        if empty != self._empty_text:  # an update re-lays out the screen: only when the text changes
+            self._empty_text = empty
+            self.query_one("#gpu-empty", Static).update(empty)
 
     def apply_job_updates(self, job_ids: set[str], losses: dict[str, list[dict[str, Any]]],
                           logs: dict[str, list[str]]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -217,18 +218,20 @@ class QueueScreen(ModeScreen):
         self._set_detail(text)
 
     def _set_detail(self, text: str) -> None:
-        """Update the detail line; re-layout only when its height may change.
+        """Update the detail line; re-layout only when its height changes.
 
         Why: `Static.update` re-lays out the whole screen by default, and the detail changes with
-        every loss tick of a running job (10 times a second).
+        every loss tick of a running job; its height (rows after wrapping) rarely does.
         """
         if text == self._detail_text:
             return
         detail = self.query_one("#queue-detail", Static)
         width = max(1, detail.content_size.width)
-        old_lines, new_lines = self._detail_text.split("\n"), text.split("\n")
-        same_height = (self._detail_text != "" and len(old_lines) == len(new_lines)
-                       and all(len(line) < width for line in old_lines + new_lines))
+
+        def rows(t: str) -> int:  # wrapped as the Static wraps it
+            return len(Text(t).wrap(self.app.console, width))
+
+        same_height = self._detail_text != "" and rows(self._detail_text) == rows(text)
         self._detail_text = text
         detail.update(text, layout=not same_height)
 

@@ -248,6 +248,21 @@ class KeyedTable(DataTable):
         if index != self.cursor_row:
             self.move_cursor(row=index)
 
+    def replace(self, rows: Mapping[str, Mapping[str, Cell]]) -> None:
+        """Show exactly `rows`, in their order (a screen that sorts and filters itself): one `clear`
+        and one `add_row` each, instead of a removal per row gone and a re-sort. The cursor stays on
+        its row id when that row is still shown, else goes to the top."""
+        keep = self.current_id
+        with self.app.batch_update():
+            self.clear()
+            self.cell_values.clear()
+            self.held.clear()
+            for rid, cells in rows.items():
+                cells = dict(cells)
+                self.add_row(*(cells.get(k, txt(None)) for k, _ in self.columns_spec), key=rid)
+                self.cell_values[rid] = cells
+            self._restore_cursor(keep)
+
     def update_rows(self, rows: Mapping[str, Mapping[str, Cell]]) -> int:
         """Update/insert only the given rows (others stay)."""
         return self.sync(rows, remove_missing=False)
