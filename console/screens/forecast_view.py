@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -29,8 +29,10 @@ from textual.widgets import Footer, Header, Static
 
 from console.messages import ForecastRequested
 from console.widgets.forecast_chart import ForecastChart
-from store.forecasts import ForecastFileError, WindowForecasts, read_forecasts
 from store.workspace import Workspace
+
+if TYPE_CHECKING:
+    from store.forecasts import WindowForecasts
 
 SPAN_NAMES = {"val": "validation", "test": "test"}
 
@@ -51,6 +53,8 @@ def _candidates(ws: Workspace, symbol: str, horizon: int | None, job_id: str) ->
 def find_forecasts(workspace: Path, symbol: str, model: str, horizon: int | None, preset: str | None,
                    job_ids: Sequence[str]) -> Found:
     """The forecasts of `model` for `symbol` at `horizon`: from the given jobs first, else the newest."""
+    from store.forecasts import ForecastFileError, read_forecasts  # numpy: only once the view opens
+
     ws = Workspace(workspace)
     errors: list[str] = []
 

@@ -8,19 +8,22 @@ and put the origin (row 0, the first target) at one known x.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from textual_plotext import PlotextPlot
 
-from store.forecasts import WindowPlot
+if TYPE_CHECKING:
+    from store.forecasts import WindowPlot
 
 ACTUAL, FORECAST, BAND, NAIVE, ORIGIN = "blue", "orange", "orange", "gray", "red"
 
 
 def tick_labels(plot: WindowPlot) -> tuple[list[float], list[str]]:
     """Ticks at the first context row, mid-context, the origin and the last target, labelled with
-    the rows' dates (MM-DD; HH:MM for intraday bars)."""
+    the rows' dates (MM-DD; HH:MM for intraday bars). numpy is imported here, not at the top: the
+    console's start (first frame) does not pay for it."""
+    import numpy as np
+
     off = plot.offsets
     t = int(np.flatnonzero(off == 0)[0])
     idx = sorted({0, t // 2, t, len(off) - 1})
