@@ -68,6 +68,7 @@ from engine.selection import (  # noqa: F401 - re-exported
 if TYPE_CHECKING:
     from engine.data import Series, Spans, Windows
     from engine.forecasters.base import Forecaster
+    from engine.task_params import EvalParams
 
 #: Windows per evaluation span by default: every origin of the span up to this many (a tiny-preset
 #: validate/compare job stays under a minute on a CPU, bench/bench_validate.py); longer spans are
@@ -159,6 +160,12 @@ def setup_from_params(symbol: str, params: Mapping[str, Any], *, horizon: int, c
         stride=params.get("stride"), val_rows=params.get("val_rows"), test_rows=params.get("test_rows"),
         dayfirst=params.get("dayfirst"),
     )
+
+
+def job_models(params: EvalParams, device: str) -> ModelCache:
+    """The job's model cache: its preset, its device and the pretrained weights it names."""
+    return ModelCache(preset=params.preset, device=device,
+                      weights={"source": params.source, "tokenizer": params.tokenizer})
 
 
 def truncate_context(windows: Windows, context: int | None) -> Windows:

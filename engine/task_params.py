@@ -204,7 +204,8 @@ class RegressionParams(EvalParams):
     KIND: ClassVar[str] = "regression"
 
     metric: str = Field("mae_pct", description="metric compared")
-    span: Literal["test", "val"] = Field("test", description="span whose windows are scored")
+    span: Literal["val"] = Field("val", description="span whose windows flag a pick and propose retrains: "
+                                 "validation only (test numbers are shown beside them, never acted on)")
     models: list[str] | None = Field(None, description="models to check (default: every model with a pick)")
     threshold_pct: NonNegFloat = Field(5.0, description="flag when worse by more than this %")
 

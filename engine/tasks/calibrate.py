@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine import evaluation as ev
+from engine.task_params import CalibrateParams
 from engine.tasks import report as rep
 from engine.tasks.compare import adapter_for, default_config
 from engine.tasks.validate import DEFAULT_HORIZON, default_context
@@ -89,18 +90,16 @@ def calibrate_one(
 
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
-    p = dict(spec.params)
+    prm = CalibrateParams.of(spec.params)
+    p = prm.model_dump()
     model = spec.model or "naive"
-    preset = str(p.get("preset", "tiny"))
-    horizon = int(p.get("horizon") or DEFAULT_HORIZON)
-    context = int(p.get("context") or default_context(preset))
-    seed = int(p.get("seed", 0))
-    metric = str(p.get("metric", ev.DEFAULT_SELECTION_METRIC))
-    veto = bool(p.get("require_test_improvement", False))
+    preset = prm.preset
+    horizon = prm.horizon or DEFAULT_HORIZON
+    context = prm.context or default_context(preset)
+    seed, metric, veto = prm.seed, prm.metric, prm.require_test_improvement
     ev.metric_value({metric: 1.0}, metric)
     store = ev.open_store_readonly(ctx.workspace)
-    cache = ev.ModelCache(preset=preset, device=ctx.device,
-                                  weights={"source": p.get("source"), "tokenizer": p.get("tokenizer")})
+    cache = ev.job_models(prm, ctx.device)
     picks: list[dict[str, Any]] = []
     results: dict[str, Any] = {}
     try:

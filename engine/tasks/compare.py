@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from engine import ensembles, forecast_record
 from engine import evaluation as ev
 from engine.models import FOUNDATION_MODELS
+from engine.task_params import CompareParams
 from engine.tasks import report as rep
 from engine.tasks.validate import DEFAULT_HORIZON, default_context
 from store.forecasts import ForecastModel
@@ -210,24 +211,20 @@ def compare_symbol(
 
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
-    p = dict(spec.params)
-    preset = str(p.get("preset", "tiny"))
-    context = int(p.get("context") or default_context(preset))
-    seed = int(p.get("seed", 0))
-    metric = str(p.get("selection_metric", ev.DEFAULT_SELECTION_METRIC))
-    top_k = int(p.get("top_k", 2))
-    alpha = float(p.get("dm_alpha") or ev.DEFAULT_DM_ALPHA)
-    if not 0.0 < alpha < 1.0:
-        raise ev.EvaluationError(f"dm_alpha must be in (0, 1), got {alpha}")
-    requested = p.get("models")
+    prm = CompareParams.of(spec.params)  # dm_alpha's bounds, top_k >= 0: checked by the model
+    p = prm.model_dump()
+    preset = prm.preset
+    context = prm.context or default_context(preset)
+    seed, metric, top_k = prm.seed, prm.selection_metric, prm.top_k
+    alpha = prm.dm_alpha or ev.DEFAULT_DM_ALPHA
+    requested = prm.models
     if requested is not None:
         from engine.models import validate_model
 
-        requested = [validate_model(m) for m in (requested if isinstance(requested, list) else [requested])]
+        requested = [validate_model(m) for m in requested]
     ev.metric_value({metric: 1.0}, metric)
     store = ev.open_store_readonly(ctx.workspace)
-    cache = ev.ModelCache(preset=preset, device=ctx.device,
-                                  weights={"source": p.get("source"), "tokenizer": p.get("tokenizer")})
+    cache = ev.job_models(prm, ctx.device)
     all_rows: list[dict[str, Any]] = []
     per_symbol: dict[str, Any] = {}
     try:
@@ -236,7 +233,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
                 break
             ctx.events.progress(si, len(spec.symbols), stage=f"compare {symbol}")
             models = models_for(spec.model, requested, store, symbol)
-            horizon, h_why, rescored = choose_horizon(p.get("horizon"), store, models, symbol)
+            horizon, h_why, rescored = choose_horizon(prm.horizon, store, models, symbol)
             ctx.events.log(f"compare {symbol}: h={horizon} ({h_why})")
             if rescored:
                 ctx.events.log(f"compare {symbol}: re-scored at h={horizon} on the shared windows although made at "

@@ -10,7 +10,8 @@ a flagged `naive` pick proposes nothing (it cannot be trained) and says so in it
 
 Spec params: horizon, context, preset, models (default every model with a pick), threshold_pct
 (5: worse by more than this % of the reference is flagged), metric (mae_pct), seed, val_windows,
-test_windows, stride, dayfirst, span (val; the only accepted value, kept so old specs say why).
+test_windows, stride, dayfirst, span (val: the only value; flags and proposals read validation only).
+Names, types, bounds and defaults: engine.task_params.RegressionParams.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from engine import evaluation as ev
 from engine.jobs import JobSpec
 from engine.models import FOUNDATION_MODELS
+from engine.task_params import RegressionParams
 from engine.tasks import report as rep
 from engine.tasks.compare import adapter_for
 from engine.tasks.validate import DEFAULT_HORIZON, default_context
@@ -56,24 +58,16 @@ def _eval(cache: ev.ModelCache, store: Any, setup: ev.EvalSetup, model: str, pic
 
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
-    p = dict(spec.params)
-    preset = str(p.get("preset", "tiny"))
-    horizon = int(p.get("horizon") or DEFAULT_HORIZON)
-    context = int(p.get("context") or default_context(preset))
-    seed = int(p.get("seed", 0))
-    metric = str(p.get("metric", ev.DEFAULT_SELECTION_METRIC))
-    threshold = float(p.get("threshold_pct", 5.0))
-    span = str(p.get("span", "val"))
-    if span != "val":
-        raise ev.EvaluationError(f"span must be val, got {span!r}: regression flags and proposes retrains from "
-                                 "validation only (test numbers are shown beside them, never acted on)")
-    if threshold < 0:
-        raise ev.EvaluationError(f"threshold_pct must be >= 0, got {threshold}")
+    prm = RegressionParams.of(spec.params)  # span (val only) and threshold_pct >= 0: checked by the model
+    p = prm.model_dump()
+    preset = prm.preset
+    horizon = prm.horizon or DEFAULT_HORIZON
+    context = prm.context or default_context(preset)
+    seed, metric, threshold, span = prm.seed, prm.metric, prm.threshold_pct, prm.span
     ev.metric_value({metric: 1.0}, metric)
-    requested = p.get("models") or ([spec.model] if spec.model else list(FOUNDATION_MODELS))
+    requested = prm.models or ([spec.model] if spec.model else list(FOUNDATION_MODELS))
     store = ev.open_store_readonly(ctx.workspace)
-    cache = ev.ModelCache(preset=preset, device=ctx.device,
-                                  weights={"source": p.get("source"), "tokenizer": p.get("tokenizer")})
+    cache = ev.job_models(prm, ctx.device)
     rows: list[dict[str, Any]] = []
     try:
         for si, symbol in enumerate(spec.symbols):

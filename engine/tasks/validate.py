@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from engine import evaluation as ev
 from engine import forecast_record
 from engine.forecasters.base import AGGREGATIONS, DrawGroup, aggregate, grid_values
+from engine.task_params import ValidateParams
 from store.forecasts import ForecastModel
 from store.records import Pick
 
@@ -185,19 +186,17 @@ def validate_symbol(
 
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     """Validate `spec.model` on every symbol of the spec; returns picks (+ a tracker run per pick)."""
-    p = dict(spec.params)
+    prm = ValidateParams.of(spec.params)
+    p = prm.model_dump()  # the grid overrides and window settings, defaults filled in
     model = spec.model or "naive"
-    preset = str(p.get("preset", "tiny"))
-    context = int(p.get("context") or default_context(preset, spec.model))
-    mode = str(p.get("mode", "quick"))
-    seed = int(p.get("seed", 0))
-    metric = str(p.get("selection_metric", ev.DEFAULT_SELECTION_METRIC))
-    alpha = float(p.get("dm_alpha") or ev.DEFAULT_DM_ALPHA)
+    preset = prm.preset
+    context = prm.context or default_context(preset, spec.model)
+    mode, seed, metric = prm.mode, prm.seed, prm.selection_metric
+    alpha = prm.dm_alpha or ev.DEFAULT_DM_ALPHA
     ev.metric_value({metric: 1.0}, metric)  # unknown metric -> clear error before any work
     search_space(model, context=context, preset=preset, mode=mode, overrides=p)  # bad grid -> error now
     store = ev.open_store_readonly(ctx.workspace)
-    models = ev.ModelCache(preset=preset, device=ctx.device,
-                                  weights={"source": p.get("source"), "tokenizer": p.get("tokenizer")})
+    models = ev.job_models(prm, ctx.device)
     picks: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
@@ -208,7 +207,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             if ctx.cancelled():
                 break
             adapter_run = ev.latest_checkpoint_run(store, model, symbol)
-            horizon, h_why = resolve_horizon(p.get("horizon"), adapter_run)
+            horizon, h_why = resolve_horizon(prm.horizon, adapter_run)
             horizons[symbol] = horizon
             setup = ev.setup_from_params(symbol, p, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None)
             vs = ev.window_spec(setup.val, setup.spans)
@@ -256,7 +255,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
         "summary": {
             "kind": "validate", "model": model, "preset": preset, "mode": mode,
             # one int when every symbol shares it (the usual case), else None and see `horizons`
-            "horizon": hs.pop() if len(hs) == 1 else (None if hs else resolve_horizon(p.get("horizon"), None)[0]),
+            "horizon": hs.pop() if len(hs) == 1 else (None if hs else resolve_horizon(prm.horizon, None)[0]),
             "horizons": horizons,
             "selection": f"chosen on validation by {metric}; test scored once for the winner",
             "picked": {p_["symbol"]: ev.config_key(p_["config"]) for p_ in picks},
