@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from engine.forecasters.base import DrawGroup, Forecast, grid_values, window_rngs
-from engine.forecasters.hub import ModelLoadError, resolve_weights, source_label
+from engine.forecasters.hub import ModelLoadError, loading_weights, resolve_weights, source_label
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import gaussian_nll, pinball, point_loss, validate_loss
 from engine.forecasters.toto import batch_arrays, check_forecast_args, context_stats
@@ -104,10 +104,8 @@ class Chronos2Forecaster(FoundationForecaster):
         elif preset == "pretrained":
             src = source or HUB_ID
             path = resolve_weights("chronos2", src, required=("config.json",))
-            try:
+            with loading_weights("chronos2", path):
                 self.model = Chronos2Model.from_pretrained(str(path))
-            except (OSError, ValueError, RuntimeError, KeyError, TypeError, AssertionError) as exc:
-                raise ModelLoadError(f"chronos2: cannot load weights from {path}: {exc}") from exc
             self.source = source_label(src, path)
         else:
             raise ModelLoadError(f"chronos2: unknown preset {preset!r}; choose tiny or pretrained")

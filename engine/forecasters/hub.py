@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,6 +21,20 @@ _HUB_REACHABLE: bool | None = None  # cached result of the probe (one probe per 
 
 class ModelLoadError(RuntimeError):
     """Weights cannot be loaded; the message names the model id and how to fetch it."""
+
+
+#: What a model package raises when a folder holds no loadable weights of that model (a wrong
+#: config, missing or mis-shaped tensors, an assert in its loader).
+LOAD_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, RuntimeError, KeyError, TypeError, AssertionError)
+
+
+@contextmanager
+def loading_weights(model: str, where: object) -> Iterator[None]:
+    """Turns a model package's load failure into a `ModelLoadError` naming the model and the folder."""
+    try:
+        yield
+    except LOAD_ERRORS as exc:
+        raise ModelLoadError(f"{model}: cannot load weights from {where}: {exc}") from exc
 
 
 def download_command(repo_id: str) -> str:
@@ -57,12 +73,9 @@ def force_offline_if_unreachable() -> bool:
     offline = not hub_reachable()
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
-        try:
-            from huggingface_hub import constants
+        from huggingface_hub import constants
 
-            constants.HF_HUB_OFFLINE = True
-        except ImportError:  # pragma: no cover - huggingface_hub is a hard dependency
-            pass
+        constants.HF_HUB_OFFLINE = True
     return offline
 
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from engine.forecasters.base import DrawGroup, Forecast, grid_values
-from engine.forecasters.hub import ModelLoadError, resolve_weights, source_label
+from engine.forecasters.hub import ModelLoadError, loading_weights, resolve_weights, source_label
 from engine.forecasters.kronos_decode import WindowStreams, generate_tokens, generate_tokens_reference
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import validate_loss
@@ -138,14 +138,11 @@ class KronosForecaster(FoundationForecaster):
             tok = tokenizer or (TOKENIZER_ID if not src.endswith("-mini") else "NeoQuasar/Kronos-Tokenizer-2k")
             mpath = resolve_weights("kronos", src, required=("config.json",))
             tpath = resolve_weights("kronos", tok, required=("config.json",))
-            try:
-                # huggingface_hub's mixin prints "Loading weights from local directory" on stdout for a
-                # folder: stdout is the data channel of `forecast --json/--csv`, so that goes to stderr.
-                with contextlib.redirect_stdout(sys.stderr):
-                    self.model = Kronos.from_pretrained(str(mpath))
-                    self.tokenizer = KronosTokenizer.from_pretrained(str(tpath))
-            except (OSError, ValueError, RuntimeError, KeyError, TypeError, AssertionError) as exc:
-                raise ModelLoadError(f"kronos: cannot load weights from {mpath} / {tpath}: {exc}") from exc
+            # huggingface_hub's mixin prints "Loading weights from local directory" on stdout for a
+            # folder: stdout is the data channel of `forecast --json/--csv`, so that goes to stderr.
+            with loading_weights("kronos", f"{mpath} / {tpath}"), contextlib.redirect_stdout(sys.stderr):
+                self.model = Kronos.from_pretrained(str(mpath))
+                self.tokenizer = KronosTokenizer.from_pretrained(str(tpath))
             self.source = source_label(src, mpath)
             self.tokenizer_source = source_label(tok, tpath)
         else:

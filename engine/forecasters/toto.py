@@ -29,7 +29,7 @@ import numpy as np
 
 from engine.forecasters.base import AGGREGATIONS, DrawGroup, Forecast, grid_values, window_seed
 from engine.forecasters.deferred_imports import defer_package_init, names_deferred
-from engine.forecasters.hub import ModelLoadError, resolve_weights, source_label
+from engine.forecasters.hub import ModelLoadError, loading_weights, resolve_weights, source_label
 from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import gaussian_nll, point_loss, validate_loss
 
@@ -162,10 +162,8 @@ class TotoForecaster(FoundationForecaster):
 
             src = source or HUB_ID
             path = resolve_weights("toto", src, required=("model.safetensors",))
-            try:
+            with loading_weights("toto", path):
                 self.backbone = Toto.load_from_checkpoint(str(path), map_location="cpu", **config).model
-            except (OSError, ValueError, RuntimeError, KeyError, TypeError, AssertionError) as exc:
-                raise ModelLoadError(f"toto: cannot load weights from {path}: {exc}") from exc
             self.source = source_label(src, path)
         else:
             raise ModelLoadError(f"toto: unknown preset {preset!r}; choose tiny or pretrained")
