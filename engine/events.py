@@ -34,7 +34,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -45,17 +45,18 @@ EVENT_TYPES: frozenset[str] = frozenset(
 )
 
 
-def _clean(value: Any) -> Any:
-    """NaN/inf are not JSON; they become null so a bad loss never breaks the stream."""
+def json_ready(value: Any) -> Any:
+    """`value` as plain JSON: NaN/inf become null (a bad loss never breaks the stream, a report with an
+    undefined DM test still writes), numpy/torch scalars their Python value, tuples lists, keys text."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_ready(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
         try:
-            return _clean(value.item())
+            return json_ready(value.item())
         except (TypeError, ValueError):
             pass
     return value
@@ -95,7 +96,7 @@ class EventWriter:
             raise ValueError(f"unknown event type {type_!r}")
         if "type" in fields or "job" in fields or "t" in fields:
             raise ValueError("event fields may not be named 'type', 'job' or 't'")
-        rec = {"job": self.job_id, "t": time.time(), "type": type_, **_clean(fields)}
+        rec = {"job": self.job_id, "t": time.time(), "type": type_, **json_ready(fields)}
         self.append_lines([json.dumps(rec, separators=(",", ":"), default=str)])
 
     def append_lines(self, lines: Iterable[str]) -> None:

@@ -63,6 +63,17 @@ if TYPE_CHECKING:
 
     from engine.data import Windows
 
+
+def finite_or_none(v: Any) -> float | None:
+    """A metric value as JSON and the store take it: a float, or None where it is not a finite number
+    (an undefined DM test, a NaN forecast)."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
 METRIC_KEYS: tuple[str, ...] = (
     "mae", "mae_pct", "return_mae", "rmse", "mase", "crps", "coverage80", "dm_stat", "dm_p_two_sided", "dm_p_better",
 )

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.metrics import finite_or_none
+
 if TYPE_CHECKING:
     from engine.data import Windows
     from engine.evaluation import EvalSetup
@@ -54,7 +56,7 @@ def score(windows: Windows, samples: np.ndarray, point: np.ndarray, naive: np.nd
     from engine.metrics import evaluate
 
     out = evaluate(windows, samples, point, naive_point=naive)
-    return {k: _f(v) for k, v in out.items()}
+    return {k: finite_or_none(v) for k, v in out.items()}
 
 
 @dataclass
@@ -106,21 +108,13 @@ def naive_decision(validation: Mapping[str, Any], alpha: float = DEFAULT_DM_ALPH
 
     A model replaces naive only when the one-sided DM test "model better than naive" on validation
     has p < alpha; a lower validation error alone is not enough (a searched model wins by noise)."""
-    p = _f(validation.get("dm_p_better"))
-    label = dm_label(_f(validation.get("dm_stat")), _f(validation.get("dm_p_two_sided")))
+    p = finite_or_none(validation.get("dm_p_better"))
+    label = dm_label(finite_or_none(validation.get("dm_stat")), finite_or_none(validation.get("dm_p_two_sided")))
     if p is None:
         return False, "DM test undefined on validation (too few windows): naive kept"
     if p < alpha:
         return True, f"better than naive on validation (one-sided DM p={p:.2g} < {alpha:g})"
     return False, f"not significantly better than naive on validation ({label}; one-sided p={p:.2g} >= {alpha:g})"
-
-
-def _f(v: Any) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ Spec params: engine.task_params.BaselineParams (names, types, defaults and help 
 
 from __future__ import annotations
 
-import math
 import time
 import typing
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.difficulty import DEFAULT_TIER_HORIZON, UNKNOWN, tier
+from engine.metrics import finite_or_none
 from engine.symbols import validate_symbol
 from engine.task_params import BaselineParams
 
@@ -48,15 +48,6 @@ DEFAULT_TIER_SPAN = _DEFAULTS.tier_span
 TIER_SPANS: tuple[str, ...] = typing.get_args(BaselineParams.model_fields["tier_span"].annotation)
 REPORT_SPANS: tuple[str, ...] = typing.get_args(BaselineParams.model_fields["span"].annotation)
 DEFAULT_METHODS: tuple[str, ...] = tuple(_DEFAULTS.methods)
-
-
-def _json_float(x: Any) -> float | None:
-    """Metrics go to JSON and TinyDB: NaN/inf (an undefined DM test, say) become None."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _check_horizons(horizons: Iterable[int] | int) -> list[int]:
@@ -104,7 +95,7 @@ def _score_symbol_horizon(
         fc = forecaster.forecast(windows, 1)
         point = fc.samples[:, 0, :]
         metrics = evaluate(windows, fc.samples, point, naive_point=naive)
-        row = {**base, "model": forecaster.name, "metrics": {k: _json_float(v) for k, v in metrics.items()}}
+        row = {**base, "model": forecaster.name, "metrics": {k: finite_or_none(v) for k, v in metrics.items()}}
         if "season" in fc.info:
             row["season"] = int(fc.info["season"])
         rows.append(row)
@@ -139,7 +130,7 @@ def tier_mae_pct(series: Series, horizon: int, tier_span: str = DEFAULT_TIER_SPA
         assert last_exc is not None
         raise last_exc
     y = np.concatenate(ys)
-    return _json_float(mae_pct(y, np.concatenate(ps))), int(y.shape[0])
+    return finite_or_none(mae_pct(y, np.concatenate(ps))), int(y.shape[0])
 
 
 def _error_rows(symbol: str, horizon: int, span: str, methods: Sequence[str], reason: str,

@@ -14,9 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.events import json_ready
 from engine.names import validate_name
 from store.atomic import atomic_write_text
 from store.records import ComparisonRow, parse
+from store.workspace import Workspace
 
 if TYPE_CHECKING:
     from engine.jobs import JobSpec
@@ -65,32 +67,11 @@ def write_report(reports_dir: Path, name: str, payload: Mapping[str, Any] | None
     out["markdown"] = md
     if payload is not None:
         js = reports_dir / f"{name}.json"
-        _atomic_write(js, json.dumps(payload, indent=2, sort_keys=True, default=str, allow_nan=False)
-                      if _finite(payload) else json.dumps(_nan_to_none(payload), indent=2, sort_keys=True, default=str))
+        _atomic_write(js, json.dumps(json_ready(payload), indent=2, sort_keys=True, default=str, allow_nan=False))
         out["json"] = js
     kind = name.split("-", 1)[0]
     _atomic_write(reports_dir / f"latest-{kind}.md", markdown)
     return out
-
-
-def _finite(x: Any) -> bool:
-    if isinstance(x, float):
-        return math.isfinite(x)
-    if isinstance(x, Mapping):
-        return all(_finite(v) for v in x.values())
-    if isinstance(x, list | tuple):
-        return all(_finite(v) for v in x)
-    return True
-
-
-def _nan_to_none(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Mapping):
-        return {str(k): _nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_nan_to_none(v) for v in x]
-    return x
 
 
 def stamp() -> str:
@@ -165,7 +146,7 @@ def store_report(workspace: Path, title: str = "forecast-console report") -> str
             for b in sorted(baselines, key=lambda b: (b.symbol, b.model, b.horizon))]))
     else:
         lines.append("_none_")
-    reg = workspace / "reports" / "latest-regression.md"
+    reg = Workspace(workspace).reports_dir / "latest-regression.md"
     if reg.exists():
         lines += ["", "## Regression (latest)", "", reg.read_text(encoding="utf-8").split("\n", 2)[-1]]
     return "\n".join(lines) + "\n"
