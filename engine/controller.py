@@ -31,6 +31,7 @@ from engine.poller import Poller
 from engine.recovery import ensure_loaded, load_finished, recover
 from engine.scheduler import Placement, Scheduler
 from engine.state import FINAL_STATES, JobState, JobUpdate, Status
+from store.workspace import Workspace
 
 if TYPE_CHECKING:
     from store import Store
@@ -43,7 +44,7 @@ class Engine:
                  heartbeat_s: float = 5.0, persist_interval: float = 1.0, validate_symbols: bool = True,
                  env: dict[str, str] | None = None) -> None:
         self.workspace = Path(workspace).resolve()
-        self.jobs_dir = self.workspace / "jobs"
+        self.jobs_dir = Workspace(self.workspace).jobs_dir
         self.store = store
         if backend is None:
             # `--backend/--address` reach every Engine via env.
@@ -177,8 +178,8 @@ class Engine:
         ensure_loaded(self.table, j)
         return list(j.logs)[-n:]
 
-    def known_symbols(self) -> set[str] | None:
-        """Symbols with a CSV in the data folders (cached 2 s); None when the data layer is absent."""
+    def known_symbols(self) -> set[str]:
+        """Symbols with a CSV in the data folders (cached 2 s)."""
         return self.intake.known_symbols()
 
     # ---- acting ----------------------------------------------------------------------------

@@ -75,10 +75,8 @@ def _safe(fn: Callable[[], T]) -> T | None:
 
 
 def _host_figures(t: Telemetry) -> None:
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - psutil is a pinned dependency
-        return
+    import psutil
+
     t.cpu_percent = _safe(lambda: float(psutil.cpu_percent(interval=None)))
     vm = _safe(psutil.virtual_memory)
     if vm is not None:

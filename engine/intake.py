@@ -81,15 +81,12 @@ class Intake:
         self.telemetry = telemetry
         self._known: tuple[float, set[str]] | None = None
 
-    def known_symbols(self) -> set[str] | None:
-        """Symbols with a CSV in the data folders (cached 2 s); None when the data layer is absent."""
+    def known_symbols(self) -> set[str]:
+        """Symbols with a CSV in the data folders (cached 2 s)."""
         if self._known is not None and time.time() - self._known[0] < 2.0:
             return self._known[1]
-        try:
-            from engine.data import list_symbols
-        except ImportError:
-            return None
         from engine import paths
+        from engine.data import list_symbols
 
         syms = {i.symbol for i in list_symbols(paths.data_dirs(self.workspace))}
         self._known = (time.time(), syms)
@@ -106,10 +103,9 @@ class Intake:
         task_params.check(spec.kind, spec.params)
         if self.validate_symbols:
             known = self.known_symbols()
-            if known is not None:
-                unknown = [s for s in spec.symbols if s not in known]
-                if unknown:
-                    raise JobSpecError(f"unknown symbol(s): {', '.join(unknown)} (no CSV in the data folders)")
+            unknown = [s for s in spec.symbols if s not in known]
+            if unknown:
+                raise JobSpecError(f"unknown symbol(s): {', '.join(unknown)} (no CSV in the data folders)")
         self.scheduler.check_fits(spec, None if self.backend_schedules else self.telemetry())
 
     def submit(self, spec: JobSpec) -> JobState:

@@ -20,6 +20,7 @@ from typing import Any
 from engine.events import read_events
 from engine.jobs import JobDir, JobSpec, inbox_dir
 from engine.state import FINAL_STATES as FINAL
+from engine.state import Status
 
 
 class PipelineError(RuntimeError):
@@ -145,7 +146,7 @@ class SpoolRunner(Runner):
             if since is not None and marker.exists() and time.time() - since > self.pickup_timeout:
                 raise PipelineError(f"no engine picked up job {job_id} within {self.pickup_timeout:.0f} s: "
                                     "start the console or run the command headless")
-            return "queued"
+            return Status.QUEUED
         return rec.get("state")
 
     def reason(self, job_id: str) -> str | None:

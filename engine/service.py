@@ -32,7 +32,7 @@ from engine import channel
 from engine.controller import Engine
 from engine.intake import list_inbox
 from engine.jobs import JobSpec
-from engine.state import JobUpdate
+from engine.state import JobUpdate, Status
 from store.atomic import atomic_write_json
 
 log = logging.getLogger("engine.service")
@@ -98,8 +98,8 @@ class Service:
                 "backend": eng.backend.name if eng else None, "cpu_slots": self.cpu_slots,
                 "hyperparams_dir": str(eng.store.hyperparams_dir) if eng else None,
                 "idle_s": self.idle_s, "clients": self.clients,
-                "running": sum(1 for j in jobs if j.state == "running"),
-                "queued": sum(1 for j in jobs if j.state == "queued"), "jobs": len(jobs)}
+                "running": sum(1 for j in jobs if j.state == Status.RUNNING),
+                "queued": sum(1 for j in jobs if j.state == Status.QUEUED), "jobs": len(jobs)}
 
     def busy(self) -> bool:
         eng = self.engine
@@ -194,7 +194,7 @@ class Service:
         assert eng is not None
         ticks, deadline = eng.ticks, time.monotonic() + 5.0
         live = eng.table.jobs[st.id]
-        while ((st.state == "queued" and eng.ticks < ticks + 2) or live.launching) and time.monotonic() < deadline:
+        while ((st.state == Status.QUEUED and eng.ticks < ticks + 2) or live.launching) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
 
     def _record(self, job_id: str) -> dict[str, Any]:

@@ -39,7 +39,7 @@ class JobState:
     kind: str
     symbols: tuple[str, ...]
     model: str | None
-    state: str = "queued"
+    state: str = Status.QUEUED
     priority: int = 0
     attempt: int = 1
     progress_done: float = 0.0

@@ -102,7 +102,7 @@ class PeakMeter:
         finally:
             try:
                 pynvml.nvmlShutdown()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - shutting NVML down after a failed query: nothing left to report
                 pass
 
     def stop(self) -> dict[str, Any]:

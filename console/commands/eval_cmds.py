@@ -20,6 +20,7 @@ from typing import Any
 from console.commands.common import add_date_order, add_symbol_selection
 from console.commands.params_cli import add_param_flags, params_from_args
 from engine.models import FOUNDATION_MODELS, MODELS
+from store.workspace import Workspace
 
 MODEL_CHOICES = MODELS
 FOUNDATION = FOUNDATION_MODELS
@@ -264,6 +265,6 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         return 0
     for s in status.get("steps", []):
         print(f"{s['name']:20s} {s['state']:10s} {(s['seconds'] or 0):7.1f} s  {', '.join(s['jobs'])}")
-    reports = sorted((_workspace() / "reports").glob(f"report-{name}-*.md"))
+    reports = sorted(Workspace(_workspace()).reports_dir.glob(f"report-{name}-*.md"))
     print(f"pipeline {name}: done in {wall:.1f} s; report {reports[-1] if reports else 'n/a'}")
     return 0

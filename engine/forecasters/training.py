@@ -57,13 +57,10 @@ def windows_from_close(close: np.ndarray, lo: int, hi: int, context_len: int, ho
 
 
 def mae_pct(y: np.ndarray, yhat: np.ndarray) -> float:
-    """MAE / mean|y| × 100 over the scored targets (engine.metrics.mae_pct when it is present)."""
-    try:
-        from engine.metrics import mae_pct as _m
+    """MAE / mean|y| × 100 over the scored targets (engine.metrics.mae_pct, as a float)."""
+    from engine.metrics import mae_pct as _m
 
-        return float(_m(y, yhat))
-    except ImportError:
-        return float(np.mean(np.abs(y - yhat)) / np.mean(np.abs(y)) * 100.0)
+    return float(_m(y, yhat))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.events import EventWriter
+from store.workspace import Workspace
 
 
 @dataclass
@@ -42,8 +43,8 @@ class TaskContext:
 
     @property
     def runs_dir(self) -> Path:
-        return self.workspace / "runs"
+        return Workspace(self.workspace).runs_dir
 
     @property
     def reports_dir(self) -> Path:
-        return self.workspace / "reports"
+        return Workspace(self.workspace).reports_dir

@@ -33,7 +33,9 @@ from engine.jobs import JobSpec
 from engine.models import FOUNDATION_MODELS
 from engine.names import validate_name
 from engine.runners import FINAL, PipelineError, Runner, SpoolRunner
+from engine.state import Status
 from store.atomic import atomic_write_json
+from store.workspace import Workspace
 
 if TYPE_CHECKING:
     from engine.tasks.context import TaskContext
@@ -135,16 +137,16 @@ class Pipeline:
         for step in self.steps:
             if cancelled is not None and cancelled():
                 break
-            if step.state == "succeeded":
+            if step.state == Status.SUCCEEDED:
                 log(f"[skip] {step.name}: done earlier (job {step.job_ids[-1] if step.job_ids else '-'})")
                 continue
             if step.kind == "report":
                 t0 = time.time()
                 from engine.tasks.report import stamp, store_report, write_report
 
-                paths = write_report(self.workspace / "reports", f"report-{self.name}-{stamp()}", None,
+                paths = write_report(Workspace(self.workspace).reports_dir, f"report-{self.name}-{stamp()}", None,
                                      store_report(self.workspace, f"Pipeline {self.name}"))
-                step.state, step.seconds, step.reason = "succeeded", time.time() - t0, str(paths["markdown"])
+                step.state, step.seconds, step.reason = Status.SUCCEEDED, time.time() - t0, str(paths["markdown"])
                 self.save()
                 log(f"[done] report: {paths['markdown']}")
                 continue
@@ -154,20 +156,20 @@ class Pipeline:
                 st = runner.state(job_id) if job_id else None
                 if job_id and st not in FINAL and st is not None:
                     log(f"[wait] {step.name}: job {job_id} is {st}")
-                elif st == "succeeded":
-                    step.state = "succeeded"
+                elif st == Status.SUCCEEDED:
+                    step.state = Status.SUCCEEDED
                     self.save()
                     break
                 else:
                     if job_id and st in FINAL:
                         attempts += 1
                         if attempts >= max_attempts:
-                            step.state, step.reason = "failed", runner.reason(job_id) or st
+                            step.state, step.reason = Status.FAILED, runner.reason(job_id) or st
                             self.save()
                             raise PipelineError(f"step {step.name} {st} (job {job_id}): {step.reason}")
                         log(f"[retry] {step.name}: job {job_id} {st} ({runner.reason(job_id)}); submitting again")
                     params = dict(step.params)
-                    if job_id and st == "interrupted" and step.kind == "train":
+                    if job_id and st == Status.INTERRUPTED and step.kind == "train":
                         params["resume"] = True
                     spec = JobSpec.create(step.kind, step.symbols, step.model, params=params, priority=5)
                     job_id = runner.submit(spec)
@@ -189,8 +191,8 @@ class Pipeline:
 
                 st = runner.wait(in_flight, timeout=step_timeout, on_poll=cancel_child)
                 step.seconds = (step.seconds or 0.0) + (time.time() - t0)
-                if st == "succeeded":
-                    step.state = "succeeded"
+                if st == Status.SUCCEEDED:
+                    step.state = Status.SUCCEEDED
                     step.reason = None
                     self.save()
                     summary = (runner.result(job_id) or {}).get("summary") or {}

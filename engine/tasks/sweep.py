@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.jobs import JobDir, JobSpec, Resources, inbox_dir
 from engine.runners import FINAL, Runner, SpoolRunner
+from engine.state import Status
 from engine.task_params import Params, SweepParams, TaskParamError, TrainSettings
 from engine.tasks.sweep_space import suggest, train_params, trial_budget
 from engine.tasks.sweep_study import SweepError, open_study, storage_url, study_lock, study_name, summarize
@@ -109,7 +110,7 @@ def _follow(runner: Runner, job_id: str, trial: optuna.Trial | None, *, prune: b
             return "rejected"
         st = runner.state(job_id)
         now = time.time()
-        if st in (None, "queued") and now - checked >= 1.0:
+        if st in (None, Status.QUEUED) and now - checked >= 1.0:
             checked = now
             if runner.exists(job_id):
                 unknown_since = None
@@ -135,14 +136,14 @@ def _follow(runner: Runner, job_id: str, trial: optuna.Trial | None, *, prune: b
         if st in FINAL:
             if pruned:  # even if it finished before the cancel landed: the pruner judged it
                 return "pruned"
-            return "stopped" if stopping and st != "succeeded" else str(st)
+            return "stopped" if stopping and st != Status.SUCCEEDED else str(st)
         if cancelled() and not (pruned or stopping):
             stopping = True
             if trial is not None:  # before the cancel: a coordinator killed right here still resumes it
                 trial.set_user_attr("interrupted", True)
             log(f"sweep cancelled: cancelling trial job {job_id}")
             runner.cancel(job_id)
-        if st == "queued" and not noted and time.time() - t0 > QUEUED_NOTE_S:
+        if st == Status.QUEUED and not noted and time.time() - t0 > QUEUED_NOTE_S:
             noted = True
             log(f"trial job {job_id} is still queued after {QUEUED_NOTE_S:.0f} s (waiting for a free slot; "
                 "a running sweep job holds one itself)")
@@ -198,7 +199,7 @@ def _drive(study: optuna.Study, runner: Runner, workspace: Path, *, name: str, m
         return runner.submit(spec)
 
     def finish(trial: optuna.Trial, job_id: str, st: str) -> None:
-        if st == "succeeded":
+        if st == Status.SUCCEEDED:
             val = objective_from(runner.result(job_id))
             if val is None:
                 study.tell(trial.number, state=TrialState.FAIL)
@@ -227,12 +228,12 @@ def _drive(study: optuna.Study, runner: Runner, workspace: Path, *, name: str, m
         """Follow the trial's job to an outcome, resubmitting (resume) when it was interrupted."""
         while True:
             st = _follow(runner, job_id, trial, prune=prune, log=log, cancelled=cancelled, poll=poll)
-            if st == "cancelled" and trial.user_attrs.get("pruned"):
+            if st == Status.CANCELLED and trial.user_attrs.get("pruned"):
                 st = "pruned"
             if st == "stopped":
                 log(f"trial {trial.number}: left for the next run of this sweep (resumes job {job_id}'s checkpoint)")
                 return
-            resumable = st in ("interrupted", "lost") or (st == "cancelled" and bool(trial.user_attrs.get("interrupted")))
+            resumable = st in (Status.INTERRUPTED, "lost") or (st == Status.CANCELLED and bool(trial.user_attrs.get("interrupted")))
             if resumable and resumes < MAX_RESUMES and not cancelled():
                 resumes += 1
                 trial.set_user_attr("interrupted", False)
@@ -245,7 +246,9 @@ def _drive(study: optuna.Study, runner: Runner, workspace: Path, *, name: str, m
             return
 
     # trials a previous coordinator left running (killed, or cancelled with the trial interrupted);
-    # their storage ids come from the storage's public API (a FrozenTrial does not expose its id)
+    # their storage ids come from the storage's public API (a FrozenTrial does not expose its id), and
+    # `optuna.trial.Trial(study, trial_id)` is the documented constructor: Optuna has no other way to keep
+    # reporting into (and pruning) a trial that another process started
     left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     trial_ids: dict[int, int] = {}
     if left:
