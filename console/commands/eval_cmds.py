@@ -223,7 +223,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from engine.task_params import SweepParams
 
     if args.model == "naive":
-        raise CliError("a sweep needs a foundation model (toto, kronos or chronos2)")
+        raise CliError(f"a sweep needs a foundation model ({', '.join(FOUNDATION_MODELS)})")
     params = params_from_args(args, "sweep")
     SweepParams.of(params)  # refused here, before anything is queued
     payload = _run_one("sweep", args, args.model, params)

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from console.commands.common import add_symbol_selection, positive_int
+from engine.models import MODELS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "quantiles, timestamped on the symbol's calendar. Without --model: the promoted winner across models "
         "at --horizon (or at the only horizon the symbol is promoted at).")
     add_symbol_selection(p, stocks_help="symbols to forecast (with --priority/--all: those with a promotion)")
-    p.add_argument("--model", default=None, help="use this model's promotion (naive, toto, kronos, chronos2)")
+    p.add_argument("--model", default=None, help=f"use this model's promotion ({', '.join(MODELS)})")
     p.add_argument("--horizon", type=positive_int, default=None,
                    help="the horizon of the decision to use (must match what was promoted)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")

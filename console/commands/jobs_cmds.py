@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from console.commands import follow
 from engine.jobs import JobDir
+from engine.models import MODELS
 from engine.state import ACTIVE_STATES, FINAL_STATES
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                               "the job keeps running (re-attach with `forecast-console attach ID`).")
     p.add_argument("kind", choices=KINDS, help="what to run")
     p.add_argument("--stocks", nargs="+", required=True, metavar="SYMBOL", help="symbols (one job, many symbols)")
-    p.add_argument("--model", default=None, help="model name (naive, toto, kronos, chronos2)")
+    p.add_argument("--model", default=None, help=f"model name ({', '.join(MODELS)})")
     p.add_argument("--param", action="append", type=_kv, default=[], metavar="KEY=VALUE",
                    help="task parameter; VALUE is JSON when it parses (e.g. horizon=64, epochs=3)")
     p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")

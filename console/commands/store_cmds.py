@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from console.commands.common import positive_int
+from engine.models import MODELS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "best", help="the best run on a validation metric",
         description="The best run for a model (and symbol) on a metric — chosen on validation "
         "(val_mae_pct by default); its test metric is shown for reporting.")
-    p.add_argument("--model", required=True, help="model name (naive, toto, kronos, chronos2)")
+    p.add_argument("--model", required=True, help=f"model name ({', '.join(MODELS)})")
     p.add_argument("--symbol", help="only this symbol (default: best over all symbols)")
     p.add_argument("--metric", default="val_mae_pct", help="selection metric (default val_mae_pct)")
     p.add_argument("--maximize", action="store_true", help="higher is better for --metric")
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "promote", help="write hyperparams/<model>/<SYMBOL>.json from the current pick or a run",
         description="Promote the current pick (default) or a specific run to the config file trading "
         "code reads (docs/HYPERPARAMS_SCHEMA.md). Atomic; audited; undo with `rollback`.")
-    p.add_argument("--model", required=True, help="model name (toto, kronos, chronos2, naive)")
+    p.add_argument("--model", required=True, help=f"model name ({', '.join(MODELS)})")
     p.add_argument("--symbol", required=True, help="symbol whose config is written")
     p.add_argument("--horizon", type=positive_int, default=None,
                    help="the decision's horizon (needed when the model has picks at several horizons)")

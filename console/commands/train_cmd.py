@@ -21,7 +21,7 @@ from engine.models import FOUNDATION_MODELS
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
-        "train", help="fine-tune toto, kronos or chronos2 per symbol (LoRA; full for --preset tiny)",
+        "train", help=f"fine-tune {', '.join(FOUNDATION_MODELS)} per symbol (LoRA; full for --preset tiny)",
         description="Fine-tune a model on each symbol's train span, early-stop on its validation span, and "
         "record the run (adapter, metrics, loss curve) in the workspace. Unset settings come from the "
         "per-stock plan (rows and difficulty → context, horizon, loss, LoRA rank, lr, epochs); the tiny preset "
