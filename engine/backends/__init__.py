@@ -1,5 +1,5 @@
-"""Where job processes run. `LocalBackend` (detached subprocesses) is the default; a Ray backend
-implements the same `Backend` protocol later without the engine changing."""
+"""Where job processes run: local detached subprocesses (with warm workers for short jobs unless
+`FORECAST_WARM=0`) or a Ray cluster, chosen by `$FORECAST_BACKEND`; the engine sees only `Backend`."""
 
 import os
 from pathlib import Path
