@@ -103,10 +103,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     picks: list[dict[str, Any]] = []
     results: dict[str, Any] = {}
     try:
-        for si, symbol in enumerate(spec.symbols):
-            if ctx.cancelled():
-                break
-            ctx.events.progress(si, len(spec.symbols), stage=f"calibrate {symbol}")
+        for symbol in ctx.each_symbol(spec.symbols, "calibrate"):
             setup = ev.setup_from_params(symbol, p, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None)
             pick = store.pick(model, symbol, horizon, preset) if store is not None else None
             config = dict(pick.config) if pick else default_config(model, preset)

@@ -228,10 +228,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     all_rows: list[dict[str, Any]] = []
     per_symbol: dict[str, Any] = {}
     try:
-        for si, symbol in enumerate(spec.symbols):
-            if ctx.cancelled():
-                break
-            ctx.events.progress(si, len(spec.symbols), stage=f"compare {symbol}")
+        for symbol in ctx.each_symbol(spec.symbols, "compare"):
             models = models_for(spec.model, requested, store, symbol)
             horizon, h_why, rescored = choose_horizon(prm.horizon, store, models, symbol)
             ctx.events.log(f"compare {symbol}: h={horizon} ({h_why})")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,15 @@ class TaskContext:
             yield
         finally:
             self.cooperative_depth -= 1
+
+    def each_symbol(self, symbols: Sequence[str], stage: str) -> Iterator[str]:
+        """The job's symbols in turn, each announced as progress ("<stage> <SYMBOL>", i of n); stops
+        early once the job is cancelled, so every per-symbol loop stops at a symbol boundary alike."""
+        for i, symbol in enumerate(symbols):
+            if self.cancelled():
+                return
+            self.events.progress(i, len(symbols), stage=f"{stage} {symbol}")
+            yield symbol
 
     @property
     def runs_dir(self) -> Path:

@@ -70,10 +70,7 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     cache = ev.job_models(prm, ctx.device)
     rows: list[dict[str, Any]] = []
     try:
-        for si, symbol in enumerate(spec.symbols):
-            if ctx.cancelled():
-                break
-            ctx.events.progress(si, len(spec.symbols), stage=f"regression {symbol}")
+        for symbol in ctx.each_symbol(spec.symbols, "regression"):
             setup = ev.setup_from_params(symbol, p, horizon=horizon, context=context, data_dirs=ctx.data_dirs or None)
             ref = ev.naive_reference(setup, metric)
             base, base_test = ref.validation.get(metric), ref.test.get(metric)
