@@ -31,10 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from console.run_browser import load_runs, rows_of  # noqa: E402
 from engine.symbols import PRIORITY_SYMBOLS  # noqa: E402
 from store import Store  # noqa: E402
-from store.run_listing import listed_run  # noqa: E402
 from store.tracker import env_key, git_commit, new_run_id, package_versions, run_window_keys  # noqa: E402
 
 MODELS = ("toto", "kronos", "chronos2")
@@ -158,6 +156,11 @@ def bench_size(n_runs: int, n_jobs: int, rng: random.Random) -> None:
             med, mx = _ms(fn, 50)
             print(f"{name:<34} median {med:8.3f} ms   max {mx:8.3f} ms")
 
+        try:  # absent from a checkout before Store.listed_runs (run side by side with one)
+            from console.run_browser import load_runs, rows_of
+            from store.run_listing import listed_run
+        except ImportError:
+            load_runs = None  # type: ignore[assignment]
         with Store.open(ws, readonly=True) as ro:
             def old_listing() -> object:  # every run document decoded whole, then cut to a row
                 docs = ro.runs()
@@ -165,7 +168,7 @@ def bench_size(n_runs: int, n_jobs: int, rng: random.Random) -> None:
                 return rows_of([listed_run(d, jobs.get(d["job_id"] or "")) for d in docs], ro.picks(), ro.promotions())
 
             rep = 3 if n_runs <= 10_000 else 1
-            for name, fn in (("Runs listing, whole documents", old_listing), ("Runs listing, listed_runs", lambda: load_runs(ro))):
+            for name, fn in () if load_runs is None else (("Runs listing, whole documents", old_listing), ("Runs listing, listed_runs", lambda: load_runs(ro))):
                 med, _ = _ms(fn, rep)
                 print(f"{name:<34} median {med:8.0f} ms   ({rep}x, {n_runs + 1} rows)")
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from store.ledger_file import (
-    FINISHED_STATES,
     GROUPS_FROM_METRICS,
     LEDGER_FILE,
     SCHEMA_VERSION,
@@ -155,7 +154,10 @@ class Ledger:
         where, args = "", list[Any]()
         if states is not None:
             st: list[Any] = list(states)
-            where = f" WHERE state IN ({','.join('?' * len(st))})"
+            # With a limit (the engine's newest finished jobs at start) the newest rows are read
+            # backwards until `limit` match (`+state`: not through jobs_state, which would fetch
+            # every match and sort them): at 10k finished jobs 1 ms instead of 10-25.
+            where = f" WHERE {'+' if limit is not None else ''}state IN ({','.join('?' * len(st))})"
             args = st
         if limit is not None:
             sql = f"SELECT doc FROM (SELECT rowid, doc FROM jobs{where} ORDER BY rowid DESC LIMIT ?) ORDER BY rowid"
@@ -329,16 +331,19 @@ class Ledger:
 
     def listed_runs(self) -> list[ListedRun]:
         """Every run, oldest first, as its table cells (store/run_listing.py) and the kind, state
-        and times of the job that logged it. A version-1 file no writer has migrated yet has no
-        cells: its documents are decoded here."""
+        and times of the job that logged it (each job's document read once, however many runs it
+        logged). A version-1 file no writer has migrated yet has no cells: its documents are
+        decoded here."""
         cut = self._has_groups()
-        rows = self._rows(f"SELECT {'r.listed' if cut else 'r.doc'}, json_extract(j.doc, '$.kind'), j.state, "
-                          "json_extract(j.doc, '$.started_at'), json_extract(j.doc, '$.finished_at') "
-                          "FROM runs r LEFT JOIN jobs j ON j.id = r.job_id ORDER BY r.seq")
+        jobs = {jid: job for jid, *job in self._rows(
+            "SELECT id, json_extract(doc, '$.kind'), state, json_extract(doc, '$.started_at'), "
+            "json_extract(doc, '$.finished_at') FROM jobs WHERE id IN (SELECT job_id FROM runs)")}
+        none = (None, None, None, None)
         loads = json.loads
+        rows = self._rows(f"SELECT {'listed' if cut else 'doc'}, job_id FROM runs ORDER BY seq")
         if cut:
-            return [ListedRun._make([*loads(text), *job]) for text, *job in rows]
-        return [ListedRun._make([*cells(loads(text)), *job]) for text, *job in rows]
+            return [ListedRun._make([*loads(text), *jobs.get(jid, none)]) for text, jid in rows]
+        return [ListedRun._make([*cells(loads(text)), *jobs.get(jid, none)]) for text, jid in rows]
 
     def run_groups(self) -> list[tuple[str, str, int]]:
         """(model, symbol, number of runs), sorted."""
@@ -383,4 +388,4 @@ class Ledger:
         return import_store_json(self, data, windows_of)
 
 
-__all__ = ["FINISHED_STATES", "LEDGER_FILE", "Ledger"]
+__all__ = ["LEDGER_FILE", "Ledger"]

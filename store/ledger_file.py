@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 LEDGER_FILE = "ledger.db"
 SCHEMA_VERSION = 2
-FINISHED_STATES = ("succeeded", "failed", "cancelled", "interrupted")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -156,5 +155,5 @@ def snapshot(src: Path, dest: Path) -> Path:
     return Path(dest)
 
 
-__all__ = ["FINISHED_STATES", "GROUPS_FROM_METRICS", "GROUPS_SCHEMA", "LEDGER_FILE", "SCHEMA", "SCHEMA_VERSION",
+__all__ = ["GROUPS_FROM_METRICS", "GROUPS_SCHEMA", "LEDGER_FILE", "SCHEMA", "SCHEMA_VERSION",
            "create", "has_groups", "import_store_json", "migrate", "snapshot"]
