@@ -84,6 +84,16 @@ def _apply_global_env(args: argparse.Namespace) -> None:
         os.environ[ENV_RAY_ADDRESS] = args.address
 
 
+def _exit_now(rc: int) -> None:
+    """End the program without the interpreter's teardown, output flushed first. A command that
+    loaded torch sets `exit_without_teardown` (forecast): unloading torch's modules at exit costs
+    ~0.9 s of CPU, a fifth of `forecast`'s 5 s budget, and such a command has nothing left to clean
+    up. Only when run as the program (argv None), never for an in-process call."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -93,7 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from console.app import run_console
 
             return run_console(args) or 0
-        return args.func(args) or 0
+        rc = args.func(args) or 0
+        if argv is None and getattr(args, "exit_without_teardown", False):
+            _exit_now(rc)
+        return rc
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

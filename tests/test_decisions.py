@@ -120,7 +120,7 @@ _CLI_PROBE = """import json, sys
 from console.cli import main
 rc = main(sys.argv[1:])
 heavy = sorted(m for m in ("peft", "transformers", "lightning", "torchmetrics", "textual", "engine.client",
-                           "scipy.stats", "sympy", "huggingface_hub", "yaml") if m in sys.modules)
+                           "scipy.stats", "sympy", "huggingface_hub", "yaml", "gluonts.model", "toolz") if m in sys.modules)
 print(json.dumps({"rc": rc, "heavy": heavy}), file=sys.stderr)
 """
 
@@ -154,6 +154,11 @@ def test_forecast_command_reads_only_the_promoted_files_and_imports_only_what_it
     assert pd.Timestamp(res["rows"][0]["timestamp"]) > pd.Timestamp(pd.read_csv(data / "AAA.csv")["timestamp"].iloc[-1])
     for col in ("point", "q10", "q50", "q90"):
         assert [r[col] for r in res["rows"]] == want[col].tolist()
+    # as the program (it ends without the interpreter's teardown): the same output, all of it, exit 0
+    prog = subprocess.run([sys.executable, "-m", "console.cli", "--workspace", str(nows), "--data", str(data),
+                           "--hyperparams", str(hp), "forecast", "--stocks", "AAA", "--model", "toto", "--json"],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert prog.returncode == 0 and json.loads(prog.stdout) == json.loads(out.stdout), prog.stderr[-2000:]
 
 
 def test_forecast_all_skips_symbols_with_nothing_promoted_but_a_named_one_is_an_error(

@@ -45,6 +45,11 @@ def test_toto_import_leaves_no_stand_in_and_deferred_scipy_names_still_work() ->
     assert np.allclose(got, scipy.stats.t(3.0, 0.5, 2.0).cdf([0.0, 1.5]))  # the deferred name resolves
     if isinstance(ScipyStudentT, DeferredName):
         assert ScipyStudentT.resolve() is scipy.stats.t
+    fg = sys.modules.get("gluonts.model.forecast_generator")
+    assert fg is None or hasattr(fg, "__file__")
+    from gluonts.torch.distributions.studentT import StudentTOutput
+
+    assert type(StudentTOutput().forecast_generator).__name__ == "DistributionForecastGenerator"  # resolves
 
 
 def test_names_deferred_binds_listed_names_lazily_and_anything_else_imports_the_module(

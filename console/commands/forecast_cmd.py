@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON (one object per symbol, in a list)")
     fmt.add_argument("--csv", action="store_true", help="print CSV rows: symbol,model,horizon,timestamp,point,q10,q50,q90")
-    p.set_defaults(func=cmd_forecast)
+    p.set_defaults(func=cmd_forecast, exit_without_teardown=True)  # see console.cli._exit_now
 
 
 def _result(symbol: str, args: argparse.Namespace, data_dirs: list[Any], series: Any) -> dict[str, Any]:

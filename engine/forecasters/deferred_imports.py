@@ -12,6 +12,8 @@ model package imports at its top for code the forecast path never calls:
   that imports the real module on its first call or attribute access, so a later `cdf` works and
   gives the same result. Any other name asked of the stand-in withdraws it and imports the real
   module; the stand-in is withdrawn when the block ends, so later imports get the real module.
+  The same holds for the forecast generators gluonts' distribution outputs bind (for gluonts
+  predictors): importing gluonts.model.forecast_generator runs gluonts.model and gluonts.dataset.
 Both are no-ops when the module is already imported.
 """
 

@@ -14,8 +14,8 @@ Why these choices:
   loss is on the model's causally scaled values.
 - toto-ts needs only `gluonts.torch.distributions`, but importing it runs `gluonts/torch/__init__.py`,
   which imports every gluonts estimator and with them lightning and torchmetrics, and gluonts'
-  distributions bind `scipy.stats` names for `cdf`/`icdf` that toto never calls (seconds of a tiny
-  `forecast`). `_import_toto` imports toto without them (engine.forecasters.deferred_imports).
+  distributions bind `scipy.stats` names for `cdf`/`icdf` and forecast generators for gluonts
+  predictors that toto never calls (seconds of a tiny `forecast`). `_import_toto` imports toto without them (engine.forecasters.deferred_imports).
 """
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ TINY_CONFIG: dict[str, Any] = dict(
 )
 
 
+#: What gluonts' distribution outputs bind from gluonts.model.forecast_generator for their
+#: `forecast_generator` property (used by gluonts predictors, never by toto's sampling); importing it
+#: runs gluonts.model and gluonts.dataset (pandas, toolz: ~0.4 s of a tiny `forecast`).
+FORECAST_GENERATORS = ("DistributionForecastGenerator", "ForecastGenerator", "QuantileForecastGenerator",
+                       "SampleForecastGenerator")
+
+
 def _import_toto(module: str = "toto.model.toto", name: str = "Toto") -> Any:
     """A class of toto-ts (`Toto`, or `TotoBackbone` from toto.model.backbone), without gluonts'
     estimators and scipy.stats (see the module doc)."""
@@ -55,7 +62,8 @@ def _import_toto(module: str = "toto.model.toto", name: str = "Toto") -> Any:
     import torch  # noqa: F401 - imported before the stand-in below exists (its import probes sys.modules)
 
     defer_package_init("gluonts.torch")
-    with warnings.catch_warnings(), names_deferred("scipy.stats", ("t", "nbinom")):
+    with warnings.catch_warnings(), names_deferred("scipy.stats", ("t", "nbinom")), \
+            names_deferred("gluonts.model.forecast_generator", FORECAST_GENERATORS):
         # gluonts' advice to install orjson, on every import: not ours to act on
         warnings.filterwarnings("ignore", message="Using `json`-module", category=UserWarning)
         return getattr(importlib.import_module(module), name)
