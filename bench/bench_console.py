@@ -52,6 +52,8 @@ N_JOBS = 24
 #: Wait after switching screens before measuring: the switch (compose, first layout, first load) is a
 #: one-off cost, the CPU figure is the steady cost of streaming.
 SETTLE_S = 3.0
+#: A screen not ready this long after its key ends the run with an error (instead of waiting forever).
+SWITCH_LIMIT_S = 120.0
 #: Screens measured for CPU, in the order visited.
 CPU_SCREENS = ("stocks", "queue", "live", "gpu", "runs")
 
@@ -202,6 +204,8 @@ async def _switch(app: Any, mode: str, ready: Callable[[Any], bool]) -> float:
     t0 = time.perf_counter()
     app.switch_mode(mode)
     while not (getattr(app.screen, "MODE", "") == mode and app.screen.is_mounted and ready(app.screen)):
+        if time.perf_counter() - t0 > SWITCH_LIMIT_S:
+            raise TimeoutError(f"the {mode} screen was not ready {SWITCH_LIMIT_S:.0f} s after its key")
         await asyncio.sleep(0.005)
     seen = time.perf_counter()
     while not (FRAMES and FRAMES[-1] >= seen) and time.perf_counter() - seen < 5:

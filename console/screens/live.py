@@ -1,7 +1,8 @@
-"""Live view of one job: loss curves per symbol/run (≤2 Hz), where it is, log tail, and the GPU panel.
+"""Live view of one job: loss curves per symbol/run (≤1 Hz), where it is, log tail, and the GPU panel.
 
 Why it follows the pump: loss points and log lines arrive through the app's batched update pump;
-the chart only marks itself dirty, so a fast job never floods the renderer. The header is two lines
+the chart only marks itself dirty, so a fast job never floods the renderer. Switching job (n/N)
+repaints the header first; the new job's chart and log tail are drawn right after that frame. The header is two lines
 that never wrap (a narrow terminal cuts them with an ellipsis): what the job is and where it is
 (stage, symbol i/n, epoch i/n, ETA; a stopped job says where it stopped), then the kept (best)
 validation loss of each run — what the adapter will be — not the last one.
@@ -48,6 +49,8 @@ class LiveScreen(ModeScreen):
         super().__init__()
         self.job_id: str | None = None
         self._header: tuple[str, str] = ("", "")
+        #: The shown job's log lines still to be written after the next frame (show_job); None once written.
+        self._log_pending: list[str] | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="live-body"):
@@ -82,6 +85,7 @@ class LiveScreen(ModeScreen):
         chart = self.query_one(LossChart)
         log = self.query_one(LogTail)
         log.clear()
+        self._log_pending = None  # a fill still due for the job shown before writes nothing
         # a new job starts from an empty bar: never the previous job's progress (a job that never ran shows none)
         self.query_one(ProgressBar).update(total=None, progress=0)
         self._header = ("", "")
@@ -94,9 +98,16 @@ class LiveScreen(ModeScreen):
         kind = js.kind if js is not None else ""
         chart.empty_title = ("loss — no points yet" if kind in LOSS_KINDS else
                              f"loss — {kind or 'this'} jobs have no loss curve (train jobs do; n/N switch job)")
-        chart.set_points(self.services.curve(job_id))
-        log.write_lines(self.services.log_tail(job_id, LOG_LINES))
+        chart.set_points(self.services.curve(job_id))  # drawn right after the header's frame
         self._update_header()
+        pending = self._log_pending = list(self.services.log_tail(job_id, LOG_LINES))
+
+        def fill_log() -> None:  # after the frame that shows the new job (a key's repaint waits for no log)
+            if self._log_pending is pending:
+                self._log_pending = None
+                log.write_lines(pending)
+
+        self.call_after_refresh(fill_log)
 
     def _update_header(self) -> None:
         js = self.services.job(self.job_id) if self.job_id else None
@@ -149,7 +160,10 @@ class LiveScreen(ModeScreen):
         if losses.get(self.job_id):
             self.query_one(LossChart).add_points(losses[self.job_id])
         if logs.get(self.job_id):
-            self.query_one(LogTail).write_lines(logs[self.job_id])
+            if self._log_pending is not None:  # the tail is not written yet: these lines go after it
+                self._log_pending.extend(logs[self.job_id])
+            else:
+                self.query_one(LogTail).write_lines(logs[self.job_id])
         self._update_header()
 
     def action_cycle(self, step: int) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from textual.timer import Timer
 from textual_plotext import PlotextPlot
 
 MIN_REDRAW_S = 1.0
@@ -96,6 +97,7 @@ class LossChart(PlotextPlot):
         self.log_scale = False
         self._last_draw = -1e9
         self._pending = False
+        self._timer: Timer | None = None
         self.draw_count = 0
 
     @property
@@ -107,7 +109,7 @@ class LossChart(PlotextPlot):
         self.series = {}
         self.earlier = {}
         self.add_points(points, _redraw=False)
-        self.schedule_redraw()
+        self.redraw_now()
 
     def add_points(self, points: Iterable[dict[str, Any]], _redraw: bool = True) -> None:
         for p in points:
@@ -158,30 +160,51 @@ class LossChart(PlotextPlot):
                     s.train.append((float(x), float(tr)))
                 if isinstance(va, int | float):
                     s.val.append((float(x), float(va), p.get("epoch")))
-        self.schedule_redraw()
+        self.redraw_now()
 
     def toggle(self, option: str) -> bool:
         """Flip `smooth` or `log_scale`; the new value."""
         setattr(self, option, not getattr(self, option))
-        self.schedule_redraw()
+        self.redraw_now()
         return bool(getattr(self, option))
 
     def schedule_redraw(self) -> None:
+        """New streamed points: drawn at most every MIN_REDRAW_S."""
         if self._pending:
             return
         wait = self._last_draw + MIN_REDRAW_S - self._monotonic()
-        if wait <= 0 or not self.is_mounted:
+        if not self.is_mounted:
             self._redraw()
+            return
+        self._pending = True
+        if wait <= 0:
+            self.call_after_refresh(self._redraw)
         else:
-            self._pending = True
-            self.set_timer(wait, self._redraw)
+            self._timer = self.set_timer(wait, self._redraw)
+
+    def redraw_now(self) -> None:
+        """A key's effect (another job, smoothing, log axis, overlay): drawn right after the frame that
+        shows the key's other effects, not held by the streaming rate limit."""
+        if not self.is_mounted:
+            self._redraw()
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._pending = True
+        self.call_after_refresh(self._redraw)
 
     def _title(self) -> str:
         opts = [o for o, on in (("smoothed", self.smooth), ("log", self.log_scale)) if on]
         return "loss" + (f" ({', '.join(opts)})" if opts else "") + "  * best val  x early stop"
 
     def _redraw(self) -> None:
+        if not self._pending and self.is_mounted:
+            return  # drawn already (a key's redraw_now overtook this one)
         self._pending = False
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         self._last_draw = self._monotonic()
         self.draw_count += 1
         plt = self.plt
