@@ -26,6 +26,7 @@ from typing import Any
 from engine.backends.ray_bundle import ENV_PREFIXES, unpack, zip_dir
 from engine.eventlog import ENV_ROTATE
 from engine.jobs import JobDir
+from store.workspace import Workspace
 
 ENV_LOGICAL_GPUS = "FORECAST_RAY_LOGICAL_GPUS"  # "1": GPUs are Ray bookkeeping only; jobs run on CPU
 TERMINAL_TYPES = frozenset({"result", "error"})
@@ -176,8 +177,9 @@ class JobRunner:
             assert self.tmp is not None
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for sub in ("runs", "reports"):
-                    zip_dir(zf, self.tmp / "ws", sub, 1 << 31)
+                node_ws = Workspace(self.tmp / "ws")
+                for folder in (node_ws.runs_dir, node_ws.reports_dir):  # what the job made that the driver keeps
+                    zip_dir(zf, node_ws.root, folder.name, 1 << 31)
                 for path in sorted(job_dir.rglob("*")):  # stderr.log, exit.json, anything else
                     if path.is_file() and path.name not in (JobDir.SPEC, JobDir.EVENTS):
                         zf.write(path, f"jobs/{self.job_id}/{path.relative_to(job_dir).as_posix()}")
