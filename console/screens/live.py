@@ -2,7 +2,8 @@
 
 Why it follows the pump: loss points and log lines arrive through the app's batched update pump;
 the chart only marks itself dirty, so a fast job never floods the renderer. Switching job (n/N)
-repaints the header first; the new job's chart and log tail are drawn right after that frame. The header is two lines
+repaints the header at once; the new job's chart and log tail are drawn 0.1 s later (a held n/N
+draws only the job it stops on). The header is two lines
 that never wrap (a narrow terminal cuts them with an ellipsis): what the job is and where it is
 (stage, symbol i/n, epoch i/n, ETA; a stopped job says where it stopped), then the kept (best)
 validation loss of each run — what the adapter will be — not the last one.
@@ -17,6 +18,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
 from textual.widgets import ProgressBar, Static
 
 from console.messages import ShowJob
@@ -24,7 +26,7 @@ from console.screens.base import ModeScreen
 from console.screens.queue import cancel_job, fmt_eta
 from console.widgets.gpu_panel import GpuPanel
 from console.widgets.log_tail import LogTail
-from console.widgets.loss_chart import LossChart
+from console.widgets.loss_chart import KEY_REDRAW_DELAY_S, LossChart
 from engine.state import where_words
 
 LOG_LINES = 200
@@ -51,6 +53,7 @@ class LiveScreen(ModeScreen):
         self._header: tuple[str, str] = ("", "")
         #: The shown job's log lines still to be written after the next frame (show_job); None once written.
         self._log_pending: list[str] | None = None
+        self._log_timer: Timer | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="live-body"):
@@ -107,7 +110,9 @@ class LiveScreen(ModeScreen):
                 self._log_pending = None
                 log.write_lines(pending)
 
-        self.call_after_refresh(fill_log)
+        if self._log_timer is not None:
+            self._log_timer.stop()
+        self._log_timer = self.set_timer(KEY_REDRAW_DELAY_S, fill_log)  # with the chart's redraw
 
     def _update_header(self) -> None:
         js = self.services.job(self.job_id) if self.job_id else None

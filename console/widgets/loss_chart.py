@@ -29,6 +29,8 @@ from textual.timer import Timer
 from textual_plotext import PlotextPlot
 
 MIN_REDRAW_S = 1.0
+#: A key's redraw waits this long, and a newer key's replaces it.
+KEY_REDRAW_DELAY_S = 0.1
 #: Weight of the newest point in the smoothed train curve.
 SMOOTH_ALPHA = 0.2
 #: Colours of the job's runs in order; earlier runs overlaid are grey.
@@ -183,16 +185,16 @@ class LossChart(PlotextPlot):
             self._timer = self.set_timer(wait, self._redraw)
 
     def redraw_now(self) -> None:
-        """A key's effect (another job, smoothing, log axis, overlay): drawn right after the frame that
-        shows the key's other effects, not held by the streaming rate limit."""
+        """A key's effect (another job, smoothing, log axis, overlay): drawn KEY_REDRAW_DELAY_S after the
+        key (after the frame that shows its other effects), not held by the streaming rate limit."""
         if not self.is_mounted:
             self._redraw()
             return
         if self._timer is not None:
             self._timer.stop()
-            self._timer = None
         self._pending = True
-        self.call_after_refresh(self._redraw)
+        # A moment after the key: a held n/N draws only the job it stops on (each draw is a plotext build).
+        self._timer = self.set_timer(KEY_REDRAW_DELAY_S, self._redraw)
 
     def _title(self) -> str:
         opts = [o for o, on in (("smoothed", self.smooth), ("log", self.log_scale)) if on]
