@@ -52,7 +52,7 @@ N_JOBS = 24
 #: Wait after switching screens before measuring: the switch (compose, first layout, first load) is a
 #: one-off cost, the CPU figure is the steady cost of streaming.
 SETTLE_S = 3.0
-#: A screen not ready this long after its key ends the run with an error (instead of waiting forever).
+#: A screen not ready this long after its key is reported as such and skipped (instead of waiting forever).
 SWITCH_LIMIT_S = 120.0
 #: Screens measured for CPU, in the order visited.
 CPU_SCREENS = ("stocks", "queue", "live", "gpu", "runs")
@@ -233,7 +233,11 @@ async def measure(ws: Path, hp: Path, ids: list[str], seconds: float, rate: floa
             if mode == "runs" and not n_runs:
                 continue
             if mode == "runs":
-                t_runs = await _switch(app, "runs", lambda s: bool(s.query("#runs-table")) and s.table.row_count > 0)
+                try:
+                    t_runs = await _switch(app, "runs", lambda s: bool(s.query("#runs-table")) and s.table.row_count > 0)
+                except TimeoutError as exc:
+                    res["runs_error"] = str(exc)
+                    continue
                 res["runs_rows_ms"] = t_runs * 1000
                 res["runs_rows"] = app.screen.table.row_count
             elif mode == "live":
@@ -268,6 +272,8 @@ def _report(label: str, res: dict[str, Any], rate: float, n_runs: int) -> None:
     if "runs_rows_ms" in res:
         print(f"runs screen: {n_runs} runs, first {res['runs_rows']} rows on screen {res['runs_rows_ms']:.0f} ms "
               "after its key (target ≤ 1000)")
+    if "runs_error" in res:
+        print(f"runs screen: {n_runs} runs: {res['runs_error']} (target ≤ 1 s)")
     for mode in CPU_SCREENS:
         if mode not in res["cpu"]:
             continue
