@@ -94,8 +94,8 @@ class KeyedTable(DataTable):
         #: False: a header click is left to the screen (HeaderSelected bubbles) instead of sorting here.
         self.sorts_itself = bool(kwargs.pop("sorts_itself", True))
         #: Streaming cell changes are written at most this often (0: at once). A write repaints every
-        #: visible row (see the module docstring), so a table fed by the update pump sets ~1 s: its
-        #: figures tick like `top`, rows coming and going and sorts are still written at once.
+        #: visible row (see the module docstring), so a table fed by the update pump sets 1-2 s: its
+        #: figures tick like `top`; rows coming, going or moving (sort column changed) are written at once.
         self.stream_interval_s = float(kwargs.pop("stream_interval_s", 0.0))
         self.flushed_at = -1e9
         super().__init__(**kwargs)
@@ -181,7 +181,7 @@ class KeyedTable(DataTable):
             if self.held and self.held_since is None:
                 self.held_since = time.monotonic()
             wait = self._flush_deadline() - time.monotonic()
-            if structural or wait <= 0:
+            if structural or self.sort_dirty or wait <= 0:  # rows that move (a job started/ended) go at once
                 self._flush(keep, structural)
             elif self.held and self.hold_timer is None:
                 self.hold_timer = self.set_timer(wait, self._flush_held)
