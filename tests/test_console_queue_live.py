@@ -13,6 +13,7 @@ from typing import Any
 from textual.widgets import Footer
 
 from console.widgets.log_tail import LogTail
+from tests.helpers import wait_for
 from tests.test_console_snapshots import FAILED_ID, TRAIN_ID, make_app, seeded  # noqa: F401
 
 
@@ -78,6 +79,7 @@ async def test_live_log_wraps_long_lines_and_stays_bounded(seeded: dict[str, Pat
 
         # bounded: only the last LOG_LINES raw lines are kept, wrapped lines bounded too
         live.apply_job_updates({TRAIN_ID}, {}, {TRAIN_ID: [f"line {i}" for i in range(500)]})
-        await pilot.pause(0.2)
+        # streamed lines are written at most once a second (STREAM_FLUSH_S): wait for that flush
+        await wait_for(lambda: bool(log.raw_lines) and log.raw_lines[-1] == "line 499", 10, "the streamed lines")
         assert len(log.raw_lines) == 200 and log.raw_lines[-1] == "line 499"
         assert len(log.lines) <= 200

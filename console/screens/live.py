@@ -1,7 +1,10 @@
-"""Live view of one job: loss curves per symbol/run (≤1 Hz), where it is, log tail, and the GPU panel.
+"""Live view of one job: loss curves per symbol/run, where it is, log tail, and the GPU panel.
 
 Why it follows the pump: loss points and log lines arrive through the app's batched update pump;
-the chart only marks itself dirty, so a fast job never floods the renderer. Switching job (n/N)
+the chart only marks itself dirty and redraws at most every 2 s, and the header and streamed log
+lines are written at most once a second (STREAM_FLUSH_S; the first change after a quiet second at
+once), so a fast job never floods the renderer: repainting them on every batch was most of the
+screen's CPU with 24 jobs streaming (bench/bench_console.py). Switching job (n/N)
 repaints the header at once; the new job's chart and log tail are drawn 0.1 s later (a held n/N
 draws only the job it stops on). The header is two lines
 that never wrap (a narrow terminal cuts them with an ellipsis): what the job is and where it is
@@ -30,6 +33,8 @@ from console.widgets.loss_chart import KEY_REDRAW_DELAY_S, LossChart
 from engine.state import where_words
 
 LOG_LINES = 200
+#: Streamed header figures and log lines reach the screen at most this often.
+STREAM_FLUSH_S = 1.0
 
 
 #: Job kinds whose tasks emit loss events (the others only report progress and logs).
@@ -54,6 +59,11 @@ class LiveScreen(ModeScreen):
         #: The shown job's log lines still to be written after the next frame (show_job); None once written.
         self._log_pending: list[str] | None = None
         self._log_timer: Timer | None = None
+        #: Streamed log lines not written yet, and whether the header has news (flushed ≤ 1/STREAM_FLUSH_S).
+        self._stream_logs: list[str] = []
+        self._stream_dirty = False
+        self._flush_timer: Timer | None = None
+        self._last_flush = float("-inf")
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="live-body"):
@@ -89,6 +99,8 @@ class LiveScreen(ModeScreen):
         log = self.query_one(LogTail)
         log.clear()
         self._log_pending = None  # a fill still due for the job shown before writes nothing
+        self._stream_logs = []  # nor a flush of its streamed lines
+        self._stream_dirty = False
         # a new job starts from an empty bar: never the previous job's progress (a job that never ran shows none)
         self.query_one(ProgressBar).update(total=None, progress=0)
         self._header = ("", "")
@@ -168,7 +180,24 @@ class LiveScreen(ModeScreen):
             if self._log_pending is not None:  # the tail is not written yet: these lines go after it
                 self._log_pending.extend(logs[self.job_id])
             else:
-                self.query_one(LogTail).write_lines(logs[self.job_id])
+                self._stream_logs.extend(logs[self.job_id])
+        self._stream_dirty = True
+        now = self.fc_app.monotonic()
+        if now - self._last_flush >= STREAM_FLUSH_S:
+            self._flush_stream()
+        elif self._flush_timer is None:
+            self._flush_timer = self.set_timer(self._last_flush + STREAM_FLUSH_S - now, self._flush_stream)
+
+    def _flush_stream(self) -> None:
+        """Write the streamed log lines and the header's figures gathered since the last flush."""
+        self._flush_timer = None
+        self._last_flush = self.fc_app.monotonic()
+        if not self._stream_dirty:
+            return
+        self._stream_dirty = False
+        if self._stream_logs:
+            lines, self._stream_logs = self._stream_logs, []
+            self.query_one(LogTail).write_lines(lines)
         self._update_header()
 
     def action_cycle(self, step: int) -> None:

@@ -1,4 +1,4 @@
-"""Loss curves of a job, one train and one validation series per symbol/run, redrawn at most once a second.
+"""Loss curves of a job, one train and one validation series per symbol/run, redrawn at most every 2 s while streaming.
 
 Why one series per run: a job that trains NVDA then SPY restarts its steps for SPY; one "train"
 list would draw a line from NVDA's last step back to SPY's first. Loss points name their symbol
@@ -28,7 +28,8 @@ from typing import Any
 from textual.timer import Timer
 from textual_plotext import PlotextPlot
 
-MIN_REDRAW_S = 1.0
+#: Streamed points redraw the chart at most this often (a plotext render is the Live screen's largest cost).
+MIN_REDRAW_S = 2.0
 #: A key's redraw waits this long, and a newer key's replaces it.
 KEY_REDRAW_DELAY_S = 0.1
 #: Weight of the newest point in the smoothed train curve.
