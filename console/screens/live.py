@@ -26,11 +26,10 @@ from textual.widgets import ProgressBar, Static
 
 from console.messages import ShowJob
 from console.screens.base import ModeScreen
-from console.screens.queue import cancel_job, fmt_eta
+from console.screens.queue import cancel_job, where_parts
 from console.widgets.gpu_panel import GpuPanel
 from console.widgets.log_tail import LogTail
 from console.widgets.loss_chart import KEY_REDRAW_DELAY_S, LossChart
-from engine.state import where_words
 
 LOG_LINES = 200
 #: Streamed header figures and log lines reach the screen at most this often.
@@ -137,12 +136,7 @@ class LiveScreen(ModeScreen):
         stopped = {k.rsplit(".", 1)[0] for k, v in js.metrics.items() if k.endswith(".stopped_early") and v}
         if stopped:
             chart.mark_stopped_early(stopped)
-        where = where_words(js)
-        parts = [f"[b]{js.kind}[/b] {', '.join(js.symbols)} {js.model or ''}".rstrip(), js.state]
-        if where and js.state != "succeeded":
-            parts.append(where if js.active else f"stopped at {where}")
-        if js.state == "running" and js.eta_s is not None:
-            parts.append(f"ETA {fmt_eta(js.eta_s).text}")
+        parts = [f"[b]{js.kind}[/b] {', '.join(js.symbols)} {js.model or ''}".rstrip(), js.state, *where_parts(js)]
         if js.reason:
             parts.append(f"[red]{js.reason}[/red]")
         best = []

@@ -24,7 +24,7 @@ from console.screens.base import ModeScreen
 from console.screens.confirm import ConfirmScreen
 from console.widgets.table import Cell, KeyedTable, num, txt
 from engine.jobs import short_job_id
-from engine.state import where_words
+from engine.state import JobState, Status, where_words
 
 STATE_STYLE = {
     "queued": "dim", "running": "bold cyan", "succeeded": "green", "failed": "bold red",
@@ -43,6 +43,18 @@ def fmt_eta(eta: float | None) -> Cell:
     m, s = divmod(int(eta), 60)
     h, m = divmod(m, 60)
     return Cell(eta, f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s", justify="right")
+
+
+def where_parts(js: JobState) -> list[str]:
+    """Where a job is (or where it stopped) and, while it runs, its ETA: the words Queue's detail line
+    and Live's header both show."""
+    parts = []
+    where = where_words(js)
+    if where and js.state != Status.SUCCEEDED:
+        parts.append(where if js.active else f"stopped at {where}")
+    if js.state == Status.RUNNING and js.eta_s is not None:
+        parts.append(f"ETA {fmt_eta(js.eta_s).text}")
+    return parts
 
 
 def progress_cell(done: float | None, total: float | None, width: int = 8) -> Cell:
@@ -205,11 +217,7 @@ class QueueScreen(ModeScreen):
             return
         syms = ", ".join(js.symbols)
         text = f"{js.id} · {js.kind} {syms} {js.model or ''} · {js.state}"
-        where = where_words(js)
-        if where and js.state != "succeeded":
-            text += f" · {where}" if js.active else f" · stopped at {where}"
-        if js.state == "running" and js.eta_s is not None:
-            text += f" · ETA {fmt_eta(js.eta_s).text}"
+        text += "".join(f" · {part}" for part in where_parts(js))
         if js.reason:
             text += f"\nreason: {js.reason}"
         elif js.state == "running" and js.last_train_loss is not None:
