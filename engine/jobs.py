@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.models import validate_model
+from engine.names import JOBS_DIR
 from engine.symbols import validate_symbol
 from engine.task_params import PARAMS, TaskParamError
 from engine.task_params import check as check_task_params
@@ -263,8 +264,7 @@ class JobDir:
         return "\n".join(data.strip().splitlines()[-n_lines:])
 
 
-#: `<workspace>/jobs/` holds one JobDir per job, plus the spool inbox `jobs/inbox/`.
-JOBS_DIR = "jobs"
+#: `<workspace>/jobs/` (engine.names.JOBS_DIR) holds one JobDir per job, plus the spool inbox `jobs/inbox/`.
 INBOX_DIR = "inbox"
 
 

@@ -13,6 +13,12 @@ import re
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+#: The workspace's folder of job folders, `<workspace>/jobs/<id>/` (with the spool inbox `jobs/inbox/`):
+#: the one spelling of that name, read by engine.jobs (JobDir, the inbox) and store.workspace (Workspace),
+#: neither of which may import the other's module.
+JOBS_DIR = "jobs"
+
+
 class PathNameError(ValueError):
     """A name that cannot safely be a single path component."""
 
@@ -26,4 +32,4 @@ def validate_name(kind: str, value: object) -> str:
     return value
 
 
-__all__ = ["PathNameError", "validate_name"]
+__all__ = ["JOBS_DIR", "PathNameError", "validate_name"]

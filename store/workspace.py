@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.names import PathNameError, validate_name
+from engine.names import JOBS_DIR, PathNameError, validate_name
 from engine.symbols import validate_symbol
 from store.storage import StoreError
 
@@ -50,7 +50,7 @@ class Workspace:
 
     @property
     def jobs_dir(self) -> Path:
-        return self.root / "jobs"
+        return self.root / JOBS_DIR
 
     @property
     def runs_dir(self) -> Path:
