@@ -1,12 +1,12 @@
 """Live view of one job: loss curves per symbol/run, where it is, log tail, and the GPU panel.
 
 Why it follows the pump: loss points and log lines arrive through the app's batched update pump;
-the chart only marks itself dirty and redraws at most every 2 s, and the header and streamed log
-lines are written at most once a second (STREAM_FLUSH_S; the first change after a quiet second at
-once), so a fast job never floods the renderer: repainting them on every batch was most of the
-screen's CPU with 24 jobs streaming (bench/bench_console.py). Switching job (n/N)
-repaints the header at once; the new job's chart and log tail are drawn 0.1 s later (a held n/N
-draws only the job it stops on). The header is two lines
+the chart redraws at most every 2 s, and the header and streamed log lines are written at most
+once a second (STREAM_FLUSH_S), each the first change after a quiet interval at once (one
+console.ratelimit.RateLimit each), so a fast job never floods the renderer: repainting them on
+every batch was most of the screen's CPU with 24 jobs streaming (bench/bench_console.py).
+Switching job (n/N) repaints the header at once; the new job's chart and log tail are drawn 0.1 s
+later (a held n/N draws only the job it stops on). The header is two lines
 that never wrap (a narrow terminal cuts them with an ellipsis): what the job is and where it is
 (stage, symbol i/n, epoch i/n, ETA; a stopped job says where it stopped), then the kept (best)
 validation loss of each run — what the adapter will be — not the last one.
@@ -25,6 +25,7 @@ from textual.timer import Timer
 from textual.widgets import ProgressBar, Static
 
 from console.messages import ShowJob
+from console.ratelimit import RateLimit
 from console.screens.base import ModeScreen
 from console.screens.queue import cancel_job, where_parts
 from console.widgets.gpu_panel import GpuPanel
@@ -58,11 +59,10 @@ class LiveScreen(ModeScreen):
         #: The shown job's log lines still to be written after the next frame (show_job); None once written.
         self._log_pending: list[str] | None = None
         self._log_timer: Timer | None = None
-        #: Streamed log lines not written yet, and whether the header has news (flushed ≤ 1/STREAM_FLUSH_S).
+        #: Streamed log lines not written yet; they and the header's news are flushed ≤ 1/STREAM_FLUSH_S.
         self._stream_logs: list[str] = []
-        self._stream_dirty = False
-        self._flush_timer: Timer | None = None
-        self._last_flush = float("-inf")
+        self._stream = RateLimit(STREAM_FLUSH_S, self._flush_stream, clock=lambda: self.fc_app.monotonic(),
+                                 set_timer=self.set_timer)
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="live-body"):
@@ -99,7 +99,7 @@ class LiveScreen(ModeScreen):
         log.clear()
         self._log_pending = None  # a fill still due for the job shown before writes nothing
         self._stream_logs = []  # nor a flush of its streamed lines
-        self._stream_dirty = False
+        self._stream.cancel()
         # a new job starts from an empty bar: never the previous job's progress (a job that never ran shows none)
         self.query_one(ProgressBar).update(total=None, progress=0)
         self._header = ("", "")
@@ -175,20 +175,10 @@ class LiveScreen(ModeScreen):
                 self._log_pending.extend(logs[self.job_id])
             else:
                 self._stream_logs.extend(logs[self.job_id])
-        self._stream_dirty = True
-        now = self.fc_app.monotonic()
-        if now - self._last_flush >= STREAM_FLUSH_S:
-            self._flush_stream()
-        elif self._flush_timer is None:
-            self._flush_timer = self.set_timer(self._last_flush + STREAM_FLUSH_S - now, self._flush_stream)
+        self._stream.request()
 
     def _flush_stream(self) -> None:
         """Write the streamed log lines and the header's figures gathered since the last flush."""
-        self._flush_timer = None
-        self._last_flush = self.fc_app.monotonic()
-        if not self._stream_dirty:
-            return
-        self._stream_dirty = False
         if self._stream_logs:
             lines, self._stream_logs = self._stream_logs, []
             self.query_one(LogTail).write_lines(lines)

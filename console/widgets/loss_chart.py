@@ -11,8 +11,9 @@ early. Options (keys on the Live screen): smoothing (an exponential moving avera
 loss) and a log y axis.
 
 Why throttle: a training job can emit dozens of loss events per second and plotext rebuilds the
-whole figure on each render; we keep the points, mark the chart dirty, and redraw on a one-shot
-timer so 24 streaming jobs never starve key handling. Each series is thinned to about two points
+whole figure on each render; we keep the points and redraw at most every MIN_REDRAW_S (one
+`console.ratelimit.RateLimit`: at once when the first points come after a quiet interval) so 24
+streaming jobs never starve key handling. Each series is thinned to about two points
 per character column before plotting (braille resolution), so a long run costs no more to draw
 than a short one.
 """
@@ -25,8 +26,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from textual.timer import Timer
 from textual_plotext import PlotextPlot
+
+from console.ratelimit import RateLimit
 
 #: Streamed points redraw the chart at most this often (a plotext render is the Live screen's largest cost).
 MIN_REDRAW_S = 2.0
@@ -93,14 +95,14 @@ class LossChart(PlotextPlot):
 
     def __init__(self, *, monotonic: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._monotonic = monotonic
         self.series: dict[str, Series] = {}
         self.earlier: dict[str, Series] = {}
         self.smooth = False
         self.log_scale = False
-        self._last_draw = -1e9
-        self._pending = False
-        self._timer: Timer | None = None
+        #: Streamed points draw at most every MIN_REDRAW_S, after the frame the pump's batch paints;
+        #: a key's effect draws KEY_REDRAW_DELAY_S after the key (one timer: a key's draw covers both).
+        self._redraws = RateLimit(MIN_REDRAW_S, self._redraw, clock=monotonic, set_timer=self.set_timer,
+                                  defer=self.call_after_refresh)
         self.draw_count = 0
 
     @property
@@ -173,42 +175,25 @@ class LossChart(PlotextPlot):
 
     def schedule_redraw(self) -> None:
         """New streamed points: drawn at most every MIN_REDRAW_S."""
-        if self._pending:
-            return
-        wait = self._last_draw + MIN_REDRAW_S - self._monotonic()
         if not self.is_mounted:
-            self._redraw()
-            return
-        self._pending = True
-        if wait <= 0:
-            self.call_after_refresh(self._redraw)
+            self._redraws.now()
         else:
-            self._timer = self.set_timer(wait, self._redraw)
+            self._redraws.request()
 
     def redraw_now(self) -> None:
         """A key's effect (another job, smoothing, log axis, overlay): drawn KEY_REDRAW_DELAY_S after the
         key (after the frame that shows its other effects), not held by the streaming rate limit."""
         if not self.is_mounted:
-            self._redraw()
-            return
-        if self._timer is not None:
-            self._timer.stop()
-        self._pending = True
-        # A moment after the key: a held n/N draws only the job it stops on (each draw is a plotext build).
-        self._timer = self.set_timer(KEY_REDRAW_DELAY_S, self._redraw)
+            self._redraws.now()
+        else:
+            # A moment after the key: a held n/N draws only the job it stops on (each draw is a plotext build).
+            self._redraws.request_in(KEY_REDRAW_DELAY_S)
 
     def _title(self) -> str:
         opts = [o for o, on in (("smoothed", self.smooth), ("log", self.log_scale)) if on]
         return "loss" + (f" ({', '.join(opts)})" if opts else "") + "  * best val  x early stop"
 
     def _redraw(self) -> None:
-        if not self._pending and self.is_mounted:
-            return  # drawn already (a key's redraw_now overtook this one)
-        self._pending = False
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        self._last_draw = self._monotonic()
         self.draw_count += 1
         plt = self.plt
         plt.clear_data()
