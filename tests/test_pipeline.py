@@ -145,3 +145,14 @@ def test_cancelling_the_pipeline_cancels_the_step_it_waits_on(tmp_path: Path) ->
     assert r.final[child.id] == "cancelled"  # the running child was cancelled, not left to finish
     assert pipe.steps[0].state == "submitted"  # the next run resubmits it
 
+
+
+def test_steps_name_the_pipeline_job_as_parent_and_report_the_step_in_flight(tmp_path: Path) -> None:
+    """The Queue lists a pipeline's steps under it by their spec's `parent`; the job's stage names
+    the step it waits on."""
+    r = ScriptedRunner(tmp_path)
+    seen: list[tuple[int, str]] = []
+    Pipeline(tmp_path, "p", _steps()).run(r, log=lambda m: None, parent="pipe-job",
+                                          on_step=lambda i, s: seen.append((i, s.name)))
+    assert r.submitted and {s.parent for s in r.submitted} == {"pipe-job"}
+    assert seen == [(i, s.name) for i, s in enumerate(_steps()) if s.kind != "report"]

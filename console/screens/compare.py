@@ -30,9 +30,10 @@ from store.records import ComparisonRow, Metrics, WindowSpec
 
 COLUMNS = (
     ("win", "★"), ("symbol", "Symbol"), ("horizon", "H"), ("model", "Model"), ("val", "Val MAE%"),
-    ("test", "Test MAE%"), ("mase", "MASE"), ("cov", "Cov80"), ("dm", "DM test"), ("impr", "vs naive%"),
+    ("test", "Test MAE%"), ("mase", "MASE"), ("cov", "Cov80"), ("dm", "Test DM"), ("impr", "vs naive%"),
 )
 SORTABLE = [c for c, _ in COLUMNS]
+LABELS = dict(COLUMNS)
 
 
 def comparison_key(row: ComparisonRow) -> str:
@@ -166,7 +167,9 @@ class CompareScreen(ModeScreen):
             detail.update("No comparisons yet: after train + validate, press r and queue a compare job "
                           "(or a pipeline). Sort: s / click a header.")
         else:
-            order = "desc" if self.table.sort_reverse else "asc"
+            col = self.table.sort_column
+            sort = (f"sorted by {LABELS[col]} ({'desc' if self.table.sort_reverse else 'asc'})" if col in LABELS
+                    else "in the comparison's order")
             cur = self.rows.get(self.table.current_id or "")
             why = ""
             if cur is not None:
@@ -174,7 +177,7 @@ class CompareScreen(ModeScreen):
                        f"({windows_label(cur.val_windows, 'val')}), test reported ({windows_label(cur.windows, 'test')})")
                 if cur.decision_note:
                     why += f" · {cur.decision_note}"
-            detail.update(f"{plural(self._shown, 'row')} · sorted by {self.table.sort_column or '—'} ({order}) · "
+            detail.update(f"{plural(self._shown, 'row')} · {sort} · "
                           f"★ = winner (on validation) · p = promote the highlighted row{why}")
 
     def on_data_table_row_highlighted(self) -> None:

@@ -36,6 +36,14 @@ COLUMNS = (
 )
 
 
+#: Widest Stage cell (`training SPY 2/2 ep 3/15` fits; longer words end in `…`).
+STAGE_MAX = 26
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def fmt_eta(eta: float | None) -> Cell:
     if eta is None:
         return Cell(None, "—", style="dim", justify="right")
@@ -115,8 +123,10 @@ def job_cells(js: Any, rank: int = 0, depth: int = 0) -> dict[str, Cell]:
         "symbols": Cell(sym_text, sym_text),
         "model": txt(js.model or "—"),
         "progress": progress_cell(js.progress_done, js.progress_total),
-        # where it is; a job that ended early keeps where it stopped (a succeeded one needs none)
-        "stage": txt(where_words(js, short=True) if js.state != "succeeded" else "",
+        # where it is; a job that ended early keeps where it stopped (a succeeded one needs none).
+        # Clipped: the column only grows, and a long stage once would push the Job column off an
+        # 120-column screen for good; the detail line below the table has the whole words.
+        "stage": txt(_clip(where_words(js, short=True), STAGE_MAX) if js.state != "succeeded" else "",
                      style="" if js.state == "running" else "dim"),
         "eta": fmt_eta(js.eta_s if js.state == "running" else None),
         "device": txt(js.device or "—"),

@@ -132,9 +132,13 @@ class Pipeline:
                                       "steps": [asdict(s) for s in self.steps]}, indent=1)
 
     def run(self, runner: Runner, *, log: Callable[[str], None] = print, max_attempts: int = 2,
-            cancelled: Callable[[], bool] | None = None, step_timeout: float | None = None) -> dict[str, Any]:
-        """Drive every step to success (or stop at the first that fails twice); idempotent."""
-        for step in self.steps:
+            cancelled: Callable[[], bool] | None = None, step_timeout: float | None = None,
+            parent: str | None = None, on_step: Callable[[int, Step], None] | None = None) -> dict[str, Any]:
+        """Drive every step to success (or stop at the first that fails twice); idempotent.
+
+        `parent` (the pipeline job's id) goes into every step's spec, so the Queue lists the steps
+        under their pipeline; `on_step(i, step)` is told which step is in flight (the job's stage)."""
+        for index, step in enumerate(self.steps):
             if cancelled is not None and cancelled():
                 break
             if step.state == Status.SUCCEEDED:
@@ -171,13 +175,16 @@ class Pipeline:
                     params = dict(step.params)
                     if job_id and st == Status.INTERRUPTED and step.kind == "train":
                         params["resume"] = True
-                    spec = JobSpec.create(step.kind, step.symbols, step.model, params=params, priority=5)
+                    spec = JobSpec.create(step.kind, step.symbols, step.model, params=params, priority=5,
+                                          parent=parent)
                     job_id = runner.submit(spec)
                     step.job_ids.append(job_id)
                     step.state = "submitted"
                     self.save()
                     log(f"[submit] {step.name}: job {job_id}")
                 assert job_id is not None  # in flight: the job found running or the one just submitted
+                if on_step is not None:
+                    on_step(index, step)
                 in_flight = job_id  # (bound as the default below: mypy does not narrow a default expression)
                 t0 = time.time()
 
@@ -266,8 +273,11 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             done[0] += 1
             ctx.events.progress(done[0], len(steps), stage=msg.split(":", 1)[0])
 
+    def on_step(index: int, step: Step) -> None:
+        ctx.events.progress(done[0], len(steps), stage=f"step {index + 1}/{len(steps)} {step.name}")
+
     try:
-        status = pipe.run(runner, log=log, cancelled=ctx.cancelled)
+        status = pipe.run(runner, log=log, cancelled=ctx.cancelled, parent=spec.id, on_step=on_step)
     except PipelineCancelled as exc:
         ctx.events.log(str(exc))
         status = pipe.status()

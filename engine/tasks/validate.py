@@ -26,6 +26,7 @@ from engine import evaluation as ev
 from engine import forecast_record
 from engine.forecasters.base import AGGREGATIONS, DrawGroup, aggregate, grid_values
 from engine.task_params import ValidateParams
+from engine.tasks.report import fmt
 from store.forecasts import ForecastModel
 from store.records import Pick
 
@@ -234,7 +235,8 @@ def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
             picks.append(pick)
             v, t = pick["validation"], pick["test"]
             ctx.events.log(f"{model} {symbol}: picked {ev.config_key(pick['config'])} "
-                           f"(val {metric}={v.get(metric)}, test {metric}={t.get(metric)}; {pick['candidates']} candidates)")
+                           f"(val {metric}={fmt(v.get(metric))}, test {metric}={fmt(t.get(metric))}; "
+                           f"{pick['candidates']} candidates)")
             ctx.events.metric(f"{symbol}.val_{metric}", v.get(metric) or float("nan"))
             runs.append({
                 "model": model, "symbol": symbol, "hyperparams": {**pick["config"], "preset": preset, "horizon": horizon},
