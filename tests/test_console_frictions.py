@@ -139,3 +139,17 @@ async def test_stocks_fast_typing_keeps_every_selection_and_a_cleared_filter_kee
         await wait_for(pilot, lambda: stocks.table.row_count == 3, 10, "every row back")
         assert stocks.table.row_ids == ["AAPL", "SPY", "TSLA"]  # SPY back in its place, not appended
         assert stocks.selected == {"AAPL", "SPY"}
+
+
+async def test_the_stocks_table_has_the_focus_as_soon_as_the_screen_is_mounted(env: dict[str, Path]) -> None:  # noqa: F811
+    """Keys typed while the console starts (`/NV` before the engine is up) are handled after the
+    screen mounts: had Textual's auto-focus given the filter field the focus first, `/` itself was
+    typed into the filter as text and nothing matched."""
+    from console.screens.stocks import StocksScreen
+    from console.widgets.table import KeyedTable
+
+    app = _app(env)
+    async with app.run_test(size=(120, 40)):
+        scr = StocksScreen()
+        await app.push_screen(scr)
+        assert isinstance(scr.focused, KeyedTable), scr.focused  # not after a later call_later

@@ -38,6 +38,10 @@ COLUMNS = (
 
 class StocksScreen(ModeScreen):
     MODE: ClassVar[str] = "stocks"
+    #: Textual focuses the first focusable widget when a screen is composed or resumed with nothing
+    #: focused; that is the filter field, and keys typed while the console starts (`/NV`) then went
+    #: into it as text, `/` included. The table is where this screen's keys are read.
+    AUTO_FOCUS: ClassVar[str | None] = "#stocks-table"
     RELOAD_ON_FINISH: ClassVar[bool] = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle", "Select", id="stocks-toggle"),
