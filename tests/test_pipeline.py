@@ -156,3 +156,11 @@ def test_steps_name_the_pipeline_job_as_parent_and_report_the_step_in_flight(tmp
                                           on_step=lambda i, s: seen.append((i, s.name)))
     assert r.submitted and {s.parent for s in r.submitted} == {"pipe-job"}
     assert seen == [(i, s.name) for i, s in enumerate(_steps()) if s.kind != "report"]
+
+
+def test_a_pipeline_job_made_for_one_model_trains_that_model_only() -> None:
+    from engine.tasks.pipeline import pipeline_models
+
+    assert pipeline_models(JobSpec.create("pipeline", ["SPY"], "toto", params={})) == ["toto"]
+    assert pipeline_models(JobSpec.create("pipeline", ["SPY"], None, params={"models": ["kronos"]})) == ["kronos"]
+    assert pipeline_models(JobSpec.create("pipeline", ["SPY"], None, params={})) == ["toto", "kronos", "chronos2"]

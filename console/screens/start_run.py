@@ -44,6 +44,8 @@ MODEL_FREE_NOTE: dict[str, str] = {
     "baseline": "— (naive baselines only)",
     "compare": "— (every model with a pick)",
     "regression": "— (every model with a pick)",
+    # its `models` field names them (a Model select beside it looked like the one it would train)
+    "pipeline": "— (the models field; empty: every model)",
 }
 #: Kinds that work over all models (or naive only): the model field is ignored for them.
 MODEL_FREE_KINDS: frozenset[str] = frozenset(MODEL_FREE_NOTE)

@@ -248,12 +248,18 @@ def pipeline_name(symbols: Sequence[str], preset: str, horizon: int, models: Seq
 COOPERATIVE_CANCEL = True
 
 
+def pipeline_models(spec: JobSpec) -> list[str]:
+    """The models a pipeline job trains: its `models` param, else the job's own model (a spec made
+    for one model means that model), else every foundation model."""
+    return list(spec.params.get("models") or ([spec.model] if spec.model else FOUNDATION_MODELS))
+
+
 def run(spec: JobSpec, ctx: TaskContext) -> dict[str, Any]:
     """The job form: drives the steps through the running engine's inbox (SpoolRunner)."""
     p = dict(spec.params)
     preset = str(p.get("preset", "tiny"))
     horizon = int(p.get("horizon") or 16)
-    models = list(p.get("models") or FOUNDATION_MODELS)
+    models = pipeline_models(spec)
     if p.get("steps"):
         steps = chain_steps(spec.symbols, p["steps"])
         name = str(p.get("name") or chain_name(spec.symbols, p["steps"]))
