@@ -2,7 +2,10 @@
 
 - `write_cycle_csv`: the 420-row daily series with a 16-day cycle that the train, train-command and
   sweep tests fine-tune the tiny presets on.
-- `wait_for`: poll a condition inside a running event loop, failing with what was awaited.
+- `wait_for`: poll a condition inside a running event loop (through a Textual Pilot when given one),
+  failing with what was awaited. Every test waits with this one.
+- `notices`, `outcome`: what a console app said in notifications (a flow's outcome is one of them).
+- `job_states`: a wait_for `detail` naming an engine's jobs, states and reasons.
 - `cli_beside_console`: run a CLI call while a console (a live engine-service client) is open.
 - `engines`: in-process Engines over one workspace with test timings (poll 20 ms, heartbeat 0.2 s,
   grace 1 s, no symbol checks, no GPU), each stopped and its store closed at the end.
@@ -21,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from textual.pilot import Pilot
+
     from engine.controller import Engine
     from engine.state import JobState
 
@@ -37,12 +42,44 @@ def write_cycle_csv(path: Path, n: int = 420) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+async def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition", *,
+                   pilot: Pilot[Any] | None = None, detail: Callable[[], str] | None = None,
+                   tick: Callable[[], None] | None = None) -> None:
+    """Poll `cond` inside a running event loop until it is true; after `timeout` seconds fail with
+    `what` (and `detail()`, e.g. the jobs' states, when given).
+
+    With a Textual `pilot` each poll is a `pilot.pause`, which also lets the app process its
+    messages and timers between looks; without one it is a plain `asyncio.sleep`. `tick` is called
+    on every poll (to sample something while waiting).
+    """
+    if not callable(cond):
+        raise TypeError(f"wait_for(cond, timeout, what, pilot=...) takes the condition first, got {cond!r}")
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+            extra = f"; {detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{extra}")
+        if tick is not None:
+            tick()
+        if pilot is not None:
+            await pilot.pause(0.05)
+        else:
+            await asyncio.sleep(0.02)
+
+
+def notices(app: Any) -> list[str]:
+    """What a console app has said in notifications ("title: message"), oldest first."""
+    return [f"{n.title}: {n.message}" for n in app._notifications]
+
+
+def outcome(app: Any, *titles: str) -> str | None:
+    """The title of the app's latest notification among `titles` (a flow's outcome), or None yet."""
+    return next((n.title for n in reversed(list(app._notifications)) if n.title in titles), None)
+
+
+def job_states(engine: Engine) -> Callable[[], str]:
+    """A `detail` for wait_for: every job of `engine` with its state and reason."""
+    return lambda: "jobs: " + "; ".join(f"{j.id} {j.state} {j.reason}" for j in engine.jobs())
 
 
 def cli_beside_console(ws: Path, call: Callable[[], subprocess.CompletedProcess[str]]

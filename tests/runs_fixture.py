@@ -131,12 +131,7 @@ def offline_app(ws: Path, hp: Path) -> Any:
 
 
 async def until(pilot: Any, cond: Any, what: str, timeout: float = 10.0) -> None:
-    """Wait on a condition (pilot pauses), failing with `what` after `timeout` seconds."""
-    import asyncio
+    """tests.helpers.wait_for through `pilot`, in the argument order the runs tests use."""
+    from tests.helpers import wait_for
 
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
+    await wait_for(cond, timeout, what, pilot=pilot)

@@ -11,8 +11,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from console.services import ConsoleServices
 from console.widgets.table import Cell, KeyedTable, num
 from engine.gpu import FakeGpuSource
 from engine.paths import PROJECT_ROOT
+from tests.helpers import notices, outcome, wait_for
 
 SYMBOLS = ("AAPL", "SPY", "TSLA")
 
@@ -58,14 +57,6 @@ def render_text(renderable: Any) -> str:
     return console.export_text()
 
 
-async def wait_for(pilot: Any, pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await pilot.pause(0.1)
-
-
 def test_console_never_imports_torch() -> None:
     code = (
         "import sys\n"
@@ -84,7 +75,7 @@ async def test_baseline_flow_rows_appear(env: dict[str, Path]) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await asyncio.wait_for(app.ready.wait(), 10)
         stocks = app.screen
-        await wait_for(pilot, lambda: stocks.table.row_count == 3, 5, "stock rows")
+        await wait_for(lambda: stocks.table.row_count == 3, 5, "stock rows", pilot=pilot)
         assert stocks.table.row_ids == ["AAPL", "SPY", "TSLA"]
         assert stocks.table.raw("AAPL", "naive") is None  # no baseline yet
         await pilot.press("space", "space")  # AAPL, then the cursor moved to SPY
@@ -93,10 +84,10 @@ async def test_baseline_flow_rows_appear(env: dict[str, Path]) -> None:
         await pilot.pause()
         jobs = app.services.jobs()
         assert len(jobs) == 1 and jobs[0].kind == "baseline" and jobs[0].symbols == ("AAPL", "SPY")
-        await wait_for(pilot, lambda: app.services.jobs()[0].state in ("succeeded", "failed"), 15, "baseline job")
+        await wait_for(lambda: app.services.jobs()[0].state in ("succeeded", "failed"), 15, "baseline job", pilot=pilot)
         assert app.services.jobs()[0].state == "succeeded", app.services.jobs()[0].reason
         # the Stocks screen re-reads the store when the job finishes: tier and naive MAE% appear
-        await wait_for(pilot, lambda: stocks.table.raw("SPY", "naive") is not None, 5, "baseline numbers")
+        await wait_for(lambda: stocks.table.raw("SPY", "naive") is not None, 5, "baseline numbers", pilot=pilot)
         assert stocks.table.raw("TSLA", "naive") is None  # not selected, not run
         spy = next(b for b in app.services.store.baselines() if b.symbol == "SPY" and b.tier_windows)
         assert str(stocks.table.row_cells("SPY")["naive"].text) == f"{spy.tier_mae_pct:.3f} {spy.tier_windows}w"
@@ -112,7 +103,7 @@ async def test_form_rejects_bad_input_inline(env: dict[str, Path]) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await asyncio.wait_for(app.ready.wait(), 10)
         stocks = app.screen
-        await wait_for(pilot, lambda: stocks.table.row_count == len(SYMBOLS), 5, "stock rows")
+        await wait_for(lambda: stocks.table.row_count == len(SYMBOLS), 5, "stock rows", pilot=pilot)
         await pilot.press("r")
         await pilot.pause()
         assert any("select symbols" in n.message for n in app._notifications)
@@ -139,13 +130,13 @@ async def test_train_loss_points_arrive_then_cancel(env: dict[str, Path]) -> Non
     async with app.run_test(size=(120, 40)) as pilot:
         await asyncio.wait_for(app.ready.wait(), 10)
         stocks = app.screen
-        await wait_for(pilot, lambda: stocks.table.row_count == len(SYMBOLS), 5, "stock rows")
+        await wait_for(lambda: stocks.table.row_count == len(SYMBOLS), 5, "stock rows", pilot=pilot)
         await pilot.press("space", "r")
         await pilot.pause()
         form = app.screen
         form.query_one("#run-kind").value = "train"
         form.query_one("#run-model").value = "toto"
-        await wait_for(pilot, lambda: bool(form.query("#run-epochs")), 5, "train fields")  # rebuilt for the kind
+        await wait_for(lambda: bool(form.query("#run-epochs")), 5, "train fields", pilot=pilot)  # rebuilt for the kind
         form.query_one("#run-epochs").value = "200"
         form.query_one("#run-context").value = "64"
         form.query_one("#run-horizon").value = "16"
@@ -160,14 +151,14 @@ async def test_train_loss_points_arrive_then_cancel(env: dict[str, Path]) -> Non
         assert type(live).__name__ == "LiveScreen" and live.job_id == job.id
         chart = live.query_one("LossChart")
         # the worker imports torch and builds the tiny model first: allow for a loaded 2-core machine
-        await wait_for(pilot, lambda: chart.n_points >= 1 or app.services.job(job.id).state == "failed",
-                       40, "loss points")
+        await wait_for(lambda: chart.n_points >= 1 or app.services.job(job.id).state == "failed",
+                       40, "loss points", pilot=pilot)
         assert app.services.job(job.id).state == "running", app.services.job(job.id).reason
         await pilot.press("c")  # a running job: the console asks first
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", 5, "the cancel question")
+        await wait_for(lambda: type(app.screen).__name__ == "ConfirmScreen", 5, "the cancel question", pilot=pilot)
         assert app.services.job(job.id).state == "running"
         await pilot.press("y")
-        await wait_for(pilot, lambda: app.services.job(job.id).state != "running", 15, "cancel")
+        await wait_for(lambda: app.services.job(job.id).state != "running", 15, "cancel", pilot=pilot)
         assert app.services.job(job.id).state == "cancelled"
 
 
@@ -200,13 +191,13 @@ async def test_promote_comparison_winner_writes_json(env: dict[str, Path]) -> No
         await asyncio.wait_for(app.ready.wait(), 10)
         await pilot.press("4")
         compare = app.screen
-        await wait_for(pilot, lambda: compare.table.row_count == 2, 5, "comparison rows")
+        await wait_for(lambda: compare.table.row_count == 2, 5, "comparison rows", pilot=pilot)
         compare.table.sort_by("val")
         assert compare.table.row_ids[0] == "SPY|16|toto|tiny"
         assert compare.table.raw("SPY|16|toto|tiny", "win") is True
         compare.table.move_cursor(row=0)
         await pilot.press("p")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", 5, "confirm modal")
+        await wait_for(lambda: type(app.screen).__name__ == "ConfirmScreen", 5, "confirm modal", pilot=pilot)
         body = render_text(app.screen.body)
         assert "nothing promoted yet" in body and "num_samples" in body and "at h=16" in body
         assert "1.600 val 40w" in body and "2.500 test 40w" in body
@@ -221,7 +212,12 @@ async def test_promote_comparison_winner_writes_json(env: dict[str, Path]) -> No
         assert str(app.screen.query_one("#confirm-ok", Button).label) == "Promote anyway"
         await pilot.press("enter")
         path = env["hp"] / "toto" / "SPY.json"
-        await wait_for(pilot, path.is_file, 5, "promoted file")
+        # the flow ends in one notification either way ("promoted" once the engine service wrote the file, or
+        # "promotion failed" with why): wait for that outcome, not for the file within some seconds
+        await wait_for(lambda: outcome(app, "promoted", "promotion failed"), 30, "the promotion's outcome",
+                       pilot=pilot, detail=lambda: str(notices(app)))
+        assert outcome(app, "promoted", "promotion failed") == "promoted", notices(app)
+        assert path.is_file()
         content = json.loads(path.read_text())
         assert content["symbol"] == "SPY" and content["model"] == "toto" and content["horizon"] == 16
         # exactly the highlighted row, not the (later, h=64) pick
@@ -230,11 +226,14 @@ async def test_promote_comparison_winner_writes_json(env: dict[str, Path]) -> No
         await pilot.press("6")
         configs = app.screen
         promos = configs.query_one("#promos-table", KeyedTable)
-        await wait_for(pilot, lambda: promos.row_count == 1, 5, "promotion history")
+        await wait_for(lambda: promos.row_count == 1, 5, "promotion history", pilot=pilot)
         await pilot.press("b")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", 5, "rollback modal")
+        await wait_for(lambda: type(app.screen).__name__ == "ConfirmScreen", 5, "rollback modal", pilot=pilot)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not path.exists(), 5, "rollback")
+        await wait_for(lambda: outcome(app, "rolled back", "rollback failed"), 30, "the rollback's outcome",
+                       pilot=pilot, detail=lambda: str(notices(app)))
+        assert outcome(app, "rolled back", "rollback failed") == "rolled back", notices(app)
+        assert not path.exists()
 
 
 async def test_readonly_when_store_locked(env: dict[str, Path]) -> None:
@@ -248,7 +247,7 @@ async def test_readonly_when_store_locked(env: dict[str, Path]) -> None:
             assert app.services.readonly_reason
             assert "READ-ONLY" in app.sub_title
             stocks = app.screen
-            await wait_for(pilot, lambda: stocks.table.row_count == len(SYMBOLS), 5, "stock rows")
+            await wait_for(lambda: stocks.table.row_count == len(SYMBOLS), 5, "stock rows", pilot=pilot)
             await pilot.press("space", "b")
             await pilot.pause()
             said = [n.message for n in app._notifications if "cannot manage jobs" in n.message]

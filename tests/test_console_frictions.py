@@ -13,7 +13,8 @@ from textual.widgets import HelpPanel, Input, Select, Static
 from console.app import ForecastConsoleApp
 from console.screens.start_run import StartRunScreen
 from console.services import ConsoleServices
-from tests.test_console_app import env, wait_for  # noqa: F401
+from tests.helpers import wait_for
+from tests.test_console_app import env  # noqa: F401
 
 
 def _app(env: dict[str, Path]) -> ForecastConsoleApp:  # noqa: F811
@@ -23,14 +24,14 @@ def _app(env: dict[str, Path]) -> ForecastConsoleApp:  # noqa: F811
 
 async def _open_form(app: ForecastConsoleApp, pilot: object, symbols: list[str]) -> StartRunScreen:
     stocks = app.get_screen_for_mode("stocks")
-    await wait_for(pilot, lambda: getattr(stocks, "loaded", False), 20, "the stocks rows")
+    await wait_for(lambda: getattr(stocks, "loaded", False), 20, "the stocks rows", pilot=pilot)
     stocks.action_preset("none")  # type: ignore[union-attr]
     for s in symbols:
         stocks.toggle(s)  # type: ignore[union-attr]
-    await wait_for(pilot, lambda: app.selected_symbols == sorted(symbols), 5, "the selection told to the app")
+    await wait_for(lambda: app.selected_symbols == sorted(symbols), 5, "the selection told to the app", pilot=pilot)
     app.action_start_run()
-    await wait_for(pilot, lambda: isinstance(app.screen, StartRunScreen) and app.screen.query("#run-plan"), 10,
-                   "the form")
+    await wait_for(lambda: isinstance(app.screen, StartRunScreen) and app.screen.query("#run-plan"), 10,
+                   "the form", pilot=pilot)
     return app.screen
 
 
@@ -58,8 +59,8 @@ async def test_form_fields_tab_order_horizon_check_tier_unknown_and_kind_kept(en
         # no baseline yet: the planner says so instead of showing "medium" as if measured
         assert "tier unknown — run a baseline" in str(form.query_one("#run-plan", Static).content)
         form.query_one("#run-kind", Select).value = "train"
-        await wait_for(pilot, lambda: form.query("#run-epochs") and form.query_one("#run-model", Select).display,
-                       10, "the train fields and the model select")
+        await wait_for(lambda: form.query("#run-epochs") and form.query_one("#run-model", Select).display,
+                       10, "the train fields and the model select", pilot=pilot)
         form.query_one("#run-horizon", Input).value = ""
         form.query_one("#run-context", Input).value = "5000"
         form.action_submit()
@@ -131,12 +132,12 @@ async def test_stocks_fast_typing_keeps_every_selection_and_a_cleared_filter_kee
     async with app.run_test(size=(80, 24)) as pilot:
         await asyncio.wait_for(app.ready.wait(), 20)
         stocks = app.get_screen_for_mode("stocks")
-        await wait_for(pilot, lambda: getattr(stocks, "loaded", False), 20, "the stocks rows")
+        await wait_for(lambda: getattr(stocks, "loaded", False), 20, "the stocks rows", pilot=pilot)
         burst(app, ["slash", "A", "A", "enter", "space", "slash", "backspace", "backspace", *"SP", "enter", "space"])
-        await wait_for(pilot, lambda: stocks.selected == {"AAPL", "SPY"}, 10, "both symbols selected")
+        await wait_for(lambda: stocks.selected == {"AAPL", "SPY"}, 10, "both symbols selected", pilot=pilot)
         assert stocks.table.row_ids == ["SPY"]
         burst(app, ["slash", "backspace", "backspace", "enter"])
-        await wait_for(pilot, lambda: stocks.table.row_count == 3, 10, "every row back")
+        await wait_for(lambda: stocks.table.row_count == 3, 10, "every row back", pilot=pilot)
         assert stocks.table.row_ids == ["AAPL", "SPY", "TSLA"]  # SPY back in its place, not appended
         assert stocks.selected == {"AAPL", "SPY"}
 

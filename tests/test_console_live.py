@@ -13,7 +13,8 @@ import pytest
 
 from console.widgets.loss_chart import LossChart
 from store import Store
-from tests.test_console_app import env, wait_for  # noqa: F401
+from tests.helpers import notices, wait_for
+from tests.test_console_app import env  # noqa: F401
 from tests.test_console_app import make_app as make_console
 from tests.test_console_snapshots import T0, TWO_ID, _job_rec, make_app, seed_two_symbol_job, seeded  # noqa: F401
 
@@ -33,9 +34,9 @@ async def test_two_symbol_live_curves_best_val_header_and_options(seeded: dict[s
     async with app.run_test(size=(80, 24)) as pilot:
         await asyncio.wait_for(app.ready.wait(), 30)
         app.open_live(TWO_ID)
-        await wait_for(pilot, lambda: bool(app.screen.query(LossChart)), 5, "the Live screen")
+        await wait_for(lambda: bool(app.screen.query(LossChart)), 5, "the Live screen", pilot=pilot)
         chart = app.screen.query_one(LossChart)
-        await wait_for(pilot, lambda: len(chart.series) == 2, 10, "two series")
+        await wait_for(lambda: len(chart.series) == 2, 10, "two series", pilot=pilot)
         spy, aapl = chart.series.values()
         assert (spy.label, aapl.label) == ("SPY", "AAPL")
         assert spy.train[0][0] == aapl.train[0][0] == 1.0  # each run from its own step 1: no line back
@@ -50,8 +51,8 @@ async def test_two_symbol_live_curves_best_val_header_and_options(seeded: dict[s
         await pilot.pause(0.6)
         assert chart.draw_count >= 2 and "(smoothed, log)" in chart._title()
         await pilot.press("o")  # no earlier chronos2 runs in this workspace: said so, nothing overlaid
-        await wait_for(pilot, lambda: any("no earlier chronos2 runs" in n.message for n in app._notifications), 5,
-                       "the overlay's answer")
+        await wait_for(lambda: any("no earlier chronos2 runs" in n.message for n in app._notifications), 5,
+                       "the overlay's answer", pilot=pilot)
         assert not chart.earlier
         app.open_live(NEVER_RAN)  # after a finished job: its bar must not carry over, nor show 100 %
         await pilot.pause(0.1)
@@ -72,40 +73,43 @@ async def test_a_second_console_sees_jobs_another_console_started_and_cancels_on
     async with one.run_test(size=(120, 40)) as p1, two.run_test(size=(120, 40)) as p2:
         await asyncio.wait_for(one.ready.wait(), 30)
         await asyncio.wait_for(two.ready.wait(), 30)
-        assert two.services.engine is not None and not two.services.readonly_reason  # live, not read-only
-        assert one.queue_jobs("train", ["SPY", "AAPL"], "toto", {"_test": {"steps": 40, "sleep": 0.02}}, quiet=True)
-        assert one.queue_jobs("train", ["TSLA"], "toto", {"_test": {"steps": 4000, "sleep": 0.05}}, quiet=True)
+        for app in (one, two):  # both live, not read-only
+            assert app.services.engine is not None and not app.services.readonly_reason, notices(app)
+        assert one.queue_jobs("train", ["SPY", "AAPL"], "toto", {"_test": {"steps": 40, "sleep": 0.02}}, quiet=True), \
+            notices(one)
+        assert one.queue_jobs("train", ["TSLA"], "toto", {"_test": {"steps": 4000, "sleep": 0.05}}, quiet=True), \
+            notices(one)
         short, long_ = (j.id for j in one.services.jobs())
         await p2.press("2")
-        await wait_for(p2, lambda: type(two.screen).__name__ == "QueueScreen", 5, "the second console's Queue")
+        await wait_for(lambda: type(two.screen).__name__ == "QueueScreen", 5, "the second console's Queue", pilot=p2)
         table = two.screen.table
-        await wait_for(p2, lambda: {short, long_} <= set(table.row_ids), 20, "both jobs in the second Queue")
-        await wait_for(p2, lambda: getattr(two.services.job(short), "state", None) == "succeeded", 30,
-                       "the two-symbol job to finish")
+        await wait_for(lambda: {short, long_} <= set(table.row_ids), 20, "both jobs in the second Queue", pilot=p2)
+        await wait_for(lambda: getattr(two.services.job(short), "state", None) == "succeeded", 30,
+                       "the two-symbol job to finish", pilot=p2)
         two.open_live(short)
-        await wait_for(p2, lambda: bool(two.screen.query(LossChart)), 5, "the Live screen")
+        await wait_for(lambda: bool(two.screen.query(LossChart)), 5, "the Live screen", pilot=p2)
         chart = two.screen.query_one(LossChart)
         # the job asked for, not the running one that streamed while the screen was being composed
-        await wait_for(p2, lambda: two.screen.job_id == short, 5, "Live to show the job opened")
+        await wait_for(lambda: two.screen.job_id == short, 5, "Live to show the job opened", pilot=p2)
         # the history arrives in batches: wait for all of it, then check its shape
         try:
-            await wait_for(p2, lambda: len(chart.series) == 2 and all(len(s.train) == 20 for s in chart.series.values()),
-                           10, "two full curves on the second console's Live")
+            await wait_for(lambda: len(chart.series) == 2 and all(len(s.train) == 20 for s in chart.series.values()),
+                           10, "two full curves on the second console's Live", pilot=p2)
         except AssertionError:
             raise AssertionError([(s.label, [x for x, _ in s.train]) for s in chart.series.values()]) from None
         assert [s.label for s in chart.series.values()] == ["SPY", "AAPL"]
         assert all(s.train[0][0] == 1.0 for s in chart.series.values())
-        await wait_for(p2, lambda: getattr(two.services.job(long_), "symbol", None) == "TSLA", 30, "the long job running")
+        await wait_for(lambda: getattr(two.services.job(long_), "symbol", None) == "TSLA", 30, "the long job running", pilot=p2)
         await p2.press("n")  # next job: the long one
-        await wait_for(p2, lambda: two.screen.job_id == long_ and chart.n_points > 0, 10, "the long job's points")
+        await wait_for(lambda: two.screen.job_id == long_ and chart.n_points > 0, 10, "the long job's points", pilot=p2)
         await p2.press("c")  # a running job: the console asks first
-        await wait_for(p2, lambda: type(two.screen).__name__ == "ConfirmScreen", 5, "the cancel question")
+        await wait_for(lambda: type(two.screen).__name__ == "ConfirmScreen", 5, "the cancel question", pilot=p2)
         await p2.press("y")
         for app, pilot in ((one, p1), (two, p2)):
-            await wait_for(pilot, lambda app=app: getattr(app.services.job(long_), "state", None) == "cancelled", 20,
-                           "both consoles to show the job cancelled")
-        await wait_for(p2, lambda: "cancelled · stopped at test · TSLA" in _text(two, "#live-title"), 5,
-                       "the Live header to say where the job stopped")
+            await wait_for(lambda app=app: getattr(app.services.job(long_), "state", None) == "cancelled", 20,
+                           "both consoles to show the job cancelled", pilot=pilot)
+        await wait_for(lambda: "cancelled · stopped at test · TSLA" in _text(two, "#live-title"), 5,
+                       "the Live header to say where the job stopped", pilot=p2)
 
 
 def test_history_overlapping_pumped_updates_adds_no_point_twice() -> None:

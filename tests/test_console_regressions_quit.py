@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from console.services import ConsoleServices
 from console.widgets.table import KeyedTable
 from engine.gpu import FakeGpuSource
 from store.storage import StoreError
+from tests.helpers import notices, wait_for
 from tests.test_eval_support import write_csv
 
 
@@ -42,14 +42,6 @@ def make_app(env: dict[str, Path]) -> ForecastConsoleApp:
     svc = ConsoleServices(env["ws"], hyperparams_dir=env["hp"], gpu_source=FakeGpuSource(1, 24.0),
                           engine_kwargs={"poll_interval": 0.05})
     return ForecastConsoleApp(svc, telemetry_interval=None)
-
-
-async def wait_for(pilot: Any, pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await pilot.pause(0.1)
 
 
 def _row(model: str = "toto", symbol: str = "SPY", **kw: Any) -> dict[str, Any]:
@@ -96,22 +88,22 @@ async def test_regression_job_rows_reach_store_and_screen_queues_proposal(env: d
         await pilot.press("5")
         screen = app.screen
         detail = screen.query_one("#regress-detail")
-        await wait_for(pilot, lambda: "Press c" in str(detail.render()), 5, "empty-state hint naming the key")
+        await wait_for(lambda: "Press c" in str(detail.render()), 5, "empty-state hint naming the key", pilot=pilot)
         assert app.queue_jobs("regression", ["AAA"], None,
-                              {"models": ["naive"], "horizon": 8, "context": 32, "preset": "tiny"})
+                              {"models": ["naive"], "horizon": 8, "context": 32, "preset": "tiny"}), notices(app)
         job = app.services.jobs()[-1]
-        await wait_for(pilot, lambda: app.services.job(job.id).state not in ("queued", "running"), 25,
-                       "regression job")
+        await wait_for(lambda: app.services.job(job.id).state not in ("queued", "running"), 25,
+                       "regression job", pilot=pilot)
         assert app.services.job(job.id).state == "succeeded", app.services.job(job.id).reason
         # engine -> store: the task's rows, tagged with the job
-        await wait_for(pilot, lambda: bool(app.services.store.regressions()), 5, "store rows")
+        await wait_for(lambda: bool(app.services.store.regressions()), 5, "store rows", pilot=pilot)
         (row,) = app.services.store.regressions()
         assert row.job_id == job.id and row.flagged and row.worse_than_previous
         # naive cannot be trained: flagged with the reason, no train/validate proposed
         assert row.proposed_jobs == [] and "naive has nothing to train" in row.reason
         # store -> screen
         table = screen.query_one(KeyedTable)
-        await wait_for(pilot, lambda: table.row_count == 1, 5, "regression row on screen")
+        await wait_for(lambda: table.row_count == 1, 5, "regression row on screen", pilot=pilot)
         key = "naive|AAA|mae_pct"
         assert table.raw(key, "flag") is True
         assert table.raw(key, "d_prev") == pytest.approx(row.delta_vs_previous_pct)
@@ -151,7 +143,7 @@ async def test_regression_chain_is_one_job_that_survives_a_service_restart_and_t
         await asyncio.wait_for(app.ready.wait(), 10)
         await pilot.press("5")
         screen = app.screen
-        await wait_for(pilot, lambda: screen.table.row_count == 1, 5, "the flagged row")
+        await wait_for(lambda: screen.table.row_count == 1, 5, "the flagged row", pilot=pilot)
         await pilot.press("t")
         await pilot.press("t")
         await pilot.pause()
@@ -161,10 +153,10 @@ async def test_regression_chain_is_one_job_that_survives_a_service_restart_and_t
         steps = app.services.engine.spec(pipe.id).params["steps"]
         assert [(s["kind"], s["model"]) for s in steps] == [("train", "toto"), ("validate", "toto")]
         assert any("already carried out" in n.message for n in app._notifications)
-        await wait_for(pilot, lambda: app.services.store.regressions()[0].follow_up == pipe.id, 10,
-                       "the follow-up recorded on the row")
-        await wait_for(pilot, lambda: any(j.kind == "train" and j.state == "running" and j.progress_done
-                                          for j in app.services.jobs()), 30, "the retrain running")
+        await wait_for(lambda: app.services.store.regressions()[0].follow_up == pipe.id, 10,
+                       "the follow-up recorded on the row", pilot=pilot)
+        await wait_for(lambda: any(j.kind == "train" and j.state == "running" and j.progress_done
+                                          for j in app.services.jobs()), 30, "the retrain running", pilot=pilot)
     # console gone; now the service dies in the middle of the retrain
     jc = JobClient(env["ws"], poll_interval=0.05)
     first = jc.status()
@@ -185,8 +177,8 @@ async def test_regression_chain_is_one_job_that_survives_a_service_restart_and_t
         await asyncio.wait_for(app.ready.wait(), 10)
         await pilot.press("5")
         screen = app.screen
-        await wait_for(pilot, lambda: "succeeded" in str(screen.table.raw(key, "action") or ""), 10,
-                       "the row showing its follow-up done")
+        await wait_for(lambda: "succeeded" in str(screen.table.raw(key, "action") or ""), 10,
+                       "the row showing its follow-up done", pilot=pilot)
         before = {j.id for j in app.services.jobs()}
         await pilot.press("t")
         await pilot.pause()
@@ -210,18 +202,18 @@ async def test_quit_with_running_job(env: dict[str, Path], choice: str) -> None:
     try:
         async with app.run_test(size=(80, 24)) as pilot:
             await asyncio.wait_for(app.ready.wait(), 10)
-            assert app.queue_jobs("train", ["AAA"], "toto", {"_test": {"sleep": 0.2, "steps": 100}})
+            assert app.queue_jobs("train", ["AAA"], "toto", {"_test": {"sleep": 0.2, "steps": 100}}), notices(app)
             job = app.services.jobs()[-1]
-            await wait_for(pilot, lambda: app.services.job(job.id).pid is not None
-                           and app.services.job(job.id).state == "running", 10, "running job")
+            await wait_for(lambda: app.services.job(job.id).pid is not None
+                           and app.services.job(job.id).state == "running", 10, "running job", pilot=pilot)
             pid = int(app.services.job(job.id).pid)
             await pilot.press("q")
-            await wait_for(pilot, lambda: type(app.screen).__name__ == "QuitScreen", 5, "quit dialog")
+            await wait_for(lambda: type(app.screen).__name__ == "QuitScreen", 5, "quit dialog", pilot=pilot)
             assert "1 job(s) still running" in str(app.screen.query_one("#quit-body").render())
-            await wait_for(pilot, lambda: getattr(app.screen.focused, "id", None) == "leave", 5,
-                           "Leave running focused as the default")
+            await wait_for(lambda: getattr(app.screen.focused, "id", None) == "leave", 5,
+                           "Leave running focused as the default", pilot=pilot)
             await pilot.press("enter" if choice == "leave" else "c")  # enter = the focused default
-            await wait_for(pilot, lambda: app.return_value is not None, 20, "app exit")
+            await wait_for(lambda: app.return_value is not None, 20, "app exit", pilot=pilot)
         assert app.return_value == 0
         from store import Store
 
@@ -267,7 +259,7 @@ async def test_run_form_shows_every_parameter_of_the_kind_and_sends_only_what_wa
             def shown() -> set[str]:
                 return {w.id.removeprefix("run-") for w in form.query("#run-params > *") if w.id}
 
-            await wait_for(pilot, lambda want=expected: shown() == want, 10, f"the {kind} fields")
+            await wait_for(lambda want=expected: shown() == want, 10, f"the {kind} fields", pilot=pilot)
             await pilot.pause()  # let the new fields finish mounting (a list takes its value on mount)
             params, _ = form.build_params(kind)
             assert params.get("preset") == "tiny", kind  # a list with a default sends it

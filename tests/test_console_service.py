@@ -14,7 +14,8 @@ import pytest
 
 from console.widgets.loss_chart import LossChart
 from store import Store
-from tests.test_console_app import _seed_pick_and_comparison, env, make_app, wait_for  # noqa: F401
+from tests.helpers import wait_for
+from tests.test_console_app import _seed_pick_and_comparison, env, make_app  # noqa: F401
 
 ENTRY = "import sys; from console.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -37,23 +38,23 @@ async def test_two_consoles_follow_a_shell_job_with_loss_points_and_either_cance
         assert r.returncode == 0, r.stdout + r.stderr
         jid = r.stdout.split()[1]
         for app, pilot in ((one, p1), (two, p2)):
-            await wait_for(pilot, lambda app=app: len(app.services.curve(jid)) >= 3, 30, "loss points in a console")
+            await wait_for(lambda app=app: len(app.services.curve(jid)) >= 3, 30, "loss points in a console", pilot=pilot)
             app.open_live(jid)
             await pilot.pause(0.3)
             assert app.screen.job_id == jid
-            await wait_for(pilot, lambda app=app: app.screen.query_one(LossChart).n_points > 0, 10, "the live chart")
+            await wait_for(lambda app=app: app.screen.query_one(LossChart).n_points > 0, 10, "the live chart", pilot=pilot)
         await p2.press("2")  # the second console's Queue cancels the job
-        await wait_for(p2, lambda: type(two.screen).__name__ == "QueueScreen", 5, "queue screen")
+        await wait_for(lambda: type(two.screen).__name__ == "QueueScreen", 5, "queue screen", pilot=p2)
         table = two.screen.table
-        await wait_for(p2, lambda: jid in table.row_ids, 5, "the job's row")
+        await wait_for(lambda: jid in table.row_ids, 5, "the job's row", pilot=p2)
         table.move_cursor(row=table.get_row_index(jid))
         await p2.pause(0.1)
         await p2.press("c")
-        await wait_for(p2, lambda: type(two.screen).__name__ == "ConfirmScreen", 5, "the cancel question")
+        await wait_for(lambda: type(two.screen).__name__ == "ConfirmScreen", 5, "the cancel question", pilot=p2)
         await p2.press("y")
         for app, pilot in ((one, p1), (two, p2)):
-            await wait_for(pilot, lambda app=app: getattr(app.services.job(jid), "state", None) == "cancelled", 20,
-                           "both consoles to show the job cancelled")
+            await wait_for(lambda app=app: getattr(app.services.job(jid), "state", None) == "cancelled", 20,
+                           "both consoles to show the job cancelled", pilot=pilot)
 
 
 async def test_promote_rollback_and_baseline_from_a_shell_while_a_console_is_open(env: dict[str, Path]) -> None:  # noqa: F811
@@ -75,3 +76,4 @@ async def test_promote_rollback_and_baseline_from_a_shell_while_a_console_is_ope
         with Store.open(env["ws"], readonly=True) as st:
             assert st.baselines(symbol="AAPL", horizon=1)
         await pilot.pause(0)
+

@@ -13,7 +13,6 @@ mostly its worker's start-up (torch import), a few seconds.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -27,7 +26,7 @@ from engine.controller import Engine
 from engine.gpu import GpuSource
 from engine.jobs import JobSpec
 from engine.state import JobState
-from tests.helpers import write_cycle_csv
+from tests.helpers import job_states, wait_for, write_cycle_csv
 
 pytestmark = pytest.mark.slow
 
@@ -82,15 +81,6 @@ async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         store.close()
 
 
-async def wait_for(cond: Any, timeout: float, what: str, engine: Engine) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; jobs: "
-                                 + "; ".join(f"{j.id} {j.state} {j.reason}" for j in engine.jobs()))
-        await asyncio.sleep(0.1)
-
-
 def finished(engine: Engine, job_id: str) -> bool:
     st = engine.job(job_id)
     return st is not None and st.finished
@@ -117,11 +107,11 @@ def load_study(ws: Path, mode: str) -> Any:
 async def run_sweep_job(e: Env, params: dict[str, Any], timeout: float = 75.0) -> tuple[JobSpec, list[JobState]]:
     spec = JobSpec.create("sweep", [SYMBOL], "toto", params=params)
     e.engine.submit(spec)
-    await wait_for(lambda: finished(e.engine, spec.id), timeout, f"sweep job {spec.id}", e.engine)
+    await wait_for(lambda: finished(e.engine, spec.id), timeout, f"sweep job {spec.id}", detail=job_states(e.engine))
     st = e.engine.job(spec.id)
     assert st is not None and st.state == "succeeded", explain(e.engine, e.ws, spec.id)
     # the store has the sweep's final record (the engine persists results before the state)
-    await wait_for(lambda: (e.store.get_job(spec.id) or {}).get("state") == "succeeded", 5, "store record", e.engine)
+    await wait_for(lambda: (e.store.get_job(spec.id) or {}).get("state") == "succeeded", 5, "store record", detail=job_states(e.engine))
     return spec, trials_of(e.engine, spec.id)
 
 
@@ -179,12 +169,12 @@ async def test_cancel_sweep_cancels_its_trial_and_the_next_run_resumes_it(env: E
     e.engine.submit(blocker)
     sweep = JobSpec.create("sweep", [SYMBOL], "toto", params={**long, "mode": "quick", "max_runs": 1})
     e.engine.submit(sweep)
-    await wait_for(lambda: len(trials_of(e.engine, sweep.id)) == 1, 30, "the first trial job", e.engine)
+    await wait_for(lambda: len(trials_of(e.engine, sweep.id)) == 1, 30, "the first trial job", detail=job_states(e.engine))
     (queued,) = trials_of(e.engine, sweep.id)
     assert queued.state == "queued"
     e.engine.cancel(sweep.id)
     await wait_for(lambda: finished(e.engine, sweep.id) and finished(e.engine, queued.id), 15,
-                   "sweep and trial to end", e.engine)
+                   "sweep and trial to end", detail=job_states(e.engine))
     assert e.engine.job(sweep.id).state == "cancelled"  # type: ignore[union-attr]
     assert e.engine.job(queued.id).state == "cancelled"  # type: ignore[union-attr]
     study = load_study(e.ws, "quick")
@@ -196,7 +186,7 @@ async def test_cancel_sweep_cancels_its_trial_and_the_next_run_resumes_it(env: E
     sweep2 = JobSpec.create("sweep", [SYMBOL], "toto", params={**long, "mode": "quick", "max_runs": 1})
     e.engine.submit(sweep2)
     await wait_for(lambda: any(e.engine.curve(j.id) for j in trials_of(e.engine, sweep2.id)), 45,
-                   "the resumed trial to train", e.engine)
+                   "the resumed trial to train", detail=job_states(e.engine))
     (running,) = trials_of(e.engine, sweep2.id)
     spec_q, spec_r = e.engine.spec(queued.id), e.engine.spec(running.id)
     assert spec_q is not None and spec_r is not None
@@ -205,7 +195,7 @@ async def test_cancel_sweep_cancels_its_trial_and_the_next_run_resumes_it(env: E
     t_cancel = time.monotonic()
     e.engine.cancel(sweep2.id)
     await wait_for(lambda: finished(e.engine, sweep2.id) and finished(e.engine, running.id), 15,
-                   "sweep and running trial to end", e.engine)
+                   "sweep and running trial to end", detail=job_states(e.engine))
     assert e.engine.job(running.id).state == "cancelled"  # type: ignore[union-attr]
     assert e.engine.job(sweep2.id).state == "cancelled"  # type: ignore[union-attr]
     assert time.monotonic() - t_cancel < 10
@@ -268,7 +258,7 @@ async def test_a_trial_the_engine_refuses_stops_the_sweep_and_is_not_counted(
         spec = JobSpec.create("sweep", [SYMBOL], "toto", params={**TINY, "mode": "quick", "max_runs": 1,
                                                                   "vram_gb": 100})
         engine.submit(spec)
-        await wait_for(lambda: finished(engine, spec.id), 40, "the sweep to fail", engine)
+        await wait_for(lambda: finished(engine, spec.id), 40, "the sweep to fail", detail=job_states(engine))
         st = engine.job(spec.id)
         assert st is not None and st.state == "failed"
         assert "refused trial job" in (st.reason or "") and "largest GPU has 24.0 GB" in (st.reason or "")
