@@ -28,6 +28,8 @@ from engine.jobs import JobSpec
 from engine.state import FINAL_STATES, JobState, JobUpdate, Status
 
 LOG_KEEP = 2000
+#: How often opening tries to start-and-subscribe before giving up (see EngineMirror._connect).
+SUBSCRIBE_TRIES = 3
 _FIELDS = [f.name for f in dataclasses.fields(JobState)]
 
 
@@ -55,13 +57,32 @@ class EngineMirror:
         self._task = asyncio.create_task(self._read(reader), name="engine-mirror")
 
     async def _connect(self) -> asyncio.StreamReader:
-        await asyncio.to_thread(self.client.start)
-        reader, writer = await asyncio.open_unix_connection(self.client.address, limit=channel.MAX_LINE)
-        writer.write(channel.encode({"op": "subscribe"}))
-        await writer.drain()
-        first = await reader.readline()
-        if not first:
-            raise ConnectionError("the engine closed the subscription")
+        """Start the service unless one answers, then subscribe.
+
+        An idle service (no client, no job) ends by itself, and it can do so between answering
+        `start`'s probe and this subscription (its idle time counts from before the probe). A
+        subscription refused or closed at once therefore means "start it again", a few times, before
+        it is an error."""
+        for attempt in range(1, SUBSCRIBE_TRIES + 1):
+            await asyncio.to_thread(self.client.start)
+            try:
+                reader, writer = await asyncio.open_unix_connection(self.client.address, limit=channel.MAX_LINE)
+            except OSError:
+                if attempt == SUBSCRIBE_TRIES:
+                    raise
+                continue
+            writer.write(channel.encode({"op": "subscribe"}))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            try:
+                first = await reader.readline()
+            except ConnectionError:
+                first = b""
+            if first:
+                break
+            writer.close()
+            if attempt == SUBSCRIBE_TRIES:
+                raise ConnectionError("the engine closed the subscription")
         reply = channel.decode(first)
         if not reply.get("ok"):
             raise ConnectionError(reply.get("error", "subscription refused"))

@@ -105,31 +105,49 @@ class JobClient:
         if ENV_IDLE in os.environ:
             cmd += ["--idle", os.environ[ENV_IDLE]]
         log = self.workspace / LOG_FILE
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True, close_fds=True)
-        SPAWNED.append(proc)
+
+        def spawn() -> subprocess.Popen[bytes]:
+            with open(log, "ab") as out:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                        env=env, start_new_session=True, close_fds=True)
+            SPAWNED.append(proc)
+            return proc
+
+        def exited(proc: subprocess.Popen[bytes]) -> EngineError:
+            tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+            return EngineError(f"the engine service for {self.workspace} exited ({proc.returncode}): "
+                               + " | ".join(tail))
+
+        proc = spawn()
         deadline = time.monotonic() + self.start_timeout
         lost_race = False
         while time.monotonic() < deadline:
             if self.running():
                 return not lost_race
-            if not lost_race and proc.poll() is not None:
-                if proc.returncode != EXIT_LOCKED or not self._lock_held_by_a_service():
-                    tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
-                    raise EngineError(f"the engine service for {self.workspace} exited ({proc.returncode}): "
-                                      + " | ".join(tail))
-                # Another client's service holds the writer lock and is still starting (recovery can take
-                # seconds before its socket is bound): wait for that one to answer.
-                lost_race = True
+            if proc.poll() is not None:
+                if proc.returncode != EXIT_LOCKED:
+                    raise exited(proc)
+                holder = self._lock_holder()
+                if holder == "other":
+                    raise exited(proc)
+                if holder == "service":
+                    # Another client's service holds the writer lock: it is still starting (recovery can take
+                    # seconds before its socket is bound), or it is ending (idle). Wait for it to answer, or end.
+                    lost_race = True
+                else:
+                    # Nobody alive holds it by its file: the service we waited for ended without answering, or a
+                    # new holder has the lock but has not written its name yet. Start ours again.
+                    proc, lost_race = spawn(), False
             time.sleep(0.05)
         held = " (the service holding the store's writer lock never bound its socket)" if lost_race else ""
         raise EngineError(f"the engine service for {self.workspace} did not answer within "
                           f"{self.start_timeout:.0f} s{held} (see {log})")
 
-    def _lock_held_by_a_service(self) -> bool:
-        """Whether the store's writer lock is held by an engine service (one that may still be starting)
-        rather than by some other writer, which no amount of waiting would turn into a service."""
+    def _lock_holder(self) -> str:
+        """Who holds the store's writer lock, by what its file names: "service" (an engine service of this
+        workspace, perhaps still starting or already ending), "other" (another live writer, which no amount
+        of waiting would turn into a service), or "none" (no live process is named: the lock is free, or
+        its new holder has taken it and not yet written its name)."""
         import psutil
 
         from store.storage import WorkspaceLock
@@ -137,13 +155,17 @@ class JobClient:
 
         holder = WorkspaceLock(Workspace(self.workspace).lock_file).holder() or {}
         pid = holder.get("pid")
-        if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
-            return False
+        if not isinstance(pid, int):
+            return "none"
+        if holder.get("host") != socket.gethostname():
+            return "other"
         try:
             cmd = psutil.Process(pid).cmdline()
+        except psutil.NoSuchProcess:
+            return "none"
         except (psutil.Error, OSError):
-            return False
-        return SERVICE_MODULE in cmd and str(self.workspace) in cmd
+            return "other"
+        return "service" if SERVICE_MODULE in cmd and str(self.workspace) in cmd else "other"
 
     def _open(self) -> socket.socket:
         """A connection to the service, starting it first when none answers (and `ensure`)."""

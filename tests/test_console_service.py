@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,32 @@ async def test_promote_rollback_and_baseline_from_a_shell_while_a_console_is_ope
             assert st.baselines(symbol="AAPL", horizon=1)
         await pilot.pause(0)
 
+
+async def test_a_console_opens_live_when_the_service_it_found_ends_before_it_subscribes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle service (no client, no job) ends by itself, and it may do so between answering the console's
+    start probe and the console's subscription (a console busy drawing on a loaded machine). The console
+    then starts one again and subscribes: it opens live, not read-only. Here the stall is made certain: the
+    first start returns only once the service it started has stopped answering."""
+    from console.job_mirror import EngineMirror
+
+    monkeypatch.setenv("FORECAST_ENGINE_IDLE_S", "0.3")
+    mirror = EngineMirror(tmp_path / "ws", poll_interval=0.05)
+    real_start, starts = mirror.client.start, []
+
+    def start_then_stall() -> bool:
+        started = real_start()
+        starts.append(started)
+        deadline = time.monotonic() + 30
+        while len(starts) == 1 and mirror.client.running():  # the first: until that service has gone idle
+            assert time.monotonic() < deadline, "the idle service did not end"
+            time.sleep(0.05)
+        return started
+
+    mirror.client.start = start_then_stall  # type: ignore[method-assign]
+    await mirror.open()
+    try:
+        assert len(starts) == 2 and mirror.connected.is_set()
+        assert mirror.client.status()["clients"] >= 1  # type: ignore[index]  # the subscription
+    finally:
+        await mirror.close()
