@@ -12,8 +12,9 @@ has not returned within the grace period, exits anyway (code 143).
 
 Test hook: a spec param `{"_test": {"sleep": s, "steps": n, "crash": "segv|exit3|raise|enospc",
 "checkpoint": true, "child": true, "stderr": "text", "ignore_term": true, "result": {...}, "mutate": true,
-"probe": true}}` (mutate/probe: change, or report in the result summary, process-wide state;
-engine.process_state) replaces the task by a scripted one, for ANY kind, but only
+"probe": true, "hold": "<file>"}}` (hold: after its steps, stay running until that file exists, so that a
+test can have jobs provably running at the same moment; mutate/probe: change, or report in the result
+summary, process-wide state; engine.process_state) replaces the task by a scripted one, for ANY kind, but only
 when the environment has FORECAST_TEST_HOOKS=1. Why: the engine's tests need real processes
 that run for a while, crash in specific ways or spawn children, and the job kinds are fixed (no
 "sleep" kind). Why guarded: spec params arrive from users and from the spool folder; a param
@@ -107,6 +108,11 @@ def _run_test_hook(hook: dict[str, Any], spec: JobSpec, ctx: TaskContext) -> dic
                 raise RuntimeError("test hook asked to raise")
             elif crash == "enospc":  # what a write on a full disk raises
                 raise OSError(errno.ENOSPC, "No space left on device", str(curve_path(ctx.job_dir)))
+    if hook.get("hold"):
+        gate = Path(str(hook["hold"]))
+        while not gate.exists():
+            if ctx.cancel_event.wait(0.05):
+                raise Cancelled("cancelled")
     if hook.get("ignore_term"):  # simulate a task that never checks the cancel flag
         while True:
             time.sleep(0.05)
