@@ -24,6 +24,7 @@ from engine import paths
 from engine.curve_file import curve_path, read_curve
 from engine.data import list_symbols
 from engine.difficulty import UNKNOWN
+from engine.state import Status
 from store.records import BaselineRow, ComparisonRow, Pick
 
 T = TypeVar("T")
@@ -128,7 +129,7 @@ class ConsoleServices:
         if self.engine is not None:
             try:
                 if cancel_running:
-                    for js in [j for j in self.engine.jobs() if j.state == "running"]:
+                    for js in [j for j in self.engine.jobs() if j.state == Status.RUNNING]:
                         with contextlib.suppress(ValueError, OSError):
                             await self.call(self.engine.cancel, js.id)
                 await self.engine.close()

@@ -15,6 +15,7 @@ from console.screens.base import ModeScreen
 from console.widgets.gpu_panel import GpuPanel
 from console.widgets.table import KeyedTable, num, txt
 from engine.jobs import short_job_id
+from engine.state import Status
 
 #: VRAM: the job's estimate, the measured peak of earlier jobs like it, and what admission reserved
 #: (the measurement + margin when there is one, else the estimate; engine.vram).
@@ -40,7 +41,7 @@ class GpuScreen(ModeScreen):
     def reload(self) -> None:
         rows = {}
         for js in self.services.jobs():
-            if js.state != "running":
+            if js.state != Status.RUNNING:
                 continue
             vram = getattr(js, "vram_gb", None)
             rows[js.id] = {

@@ -31,6 +31,7 @@ from console.screens.queue import cancel_job, where_parts
 from console.widgets.gpu_panel import GpuPanel
 from console.widgets.log_tail import LogTail
 from console.widgets.loss_chart import KEY_REDRAW_DELAY_S, LossChart
+from engine.state import Status
 
 LOG_LINES = 200
 #: Streamed header figures and log lines reach the screen at most this often.
@@ -87,7 +88,7 @@ class LiveScreen(ModeScreen):
 
     def _default_job(self) -> str | None:
         jobs = self.services.jobs()
-        running = [j for j in jobs if j.state == "running"]
+        running = [j for j in jobs if j.state == Status.RUNNING]
         pool = running or jobs
         return max(pool, key=lambda j: (j.created_at or 0.0, j.id)).id if pool else None
 

@@ -22,14 +22,11 @@ from textual.widgets import DataTable, Static
 from console.messages import OpenLiveRequested, StartRunRequested
 from console.screens.base import ModeScreen
 from console.screens.confirm import ConfirmScreen
+from console.state_style import state_cell
 from console.widgets.table import Cell, KeyedTable, num, txt
 from engine.jobs import short_job_id
 from engine.state import JobState, Status, where_words
 
-STATE_STYLE = {
-    "queued": "dim", "running": "bold cyan", "succeeded": "green", "failed": "bold red",
-    "cancelled": "yellow", "interrupted": "magenta",
-}
 COLUMNS = (
     ("state", "State"), ("kind", "Kind"), ("symbols", "Symbol"), ("model", "Model"), ("progress", "Progress"),
     ("stage", "Stage"), ("eta", "ETA"), ("device", "Device"), ("attempt", "Try"), ("priority", "Pri"), ("id", "Job"),
@@ -83,7 +80,7 @@ SPAWNING_KINDS: frozenset[str] = frozenset({"sweep", "pipeline"})
 
 def _group(js: Any) -> int:
     """Running first, then queued, then everything that ended."""
-    return {"running": 0, "queued": 1}.get(js.state, 2)
+    return {Status.RUNNING: 0, Status.QUEUED: 1}.get(js.state, 2)
 
 
 def queue_order(jobs: Iterable[Any]) -> list[tuple[Any, int]]:
@@ -118,7 +115,7 @@ def job_cells(js: Any, rank: int = 0, depth: int = 0) -> dict[str, Cell]:
     syms = list(getattr(js, "symbols", []) or [])
     sym_text = syms[0] + (f" +{len(syms) - 1}" if len(syms) > 1 else "") if syms else "—"
     return {
-        "state": Cell(js.state, js.state, style=STATE_STYLE.get(js.state, "")),
+        "state": state_cell(js.state),
         "kind": txt(("  " * (depth - 1) + "└ " if depth else "") + js.kind),
         "symbols": Cell(sym_text, sym_text),
         "model": txt(js.model or "—"),
@@ -126,9 +123,9 @@ def job_cells(js: Any, rank: int = 0, depth: int = 0) -> dict[str, Cell]:
         # where it is; a job that ended early keeps where it stopped (a succeeded one needs none).
         # Clipped: the column only grows, and a long stage once would push the Job column off an
         # 120-column screen for good; the detail line below the table has the whole words.
-        "stage": txt(_clip(where_words(js, short=True), STAGE_MAX) if js.state != "succeeded" else "",
-                     style="" if js.state == "running" else "dim"),
-        "eta": fmt_eta(js.eta_s if js.state == "running" else None),
+        "stage": txt(_clip(where_words(js, short=True), STAGE_MAX) if js.state != Status.SUCCEEDED else "",
+                     style="" if js.state == Status.RUNNING else "dim"),
+        "eta": fmt_eta(js.eta_s if js.state == Status.RUNNING else None),
         "device": txt(js.device or "—"),
         "attempt": num(js.attempt, "{:d}"),
         "priority": num(js.priority, "{:d}"),
@@ -140,7 +137,7 @@ def cancel_job(app: Any, job_id: str) -> None:
     """`c` on Queue and Live: a queued job is cancelled at once; a running one (what it has not saved
     is lost) only after the user confirms."""
     js = app.services.job(job_id)
-    if js is None or js.state != "running":
+    if js is None or js.state != Status.RUNNING:
         _cancel(app, job_id)
         return
     what = " ".join(x for x in (js.kind, ", ".join(js.symbols), js.model or "") if x)
@@ -230,7 +227,7 @@ class QueueScreen(ModeScreen):
         text += "".join(f" · {part}" for part in where_parts(js))
         if js.reason:
             text += f"\nreason: {js.reason}"
-        elif js.state == "running" and js.last_train_loss is not None:
+        elif js.state == Status.RUNNING and js.last_train_loss is not None:
             text += f" · train loss {js.last_train_loss:.4g}"
             if js.last_val_loss is not None:
                 text += f" · val {js.last_val_loss:.4g}"

@@ -27,7 +27,9 @@ from textual.widgets import Static
 
 from console.messages import QueueJobRequested
 from console.screens.base import ModeScreen
+from console.state_style import STATE_STYLE
 from console.widgets.table import Cell, KeyedTable, num, txt
+from engine.state import Status
 
 COLUMNS = (
     ("flag", "!"), ("symbol", "Symbol"), ("model", "Model"), ("metric", "Metric"), ("current", "Now"),
@@ -59,7 +61,7 @@ def proposal_label(row: dict[str, Any]) -> str:
 
 
 #: States of a follow-up job that mean "the proposal is being (or was) carried out": `t` queues nothing.
-CARRIED = frozenset({"queued", "running", "succeeded"})
+CARRIED: frozenset[str] = frozenset({Status.QUEUED, Status.RUNNING, Status.SUCCEEDED})
 
 
 def follow_up_params(row: dict[str, Any]) -> tuple[list[str], dict[str, Any]] | None:
@@ -95,7 +97,8 @@ def regression_cells(row: dict[str, Any], follow_up_state: str | None = None) ->
         "d_prev": num(d_prev, "{:+.1f}", style=worse(d_prev, bool(row.get("worse_than_previous")))),
         "d_base": num(d_base, "{:+.1f}", style=worse(d_base, bool(row.get("worse_than_baseline")))),
         "action": txt(proposal_label(row) + (f" · {follow_up_state}" if follow_up_state else ""),
-                      style="green" if follow_up_state == "succeeded" else ("yellow" if flagged else "dim")),
+                      style=STATE_STYLE[Status.SUCCEEDED] if follow_up_state == Status.SUCCEEDED
+                      else ("yellow" if flagged else "dim")),
     }
 
 
