@@ -24,7 +24,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.difficulty import DEFAULT_TIER_HORIZON, TIERS
-from engine.models import LOSSES, Loss, Preset
+from engine.models import FOUNDATION_MODELS, LOSSES, Loss, Preset, validate_model
 from engine.names import validate_name
 
 PosInt = Annotated[int, Field(ge=1)]
@@ -36,6 +36,20 @@ DM_ALPHA_FIELD: Any = Field(None, description="a model replaces naive only when 
                             "one-sided DM p below this (default 0.05)")
 #: A name that becomes a file name (pipeline state, sweep study): engine.names' rule.
 PathName = Annotated[str, AfterValidator(lambda v: validate_name("", v))]
+#: A registered model's name (a typo is refused when the job is made, not when a step reaches it).
+ModelName = Annotated[str, AfterValidator(validate_model)]
+
+
+def _foundation(name: str) -> str:
+    n = validate_model(name)
+    if n not in FOUNDATION_MODELS:
+        raise ValueError(f"{n!r} is not trained: choose from {', '.join(FOUNDATION_MODELS)} "
+                         "(naive is in every comparison already)")
+    return n
+
+
+#: A model a pipeline trains and validates.
+FoundationModelName = Annotated[str, AfterValidator(_foundation)]
 
 
 class TaskParamError(ValueError):
@@ -186,7 +200,7 @@ class CompareParams(EvalParams):
     selection_metric: str = Field("mae_pct", description="validation metric the winner is chosen on")
     top_k: NonNegInt = Field(2, description="members of the top-k ensemble row (0 = none)")
     dm_alpha: DmAlpha = DM_ALPHA_FIELD
-    models: list[str] | None = Field(None, description="models to compare (default: every model with a pick)")
+    models: list[ModelName] | None = Field(None, description="models to compare (default: every model with a pick)")
 
 
 class CalibrateParams(EvalParams):
@@ -206,7 +220,7 @@ class RegressionParams(EvalParams):
     metric: str = Field("mae_pct", description="metric compared")
     span: Literal["val"] = Field("val", description="span whose windows flag a pick and propose retrains: "
                                  "validation only (test numbers are shown beside them, never acted on)")
-    models: list[str] | None = Field(None, description="models to check (default: every model with a pick)")
+    models: list[ModelName] | None = Field(None, description="models to check (default: every model with a pick)")
     threshold_pct: NonNegFloat = Field(5.0, description="flag when worse by more than this %")
 
 
@@ -240,7 +254,7 @@ class PipelineParams(Params):
     preset: Preset = Field("tiny", description="tiny = random weights (CPU); pretrained = hub weights")
     horizon: PosInt = Field(16, description="forecast horizon in rows")
     context: PosInt | None = Field(None, description="context rows (default: the model's preset context)")
-    models: list[str] | None = Field(None, description="foundation models (default: all)")
+    models: list[FoundationModelName] | None = Field(None, description="foundation models (default: all)")
     epochs: PosInt | None = Field(None, description="training epochs (default: the plan's)")
     mode: Literal["quick", "full"] = Field("quick", description="validation grid")
     val_windows: PosInt | None = Field(None, description="validation windows per symbol")

@@ -63,6 +63,14 @@ def test_values_of_the_wrong_simple_type_are_refused() -> None:
         JobSpec.create("train", ["SPY"], "toto", params={"difficulty": "brutal"})
     with pytest.raises(JobSpecError, match="'mode' must be 'priority', 'quick', 'full' or 'auto'"):
         JobSpec.create("sweep", ["SPY"], "toto", params={"mode": "fast"})
+    # a model list names registered models: a typo is refused when the job is made, not when the
+    # pipeline reaches its train step (after the baseline) or a compare reads its picks
+    with pytest.raises(JobSpecError, match="pipeline: parameter 'models' unknown model 'toto1'"):
+        JobSpec.create("pipeline", ["SPY"], params={"models": ["toto1"]})
+    with pytest.raises(JobSpecError, match="'naive' is not trained"):
+        JobSpec.create("pipeline", ["SPY"], params={"models": ["naive"]})
+    with pytest.raises(JobSpecError, match="compare: parameter 'models' unknown model 'kron'"):
+        JobSpec.create("compare", ["SPY"], params={"models": ["kron"]})
     # one value or a list where the task takes either; null means "the default"
     JobSpec.create("validate", ["SPY"], "kronos", params={"temperature": [0.5, 1.0], "top_k": 20, "context": None})
     JobSpec.create("baseline", ["SPY"], params={"horizon": [1, 16], "_test": {"steps": 1}, "resume": True})

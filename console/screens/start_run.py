@@ -45,7 +45,7 @@ MODEL_FREE_NOTE: dict[str, str] = {
     "compare": "— (every model with a pick)",
     "regression": "— (every model with a pick)",
     # its `models` field names them (a Model select beside it looked like the one it would train)
-    "pipeline": "— (the models field; empty: every model)",
+    "pipeline": "— (models field below)",
 }
 #: Kinds that work over all models (or naive only): the model field is ignored for them.
 MODEL_FREE_KINDS: frozenset[str] = frozenset(MODEL_FREE_NOTE)
