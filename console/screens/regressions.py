@@ -32,9 +32,9 @@ from console.widgets.table import Cell, KeyedTable, num, txt
 from engine.state import Status
 
 COLUMNS = (
-    ("flag", "!"), ("symbol", "Symbol"), ("model", "Model"), ("metric", "Metric"), ("current", "Now"),
-    ("previous", "Prev"), ("baseline", "Naive"), ("d_prev", "Δprev%"), ("d_base", "Δnaive%"),
-    ("action", "Proposed"),
+    ("flag", "!"), ("symbol", "Symbol"), ("horizon", "H"), ("model", "Model"), ("metric", "Val metric"),
+    ("current", "Now"), ("previous", "Prev"), ("baseline", "Naive"), ("d_prev", "Δprev%"), ("d_base", "Δnaive%"),
+    ("test", "Test now/naive"), ("action", "Proposed"),
 )
 
 
@@ -50,6 +50,21 @@ def is_flagged(row: dict[str, Any]) -> bool:
 def _f(row: dict[str, Any], name: str) -> float | None:
     v = row.get(name)
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def window_count(w: Any) -> int | None:
+    """A row's window spec (a WindowSpec document, or a bare count in older rows) → how many windows."""
+    if isinstance(w, dict):
+        w = w.get("count")
+    return w if isinstance(w, int) and not isinstance(w, bool) else None
+
+
+def _with_windows(v: float | None, w: Any, style: str = "") -> Cell:
+    """`3.364 248w`: every number says how many windows it is on (the flag reads validation's)."""
+    n = window_count(w)
+    if v is None:
+        return Cell(None, "—", style="dim", justify="right")
+    return Cell(v, f"{v:.3f}" + (f" {n}w" if n is not None else " ?w"), style=style, justify="right")
 
 
 def proposal_label(row: dict[str, Any]) -> str:
@@ -90,16 +105,28 @@ def regression_cells(row: dict[str, Any], follow_up_state: str | None = None) ->
         "flag": Cell(flagged, "⚠" if flagged else "", style="bold red"),
         "symbol": txt(row.get("symbol"), style="bold" if flagged else ""),
         "model": txt(row.get("model")),
+        "horizon": num(row.get("horizon") if isinstance(row.get("horizon"), int) else None, "{:d}"),
         "metric": txt(row.get("metric", "mae_pct")),
-        "current": num(_f(row, "current")),
-        "previous": num(_f(row, "previous")),
-        "baseline": num(_f(row, "baseline")),
+        "current": _with_windows(_f(row, "current"), row.get("windows")),
+        "previous": num(_f(row, "previous"), "{:.3f}"),
+        "baseline": num(_f(row, "baseline"), "{:.3f}"),
         "d_prev": num(d_prev, "{:+.1f}", style=worse(d_prev, bool(row.get("worse_than_previous")))),
         "d_base": num(d_base, "{:+.1f}", style=worse(d_base, bool(row.get("worse_than_baseline")))),
+        # shown beside the flag, never acted on: the proposal reads validation only
+        "test": _test_cell(row),
         "action": txt(proposal_label(row) + (f" · {follow_up_state}" if follow_up_state else ""),
                       style=STATE_STYLE[Status.SUCCEEDED] if follow_up_state == Status.SUCCEEDED
                       else ("yellow" if flagged else "dim")),
     }
+
+
+def _test_cell(row: dict[str, Any]) -> Cell:
+    cur, base = _f(row, "test_current"), _f(row, "test_baseline")
+    if cur is None:
+        return Cell(None, "—", style="dim", justify="right")
+    n = window_count(row.get("test_windows"))
+    text = f"{cur:.3f}/{'—' if base is None else f'{base:.3f}'}" + (f" {n}w" if n is not None else "")
+    return Cell(cur, text, style="dim", justify="right")
 
 
 class RegressionsScreen(ModeScreen):
@@ -165,8 +192,8 @@ class RegressionsScreen(ModeScreen):
             flagged = sum(is_flagged(r) for r in self.rows.values())
             cur = self.rows.get(self.table.current_id or "")
             why = f" · {cur.get('symbol')} {cur.get('model')}: {cur.get('reason', '')}" if cur else ""
-            detail.update(f"{flagged} flagged of {len(self.rows)} · Δ% > 0 is worse · c check again · "
-                          f"t queue proposed jobs{why}")
+            detail.update(f"{flagged} flagged of {len(self.rows)} · flags and proposals read validation; test is "
+                          f"shown, never acted on · Δ% > 0 is worse · c check again · t queue proposed jobs{why}")
         elif self.pick_symbols:
             detail.update(f"No regression check yet. Press c to check the picks of "
                           f"{', '.join(self.pick_symbols[:6])}{' …' if len(self.pick_symbols) > 6 else ''} "
