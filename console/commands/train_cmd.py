@@ -152,9 +152,7 @@ def preflight(spec: Any, data_dirs: list[Path]) -> list[str]:
             raise CliError(f"{sym}: {exc.reason}") from None
         n_train = window_count(spans, "train", plan.context, plan.horizon, p.stride)
         n_val = window_count(spans, "val", plan.context, plan.horizon, 1)
-        lines.append(f"{sym}: {series.n_rows} rows, {difficulty}; context {plan.context} horizon {plan.horizon} "
-                     f"loss {plan.loss} lr {plan.lr:g} epochs {plan.epochs} batch {plan.batch_size} "
-                     f"{plan.finetune}{'' if plan.finetune == 'full' else f' rank {plan.lora_rank}'}; "
+        lines.append(f"{sym}: {series.n_rows} rows, {difficulty}; {plan.settings()}; "
                      f"{n_train} train / {n_val} val windows"
                      + (f" ({'; '.join(plan.notes)})" if plan.notes else ""))
     try:

@@ -73,6 +73,13 @@ class TrainPlan:
         d["notes"] = list(self.notes)
         return d
 
+    def settings(self) -> str:
+        """`context 128 horizon 64 loss native lr 0.003 epochs 3 batch 16 lora rank 8`: the words the
+        CLI's preflight and the train job's log both print, so a plan reads the same in either."""
+        tune = "full" if self.finetune == "full" else f"{self.finetune} rank {self.lora_rank}"
+        return (f"context {self.context} horizon {self.horizon} loss {self.loss} lr {self.lr:g} "
+                f"epochs {self.epochs} batch {self.batch_size} {tune}")
+
     def override(self, **changes: Any) -> TrainPlan:
         """A copy with fields replaced (None values are ignored); unknown fields are an error."""
         names = {f.name for f in fields(self)}

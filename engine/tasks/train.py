@@ -151,8 +151,9 @@ def train_symbol(model: str, symbol: str, p: TrainParams, ctx: TaskContext, inde
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps({**ident, "difficulty": difficulty,
                                                      "naive_mae_pct_h64_train": naive64}, indent=2, default=str))
-    ev.log(f"{symbol}: {model}/{preset} plan {plan.to_dict()}; {train_w.n} train / {val_w.n} val windows; "
-           f"run {run_dir.name}{' (resuming)' if resuming else ''}")
+    ev.log(f"{symbol}: {model}/{preset} {plan.rows} rows, {plan.difficulty}; {plan.settings()}; "
+           f"{train_w.n} train / {val_w.n} val windows" + (f" ({'; '.join(plan.notes)})" if plan.notes else "")
+           + f"; run {run_dir.name}{' (resuming)' if resuming else ''}")
 
     kw = {k: v for k, v in (("source", p.source), ("tokenizer", p.tokenizer)) if v}
     sev = SymbolEvents(ev, symbol, run_dir.name, index, total, plan.epochs)
