@@ -21,8 +21,10 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -30,6 +32,9 @@ from engine.eventlog import read_events  # noqa: E402
 from engine.intake import spool_submit  # noqa: E402
 from engine.jobs import JobDir, JobSpec  # noqa: E402
 from engine.state import FINAL_STATES  # noqa: E402
+
+if TYPE_CHECKING:
+    from engine.backends.base import Backend
 
 
 @dataclass
@@ -66,17 +71,19 @@ def spool_jobs(ws: Path, n: int) -> list[str]:
     return ids
 
 
-def _engine_main(ws: Path, fsync: bool, until_done: list[str] | None) -> None:
+def _engine_main(ws: Path, fsync: bool, until_done: list[str] | None, backend: Callable[[], Backend] | None,
+                 cpu_slots: int, life_s: float) -> None:
     from engine.controller import Engine
     from engine.gpu import FakeGpuSource
     from store import Store
 
     async def main() -> None:
         store = Store.open(ws, fsync=fsync, hyperparams_dir=ws / "hp")
-        eng = Engine(ws, store=store, cpu_slots=4, poll_interval=0.01, heartbeat_s=0.2,
-                     validate_symbols=False, gpu_source=FakeGpuSource(0))
+        eng = Engine(ws, store=store, cpu_slots=cpu_slots, poll_interval=0.01, heartbeat_s=0.2,
+                     validate_symbols=False, gpu_source=FakeGpuSource(0),
+                     backend=backend() if backend is not None else None)
         await eng.start()
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + life_s
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             if until_done is not None and all((j := eng.job(i)) is not None and j.finished for i in until_done):
@@ -87,12 +94,15 @@ def _engine_main(ws: Path, fsync: bool, until_done: list[str] | None) -> None:
     asyncio.run(main())
 
 
-def _fork_engine(ws: Path, fsync: bool, until_done: list[str] | None = None) -> int:
+def fork_engine(ws: Path, fsync: bool = False, until_done: list[str] | None = None, *,
+                backend: Callable[[], Backend] | None = None, cpu_slots: int = 4, life_s: float = 120.0) -> int:
+    """A forked child running a real Engine on `ws` (`backend()` built in the child; default: the one
+    from the environment) until the jobs `until_done` are final, it is killed, or `life_s` passed; its pid."""
     pid = os.fork()
     if pid == 0:  # child: never return into the caller
         code = 0
         try:
-            _engine_main(ws, fsync, until_done)
+            _engine_main(ws, fsync, until_done, backend, cpu_slots, life_s)
         except BaseException:  # noqa: BLE001
             import traceback
 
@@ -111,11 +121,11 @@ def run_kill_loop(ws: Path, n_jobs: int, kills: int, *, seed: int = 0, max_life_
     ws.mkdir(parents=True, exist_ok=True)
     ids = spool_jobs(ws, n_jobs)
     for _ in range(kills):
-        pid = _fork_engine(ws, fsync)
+        pid = fork_engine(ws, fsync)
         time.sleep(rng.uniform(0.0, max_life_s))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-    pid = _fork_engine(ws, fsync, until_done=ids)
+    pid = fork_engine(ws, fsync, until_done=ids)
     _, status = os.waitpid(pid, 0)
     if os.WEXITSTATUS(status) != 0:
         raise RuntimeError(f"the last engine failed (status {status})")

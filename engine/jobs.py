@@ -199,7 +199,7 @@ class JobDir:
     spec.json (the JobSpec, written before the job is queued), events.jsonl (the worker's event
     stream; rotated into compacted segments events.<offset>.jsonl beside it, engine.eventlog), stderr.log (the worker's stdout+stderr), pid.json (local backend: pid, process group,
     start time), exit.json (the worker's exit code, written as it ends), rejected.txt (why the engine
-    refused a spooled spec).
+    refused a spooled spec), launch-<n>.claim (whether launch n's worker started: engine.launches).
     """
 
     path: Path
@@ -211,6 +211,7 @@ class JobDir:
     EXIT = "exit.json"
     REJECTED = "rejected.txt"
     CANCEL = "cancel.request"
+    LAUNCH_CLAIM = "launch-{n}.claim"
 
     @classmethod
     def of(cls, workspace: os.PathLike[str] | str, job_id: str) -> JobDir:
@@ -247,6 +248,10 @@ class JobDir:
     @property
     def cancel(self) -> Path:
         return self.path / self.CANCEL
+
+    def launch_claim(self, n: int) -> Path:
+        """Who took launch `n` of this job first: its worker, or an engine that revoked it (engine.launches)."""
+        return self.path / self.LAUNCH_CLAIM.format(n=int(n))
 
     def read_spec(self) -> JobSpec:
         return JobSpec.from_json(self.spec.read_text(encoding="utf-8"))

@@ -22,7 +22,7 @@ from typing import Any
 
 from engine.backends.base import ExitStatus, Handle
 from engine.deaths import EXIT_DISK_FULL, dead_state, death_reason, oom_kills
-from engine.events import TailChunk
+from engine.events import EventWriter, TailChunk, read_events
 from engine.jobs import JobDir, JobSpec, JobSpecError
 from engine.scheduler import Scheduler
 from engine.state import JobState, JobUpdate, Status, apply_event
@@ -136,6 +136,31 @@ class JobTable:
         self.mark(spec.id, urgent=True)
         self.wake()
         return st
+
+    def requeue(self, j: LiveJob, reason: str) -> None:
+        """Back to the queue, in its place by priority and arrival, a job recorded as running whose worker
+        never started (engine.recovery.requeue_unstarted). `reason` stays in its record until it starts,
+        and is a `log` event in its event file, so its log says so after it ran (no worker of that
+        launch can write there any more, and the next one is not started yet: the file is the engine's
+        for this one line)."""
+        st = j.state
+        st.state, st.reason, st.warning = Status.QUEUED, reason, None
+        st.device = st.pid = st.started_at = None
+        self.scheduler.requeue(j.spec)
+        jd = self.dir(st.id)
+        j.handle = Handle(st.id, jd.path)
+        try:
+            writer = EventWriter(jd.events, st.id)
+            try:
+                writer.emit("log", level="warning", msg=reason)
+            finally:
+                writer.close()
+            self.ingest(j, read_events(jd.events, j.offset))
+        except OSError:  # a full disk: the record's reason and the log tail still say it
+            self.log(j, "warning", reason)
+        self.publish(JobUpdate(st.id, "state", {"state": Status.QUEUED, "reason": reason}))
+        self.mark(st.id, urgent=True)
+        self.wake()
 
     def ingest(self, j: LiveJob, chunk: TailChunk, side_effects: bool = True) -> None:
         """Fold a chunk of events into a job; `side_effects=False` while replaying old events."""

@@ -159,11 +159,11 @@ class Persistence:
         finally:
             self.writing = False
 
-    async def persist_now(self, jobs: list[LiveJob]) -> bool:
-        """Write these jobs' records at once (before a launch: a job recorded as running is never
-        launched again by a later engine). False when the store refused."""
-        recs = [self.record(j) for j in jobs]
-        return await asyncio.to_thread(self._commit, [], [(j, r) for j, r in zip(jobs, recs, strict=True)], [])
+    def commit_records(self, recs: list[tuple[LiveJob, dict[str, Any]]]) -> bool:
+        """Write these records (built by `record` on the loop) at once, in the calling thread: before a
+        launch (a job recorded as running is never launched again by a later engine). False when the
+        store refused."""
+        return self._commit([], recs, [])
 
     def _write(self, ops: list[Callable[[], None]], recs: list[tuple[LiveJob, dict[str, Any]]],
                intakes: list[tuple[Path, str, str]]) -> None:

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.backends.base import ExitStatus, Handle
 from engine.deaths import oom_kills
@@ -27,6 +27,8 @@ from engine.gpu import Telemetry
 from engine.intake import list_inbox
 from engine.jobs import JobDir, JobSpec
 from engine.jobtable import LiveJob
+from engine.launches import ENV_LAUNCH
+from engine.recovery import requeue_unstarted
 from engine.scheduler import Placement
 from engine.state import JobUpdate, Status
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from engine.controller import Engine
 
 log = logging.getLogger("engine")
+_NOT_RECORDED = "the store did not record the job as running"
 
 
 class Poller:
@@ -159,7 +162,11 @@ class Poller:
                 continue
             self.table.ingest(j, chunk)
             if status is not None:
-                self.table.on_exit(j, status)
+                # A worker an earlier engine started that ended with no exit status and nothing written
+                # may never have claimed its launch (a warm worker whose request never arrived).
+                if not (j.handle is not None and j.handle.attached and status.code is None
+                        and requeue_unstarted(self.table, eng.backend, j)):
+                    self.table.on_exit(j, status)
             else:
                 self._check_stale(j, now)
         if inbox:
@@ -197,23 +204,23 @@ class Poller:
             st.state = Status.RUNNING
             st.device = placement.device
             st.started_at = time.time()
+            st.launches += 1
+            st.reason = None  # a job queued again says why until it starts (engine.launches)
             if placement.gpu is not None:
                 st.vram_reserved_gb, st.vram_measured_gb = placement.vram_gb, placement.measured_gb
-            launches.append((j, spec, placement, eng.worker_env(placement)))
-        # Recorded as running before the worker exists: an engine that dies in between leaves a job
-        # the next one re-attaches or marks interrupted, never one it launches a second time.
-        if not await eng.persistence.persist_now([j for j, *_ in launches]):
-            for j, spec, _, _ in launches:
-                j.launching = False
-                j.state.state, j.state.device, j.state.started_at = Status.QUEUED, None, None
-                eng.scheduler.release(spec.id)
-                eng.scheduler.push(spec)
-            return
+            launches.append((j, spec, placement, {**eng.worker_env(placement), ENV_LAUNCH: str(st.launches)},
+                             eng.persistence.record(j)))
         oom_base = oom_kills()
         done = await asyncio.to_thread(self._launch_all, launches)
         for j, placement, handle, err in done:
             j.launching = False
             st = j.state
+            if err == _NOT_RECORDED:  # the store refused: not launched, back in its place
+                st.state, st.device, st.started_at = Status.QUEUED, None, None
+                st.launches -= 1
+                eng.scheduler.release(st.id)
+                eng.scheduler.requeue(j.spec)
+                continue
             if err is not None or handle is None:
                 self.table.finish(j, Status.FAILED, f"could not start the worker: {err}")
                 continue
@@ -231,10 +238,17 @@ class Poller:
             if j.cancel_requested:
                 eng.backend.cancel(handle, eng.cancel_grace_s)
 
-    def _launch_all(self, launches: list[tuple[LiveJob, JobSpec, Placement, dict[str, str]]]
+    def _launch_all(self, launches: list[tuple[LiveJob, JobSpec, Placement, dict[str, str], dict[str, Any]]]
                     ) -> list[tuple[LiveJob, Placement, Handle | None, str | None]]:
+        """Each job is recorded as running (with its launch number) and then started, one job at a time:
+        an engine that dies in between leaves a job the next one re-attaches, applies the dead-job rule to,
+        or queues again when its worker provably never started (engine.launches), never one it launches
+        a second time; one at a time, so that window is one worker's start, not a whole batch's."""
         out: list[tuple[LiveJob, Placement, Handle | None, str | None]] = []
-        for j, spec, placement, env in launches:
+        for j, spec, placement, env, rec in launches:
+            if not self.eng.persistence.commit_records([(j, rec)]):
+                out.append((j, placement, None, _NOT_RECORDED))
+                continue
             try:
                 h = self.eng.backend.submit(spec, self.table.dir(spec.id).path, env)
                 out.append((j, placement, h, None))

@@ -11,7 +11,8 @@ A record written before it carried `checkpointed` is the one case read from the 
 those two facts. A dead job becomes `succeeded`/`failed` if it left `exit.json`; otherwise the one
 dead-job rule of engine.deaths applies: `interrupted` if it reported a checkpoint (retry resumes it
 with params {"resume": true}), else `failed`, with the reason. A job recorded as running whose
-worker never started (the engine died between recording and launching) is never launched again.
+worker provably never started (the engine died between recording and launching: engine.launches)
+is queued again, keeping its priority and place; that launch can never start later.
 Queued jobs are re-queued. Finished jobs are loaded without their curve, which is read from the
 event file the first time someone asks.
 """
@@ -30,6 +31,7 @@ from engine.backends.base import Backend, ExitStatus, Handle
 from engine.events import read_events
 from engine.jobs import JobSpec
 from engine.jobtable import JobTable, LiveJob, event_log_line
+from engine.launches import MAX_LAUNCHES, give_up_reason, requeue_reason
 from engine.scheduler import COORDINATOR_KINDS, Placement
 from engine.state import FINAL_STATES, JobState, Status, apply_event
 from store.atomic import read_json
@@ -91,10 +93,30 @@ def recover(table: JobTable, backend: Backend, records: Iterable[dict[str, Any]]
         data = read_json(jd.exit)
         if data is not None and isinstance(data.get("code"), int):
             table.on_exit(j, ExitStatus(code=data["code"], reason=f"exit code {data['code']}"))
+        elif rec.get("backend") == backend.name and requeue_unstarted(table, backend, j):
+            continue
         else:
             # Same rule as a death the engine watched (engine.deaths): resumable -> interrupted, else failed.
             table.on_exit(j, ExitStatus(code=None, reason="the process died while no engine was watching "
                                                           "(no exit status)"))
+
+
+def requeue_unstarted(table: JobTable, backend: Backend, j: LiveJob) -> bool:
+    """A job recorded as running whose worker is gone without an exit status: when its launch provably
+    never started (the backend revoked the launch before any worker claimed it, so no worker wrote
+    anything: engine.launches), it goes back to the queue with its priority and place (or, after
+    MAX_LAUNCHES such launches, fails saying so) and this returns True; else False (the dead-job rule)."""
+    st = j.state
+    if st.launches < 1 or j.has_result or j.checkpointed or j.cancel_requested:
+        return False
+    if not backend.revoke_launch(st.id, table.dir(st.id).path, st.launches):
+        return False
+    table.scheduler.release(st.id)
+    if st.launches >= MAX_LAUNCHES:
+        table.finish(j, Status.FAILED, give_up_reason(st.launches))
+    else:
+        table.requeue(j, requeue_reason(st.launches))
+    return True
 
 
 def load_finished(table: JobTable, backend: Backend, record: dict[str, Any] | None) -> LiveJob | None:

@@ -96,6 +96,17 @@ class Scheduler:
             raise JobSpecError(f"job {spec.id} is already queued or running")
         self._queue[spec.id] = _Entry(spec, next(self._seq))
 
+    def requeue(self, spec: JobSpec) -> None:
+        """Queue again a job that was admitted but never ran (engine.launches), in its place by arrival:
+        ahead of every queued job created after it, behind those created before it (priority first, as always)."""
+        self.push(spec)
+        entries = sorted(self._queue.values(), key=lambda e: e.seq)
+        mine = entries.pop()
+        at = next((i for i, e in enumerate(entries) if e.spec.created_at > spec.created_at), len(entries))
+        entries.insert(at, mine)
+        for e in entries:
+            e.seq = next(self._seq)
+
     def remove(self, job_id: str) -> JobSpec | None:
         e = self._queue.pop(job_id, None)
         return e.spec if e else None

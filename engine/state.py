@@ -74,6 +74,9 @@ class JobState:
     peak_vram_gb: float | None = None
     peak_rss_gb: float | None = None
     parent: str | None = None
+    # times this job was recorded as running and handed to a worker (engine.launches: an engine stop
+    # before the worker started queues it again, up to MAX_LAUNCHES)
+    launches: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
 
     @classmethod

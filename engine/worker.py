@@ -3,6 +3,8 @@
 Reads `spec.json`, appends JSON-lines events to `events.jsonl` (started, heartbeats from a thread,
 whatever the task emits, then result — with the job's measured memory peaks as `usage` — or error), exits 0 on success and 1 on failure, and writes
 `exit.json` with that code so an engine that is not our parent can still learn how we ended.
+Started for launch n (`FORECAST_LAUNCH`), it first claims that launch (engine.launches); a launch an
+engine already revoked exits at once (code 77) writing no event and no exit.json.
 
 Only light modules are imported here; the task module (`engine.tasks.<kind>`) imports what it
 needs (torch, a model package) itself, so start-up stays well under a second for naive jobs.
@@ -35,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import process_state, threads
+from engine import launches, process_state, threads
 from engine.curve_file import curve_path
 from engine.data.listing import job_listing
 from engine.deaths import EXIT_DISK_FULL
@@ -50,6 +52,9 @@ ENV_HEARTBEAT = "FORECAST_HEARTBEAT_S"
 ENV_GRACE = "FORECAST_CANCEL_GRACE_S"
 ENV_DEVICE = "FORECAST_DEVICE"
 EXIT_CANCELLED = 143
+#: The worker's exit code when an engine revoked its launch before it claimed it (engine.launches):
+#: it did nothing, and the job was queued again.
+EXIT_REVOKED = 77
 
 
 class Cancelled(Exception):
@@ -130,6 +135,12 @@ def run_job(job_dir: Path) -> int:
     job_dir = Path(job_dir).resolve()
     jd = JobDir(job_dir)
     spec = jd.read_spec()
+    launch = launches.launch_number(os.environ)
+    if launch is not None and not launches.claim(job_dir, launch):
+        # Before anything is written: the job was queued again and another launch will run it.
+        print(f"engine.worker: launch {launch} of job {spec.id} was revoked by an engine that found it not "
+              "started; not running it", file=sys.stderr, flush=True)
+        return EXIT_REVOKED
     events = EventWriter(jd.events, spec.id)
     from engine import paths
 

@@ -73,6 +73,12 @@ class Backend:
         """None while the job runs; its ExitStatus once it has ended."""
         raise NotImplementedError
 
+    def revoke_launch(self, job_id: str, job_dir: Path, launch: int) -> bool:
+        """For a job found recorded as running with no live process and no exit status: make launch
+        `launch` unable to start from now on and return True when its worker provably never started
+        (engine.launches), False when that cannot be shown (the dead-job rule then applies)."""
+        return False
+
     def owns_pid(self, handle: Handle, pid: int) -> bool:
         """Whether a (GPU) process pid belongs to this job (its process or its children)."""
         return False

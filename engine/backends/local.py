@@ -4,7 +4,8 @@ Why a session (`start_new_session=True`): the job survives the console exiting o
 and its whole process group (worker + any children, e.g. data-loader processes) can be
 signalled at once on cancel. stdout/stderr go to `jobs/<id>/stderr.log` (not a pipe: nobody
 has to drain it). `pid.json` records pid, process group and the kernel's start time so a later
-engine can tell our still-running worker from an unrelated process that reused the pid.
+engine can tell our still-running worker from an unrelated process that reused the pid; where an
+engine died before writing it, the worker's launch claim (engine.launches) names the same.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from engine import launches
 from engine.backends.base import Backend, ExitStatus, Handle
 from engine.jobs import JobDir, JobSpec
 from store.atomic import atomic_write_json, read_json
@@ -91,10 +93,18 @@ class LocalBackend(Backend):
     def attach(self, job_id: str, job_dir: Path) -> Handle | None:
         info = read_json(Path(job_dir) / PID_FILE)
         if not info or not isinstance(info.get("pid"), int):
-            return None
+            # An engine killed between starting the worker and writing pid.json: the worker's own
+            # launch claim (engine.launches) names it.
+            info = launches.worker_claim(Path(job_dir))
+            if info is None:
+                return None
         if not pid_alive(info["pid"], info.get("create_time")):
             return None
         return Handle(job_id=job_id, job_dir=Path(job_dir), info=info, pid=info["pid"], attached=True)
+
+    def revoke_launch(self, job_id: str, job_dir: Path, launch: int) -> bool:
+        """The launch claim, taken by this engine before any worker of that launch (engine.launches)."""
+        return launches.revoke(Path(job_dir), launch)
 
     def _signal_group(self, handle: Handle, sig: int) -> None:
         pgid = handle.info.get("pgid")
