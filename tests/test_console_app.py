@@ -205,6 +205,8 @@ async def test_promote_comparison_winner_writes_json(env: dict[str, Path]) -> No
         assert naive.count("val 40w") == 1 and naive.count("test 40w") == 1  # naive's numbers say their windows
         # the warnings are their own lines outside the scrolling body: on screen, not below the fold
         warning = app.screen.query_one("#confirm-warning", Static)
+        # the dialog is the screen as soon as it is pushed; its layout comes with a later refresh
+        await wait_for(lambda: warning.region.height > 0, 10, "the dialog's layout", pilot=pilot)
         text = render_text(warning.render())
         assert "loses to naive on test" in text and "not significantly better than naive on validation" in text
         assert "loses to naive" not in body

@@ -41,11 +41,12 @@ async def test_two_symbol_live_curves_best_val_header_and_options(seeded: dict[s
         assert (spy.label, aapl.label) == ("SPY", "AAPL")
         assert spy.train[0][0] == aapl.train[0][0] == 1.0  # each run from its own step 1: no line back
         assert spy.stopped_early and not aapl.stopped_early  # the job's SPY.stopped_early metric
-        await pilot.pause(0.1)
-        best = _text(app, "#live-best")
-        assert "best val SPY 0.42 (epoch 2), AAPL 0.48 (epoch 3)" in best  # kept, not SPY's last 0.45
-        for wid in ("#live-title", "#live-best"):
-            assert app.screen.query_one(wid).region.height == 1  # never wraps at 80 columns
+        # kept, not SPY's last 0.45; the header is written (rate-limited) and laid out after the points came
+        await wait_for(lambda: "best val SPY 0.42 (epoch 2), AAPL 0.48 (epoch 3)" in _text(app, "#live-best"), 10,
+                       "the kept validation losses in the header", pilot=pilot, detail=lambda: _text(app, "#live-best"))
+        heads = [app.screen.query_one(wid) for wid in ("#live-title", "#live-best")]
+        await wait_for(lambda: all(w.region.height > 0 for w in heads), 10, "the header's layout", pilot=pilot)
+        assert [w.region.height for w in heads] == [1, 1]  # never wraps at 80 columns
         await pilot.press("s", "l")
         assert chart.smooth and chart.log_scale
         await pilot.pause(0.6)
