@@ -153,3 +153,19 @@ def test_partly_empty_ohlc_is_refused_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"missing open value .*on every row or leave the columns empty") as info:
         _load(tmp_path, "Date,Open,High,Low,Close\n2024-01-02,10,11,9,10.5\n2024-01-03,,,,11\n")
     assert info.value.row == 3
+
+
+def test_yahoo_null_rows_are_left_out_and_listed_partial_ones_refused(tmp_path: Path) -> None:
+    # Yahoo writes `null` in every column of a day without a bar; that row is no bar, not an error
+    bars = [f"2024-01-{d:02d},10,11,9,10.5,10.4,100\n" for d in range(2, 22)]
+    s = _load(tmp_path, "Date,Open,High,Low,Close,Adj Close,Volume\n" + bars[0]
+              + "2024-01-03,null,null,null,null,null,null\n" + "".join(bars[2:]))
+    assert s.dropped_lines == (3,) and "2024-01-03" not in _dates(s) and s.n_rows == 19
+    # a row with some prices and not the others is still refused
+    with pytest.raises(DataError, match=r"missing close value") as info:
+        _load(tmp_path, "Date,Open,High,Low,Close,Adj Close,Volume\n" + bars[0] + "2024-01-03,10,11,9,,,\n"
+              + "".join(bars[2:]))
+    assert info.value.row == 3
+    # more than a tenth of the rows without a price is missing data, not holidays
+    with pytest.raises(DataError, match=r"3 of 21 rows have no price"):
+        _load(tmp_path, "Date,Close\n" + "".join(f"2024-01-{d:02d},{'' if d % 7 == 0 else 10}\n" for d in range(1, 22)))

@@ -104,6 +104,9 @@ def _check(args: argparse.Namespace) -> int:
             continue
         kind = "ohlcv" if series.has_ohlc else "close-only"
         print(f"ok  {series.symbol:8s} {series.n_rows:6d} rows  {series.start} .. {series.end}  {kind}  {series.path}")
+        if series.dropped_lines:
+            shown = ", ".join(map(str, series.dropped_lines[:8])) + (" …" if len(series.dropped_lines) > 8 else "")
+            print(f"    left out {len(series.dropped_lines)} dated row(s) without any price (line {shown})")
     if failed:
         print(f"{failed} of {len(items)} failed", file=sys.stderr)
         return 2

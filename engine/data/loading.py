@@ -12,7 +12,8 @@ exchange's wall clock); price columns open/high/low/close and volume in any case
 `adj close`; `adj close` is used when there is no close (or the close column is empty). A file whose
 open/high/low columns are missing *or empty on every row* is a close-only export (`has_ohlc=False`).
 Volume is optional per file and per row: empty cells are NaN, never an error, and volume is never
-read as a price. Comma, semicolon and tab separators are recognised from the header. Rows must be
+read as a price. A dated row with no price in any column (`null` everywhere: a holiday in a Yahoo
+export) is dropped and listed in `Series.dropped_lines`; a row missing only some prices is refused. Comma, semicolon and tab separators are recognised from the header. Rows must be
 in time order; a file sorted newest-first throughout (as some brokers export) is reversed,
 anything else out of order is refused.
 """
@@ -68,6 +69,8 @@ class Series:
     path: Path
     frame: pd.DataFrame
     has_ohlc: bool
+    #: CSV lines of dated rows without any price (holidays in a Yahoo export), left out of `frame`.
+    dropped_lines: tuple[int, ...] = ()
 
     @property
     def n_rows(self) -> int:
@@ -179,6 +182,23 @@ def load_csv(path: Path, symbol: str | None = None, *, dayfirst: bool | None = N
                         "give all of open, high, low, close, or close only")
     has_ohlc = len(ohlc_present) == 3
 
+    # A dated row with no price at all (Yahoo writes `null` in every column on a market holiday)
+    # means "no bar that day": it is dropped and its line kept in `Series.dropped_lines`, which
+    # `data check` prints. A row with some prices and not others is still refused below, and so is a
+    # file where such rows are more than a tenth: that is missing data, not holidays.
+    price_keys = [k for k in ("open", "high", "low", "close", "adj_close") if k in col]
+    no_price = np.logical_and.reduce([empty_volume(cells(k)) for k in price_keys])
+    dropped: tuple[int, ...] = ()
+    if no_price.any():
+        dropped = tuple(lines[i] for i in np.flatnonzero(no_price))
+        if len(dropped) > len(rows) // 10:
+            raise DataError(path, dropped[0], f"{len(dropped)} of {len(rows)} rows have no price (first here); "
+                            "fill or remove them")
+        rows = [r for r, skip in zip(rows, no_price, strict=True) if not skip]
+        lines = [ln for ln, skip in zip(lines, no_price, strict=True) if not skip]
+        if len(rows) < MIN_ROWS:
+            raise DataError(path, lines[0], f"too few rows with prices: need at least {MIN_ROWS}, have {len(rows)}")
+
     # Timestamps
     raw_ts = cells("timestamp")
     for k, v in enumerate(raw_ts):
@@ -278,4 +298,4 @@ def load_csv(path: Path, symbol: str | None = None, *, dayfirst: bool | None = N
     frame["close"] = close
     frame["volume"] = data["volume"][order] if "volume" in data else np.full(len(t), np.nan)
     frame = frame.reset_index(drop=True)
-    return Series(symbol=symbol, path=path, frame=frame, has_ohlc=has_ohlc)
+    return Series(symbol=symbol, path=path, frame=frame, has_ohlc=has_ohlc, dropped_lines=dropped)
