@@ -160,6 +160,7 @@ def test_cli_runs_best_promote_rollback_report(cli, tmp_path: Path) -> None:
 
     code, out, _ = cli("runs", "--model", "toto")
     assert code == 0 and r1 in out and r2 in out and "2 run(s)" in out
+    assert "3 ?w" in out and "3.3 ?w" in out  # no window spec recorded: the count says it is unknown
     code, out, _ = cli("runs", "--json", "--symbol", "AAPL")
     assert code == 0 and [r["run_id"] for r in json.loads(out)] == [r1, r2]
     code, out, _ = cli("best", "--model", "toto", "--symbol", "AAPL")

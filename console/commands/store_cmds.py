@@ -86,6 +86,13 @@ def _num(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, int | float) else "—"
 
 
+def _with_windows(v: Any, label: str) -> str:
+    """`3.364 248w` (the count from a `val 248w` label); a bare dash when there is no number."""
+    if not isinstance(v, int | float):
+        return "—"
+    return f"{v:.4g} {label.split(' ', 1)[1]}" if " " in label else f"{v:.4g}"
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     with _open(args, write=False) as st:
         runs = st.runs(model=args.model, symbol=args.symbol)
@@ -99,11 +106,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs recorded yet")
         return 0
+    from store.run_listing import listed_run
+
     test_metric = "test_" + args.metric.removeprefix("val_")
-    cols = ["run_id", "model", "symbol", args.metric, test_metric, "seed", "created"]
-    rows = [[r["run_id"], r["model"], r["symbol"], _num(r["metrics"].get(args.metric)),
-             _num(r["metrics"].get(test_metric)), str(r.get("seed") if r.get("seed") is not None else "—"),
-             r["created"]] for r in runs]
+    cols = ["run_id", "model", "symbol", "h", args.metric, test_metric, "seed", "created"]
+    rows = []
+    for r in runs:  # every number with its horizon and window count (runs on other windows do not compare)
+        lr = listed_run(r, None)
+        rows.append([r["run_id"], r["model"], r["symbol"], "—" if lr.horizon is None else str(lr.horizon),
+                     _with_windows(r["metrics"].get(args.metric), lr.val_windows if args.metric.startswith("val_")
+                                   else lr.test_windows if args.metric.startswith("test_") else ""),
+                     _with_windows(r["metrics"].get(test_metric), lr.test_windows),
+                     str(r.get("seed") if r.get("seed") is not None else "—"), r["created"]])
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     for row in rows:
