@@ -1,7 +1,7 @@
 """Console benchmark: first frame, key-to-repaint latency and CPU per screen while 24 jobs stream.
 
 Usage:  python bench/bench_console.py [--before REF] [--repeat 1] [--seconds 3] [--runs 10000]
-                                      [--profile-idle PREFIX]
+                                      [--profile-idle PREFIX] [--profile-keys PREFIX]
 
 Targets (issues 7, 16, 17), with 24 jobs × 20 events/s streaming and a store of `--runs` runs:
 - first frame ≤ 1 s: printed twice, from the app's construction (console code only) and from the
@@ -23,7 +23,10 @@ it; the latency is the time until the first frame written after the key's effect
 
 `--before REF` runs the same measurements on REF (exported with `git archive`) and on this tree,
 alternately, in fresh processes, `--repeat` times each: side by side in one invocation.
-`--profile-idle PREFIX` writes cProfile stats of each no-key phase to PREFIX.<screen>.prof.
+`--profile-idle PREFIX` writes cProfile stats of each no-key phase to PREFIX.<screen>.prof,
+`--profile-keys PREFIX` those of each key phase (and of the Runs switch) to PREFIX.<screen>-keys.prof.
+Every key over `SLOW_KEY_MS` is printed by name with its latency and the garbage collections that ran
+during it (gen/ms), so that a slow p95 can be traced to its keys.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import os
 import statistics
@@ -47,9 +51,9 @@ if "--checkout" in sys.argv:  # measure another tree's console (the --before sid
     ROOT = Path(sys.argv[sys.argv.index("--checkout") + 1]).resolve()
 sys.path.insert(0, str(ROOT))
 
+from console_workload import N_JOBS, seed_jobs, seed_runs, stream  # noqa: E402  (this file's folder)
 from textual.drivers.headless_driver import HeadlessDriver  # noqa: E402
 
-N_JOBS = 24
 #: Wait after switching screens before measuring: the switch (compose, first layout, first load) is a
 #: one-off cost, the CPU figure is the steady cost of streaming.
 SETTLE_S = 3.0
@@ -63,6 +67,19 @@ FRAMES: list[float] = []
 #: CPU seconds the streamer itself spent (it runs in the app's process; subtracted from its figure).
 STREAMER_CPU = [0.0]
 PROFILE_IDLE: list[str | None] = [None]
+PROFILE_KEYS: list[str | None] = [None]
+#: A key slower than this is printed by name (the key→repaint target is a p95 of 50 ms).
+SLOW_KEY_MS = 50.0
+#: (start, end, generation) of every garbage collection while the app runs (gc.callbacks).
+GC_PAUSES: list[tuple[float, float, int]] = []
+_gc_start = [0.0]
+
+
+def _gc_callback(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc_start[0] = time.perf_counter()
+    else:
+        GC_PAUSES.append((_gc_start[0], time.perf_counter(), int(info["generation"])))
 
 
 class FrameDriver(HeadlessDriver):
@@ -75,79 +92,6 @@ class FrameDriver(HeadlessDriver):
     def write(self, data: str) -> None:
         if data:
             FRAMES.append(time.perf_counter())
-
-
-def _seed(ws: Path, hp: Path) -> list[str]:
-    from engine.jobs import JobSpec
-    from store import Store
-
-    st = Store.open(ws, hyperparams_dir=hp)
-    ids = []
-    try:
-        for i in range(N_JOBS):
-            jid = f"20250101-1200{i:02d}-000-train-{i:08x}"
-            spec = JobSpec(id=jid, kind="train", symbols=("SPY",), model="toto", created_at=1.7e9 + i)
-            st.put_job({"id": jid, "kind": "train", "symbols": ["SPY"], "model": "toto", "state": "succeeded",
-                        "priority": 0, "attempt": 1, "created_at": 1.7e9 + i, "spec": spec.to_dict()})
-            ids.append(jid)
-    finally:
-        st.close()
-    return ids
-
-
-def _seed_runs(ws: Path, hp: Path, n: int) -> float:
-    """`n` tracked runs in one ledger transaction (as many sweeps would leave); returns seconds taken."""
-    from store import Store
-
-    t0 = time.perf_counter()
-    st = Store.open(ws, hyperparams_dir=hp)
-    models, symbols = ("toto", "kronos", "chronos2"), ("SPY", "AAPL", "NVDA", "MSFT", "TSLA", "COIN")
-    win = {"span": "val", "count": 12, "stride": 4, "rows_covered": 60}
-    try:
-        with st.transaction():
-            for i in range(n):
-                st.log_run(models[i % 3], symbols[i % 6], {"preset": "tiny", "lr": 1e-4 * (1 + i % 7), "horizon": 16},
-                           {"val_mae_pct": 3.0 + (i * 7919 % 1000) / 250, "val_loss": 0.2 + (i % 50) / 100},
-                           training_time=10.0 + i % 90, seed=i, job_id=f"20250101-120000-000-sweep-{i % 24:08x}",
-                           extra={"horizon": 16, "preset": "tiny", "val_windows": win})
-    finally:
-        st.close()
-    return time.perf_counter() - t0
-
-
-async def _stream(app: Any, ids: list[str], rate: float, stop: asyncio.Event) -> int:
-    """Feed the console's engine mirror the lines its socket would carry (engine.service's updates),
-    two symbols per job as a two-symbol train job streams them; building the lines is the streamer's
-    CPU (subtracted), decoding and folding them (what the mirror's socket reader does) the console's."""
-    from engine import channel
-
-    mirror = app.services.engine
-    step = sent = 0
-    period = 1.0 / rate
-    while not stop.is_set():
-        step += 1
-        c0 = time.process_time()
-        lines = []
-        for jid in ids:
-            rec = mirror.job(jid).to_record()
-            done = float(step % 1000)
-            sym = "SPY" if done < 500 else "AAPL"
-            loss = 1.0 / (1 + 0.01 * step)
-            rec.update(state="running", progress_total=2.0, progress_done=done / 500, eta_s=1000.0 - step,
-                       last_train_loss=loss, stage="training", symbol=sym, symbol_i=1 + int(done >= 500), symbol_n=2)
-            for kind, data, job in (
-                ("progress", {"done": done / 500, "total": 2.0, "stage": "training", "symbol": sym}, rec),
-                ("loss", {"step": step % 500 + 1, "epoch": step // 100, "train": loss, "symbol": sym,
-                          "run": f"run-{sym}"}, None),
-                ("log", {"level": "info", "msg": f"step {step}"}, None),
-            ):
-                lines.append(channel.encode({"update": {"job_id": jid, "kind": kind, "data": data}, "job": job}))
-                sent += 1
-        STREAMER_CPU[0] += time.process_time() - c0
-        for line in lines:
-            mirror._apply(channel.decode(line))  # the mirror's own fold of one socket line (console code)
-        await asyncio.sleep(period)
-    return sent
 
 
 async def _idle_cpu(screen: str, seconds: float) -> float:
@@ -164,8 +108,25 @@ async def _idle_cpu(screen: str, seconds: float) -> float:
     return 100.0 * used / (time.perf_counter() - t0)
 
 
-async def _latencies(app: Any, keys: list[str], probe: Callable[[], object]) -> list[float]:
-    """Post each key as the terminal driver would; latency = first frame written after its effect."""
+def _profiled(name: str) -> Any:
+    """A cProfile.Profile enabled for a key phase when --profile-keys is given (else None)."""
+    if not PROFILE_KEYS[0]:
+        return None
+    prof = cProfile.Profile()
+    prof.enable()
+    prof.dump_name = f"{PROFILE_KEYS[0]}.{name}-keys.prof"  # type: ignore[attr-defined]
+    return prof
+
+
+def _dump(prof: Any) -> None:
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(prof.dump_name)
+
+
+async def _latencies(app: Any, keys: list[str], probe: Callable[[], object]) -> list[tuple[str, float, str]]:
+    """Post each key as the terminal driver would; latency = first frame written after its effect.
+    Returns (key, ms, the collections of 2 ms or more that ran during it: "gc gen2 31ms …") per key."""
     from textual import events
 
     out = []
@@ -179,7 +140,9 @@ async def _latencies(app: Any, keys: list[str], probe: Callable[[], object]) -> 
         while not (FRAMES and FRAMES[-1] >= changed) and time.perf_counter() - t0 < 5:
             await asyncio.sleep(0.0005)
         painted = next((f for f in FRAMES if f >= changed), time.perf_counter())
-        out.append((painted - t0) * 1000)
+        gcs = " ".join(f"gc gen{g} {(b - a) * 1000:.0f}ms" for a, b, g in GC_PAUSES
+                       if b >= t0 and a <= painted and b - a >= 0.002)
+        out.append((k, (painted - t0) * 1000, gcs))
         await asyncio.sleep(0.03)
     return out
 
@@ -218,6 +181,7 @@ async def measure(ws: Path, hp: Path, ids: list[str], seconds: float, rate: floa
                   n_runs: int, extra: dict[str, Any]) -> dict[str, Any]:
     res: dict[str, Any] = {"cpu": {}, "lat": {}, **extra}
     FRAMES.clear()
+    gc.callbacks.append(_gc_callback)
     t0 = time.perf_counter()
     app = _make_app(ws, hp)
     async with app.run_test(size=(120, 40), headless=False):
@@ -227,13 +191,14 @@ async def measure(ws: Path, hp: Path, ids: list[str], seconds: float, rate: floa
         await asyncio.wait_for(app.ready.wait(), 20)
         res["ready_ms"] = (time.perf_counter() - t0) * 1000
         stop = asyncio.Event()
-        streamer = asyncio.create_task(_stream(app, ids, rate, stop))
+        streamer = asyncio.create_task(stream(app, ids, rate, stop, STREAMER_CPU))
         n_keys = max(20, int(seconds * 10))
         arrows = (["down"] * 10 + ["up"] * 10) * (n_keys // 20)
         for mode in CPU_SCREENS:
             if mode == "runs" and not n_runs:
                 continue
             if mode == "runs":
+                prof = _profiled("runs-switch")
                 try:
                     t_runs = await _switch(app, "runs", lambda s: bool(s.query("#runs-table")) and s.table.row_count > 0)
                 except TimeoutError as exc:
@@ -241,6 +206,9 @@ async def measure(ws: Path, hp: Path, ids: list[str], seconds: float, rate: floa
                     continue
                 res["runs_rows_ms"] = t_runs * 1000
                 res["runs_rows"] = app.screen.table.row_count
+                t_all = await _switch(app, "runs", lambda s: not getattr(s, "filling", False))
+                _dump(prof)
+                res["runs_all_ms"], res["runs_all_rows"] = (t_runs + t_all) * 1000, app.screen.table.row_count
             elif mode == "live":
                 app.open_live(ids[0])
             else:
@@ -248,12 +216,14 @@ async def measure(ws: Path, hp: Path, ids: list[str], seconds: float, rate: floa
             await asyncio.sleep(SETTLE_S)
             res["cpu"][mode] = await _idle_cpu(mode, idle_s)
             scr = app.screen
+            prof = _profiled(mode) if mode != "gpu" else None
             if mode in ("stocks", "queue", "runs"):
                 table = scr.table
                 res["lat"][mode] = await _latencies(app, arrows, lambda t=table: t.cursor_row)
             elif mode == "live":
                 res["lat"][mode] = await _latencies(app, (["n"] * 10 + ["N"] * 10) * max(1, n_keys // 40),
                                                     lambda s=scr: s.job_id)
+            _dump(prof)
         stop.set()
         res["events"] = await streamer
         res["batches"] = getattr(app, "update_batches", None)
@@ -272,16 +242,21 @@ def _report(label: str, res: dict[str, Any], rate: float, n_runs: int) -> None:
     print(f"engine + store ready:              {res['ready_ms']:7.0f} ms")
     if "runs_rows_ms" in res:
         print(f"runs screen: {n_runs} runs, first {res['runs_rows']} rows on screen {res['runs_rows_ms']:.0f} ms "
-              "after its key (target ≤ 1000)")
+              f"after its key (target ≤ 1000); all {res['runs_all_rows']} rows {res['runs_all_ms']:.0f} ms")
     if "runs_error" in res:
         print(f"runs screen: {n_runs} runs: {res['runs_error']} (target ≤ 1 s)")
     for mode in CPU_SCREENS:
         if mode not in res["cpu"]:
             continue
-        lat = res["lat"].get(mode)
+        per_key = res["lat"].get(mode) or []
+        lat = [ms for _, ms, _ in per_key]
         keys = (f"key→repaint n={len(lat):3d} p50 {statistics.median(lat):6.1f} p95 {_pct(lat, 95):6.1f} "
                 f"max {max(lat):6.1f} ms" if lat else "")
         print(f"{mode:7s} CPU {res['cpu'][mode]:5.1f} % of a core (target ≤ 10)   {keys}")
+        slow = [f"#{i + 1} {k} {ms:.0f}ms{' (' + gcs + ')' if gcs else ''}"
+                for i, (k, ms, gcs) in enumerate(per_key) if ms > SLOW_KEY_MS]
+        if slow:
+            print(f"        keys over {SLOW_KEY_MS:.0f} ms: {', '.join(slow)}")
     print(f"({N_JOBS} jobs × {3 * rate:g} events/s; {res['events']} events, {res['batches']} UI batches; "
           f"key→repaint target p95 ≤ 50 ms)")
     if not res["batches"]:
@@ -292,8 +267,8 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="fc-bench-"))
     ws, hp = tmp / "ws", tmp / "hp"
     os.environ.setdefault("FORECAST_DATA", str(ROOT / "trainingdata"))
-    ids = _seed(ws, hp)
-    seed_s = _seed_runs(ws, hp, args.runs) if args.runs else 0.0
+    ids = seed_jobs(ws, hp)
+    seed_s = seed_runs(ws, hp, args.runs) if args.runs else 0.0
     launch = _launch_ms(ws, hp)
     return await measure(ws, hp, ids, args.seconds, args.rate, args.idle, args.runs,
                          extra={"seed_s": seed_s, "launch_ms": launch})
@@ -344,11 +319,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs per tree, alternating")
     ap.add_argument("--profile-idle", default=None, metavar="PREFIX",
                     help="write cProfile stats of the no-key phases to PREFIX.<screen>.prof")
+    ap.add_argument("--profile-keys", default=None, metavar="PREFIX",
+                    help="write cProfile stats of the key phases (and the Runs switch) to PREFIX.<screen>-keys.prof")
     ap.add_argument("--checkout", default=None, help=argparse.SUPPRESS)  # the tree a child measures
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # a child's output
     ap.add_argument("--first-frame", nargs=2, default=None, help=argparse.SUPPRESS)  # WS HP: the launch child
     a = ap.parse_args()
-    PROFILE_IDLE[0] = a.profile_idle
+    PROFILE_IDLE[0], PROFILE_KEYS[0] = a.profile_idle, a.profile_keys
     if a.first_frame:
         asyncio.run(_first_frame(Path(a.first_frame[0]), Path(a.first_frame[1])))
         return
@@ -366,8 +343,9 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); "
           f"{N_JOBS} jobs, {a.runs} runs; `python bench/bench_console.py {' '.join(sys.argv[1:])}`")
     passthrough = ["--seconds", str(a.seconds), "--rate", str(a.rate), "--idle", str(a.idle), "--runs", str(a.runs)]
-    if a.profile_idle:
-        passthrough += ["--profile-idle", a.profile_idle]
+    for opt, val in (("--profile-idle", a.profile_idle), ("--profile-keys", a.profile_keys)):
+        if val:
+            passthrough += [opt, val]
     for r in range(a.repeat):
         for label, tree in trees:
             env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1",
