@@ -63,6 +63,7 @@ class RunsData:
     picks: list[Pick] = field(default_factory=list)
     comparisons: list[ComparisonRow] = field(default_factory=list)
     promotions: list[Promotion] = field(default_factory=list)
+    total: int = 0  # runs in the ledger (more than `rows` when only the newest were read)
 
 
 def promoted_run_ids(promotions: Iterable[Promotion]) -> set[str]:
@@ -112,8 +113,9 @@ def run_row(run: ListedRun, used: str) -> RunRow:
     )
 
 
-def load_runs(store: Any) -> RunsData:
-    """Every run in the ledger as a RunRow (oldest first), with the decisions that name runs.
+def load_runs(store: Any, newest: int | None = None) -> RunsData:
+    """Every run in the ledger (or the `newest` n) as a RunRow (oldest first), with the decisions
+    that name runs and how many runs there are.
 
     Runs come from `Store.listed_runs` (each run's table cells, stored with the run, and its
     job's kind/state/times): no run document is decoded."""
@@ -122,8 +124,9 @@ def load_runs(store: Any) -> RunsData:
     picks: list[Pick] = store.picks()
     promos: list[Promotion] = store.promotions()
     comps: list[ComparisonRow] = store.comparisons()
-    return RunsData(rows=rows_of(store.listed_runs(), picks, promos), picks=picks, comparisons=comps,
-                    promotions=promos)
+    rows = rows_of(store.listed_runs(newest), picks, promos)
+    total = len(rows) if newest is None else store.run_count()
+    return RunsData(rows=rows, picks=picks, comparisons=comps, promotions=promos, total=total)
 
 
 def rows_of(runs: Iterable[ListedRun], picks: Iterable[Pick], promos: Iterable[Promotion]) -> list[RunRow]:

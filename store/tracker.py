@@ -155,12 +155,18 @@ class TrackerMixin:
             rec = self._ledger.get_run(run_id)
             return self._public_run(rec) if rec is not None else None
 
-    def listed_runs(self) -> list[ListedRun]:
+    def listed_runs(self, newest: int | None = None) -> list[ListedRun]:
         """Every run, oldest first, as one row of a table of runs with its job's kind/state/times
         (store/run_listing.py): no run document is decoded, so listing 10k runs costs what
-        reading 10k short rows does."""
+        reading 10k short rows does. `newest=n`: only the n most recently created runs (a
+        table's first screenful, newest first, before the whole list is read)."""
         with self._lock:
-            return self._ledger.listed_runs()
+            return self._ledger.listed_runs(newest)
+
+    def run_count(self) -> int:
+        """How many runs the ledger holds."""
+        with self._lock:
+            return self._ledger.run_count()
 
     def _select(self, model: str | None, symbol: str | None, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
         if model is not None:

@@ -10,6 +10,8 @@ import math
 import random
 from pathlib import Path
 
+import pytest
+
 from console import run_browser as rb
 from store import Store
 from store.run_listing import listed_run
@@ -84,3 +86,30 @@ def test_listed_runs_give_the_rows_of_the_whole_documents(tmp_path: Path) -> Non
     assert {r.val_loss is None for r in rows.values()} == {True, False}
     assert all(r.test_mae_pct is None or math.isfinite(r.test_mae_pct) for r in rows.values())
     assert any(r.duration_s is None for r in rows.values())
+
+
+def test_newest_runs_are_the_top_of_the_newest_first_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`listed_runs(newest=n)` (the Runs screen's first screenful) = the first n of a stable
+    newest-first sort of the whole list, ties and runs logged out of time order included."""
+    from types import SimpleNamespace
+
+    from store import tracker
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(tracker, "time", SimpleNamespace(time=lambda: clock["t"]))
+    ws = tmp_path / "ws"
+    with Store.open(ws, hyperparams_dir=tmp_path / "hp", fsync=False) as st:
+        st.put_jobs([{"id": "job-a", "kind": "validate", "state": "failed", "started_at": 1.0, "finished_at": 4.0}])
+        for i, t in enumerate([5.0, 3.0, 5.0, 1.0, 9.0, 9.0, 2.0, 5.0, 7.0, 5.0]):
+            clock["t"] = t
+            st.log_run("toto", "SPY", {"horizon": 16}, {"val_mae_pct": float(i)}, job_id="job-a" if i % 2 else None)
+        ro = Store.open(ws, readonly=True)
+        for store in (st, ro):
+            whole = store.listed_runs()
+            for n in (0, 1, 4, 5, 10, 50):
+                top = sorted(whole, key=lambda r: r.created_at, reverse=True)[:n]
+                assert store.listed_runs(newest=n) == [r for r in whole if r in top], n
+            page = rb.load_runs(store, 4)
+            assert page.total == 10 and [r.created_at for r in page.rows] == [5.0, 9.0, 9.0, 7.0]
+            assert {(r.kind, r.state) for r in page.rows} == {("validate", "failed"), ("—", "—")}
+        ro.close()

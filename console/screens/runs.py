@@ -9,10 +9,15 @@ of that order, and the status line says how many matched and how many are shown,
 Val MAE% is the best of all runs, not of the newest page. Every MAE% names its windows ("12w"). `f` opens the Forecast view: the run's own job's forecasts
 (a validate run), else those of the pick/comparison that uses it (a training run's adapter).
 
-Why it stays quick with 10k runs: the runs are read on the console's I/O thread (the screen says
-"loading runs…" meanwhile and every key works), with each row's filter text built there once; a
+Why it stays quick with 10k runs: the runs are read on the console's I/O thread (every key works
+meanwhile), with each row's filter text built there once. On opening, the newest `FIRST_ROWS` runs
+(the top of the default order) are read and drawn first, then the whole list; the table is filled
+`FILL_CHUNK` rows at a time with the loop free between steps (a DataTable measures every cell it
+is given), and the status line says how many rows are shown of how many while it fills. A sort or
+filter given meanwhile applies to the rows read so far and again to all of them once read. A
 filter is applied a moment after the typing stops, and a new filter or sort replaces the table's
-rows in one go (`KeyedTable.replace`) instead of a removal per row.
+rows (`KeyedTable.replace`) instead of a removal per row. The filter is typed without moving the
+focus (console.screens.filter_keys: `/` then letters typed fast all reach the filter).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 
 from console import run_browser as rb
-from console.screens.base import ModeScreen
+from console.screens.filter_keys import FilterScreen
 from console.screens.forecast_view import ForecastRequested
 from console.widgets.loss_chart import LossChart
 from console.widgets.table import Cell, KeyedTable, num, txt
@@ -44,6 +49,11 @@ COLUMNS = (
 SORTABLE = [c for c, _ in COLUMNS]
 #: Rows the table holds at most (the top of the sorted, filtered list; see the module docstring).
 SHOW_MAX = 300
+#: Runs read and drawn first on opening (newest first: the default order's top; a tall screenful).
+FIRST_ROWS = 60
+#: Rows added to the table per step while it fills up to SHOW_MAX, and the pause between steps.
+FILL_CHUNK = 60
+FILL_STEP_S = 0.02
 #: A detail is read this long after the cursor stops (holding an arrow key reads nothing).
 DETAIL_DELAY_S = 0.15
 #: The filter is applied this long after the last key typed into it (typing stays fluid).
@@ -82,8 +92,9 @@ def sorted_rows(rows: Iterable[rb.RunRow], column: str, reverse: bool) -> list[r
     return sorted(rows, key=lambda r: Cell(key(r), "").sort_key(), reverse=reverse)
 
 
-class RunsScreen(ModeScreen):
+class RunsScreen(FilterScreen):
     MODE: ClassVar[str] = "runs"
+    FILTER_ID: ClassVar[str] = "#runs-filter"
     RELOAD_ON_FINISH: ClassVar[bool] = True
     DEFAULT_CSS = """
     RunsScreen #runs-filter {
@@ -91,6 +102,9 @@ class RunsScreen(ModeScreen):
         height: 1;
         border: none;
         padding: 0 1;
+    }
+    RunsScreen #runs-filter.-editing {
+        background: $accent 30%;
     }
     RunsScreen #runs-table {
         height: 1fr;
@@ -128,7 +142,11 @@ class RunsScreen(ModeScreen):
         self.matched: list[rb.RunRow] = []
         self.sort_column = "when"
         self.sort_reverse = True
-        self.loaded = False
+        self.loaded = False  # some rows read (maybe only the newest: see `complete`)
+        self.complete = False  # every run read
+        #: Rows of the current order still to be added to the table (filled in steps).
+        self.to_fill: list[rb.RunRow] = []
+        self._fill_timer: Timer | None = None
         #: run id -> the text the filter matches words against (built with the rows, off the loop).
         self.hay: dict[str, str] = {}
         self._filter_timer: Timer | None = None
@@ -145,8 +163,7 @@ class RunsScreen(ModeScreen):
             yield LossChart(id="runs-curve")
 
     def on_mount(self) -> None:
-        self.table.focus()
-        self.reload()
+        self.table.focus()  # the rows are read by the reload that showing the screen runs (on_screen_resume)
 
     @property
     def table(self) -> KeyedTable:
@@ -155,18 +172,28 @@ class RunsScreen(ModeScreen):
     def reload(self) -> None:
         self._load()
 
+    @property
+    def filling(self) -> bool:
+        """Not every run read yet, or the table not filled up yet."""
+        return not self.complete or bool(self.to_fill)
+
     @work(exclusive=True, group="runs-load")
     async def _load(self) -> None:
-        if not self.loaded:
-            self.query_one("#runs-status", Static).update("loading runs…")
+        store = self.services.store
         try:
-            data, hay = await self.services.call(_read_runs, self.services.store)
+            if not self.loaded and not self._words() and (self.sort_column, self.sort_reverse) == ("when", True):
+                first = await self.services.call(_read_runs, store, FIRST_ROWS)
+                self._take(*first, complete=False)
+            data, hay = await self.services.call(_read_runs, store)
         except Exception as exc:  # noqa: BLE001 - show and keep the screen alive
             self.notify_error(exc)
             data, hay = rb.RunsData(), {}
+        self._take(data, hay, complete=True)
+
+    def _take(self, data: rb.RunsData, hay: dict[str, str], complete: bool) -> None:
         self.data, self.hay = data, hay
-        self.by_id = {r.run_id: r for r in self.data.rows}
-        self.loaded = True
+        self.by_id = {r.run_id: r for r in data.rows}
+        self.loaded, self.complete = True, complete
         self._render_rows()
 
     def _words(self) -> list[str]:
@@ -179,23 +206,52 @@ class RunsScreen(ModeScreen):
         else:
             rows = list(self.data.rows)
         self.matched = sorted_rows(rows, self.sort_column, self.sort_reverse)
-        shown = {r.run_id: run_cells(r) for r in self.matched[:SHOW_MAX]}
+        wanted = self.matched[:SHOW_MAX]
         table = self.table
-        if list(shown) == table.row_ids:
-            table.update_rows(shown)  # the same rows in the same order: only changed cells are written
-        else:
-            table.replace(shown)
+        shown = table.row_ids
+        if shown and [r.run_id for r in wanted[:len(shown)]] == shown:
+            # the rows shown stay, in the same order (the newest first, now read with all the rest):
+            # only changed cells are written, the rest is added after them
+            table.update_rows({r.run_id: run_cells(r) for r in wanted[:len(shown)]})
+            self.to_fill = wanted[len(shown):]
+        else:  # the first step holds the cursor's row, so that it stays on it (a reload when a job ends)
+            at = next((i for i, r in enumerate(wanted) if r.run_id == table.current_id), 0)
+            first = max(FILL_CHUNK, at + 1)
+            table.replace({r.run_id: run_cells(r) for r in wanted[:first]})
+            self.to_fill = wanted[first:]
         table.sort_column, table.sort_reverse = self.sort_column, self.sort_reverse  # shown in this order
+        self._schedule_fill()
         self._update_status()
         self._schedule_detail()
 
+    def _schedule_fill(self) -> None:
+        if self._fill_timer is not None:
+            self._fill_timer.stop()
+            self._fill_timer = None
+        if self.to_fill:
+            self._fill_timer = self.set_timer(FILL_STEP_S, self._fill_step)
+
+    def _fill_step(self) -> None:
+        """Add the next rows of the current order (keys typed meanwhile were handled before this)."""
+        step, self.to_fill = self.to_fill[:FILL_CHUNK], self.to_fill[FILL_CHUNK:]
+        self.table.append({r.run_id: run_cells(r) for r in step})
+        self._schedule_fill()
+        self._update_status()
+
     def _update_status(self) -> None:
-        n, total = len(self.matched), len(self.data.rows)
-        shown = min(n, SHOW_MAX)
-        order = "desc" if self.sort_reverse else "asc"
-        more = f" · first {shown} shown" if n > shown else ""
-        self.query_one("#runs-status", Static).update(
-            f"{n} of {plural(total, 'run')}{more} · sorted by {self.sort_column} ({order})")
+        n, total = len(self.matched), max(self.data.total, len(self.data.rows))
+        shown = self.table.row_count
+        order = f" · sorted by {self.sort_column} ({'desc' if self.sort_reverse else 'asc'})"
+        if not self.loaded:
+            text = "loading runs…"
+        elif not self.complete:  # only the newest runs read: what else matches is not known yet
+            text = f"{shown} of {plural(total, 'run')} · loading…{order}"
+        elif self.to_fill:
+            text = f"{n} of {plural(total, 'run')} · {shown} shown · loading…{order}"
+        else:
+            more = f" · first {shown} shown" if n > shown else ""
+            text = f"{n} of {plural(total, 'run')}{more}{order}"
+        self.query_one("#runs-status", Static).update(text)
 
     # ------------------------------------------------------------------ detail
     def _schedule_detail(self) -> None:
@@ -248,21 +304,15 @@ class RunsScreen(ModeScreen):
         if self.loaded:
             self._render_rows()
 
-    @on(Input.Submitted, "#runs-filter")
-    def _filter_done(self) -> None:
+    def apply_filter_now(self) -> None:
         if self._filter_timer is not None:  # Enter applies what was typed at once
             self._filter_timer.stop()
             self._apply_filter()
-        self.table.focus()
-        if self.table.row_count:
-            self.table.move_cursor(row=0)
 
-    def key_escape(self) -> None:
-        if self.focused is self.query_one("#runs-filter", Input):
-            self.table.focus()
-
-    def action_focus_filter(self) -> None:
-        self.query_one("#runs-filter", Input).focus()
+    @on(Input.Submitted, "#runs-filter")
+    def _filter_done(self) -> None:
+        """Enter in the filter after it was clicked into (typing then went to the field itself)."""
+        self.end_filter()
 
     def _sort(self, column: str, reverse: bool) -> None:
         self.sort_column, self.sort_reverse = column, reverse
@@ -316,9 +366,9 @@ class RunsScreen(ModeScreen):
         yield ("Flip the runs sort order", "Ascending/descending (o)", self.action_flip_order)
 
 
-def _read_runs(store: Any) -> tuple[rb.RunsData, dict[str, str]]:
-    """The runs and each one's filter text, read together on the I/O thread."""
-    data = rb.load_runs(store)
+def _read_runs(store: Any, newest: int | None = None) -> tuple[rb.RunsData, dict[str, str]]:
+    """The runs (all, or the `newest` n) and each one's filter text, read together on the I/O thread."""
+    data = rb.load_runs(store, newest)
     return data, {r.run_id: r.haystack() for r in data.rows}
 
 

@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Input, Static
 
 from console.messages import QueueJobRequested, SelectionChanged, StartRunRequested
 from console.review_data import StockRow
-from console.screens.base import ModeScreen
+from console.screens.filter_keys import FilterScreen
 from console.widgets.table import Cell, KeyedTable, num, txt
 from console.words import plural
 from engine.symbols import PRIORITY_SYMBOLS
@@ -36,12 +36,14 @@ COLUMNS = (
 )
 
 
-class StocksScreen(ModeScreen):
+class StocksScreen(FilterScreen):
     MODE: ClassVar[str] = "stocks"
     #: Textual focuses the first focusable widget when a screen is composed or resumed with nothing
     #: focused; that is the filter field, and keys typed while the console starts (`/NV`) then went
     #: into it as text, `/` included. The table is where this screen's keys are read.
     AUTO_FOCUS: ClassVar[str | None] = "#stocks-table"
+    FILTER_ID: ClassVar[str] = "#stock-filter"
+    EDITING_PLACEHOLDER: ClassVar[str] = "type to filter · enter done · space selects the first match"
     RELOAD_ON_FINISH: ClassVar[bool] = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle", "Select", id="stocks-toggle"),
@@ -176,65 +178,22 @@ class StocksScreen(ModeScreen):
     def _filter_changed(self) -> None:
         self._render_rows()
 
-    # Filtering from the keyboard never moves the focus: `/` starts it and the screen itself edits the
-    # filter from the keys that reach it (`on_key`), one queue, in the order they were typed. Why:
-    # Textual resolves a key's binding when the key reaches the app, against the focus (and state) of
-    # that moment, so a focus change while keys were in flight (typing fast: `/NV`, Enter, Space) sent
-    # them to the wrong widget — a stale row toggled, a backspace lost, a space typed into the filter,
-    # a selection lost.
-    filtering = False
-
-    def action_focus_filter(self) -> None:
-        self.filtering = True
-        f = self.query_one("#stock-filter", Input)
-        f.add_class("-editing")
-        f.placeholder = "type to filter · enter done · space selects the first match"
-
-    def _end_filter(self) -> None:
-        self.filtering = False
-        f = self.query_one("#stock-filter", Input)
-        f.remove_class("-editing")
-        f.placeholder = FILTER_PLACEHOLDER
-        self._catch_up()
-        if self.focused is f:  # it was clicked into
-            self.set_focus(self.table)
-        if self.table.row_count:
-            self.table.move_cursor(row=0)  # space then selects the first match, not a row left from before
-
-    async def on_key(self, event: events.Key) -> None:
-        f = self.query_one("#stock-filter", Input)
-        if event.key == "escape" and (self.filtering or self.focused is f):
-            self._end_filter()
-        elif not self.filtering:
-            # This screen's own keys (space, p, /, ...) run here, in order with the filter's keys, not
-            # later when the key reaches the app (by then the keys typed after it were handled).
-            active = self.active_bindings.get(event.key)
-            if self.focused is f or active is None or active.node is not self or not active.enabled:
-                return
-            event.stop()
-            event.prevent_default()
-            await self.run_action(active.binding.action)
-            return
-        elif event.key == "enter":
-            self._end_filter()
-        elif event.key == "space":
-            self._end_filter()
-            self.action_toggle()
-        elif event.key == "backspace":
-            f.value = f.value[:-1]
-            f.cursor_position = len(f.value)
-        elif event.is_printable and event.character:
-            f.value += event.character
-            f.cursor_position = len(f.value)
-        else:
-            return  # arrows, page keys: still the table's
-        event.stop()
-        event.prevent_default()
+    # Filtering from the keyboard never moves the focus (console.screens.filter_keys): `/`, then the
+    # keys typed reach this screen in order; space ends filtering and selects the first match.
+    def filter_key(self, event: events.Key) -> bool:
+        if event.key != "space":
+            return False
+        self.end_filter()
+        self.action_toggle()
+        return True
 
     @on(Input.Submitted, "#stock-filter")
     def _filter_done(self) -> None:
         """Enter in the filter after it was clicked into (typing then went to the field itself)."""
-        self._end_filter()
+        self.end_filter()
+
+    def apply_filter_now(self) -> None:
+        self._catch_up()
 
     def _catch_up(self) -> bool:
         """Render the filter as typed now if its Changed messages are still queued; True if it had to."""

@@ -257,11 +257,19 @@ class KeyedTable(DataTable):
             self.clear()
             self.cell_values.clear()
             self.held.clear()
+            self.append(rows)
+            self._restore_cursor(keep)
+
+    def append(self, rows: Mapping[str, Mapping[str, Cell]]) -> None:
+        """Add `rows` after the shown ones, in their order, without re-sorting (a screen that sorts
+        itself fills a long table in steps); ids already shown are skipped."""
+        with self.app.batch_update():
             for rid, cells in rows.items():
+                if rid in self.cell_values:
+                    continue
                 cells = dict(cells)
                 self.add_row(*(cells.get(k, txt(None)) for k, _ in self.columns_spec), key=rid)
                 self.cell_values[rid] = cells
-            self._restore_cursor(keep)
 
     def update_rows(self, rows: Mapping[str, Mapping[str, Cell]]) -> int:
         """Update/insert only the given rows (others stay)."""
