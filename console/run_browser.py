@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.curve_file import curve_path, read_curve
 from store.records import ComparisonRow, Pick, Promotion, RunRecord
@@ -26,9 +26,12 @@ from store.tracker import md_table
 CURVE_MAX_POINTS = 4000
 
 
-@dataclass(frozen=True)
-class RunRow:
-    """One line of the Runs screen (raw values: the screen formats and sorts them)."""
+class RunRow(NamedTuple):
+    """One line of the Runs screen (raw values: the screen formats and sorts them).
+
+    A tuple of plain values: the garbage collector stops tracking such a tuple after its first
+    pass, so the 10k rows of a big ledger add nothing to the full collections that stall the
+    console's loop (as objects they would be 10k more to scan, ~1/8 of the console's heap)."""
 
     run_id: str
     model: str

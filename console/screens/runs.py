@@ -18,10 +18,19 @@ filter given meanwhile applies to the rows read so far and again to all of them 
 filter is applied a moment after the typing stops, and a new filter or sort replaces the table's
 rows (`KeyedTable.replace`) instead of a removal per row. The filter is typed without moving the
 focus (console.screens.filter_keys: `/` then letters typed fast all reach the filter).
+
+Why the screen freezes the garbage collector's view of the heap once it has filled (`gc.freeze`):
+a full collection scans every tracked object, ~120k with the table filled (the table's cells and
+render caches on top of the app's), and stalled the loop 100+ ms on the 2-core box; the first one
+came a few seconds after the Runs screen filled, and a key pressed then waited for it (the ~170 ms
+keys bench_console printed). What exists then lives as long as the console (widgets, the engine
+mirror, the runs): frozen, later collections scan only what is newer (unfrozen when the screen
+goes, with the app).
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -95,6 +104,7 @@ def sorted_rows(rows: Iterable[rb.RunRow], column: str, reverse: bool) -> list[r
 class RunsScreen(FilterScreen):
     MODE: ClassVar[str] = "runs"
     FILTER_ID: ClassVar[str] = "#runs-filter"
+    AUTO_FOCUS: ClassVar[str | None] = "#runs-table"  # not the filter field (the first focusable): keys are read here
     RELOAD_ON_FINISH: ClassVar[bool] = True
     DEFAULT_CSS = """
     RunsScreen #runs-filter {
@@ -147,6 +157,7 @@ class RunsScreen(FilterScreen):
         #: Rows of the current order still to be added to the table (filled in steps).
         self.to_fill: list[rb.RunRow] = []
         self._fill_timer: Timer | None = None
+        self._frozen = False  # gc.freeze() done (see the module docstring)
         #: run id -> the text the filter matches words against (built with the rows, off the loop).
         self.hay: dict[str, str] = {}
         self._filter_timer: Timer | None = None
@@ -164,6 +175,10 @@ class RunsScreen(FilterScreen):
 
     def on_mount(self) -> None:
         self.table.focus()  # the rows are read by the reload that showing the screen runs (on_screen_resume)
+
+    def on_unmount(self) -> None:
+        if self._frozen:  # the app ends (or a test's app): what it held may be collected again
+            gc.unfreeze()
 
     @property
     def table(self) -> KeyedTable:
@@ -230,6 +245,9 @@ class RunsScreen(FilterScreen):
             self._fill_timer = None
         if self.to_fill:
             self._fill_timer = self.set_timer(FILL_STEP_S, self._fill_step)
+        elif self.complete and not self._frozen:  # filled for the first time: see the module docstring
+            self._frozen = True
+            gc.freeze()
 
     def _fill_step(self) -> None:
         """Add the next rows of the current order (keys typed meanwhile were handled before this)."""
