@@ -195,6 +195,8 @@ class RunsScreen(FilterScreen):
     @work(exclusive=True, group="runs-load")
     async def _load(self) -> None:
         store = self.services.store
+        if store is None and not self.fc_app.ready.is_set():
+            return  # the workspace is still opening: "loading runs…" stays, WorkspaceOpened reloads
         try:
             if not self.loaded and not self._words() and (self.sort_column, self.sort_reverse) == ("when", True):
                 first = await self.services.call(_read_runs, store, FIRST_ROWS)
