@@ -47,7 +47,7 @@ async def test_runs_screen_rows_filter_sort_detail_export(ws: dict[str, Any],
         await until(pilot, lambda: scr.table.row_count == 3, "the first rows")
         assert len(scr.data.rows) == 6
         status = str(scr.query_one("#runs-status").render())
-        assert "6 of 6 runs · first 3 shown · sorted by when (desc)" in status
+        assert "6 of 6 runs · 3 shown · sorted by when ↓" in status
         assert all(scr.by_id[r].model == "kronos" for r in scr.table.row_ids)  # the newest three
 
         # sort by Val MAE% ascending over ALL runs: the best two are the toto runs although they are oldest

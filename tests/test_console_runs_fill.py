@@ -56,25 +56,25 @@ async def test_runs_open_newest_first_then_fill_with_sort_and_filter_given_meanw
     async with app.run_test(size=(120, 40)) as pilot:
         scr = await open_runs(app, pilot)
         await until(pilot, lambda: scr.table.row_count == 1, "the newest run, drawn first")
-        assert status(scr) == "1 of 6 runs · loading… · sorted by when (desc)"
+        assert status(scr) == "1 of 6 runs · loading… · sorted by when ↓"
         scr._fill_step()
         newest = scr.table.row_ids
         assert [scr.by_id[r].model for r in newest] == ["kronos", "kronos"] and scr.filling
-        assert status(scr) == "2 of 6 runs · loading… · sorted by when (desc)"
+        assert status(scr) == "2 of 6 runs · loading… · sorted by when ↓"
 
         # sort by Val MAE% and filter while only the newest are read: applied to those two meanwhile
         scr._sort("val", False)
         await pilot.press("slash", *"toto", "enter")
         await until(pilot, lambda: scr.table.row_count == 0, "no toto run among the two read")
-        assert status(scr) == "0 of 6 runs · loading… · sorted by val (asc)"
+        assert status(scr) == "0 of 6 runs · loading… · sorted by val ↑"
 
         whole_list.set()  # now every run is read: the toto runs (the oldest) match, best first
         await until(pilot, lambda: scr.complete, "the whole list")
         assert scr.table.row_ids == [ws["validate"]] and scr.to_fill
-        assert status(scr) == "2 of 6 runs · 1 shown · loading… · sorted by val (asc)"
+        assert status(scr) == "2 of 6 runs · 1 shown · loading… · sorted by val ↑"
         scr._fill_step()
         assert scr.table.row_ids == [ws["validate"], ws["train"]] and not scr.filling
-        assert status(scr) == "2 of 6 runs · sorted by val (asc)"
+        assert status(scr) == "2 of 6 runs · sorted by val ↑"
 
         # the default order again over all six, filled one row a step
         await pilot.press("slash", *["backspace"] * 4, "enter")
@@ -82,7 +82,7 @@ async def test_runs_open_newest_first_then_fill_with_sort_and_filter_given_meanw
         while scr.to_fill:
             scr._fill_step()
         assert scr.table.row_ids[:2] == newest and scr.table.row_ids[-2:] == [ws["validate"], ws["train"]]
-        assert status(scr) == "6 of 6 runs · sorted by when (desc)"
+        assert status(scr) == "6 of 6 runs · sorted by when ↓"
 
 
 async def test_runs_filter_typed_fast_after_slash_reaches_the_filter(ws: dict[str, Any]) -> None:

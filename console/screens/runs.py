@@ -175,6 +175,9 @@ class RunsScreen(FilterScreen):
 
     def on_mount(self) -> None:
         self.table.focus()  # the rows are read by the reload that showing the screen runs (on_screen_resume)
+        # The status says counts, "loading…" and the order: at 80 columns the app's half-width status
+        # cut it after the counts; the filter field keeps a quarter (20 columns).
+        self.query_one("#runs-status", Static).styles.max_width = "75%"
 
     def on_unmount(self) -> None:
         if self._frozen:  # the app ends (or a test's app): what it held may be collected again
@@ -261,7 +264,7 @@ class RunsScreen(FilterScreen):
     def _update_status(self) -> None:
         n, total = len(self.matched), max(self.data.total, len(self.data.rows))
         shown = self.table.row_count
-        order = f" · sorted by {self.sort_column} ({'desc' if self.sort_reverse else 'asc'})"
+        order = f" · sorted by {self.sort_column} {'↓' if self.sort_reverse else '↑'}"
         if not self.loaded:
             text = "loading runs…"
         elif not self.complete:  # only the newest runs read: what else matches is not known yet
@@ -269,7 +272,7 @@ class RunsScreen(FilterScreen):
         elif self.to_fill:
             text = f"{n} of {plural(total, 'run')} · {shown} shown · loading…{order}"
         else:
-            more = f" · first {shown} shown" if n > shown else ""
+            more = f" · {shown} shown" if n > shown else ""
             text = f"{n} of {plural(total, 'run')}{more}{order}"
         self.query_one("#runs-status", Static).update(text)
 
