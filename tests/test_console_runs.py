@@ -66,7 +66,8 @@ async def test_runs_screen_rows_filter_sort_detail_export(ws: dict[str, Any],
         await until(pilot, lambda: scr.table.row_ids == [ws["train"]], "the filtered row")
         t = scr.table.row_cells(ws["train"])
         assert t["used"].text == "pick h=16, promoted" and t["dur"].value == pytest.approx(98.5)
-        await until(pilot, lambda: "used by:" in detail_text(scr), "the detail")
+        await until(pilot, lambda: detail_text(scr).startswith(ws["train"]) and "used by:" in detail_text(scr),
+                    "the train run's detail (not the one shown before the filter)")
         text = detail_text(scr)
         assert "current pick toto/SPY h=16 (tiny) uses its adapter" in text and "promoted toto/SPY h=16" in text
         assert "adapter/adapter_model.safetensors (4 KiB)" in text and "val (val 12w)" in text
