@@ -44,13 +44,16 @@ LOSS_KINDS: frozenset[str] = frozenset({"train", "sweep", "pipeline"})
 
 class LiveScreen(ModeScreen):
     MODE: ClassVar[str] = "live"
+    #: Footer words kept short so that `q Quit` fits at 80 columns: `n/N Job` names both keys (N is
+    #: left out of the footer), `o Earlier` overlays earlier runs; the keys panel (?) and the palette
+    #: say it in full.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "cycle(1)", "Next job", id="live-next"),
-        Binding("N", "cycle(-1)", "Prev job", id="live-prev"),
+        Binding("n", "cycle(1)", "Job", key_display="n/N", tooltip="next (N: previous)", id="live-next"),
+        Binding("N", "cycle(-1)", "Prev job", id="live-prev", show=False),
         Binding("c", "cancel_job", "Cancel", id="live-cancel"),
         Binding("s", "toggle('smooth')", "Smooth", id="live-smooth"),
         Binding("l", "toggle('log_scale')", "Log y", id="live-log-scale"),
-        Binding("o", "overlay", "Earlier runs", id="live-overlay"),
+        Binding("o", "overlay", "Earlier", tooltip="runs of this model and symbol, overlaid", id="live-overlay"),
     ]
 
     def __init__(self) -> None:
