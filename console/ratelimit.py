@@ -49,7 +49,9 @@ class RateLimit:
         self._defer = defer
         self._last = float("-inf")
         self._timer: Stoppable | None = None
-        self._deferred = False  # a deferred `_fire` is on its way (it cannot be called back)
+        #: A deferred `_fire` is on its way (it cannot be called back); any action clears it, so a
+        #: deferred call that never comes (its widget went away) cannot hold back later requests.
+        self._deferred = False
         #: Something changed that the action has not shown yet.
         self.pending = False
 
@@ -102,5 +104,6 @@ class RateLimit:
         if not self.pending:
             return  # shown already (a key's action overtook this one, or the view moved on)
         self.pending = False
+        self._deferred = False
         self._last = self._clock()
         self._action()

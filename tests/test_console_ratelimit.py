@@ -158,3 +158,16 @@ def test_a_key_after_a_deferred_action_is_not_drawn_twice() -> None:
     assert acted == [100.0] and not loop.live_timers
     loop.advance(1.0)
     assert acted == [100.0]
+
+
+def test_a_deferred_call_that_never_comes_does_not_hold_back_later_changes() -> None:
+    loop, limit, acted = make(2.0, deferred=True)
+    limit.request()
+    loop.deferred.clear()  # its widget went away before the frame: the call is lost
+    limit.request_in(0.125)  # a key still acts ...
+    loop.advance(0.125)
+    assert acted == [100.125]
+    loop.advance(2.0)
+    limit.request()  # ... and streaming changes are shown again after it
+    loop.frame()
+    assert acted == [100.125, 102.125]
