@@ -49,14 +49,15 @@ async def test_two_symbol_live_curves_best_val_header_and_options(seeded: dict[s
         assert [w.region.height for w in heads] == [1, 1]  # never wraps at 80 columns
         await pilot.press("s", "l")
         assert chart.smooth and chart.log_scale
-        await pilot.pause(0.6)
-        assert chart.draw_count >= 2 and "(smoothed, log)" in chart._title()
+        await wait_for(lambda: chart.draw_count >= 2, 10, "the chart redrawn", pilot=pilot)  # redraws are rate-limited
+        assert "(smoothed, log)" in chart._title()
         await pilot.press("o")  # no earlier chronos2 runs in this workspace: said so, nothing overlaid
         await wait_for(lambda: any("no earlier chronos2 runs" in n.message for n in app._notifications), 5,
                        "the overlay's answer", pilot=pilot)
         assert not chart.earlier
         app.open_live(NEVER_RAN)  # after a finished job: its bar must not carry over, nor show 100 %
-        await pilot.pause(0.1)
+        await wait_for(lambda: app.screen.job_id == NEVER_RAN and "stopped at" in _text(app, "#live-title"), 10,
+                       "Live on the job that never trained", pilot=pilot)
         bar = app.screen.query_one("#live-progress")
         assert bar.total is None and bar.progress == 0
         title = _text(app, "#live-title")

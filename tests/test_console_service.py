@@ -41,8 +41,8 @@ async def test_two_consoles_follow_a_shell_job_with_loss_points_and_either_cance
         for app, pilot in ((one, p1), (two, p2)):
             await wait_for(lambda app=app: len(app.services.curve(jid)) >= 3, 30, "loss points in a console", pilot=pilot)
             app.open_live(jid)
-            await pilot.pause(0.3)
-            assert app.screen.job_id == jid
+            await wait_for(lambda app=app: getattr(app.screen, "job_id", None) == jid, 10, "Live on the shell's job",
+                           pilot=pilot)
             await wait_for(lambda app=app: app.screen.query_one(LossChart).n_points > 0, 10, "the live chart", pilot=pilot)
         await p2.press("2")  # the second console's Queue cancels the job
         await wait_for(lambda: type(two.screen).__name__ == "QueueScreen", 5, "queue screen", pilot=p2)
