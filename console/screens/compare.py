@@ -26,6 +26,7 @@ from console.messages import ForecastRequested, PromoteRequested
 from console.screens.base import ModeScreen
 from console.widgets.table import Cell, KeyedTable, num, txt
 from console.words import plural
+from engine.models import NAIVE
 from store.records import ComparisonRow, Metrics, WindowSpec
 
 COLUMNS = (
@@ -72,7 +73,9 @@ def comparison_cells(row: ComparisonRow) -> dict[str, Cell]:
         "val": mae_cell(row.validation.mae_pct, row.val_windows, "val", style="bold" if win else ""),
         "test": mae_cell(row.test.mae_pct, row.windows, "test"),
         "mase": num(row.test.mase, "{:.3f}"),
-        "cov": num(row.test.coverage80, "{:.2f}"),
+        # naive is deterministic: its band has no width, so its 0.00 coverage says nothing
+        "cov": (Cell(None, "no band", style="dim", justify="right") if row.model == NAIVE
+                else num(row.test.coverage80, "{:.2f}")),
         "dm": dm_cell(row.test),
         "impr": num(row.improvement_vs_naive_pct),
     }
