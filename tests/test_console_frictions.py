@@ -154,3 +154,19 @@ async def test_the_stocks_table_has_the_focus_as_soon_as_the_screen_is_mounted(e
         scr = StocksScreen()
         await app.push_screen(scr)
         assert isinstance(scr.focused, KeyedTable), scr.focused  # not after a later call_later
+
+
+async def test_stocks_filter_enter_keeps_it_and_escape_clears_it(env: dict[str, Path]) -> None:  # noqa: F811
+    app = _app(env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        stocks = app.get_screen_for_mode("stocks")
+        await wait_for(lambda: getattr(stocks, "loaded", False), 20, "the stocks rows", pilot=pilot)
+        everything = stocks.table.row_count  # type: ignore[attr-defined]
+        await pilot.press("slash", *"AAPL", "enter")
+        await wait_for(lambda: stocks.table.row_count == 1, 5, "the filtered rows", pilot=pilot)  # type: ignore[attr-defined]
+        await pilot.press("escape")  # after Enter: the applied filter goes
+        await wait_for(lambda: stocks.table.row_count == everything, 5, "every row back", pilot=pilot)  # type: ignore[attr-defined]
+        await pilot.press("slash", *"SP", "escape")  # while typing: cancelled
+        await wait_for(lambda: stocks.table.row_count == everything and not stocks.filtering,  # type: ignore[attr-defined]
+                       5, "every row, not filtering", pilot=pilot)
+        assert stocks.filter_input.value == ""  # type: ignore[attr-defined]

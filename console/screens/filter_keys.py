@@ -6,7 +6,8 @@ of that moment, so a focus change while keys were in flight sent them to the wro
 flipped the order, `f` opened the Forecast view; Stocks: a stale row toggled, a selection lost).
 So `/` starts filtering and the screen itself edits the filter from the keys that reach it
 (`on_key`), one queue, in the order they were typed; the screen's own bindings run there too, in
-order with the filter's keys. Enter or Esc ends filtering; arrows and page keys stay the table's.
+order with the filter's keys. Enter ends filtering and keeps the filter; Esc clears it (while typing
+or after); arrows and page keys stay the table's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class FilterScreen(ModeScreen):
 
     FILTER_ID: ClassVar[str] = ""
     #: The filter's placeholder while the keyboard types into it.
-    EDITING_PLACEHOLDER: ClassVar[str] = "type to filter · enter done"
+    EDITING_PLACEHOLDER: ClassVar[str] = "type to filter · enter done · esc clears"
     filtering = False
     _placeholder = ""
 
@@ -65,7 +66,8 @@ class FilterScreen(ModeScreen):
 
     async def on_key(self, event: events.Key) -> None:
         f = self.filter_input
-        if event.key == "escape" and (self.filtering or self.focused is f):
+        if event.key == "escape" and (self.filtering or self.focused is f or f.value):
+            f.value = ""  # Esc is "no filter": the way back to every row, typed or applied
             self.end_filter()
         elif not self.filtering:
             # This screen's own keys (/, s, space, ...) run here, in order with the filter's keys, not

@@ -43,7 +43,7 @@ class StocksScreen(FilterScreen):
     #: into it as text, `/` included. The table is where this screen's keys are read.
     AUTO_FOCUS: ClassVar[str | None] = "#stocks-table"
     FILTER_ID: ClassVar[str] = "#stock-filter"
-    EDITING_PLACEHOLDER: ClassVar[str] = "type to filter · enter done · space selects the first match"
+    EDITING_PLACEHOLDER: ClassVar[str] = "type to filter · enter done · space selects the first · esc clears"
     RELOAD_ON_FINISH: ClassVar[bool] = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle", "Select", id="stocks-toggle"),
