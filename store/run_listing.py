@@ -62,15 +62,20 @@ def windows_label(spec: Any, span: str) -> str:
     return f"{span} ?w"
 
 
+def listed_horizon(doc: Mapping[str, Any]) -> int | None:
+    """A run's horizon: `extra.horizon` where the run recorded one (even null), else the `horizon`
+    hyperparameter; None when neither is an int."""
+    h = (doc.get("extra") or {}).get("horizon", (doc.get("hyperparams") or {}).get("horizon"))
+    return int(h) if isinstance(h, int) and not isinstance(h, bool) else None
+
+
 def cells(doc: Mapping[str, Any]) -> list[Any]:
     """The leading fields of a run's ListedRun (all but its job's), from its whole document."""
     extra = doc.get("extra") or {}
     hp = doc.get("hyperparams") or {}
     mets = doc.get("metrics") or {}
-    h = extra.get("horizon", hp.get("horizon"))
     return [str(doc["run_id"]), str(doc["model"]), str(doc["symbol"]), doc.get("job_id"),
-            float(doc.get("created_at") or 0.0),
-            int(h) if isinstance(h, int) and not isinstance(h, bool) else None,
+            float(doc.get("created_at") or 0.0), listed_horizon(doc),
             str(hp.get("preset") or extra.get("preset") or "") or None,
             _num(doc.get("training_time")),
             _num(mets.get("val_mae_pct")), windows_label(extra.get("val_windows"), "val"),
@@ -92,4 +97,4 @@ def listed_run(doc: Mapping[str, Any], job: Mapping[str, Any] | None) -> ListedR
     return ListedRun._make([*cells(doc), j.get("kind"), j.get("state"), j.get("started_at"), j.get("finished_at")])
 
 
-__all__ = ["ListedRun", "cells", "cells_json", "listed_run", "windows_label"]
+__all__ = ["ListedRun", "cells", "cells_json", "listed_horizon", "listed_run", "windows_label"]

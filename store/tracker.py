@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from store.plain_json import clean_json, clean_metrics
 from store.provenance import TRACKED_PACKAGES, env_key, git_commit, new_run_id, package_versions
-from store.run_listing import ListedRun
+from store.run_listing import ListedRun, listed_horizon
 from store.run_reports import md_table
 from store.storage import StoreError
 
@@ -87,8 +87,8 @@ class TrackerMixin:
             sym, a, ra, b, rb = hit
             raise StoreError(
                 f"{metric} of {sym} was computed on different {span} windows in run {ra} "
-                f"({a}) and run {rb} ({b}); they are not comparable: "
-                "re-validate with the same windows, or filter by model")
+                f"({a}) and run {rb} ({b}); they are not comparable: re-validate with the same "
+                "windows, or rank one horizon's runs (--horizon)" + ("" if model is not None else " or one model's"))
 
     def _public_run(self, rec: dict[str, Any]) -> dict[str, Any]:
         rec["versions"] = self._versions(rec.get("env"))
@@ -195,12 +195,32 @@ class TrackerMixin:
             return [self._public_run(r) for r in self._select(model, symbol, filters)]
 
     def _ranked(self, metric: str, model: str | None, symbol: str | None, minimize: bool,
-                limit: int | None = None) -> Iterable[dict[str, Any]]:
-        """Runs with a finite `metric`, best first (ties: older first), from the ledger's metric index."""
+                limit: int | None = None, horizon: int | None = None) -> Iterable[dict[str, Any]]:
+        """Runs with a finite `metric`, best first (ties: older first), from the ledger's metric index.
+
+        `horizon`: only runs at that horizon (store.run_listing's rule). The window check then runs
+        over those runs' documents (the ledger's index does not hold horizons), so it reads them all:
+        fine for a command, not for a screen."""
         model = self._check_model(model) if model is not None else None
         symbol = self._check_symbol(symbol) if symbol is not None else None
-        self._refuse_mixed_windows(metric, model, symbol)
-        return self._ledger.ranked(metric, model, symbol, minimize=bool(minimize), limit=limit)
+        if horizon is None:
+            self._refuse_mixed_windows(metric, model, symbol)
+            return self._ledger.ranked(metric, model, symbol, minimize=bool(minimize), limit=limit)
+        hits = [r for r in self._ledger.ranked(metric, model, symbol, minimize=bool(minimize))
+                if listed_horizon(r) == horizon]
+        span = "val" if metric.startswith("val_") else "test" if metric.startswith("test_") else None
+        if span is not None:
+            first: dict[str, tuple[str, str]] = {}
+            for r in hits:
+                key = _window_key(r, span)
+                if key is None:
+                    continue
+                seen = first.setdefault(r["symbol"], (key, r["run_id"]))
+                if seen[0] != key:
+                    raise StoreError(f"{metric} of {r['symbol']} at h={horizon} was computed on different {span} "
+                                     f"windows in run {seen[1]} ({seen[0]}) and run {r['run_id']} ({key}); they are "
+                                     "not comparable: re-validate with the same windows")
+        return hits[:limit] if limit is not None else hits
 
     def _checkpoint_ok(self, rec: dict[str, Any]) -> bool:
         ck = rec.get("checkpoint")
@@ -213,7 +233,7 @@ class TrackerMixin:
 
     def top_k(
         self, k: int, metric: str = "val_mae_pct", model: str | None = None, symbol: str | None = None,
-        minimize: bool = True, require_checkpoint: bool = False,
+        minimize: bool = True, require_checkpoint: bool = False, horizon: int | None = None,
     ) -> list[dict[str, Any]]:
         """The k best runs on `metric` (runs missing it are skipped, never ranked as zero)."""
         if not isinstance(k, int) or k < 1:
@@ -222,7 +242,8 @@ class TrackerMixin:
             raise StoreError("metric must be a non-empty name such as val_mae_pct")
         with self._lock:
             out = []
-            for r in self._ranked(metric, model, symbol, minimize, limit=None if require_checkpoint else k):
+            for r in self._ranked(metric, model, symbol, minimize, limit=None if require_checkpoint else k,
+                                  horizon=horizon):
                 if require_checkpoint and not self._checkpoint_ok(r):
                     continue
                 out.append(self._public_run(r))
@@ -232,17 +253,17 @@ class TrackerMixin:
 
     def best(
         self, metric: str = "val_mae_pct", model: str | None = None, symbol: str | None = None,
-        minimize: bool = True, require_checkpoint: bool = False,
+        minimize: bool = True, require_checkpoint: bool = False, horizon: int | None = None,
     ) -> dict[str, Any] | None:
         """The best run on `metric` (a validation metric by default: choose on validation, report on
         test); with require_checkpoint, only runs whose checkpoint exists on disk. None if no run has it."""
         if require_checkpoint:
-            top = self.top_k(1, metric, model, symbol, minimize, require_checkpoint)
+            top = self.top_k(1, metric, model, symbol, minimize, require_checkpoint, horizon)
             return top[0] if top else None
         if not isinstance(metric, str) or not metric:
             raise StoreError("metric must be a non-empty name such as val_mae_pct")
         with self._lock:
-            hit = next(iter(self._ranked(metric, model, symbol, minimize, limit=1)), None)
+            hit = next(iter(self._ranked(metric, model, symbol, minimize, limit=1, horizon=horizon)), None)
             return self._public_run(hit) if hit is not None else None
 
 

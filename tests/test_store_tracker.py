@@ -222,6 +222,27 @@ def test_best_refuses_to_rank_val_metrics_from_different_windows(st: Store) -> N
     assert st.best("val_mae_pct", model="kronos")["metrics"]["val_mae_pct"] == 0.1
 
 
+def test_best_at_one_horizon_ranks_that_horizons_runs_and_still_checks_their_windows(st: Store) -> None:
+    """Runs of one symbol at h=16 and h=64 are on different windows: ranked together they are refused
+    (the message names --horizon); at one horizon they rank, and a window mix within it is refused."""
+    from store.storage import StoreError
+
+    h16 = {"span": "val", "count": 240, "stride": 1, "rows_covered": 255, "first_origin": 1190, "last_origin": 1429}
+    h64 = {**h16, "count": 192, "last_origin": 1381}
+    st.log_run("toto", "NVDA", {"horizon": 16}, {"val_mae_pct": 5.3}, extra={"val_windows": h16})
+    best64 = st.log_run("toto", "NVDA", {"horizon": 64}, {"val_mae_pct": 14.5}, extra={"val_windows": h64})
+    st.log_run("toto", "NVDA", {"horizon": 64}, {"val_mae_pct": 15.0}, extra={"val_windows": h64, "horizon": 64})
+    with pytest.raises(StoreError, match=r"rank one horizon's runs \(--horizon\)"):
+        st.best("val_mae_pct", model="toto")
+    assert st.best("val_mae_pct", model="toto", horizon=16)["metrics"]["val_mae_pct"] == 5.3
+    assert st.best("val_mae_pct", model="toto", horizon=64)["run_id"] == best64
+    assert [r["metrics"]["val_mae_pct"] for r in st.top_k(5, "val_mae_pct", horizon=64)] == [14.5, 15.0]
+    assert st.best("val_mae_pct", model="toto", horizon=32) is None
+    st.log_run("toto", "NVDA", {"horizon": 16}, {"val_mae_pct": 1.0}, extra={"val_windows": {**h16, "count": 12}})
+    with pytest.raises(StoreError, match=r"val_mae_pct of NVDA at h=16 was computed on different val windows"):
+        st.best("val_mae_pct", model="toto", horizon=16)
+
+
 def test_mixed_windows_check_walks_every_symbol_with_and_without_a_model(st: Store) -> None:
     """The check reads index ends per symbol: a mix in the last symbol, or only among one model's
     runs, is found; a model or symbol filter that leaves one kind of windows ranks."""

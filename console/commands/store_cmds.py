@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "(val_mae_pct by default); its test metric is shown for reporting.")
     p.add_argument("--model", required=True, help=f"model name ({', '.join(MODELS)})")
     p.add_argument("--symbol", help="only this symbol (default: best over all symbols)")
+    p.add_argument("--horizon", type=positive_int, help="only runs at this horizon (runs at different horizons "
+                   "are not comparable)")
     p.add_argument("--metric", default="val_mae_pct", help="selection metric (default val_mae_pct)")
     p.add_argument("--maximize", action="store_true", help="higher is better for --metric")
     p.add_argument("--require-checkpoint", action="store_true", help="only runs whose checkpoint exists")
@@ -132,8 +134,9 @@ def cmd_best(args: argparse.Namespace) -> int:
     need_ckpt = args.require_checkpoint or args.export_path
     with _open(args, write=False) as st:
         run = st.best(args.metric, model=args.model, symbol=args.symbol, minimize=not args.maximize,
-                      require_checkpoint=need_ckpt)
-        where = f"{args.model}" + (f"/{args.symbol}" if args.symbol else "")
+                      require_checkpoint=need_ckpt, horizon=args.horizon)
+        where = (f"{args.model}" + (f"/{args.symbol}" if args.symbol else "")
+                 + (f" at h={args.horizon}" if args.horizon else ""))
         if run is None:
             extra = " with an existing checkpoint" if need_ckpt else ""
             raise StoreError(f"no run for {where} has metric {args.metric!r}{extra}")
@@ -147,9 +150,13 @@ def cmd_best(args: argparse.Namespace) -> int:
         print(json.dumps(run, indent=1))
         return 0
     test_metric = "test_" + args.metric.removeprefix("val_")
-    print(f"best {where} on {args.metric} ({'max' if args.maximize else 'min'}): {run['run_id']}")
-    print(f"  {args.metric} = {_num(run['metrics'].get(args.metric))}   "
-          f"{test_metric} = {_num(run['metrics'].get(test_metric))}")
+    from store.run_listing import listed_run
+
+    lr = listed_run(run, None)
+    print(f"best {where} on {args.metric} ({'max' if args.maximize else 'min'}): {run['run_id']} "
+          f"({run['symbol']}, h={'?' if lr.horizon is None else lr.horizon})")
+    print(f"  {args.metric} = {_with_windows(run['metrics'].get(args.metric), lr.val_windows)}   "
+          f"{test_metric} = {_with_windows(run['metrics'].get(test_metric), lr.test_windows)}")
     print(f"  hyperparams: {json.dumps(run['hyperparams'], sort_keys=True)}")
     print(f"  checkpoint: {ckpt or '—'}")
     return 0
