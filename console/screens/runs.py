@@ -46,6 +46,7 @@ from textual.widgets import DataTable, Input, Static
 from console import run_browser as rb
 from console.screens.filter_keys import FilterScreen
 from console.screens.forecast_view import ForecastRequested
+from console.state_style import state_cell
 from console.widgets.loss_chart import LossChart
 from console.widgets.table import Cell, KeyedTable, num, txt
 from console.words import plural
@@ -67,7 +68,6 @@ FILL_STEP_S = 0.02
 DETAIL_DELAY_S = 0.15
 #: The filter is applied this long after the last key typed into it (typing stays fluid).
 FILTER_DELAY_S = 0.12
-STATE_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "interrupted": "yellow"}
 
 
 def mae_cell(v: float | None, windows: str) -> Cell:
@@ -80,7 +80,7 @@ def run_cells(r: rb.RunRow) -> dict[str, Cell]:
     return {
         "when": Cell(r.created_at, time.strftime("%m-%d %H:%M", time.gmtime(r.created_at))),
         "model": txt(r.model), "symbol": txt(r.symbol, style="bold"), "horizon": num(r.horizon, "{:d}"),
-        "preset": txt(r.preset or "—"), "kind": txt(r.kind), "state": txt(r.state, style=STATE_STYLE.get(r.state, "")),
+        "preset": txt(r.preset or "—"), "kind": txt(r.kind), "state": state_cell(r.state),
         "val": mae_cell(r.val_mae_pct, r.val_windows), "test": mae_cell(r.test_mae_pct, r.test_windows),
         "loss": num(r.val_loss, "{:.4f}"), "dur": num(r.duration_s, "{:.1f}"),
         "used": txt(r.used, style="bold green" if r.used else ""), "run": txt(r.run_id, style="dim"),
