@@ -30,6 +30,7 @@ goes, with the app).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections.abc import Callable, Iterable
@@ -158,6 +159,7 @@ class RunsScreen(FilterScreen):
         self.to_fill: list[rb.RunRow] = []
         self._fill_timer: Timer | None = None
         self._frozen = False  # gc.freeze() done (see the module docstring)
+        self._reads = 0  # reads running (a cancelled one ends after its replacement starts)
         #: run id -> the text the filter matches words against (built with the rows, off the loop).
         self.hay: dict[str, str] = {}
         self._filter_timer: Timer | None = None
@@ -174,7 +176,9 @@ class RunsScreen(FilterScreen):
             yield LossChart(id="runs-curve")
 
     def on_mount(self) -> None:
-        self.table.focus()  # the rows are read by the reload that showing the screen runs (on_screen_resume)
+        self.table.focus()
+        self.reload()  # read while the screen is laid out and drawn for the first time
+
         # The status says counts, "loading…" and the order: at 80 columns the app's half-width status
         # cut it after the counts; the filter field keeps a quarter (20 columns).
         self.query_one("#runs-status", Static).styles.max_width = "75%"
@@ -188,6 +192,8 @@ class RunsScreen(FilterScreen):
         return self.query_one("#runs-table", KeyedTable)
 
     def reload(self) -> None:
+        if self._reads and not self.complete:
+            return  # the first read (on mount) runs: not a second one for the resume that follows it
         self._load()
 
     @property
@@ -200,14 +206,22 @@ class RunsScreen(FilterScreen):
         store = self.services.store
         if store is None and not self.fc_app.ready.is_set():
             return  # the workspace is still opening: "loading runs…" stays, WorkspaceOpened reloads
+        self._reads += 1
         try:
             if not self.loaded and not self._words() and (self.sort_column, self.sort_reverse) == ("when", True):
                 first = await self.services.call(_read_runs, store, FIRST_ROWS)
                 self._take(*first, complete=False)
+                # The whole list is read once these rows are on screen: building 10k rows on the I/O
+                # thread holds the interpreter lock most of the time and would hold back that frame.
+                painted = asyncio.Event()
+                self.call_after_refresh(painted.set)
+                await painted.wait()
             data, hay = await self.services.call(_read_runs, store)
         except Exception as exc:  # noqa: BLE001 - show and keep the screen alive
             self.notify_error(exc)
             data, hay = rb.RunsData(), {}
+        finally:
+            self._reads -= 1
         self._take(data, hay, complete=True)
 
     def _take(self, data: rb.RunsData, hay: dict[str, str], complete: bool) -> None:
