@@ -26,7 +26,8 @@ alternately, in fresh processes, `--repeat` times each: side by side in one invo
 `--profile-idle PREFIX` writes cProfile stats of each no-key phase to PREFIX.<screen>.prof,
 `--profile-keys PREFIX` those of each key phase (and of the Runs switch) to PREFIX.<screen>-keys.prof.
 Every key over `SLOW_KEY_MS` is printed by name with its latency and the garbage collections that ran
-during it (gen/ms), so that a slow p95 can be traced to its keys.
+during it (gen/ms), so that a slow p95 can be traced to its keys; each screen's line ends with the full
+(generation 2) collections of its whole phase (switch, settle, idle, keys).
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ async def _switch(app: Any, mode: str, ready: Callable[[Any], bool]) -> float:
 
 async def measure(ws: Path, hp: Path, ids: list[str], seconds: float, rate: float, idle_s: float,
                   n_runs: int, extra: dict[str, Any]) -> dict[str, Any]:
-    res: dict[str, Any] = {"cpu": {}, "lat": {}, **extra}
+    res: dict[str, Any] = {"cpu": {}, "lat": {}, "gc2": {}, **extra}
     FRAMES.clear()
     gc.callbacks.append(_gc_callback)
     t0 = time.perf_counter()
@@ -197,6 +198,7 @@ async def measure(ws: Path, hp: Path, ids: list[str], seconds: float, rate: floa
         for mode in CPU_SCREENS:
             if mode == "runs" and not n_runs:
                 continue
+            phase_t0, n_gc = time.perf_counter(), len(GC_PAUSES)
             if mode == "runs":
                 prof = _profiled("runs-switch")
                 try:
@@ -224,6 +226,7 @@ async def measure(ws: Path, hp: Path, ids: list[str], seconds: float, rate: floa
                 res["lat"][mode] = await _latencies(app, (["n"] * 10 + ["N"] * 10) * max(1, n_keys // 40),
                                                     lambda s=scr: s.job_id)
             _dump(prof)
+            res["gc2"][mode] = [round((b - a) * 1000) for a, b, g in GC_PAUSES[n_gc:] if g == 2 and a >= phase_t0]
         stop.set()
         res["events"] = await streamer
         res["batches"] = getattr(app, "update_batches", None)
@@ -252,7 +255,9 @@ def _report(label: str, res: dict[str, Any], rate: float, n_runs: int) -> None:
         lat = [ms for _, ms, _ in per_key]
         keys = (f"key→repaint n={len(lat):3d} p50 {statistics.median(lat):6.1f} p95 {_pct(lat, 95):6.1f} "
                 f"max {max(lat):6.1f} ms" if lat else "")
-        print(f"{mode:7s} CPU {res['cpu'][mode]:5.1f} % of a core (target ≤ 10)   {keys}")
+        full = res.get("gc2", {}).get(mode) or []
+        gcs = f"   full gc: {len(full)}" + (f" (max {max(full)} ms)" if full else "")
+        print(f"{mode:7s} CPU {res['cpu'][mode]:5.1f} % of a core (target ≤ 10)   {keys}{gcs}")
         slow = [f"#{i + 1} {k} {ms:.0f}ms{' (' + gcs + ')' if gcs else ''}"
                 for i, (k, ms, gcs) in enumerate(per_key) if ms > SLOW_KEY_MS]
         if slow:
