@@ -107,3 +107,12 @@ def test_job_summaries_reads_kind_state_times_and_skips_unknown_ids(ws: dict[str
         st.close()
     assert got == {VALIDATE_JOB: {"kind": "validate", "state": "succeeded", "started_at": T0 + 10,
                                   "finished_at": T0 + 40}}
+
+
+def test_a_train_runs_epochs_read_from_one_as_live_counts_them() -> None:
+    from console.screens.runs import train_words
+
+    assert train_words({"train_loss": 0.82, "best_epoch": 0.0, "epochs_done": 3.0, "stopped_early": 0.0}) == [
+        "best epoch 1 of 3", "no early stop", "train_loss=0.82"]
+    assert train_words({"best_epoch": 4.0, "stopped_early": 1.0}) == ["best epoch 5", "stopped early"]
+    assert train_words({"train_loss": 0.5}) == ["train_loss=0.5"]

@@ -415,6 +415,21 @@ def _fmt(v: Any) -> str:
     return "—" if v is None else str(v)
 
 
+def train_words(mets: dict[str, Any]) -> list[str]:
+    """A train run's own metrics, with its epochs as Live and the log count them (from 1): the
+    stored `best_epoch` is the 0-based index training keeps, `stopped_early` a 0/1 flag."""
+    m = dict(mets)
+    best, done, early = m.pop("best_epoch", None), m.pop("epochs_done", None), m.pop("stopped_early", None)
+    words = []
+    if isinstance(best, int | float) and best >= 0:
+        words.append(f"best epoch {int(best) + 1}" + (f" of {int(done)}" if isinstance(done, int | float) else ""))
+    elif isinstance(done, int | float):
+        words.append(f"{int(done)} epochs")
+    if isinstance(early, int | float):
+        words.append("stopped early" if early else "no early stop")
+    return words + [f"{k}={_fmt(v)}" for k, v in m.items()]
+
+
 def detail_text(d: rb.RunDetail, row: rb.RunRow | None) -> Text:
     """Config, metrics (with their windows), where the run is used, and its artifacts."""
     r = d.run
@@ -425,7 +440,7 @@ def detail_text(d: rb.RunDetail, row: rb.RunRow | None) -> Text:
     mets = r.metrics
     val = [f"{k.removeprefix('val_')}={_fmt(v)}" for k, v in mets.items() if k.startswith("val_")]
     test = [f"{k.removeprefix('test_')}={_fmt(v)}" for k, v in mets.items() if k.startswith("test_")]
-    other = [f"{k}={_fmt(v)}" for k, v in mets.items() if not k.startswith(("val_", "test_"))]
+    other = train_words({k: v for k, v in mets.items() if not k.startswith(("val_", "test_"))})
     lines = [head, f"config: {cfg or '—'}"]
     if val:
         lines.append(f"val ({row.val_windows if row else '?'}): " + ", ".join(val))

@@ -291,7 +291,7 @@ def train(fc: Any, train_w: Any, val_w: Any, cfg: TrainConfig, *, ckpt_dir: Path
             bad_epochs += 1
             if bad_epochs >= cfg.patience:
                 res.stopped_early = True
-                ev.log(f"early stop after epoch {epoch}: no validation improvement for {bad_epochs} epochs")
+                ev.log(f"early stop after epoch {epoch + 1}: no validation improvement for {bad_epochs} epochs")
         save_ckpt(epoch + 1, 0)
     if best_state is not None:
         fc.load_trainable_state(best_state)
