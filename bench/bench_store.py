@@ -1,6 +1,7 @@
 """Store benchmark: what a write and a best-config query cost as the ledger grows (prints figures; not a test).
 
     python bench/bench_store.py [--sizes 1000,10000,100000] [--jobs 10000]
+    python bench/bench_store.py --migration 100000 [--before OLD_CHECKOUT]
 
 For each size N, in a temporary workspace on the current disk (BENCH_DIR to choose the disk):
   * log_run with fsync (one ledger transaction) on a store already holding N runs: a validate run's 22
@@ -13,6 +14,8 @@ For each size N, in a temporary workspace on the current disk (BENCH_DIR to choo
     the same rows made from whole run documents (Store.runs + job_summaries);
   * opening the store (writer, and a read-only reader with its first best());
   * engine start (recovery of every job record) with `--jobs` finished jobs.
+`--migration N`: the first writer's open of a version-1 ledger of N runs (its one-off upgrade), by this
+tree and by `--before`'s code on copies of the same file, and whether both made the same file.
 Targets (issue 13): each write <= 10 ms at 100k runs; engine start with 10k finished jobs <= 0.5 s.
 """
 
@@ -22,7 +25,10 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
+import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.symbols import PRIORITY_SYMBOLS  # noqa: E402
 from store import Store  # noqa: E402
+from store.ledger_file import LEDGER_FILE  # noqa: E402
 from store.tracker import env_key, git_commit, new_run_id, package_versions, run_window_keys  # noqa: E402
 
 MODELS = ("toto", "kronos", "chronos2")
@@ -116,20 +123,81 @@ def _engine_start_s(ws: Path, hp: Path) -> tuple[float, int]:
     return asyncio.run(run())
 
 
+def _bulk_load(s: Store, n_runs: int, n_jobs: int, rng: random.Random, now: float) -> float:
+    """N synthetic runs and job records in one transaction (bench only); the seconds it took."""
+    ekey, commit = env_key(package_versions()), git_commit()
+    t0 = time.perf_counter()
+    with s.transaction():
+        s.log_run("toto", "SPY", {}, {"val_mae_pct": 50.0})  # registers the env key
+        for i in range(n_runs):
+            rec = _synthetic_run(i, rng, now, ekey, commit)
+            s._ledger.add_run(rec, run_window_keys(rec))
+        s._ledger.put_jobs(_job_record(i, rng.choice(["succeeded", "failed"]), now) for i in range(n_jobs))
+    return time.perf_counter() - t0
+
+
+#: A ledger as version 1 wrote it (store/ledger_file.py migrates it): six metric indexes, no groups table,
+#: no listed cells. tests/test_store_ledger.py makes its version-1 files with it too.
+VERSION_1_SQL = """
+    DROP TABLE metric_groups;
+    ALTER TABLE runs DROP COLUMN listed;
+    CREATE INDEX metrics_all ON metrics(name, value, created_at);
+    CREATE INDEX metrics_model ON metrics(name, model, value, created_at);
+    CREATE INDEX metrics_symbol ON metrics(name, symbol, value, created_at);
+    CREATE INDEX metrics_windows ON metrics(name, symbol, windows) WHERE windows IS NOT NULL;
+    CREATE INDEX metrics_windows_model ON metrics(name, model, symbol, windows) WHERE windows IS NOT NULL;
+    UPDATE meta SET value = '1' WHERE key = 'schema_version';"""
+
+
+def as_version_1(path: Path) -> None:
+    """Turn a (closed) ledger file into what version 1 wrote."""
+    con = sqlite3.connect(path)
+    con.executescript(VERSION_1_SQL)
+    con.close()
+
+
+#: Run in a fresh interpreter of the tree under test: the first writer's open of a version-1 ledger.
+_MIGRATE = ("import sys, time; from store.ledger import Ledger; t0 = time.perf_counter(); "
+            "Ledger.open(sys.argv[1]).close(); print(f'{time.perf_counter() - t0:.2f}')")
+
+
+def bench_migration(n_runs: int, before: Path | None, rng: random.Random, repeat: int = 1) -> None:
+    """The v1 -> v2 migration of one version-1 ledger of `n_runs` runs, copied afresh for each tree and
+    round and migrated by that tree's code (`before`: an older checkout, side by side, in turn)."""
+    with tempfile.TemporaryDirectory(prefix="bench-migrate-", dir=os.environ.get("BENCH_DIR")) as tmp:
+        ws = Path(tmp) / "ws"
+        with Store.open(ws, hyperparams_dir=Path(tmp) / "hp") as s:
+            load_s = _bulk_load(s, n_runs, 0, rng, time.time())
+        as_version_1(ws / LEDGER_FILE)
+        size = (ws / LEDGER_FILE).stat().st_size
+        print(f"\n== migration of a version-1 ledger: {n_runs} runs, {size / 1e6:.0f} MB (bulk load {load_s:.1f} s)")
+        here = Path(__file__).resolve().parent.parent
+        results = {}
+        for round_i, (name, tree) in enumerate([("before", before), ("this tree", here)] * repeat):
+            if tree is None:
+                continue
+            copy = Path(tmp) / f"{name.replace(' ', '-')}-{round_i}" / LEDGER_FILE
+            copy.parent.mkdir()
+            shutil.copyfile(ws / LEDGER_FILE, copy)
+            out = subprocess.run([sys.executable, "-c", _MIGRATE, str(copy)], cwd=tree, capture_output=True,
+                                 text=True, env={**os.environ, "PYTHONPATH": str(tree)}, check=True)
+            con = sqlite3.connect(copy)
+            results[name] = (con.execute("SELECT seq, listed FROM runs ORDER BY seq").fetchall(),
+                             con.execute("SELECT * FROM metric_groups ORDER BY 1, 2, 3, 4").fetchall())
+            con.close()
+            shutil.rmtree(copy.parent)
+            print(f"{'first writer open (migrates), ' + name:<40} {out.stdout.strip():>8} s")
+        if len(results) == 2:
+            same = results["before"] == results["this tree"]
+            print(f"{'both migrated files hold the same cells and groups':<40} {same}")
+
+
 def bench_size(n_runs: int, n_jobs: int, rng: random.Random) -> None:
     now = time.time()
-    ekey, commit = env_key(package_versions()), git_commit()
     with tempfile.TemporaryDirectory(prefix="bench-store-", dir=os.environ.get("BENCH_DIR")) as tmp:
         ws, hp = Path(tmp) / "ws", Path(tmp) / "hp"
         s = Store.open(ws, hyperparams_dir=hp)
-        t0 = time.perf_counter()
-        with s.transaction():  # bench-only bulk load, one transaction
-            s.log_run("toto", "SPY", {}, {"val_mae_pct": 50.0})  # registers the env key
-            for i in range(n_runs):
-                rec = _synthetic_run(i, rng, now, ekey, commit)
-                s._ledger.add_run(rec, run_window_keys(rec))
-            s._ledger.put_jobs(_job_record(i, rng.choice(["succeeded", "failed"]), now) for i in range(n_jobs))
-        load_s = time.perf_counter() - t0
+        load_s = _bulk_load(s, n_runs, n_jobs, rng, now)
         size = sum(p.stat().st_size for p in ws.glob("ledger.db*"))
         print(f"\n== {n_runs} runs, {n_jobs} jobs (bulk load {load_s:.1f} s; ledger files {size / 1e6:.1f} MB)")
 
@@ -189,8 +257,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000,100000", help="comma-separated run counts")
     ap.add_argument("--jobs", type=int, default=10_000, help="finished job records in the store")
+    ap.add_argument("--migration", type=int, metavar="N", default=None,
+                    help="only time the v1 -> v2 ledger migration of N runs")
+    ap.add_argument("--before", type=Path, default=None,
+                    help="with --migration: an older checkout whose code migrates a copy of the same file")
+    ap.add_argument("--repeat", type=int, default=1, help="with --migration: rounds (each tree in turn)")
     args = ap.parse_args()
     rng = random.Random(0)
+    if args.migration is not None:
+        bench_migration(args.migration, args.before, rng, args.repeat)
+        return 0
     for n in (int(x) for x in args.sizes.split(",")):
         bench_size(n, args.jobs, rng)
     return 0

@@ -3,8 +3,10 @@
     FORECAST_TEST_HOOKS=1 python bench/engine_kill_loop.py [--jobs 100] [--kills 200]
 
 Prints how many jobs were lost, duplicated (two result records, or two workers started in one job
-folder), and left without a final state or reason (all must be 0). The suite runs the same loop at
-a small count (tests/test_engine_kill_loop.py).
+folder), and left without a final state or reason (all must be 0), and the final states: a job whose
+engine was killed after recording it as running and before its worker started is queued again
+(engine.launches), so all succeed unless one was caught at launch MAX_LAUNCHES times. The suite runs
+the same loop at a small count (tests/test_engine_kill_loop.py).
 
 Each engine is a forked child (a real Engine on a real Store, real worker subprocesses that outlive
 it); the parent kills it after a random 0-`max_life_s` and starts the next, which recovers what the

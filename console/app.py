@@ -117,10 +117,14 @@ class ForecastConsoleApp(App[int]):
         """Open the store and engine after the first frame, then start the pump and the poller."""
         if not self.start_engine:
             self.services.use_engine = False
+        starting = asyncio.create_task(self._show_service_starting())
         try:
             await self.services.open()
         except Exception as exc:  # noqa: BLE001 - the console stays up and says why
             self.notify(f"could not open the workspace: {exc}", severity="error", timeout=10)
+        finally:
+            starting.cancel()
+            self.sub_title = self.workspace_label
         if self.services.readonly_reason:
             self.sub_title = f"{self.workspace_label} · READ-ONLY (no engine service)"
         for msg in self.services.notices:
@@ -130,6 +134,17 @@ class ForecastConsoleApp(App[int]):
             self.run_worker(self._pump_updates(), name="update-pump", exit_on_error=False)
         self._telemetry.poll()
         self.ready.set()
+
+    async def _show_service_starting(self) -> None:
+        """While the engine service starts, what it says it is doing (a one-off upgrade of a big ledger:
+        "upgrading the run ledger to version 2: 40,000 / 100,000 runs") in the header's subtitle, in
+        place of the workspace (so it fits 80 columns)."""
+        from engine.channel import starting_note
+
+        while True:
+            await asyncio.sleep(0.5)
+            note = await asyncio.to_thread(starting_note, self.services.workspace)
+            self.sub_title = note or self.workspace_label
 
     def mode_screen(self) -> ModeScreen | None:
         """The topmost mode screen (under any dialog), or None before the first is shown."""

@@ -23,11 +23,15 @@ Records are `engine.persistence.Persistence.record()` dicts (JobState fields + s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
+
+from store.atomic import atomic_write_json, read_json
 
 #: Store methods a client may ask the engine to call (the engine is the only store writer).
 STORE_WRITES: frozenset[str] = frozenset({
@@ -43,11 +47,40 @@ USER_ERRORS: frozenset[str] = frozenset({
 
 MAX_LINE = 64 * 1024 * 1024  # a snapshot of many jobs is one line
 
+#: `<workspace>/engine.starting.json`: what a service that has not bound its socket yet is doing, when
+#: that takes long (a one-off upgrade of the ledger), so the client waiting for it can say so.
+STARTING_FILE = "engine.starting.json"
+
 
 def address(workspace: os.PathLike[str] | str) -> str:
     """The service's socket address for a workspace (abstract namespace: leading NUL)."""
     key = hashlib.sha256(str(Path(workspace).expanduser().resolve()).encode()).hexdigest()[:32]
     return f"\0forecast-console-engine-{key}"
+
+
+def note_starting(workspace: os.PathLike[str] | str, text: str) -> None:
+    """The starting service says what it is doing (each call replaces the last)."""
+    atomic_write_json(Path(workspace) / STARTING_FILE, {"pid": os.getpid(), "text": text, "t": time.time()},
+                      fsync=False)
+
+
+def clear_starting(workspace: os.PathLike[str] | str) -> None:
+    with contextlib.suppress(OSError):
+        (Path(workspace) / STARTING_FILE).unlink()
+
+
+def starting_note(workspace: os.PathLike[str] | str) -> str | None:
+    """What the workspace's starting service last said, None when none is starting (or it died)."""
+    info = read_json(Path(workspace) / STARTING_FILE)
+    if not info or not isinstance(info.get("pid"), int) or not isinstance(info.get("text"), str):
+        return None
+    try:
+        os.kill(info["pid"], 0)
+    except ProcessLookupError:
+        return None  # a service killed while starting
+    except PermissionError:
+        pass
+    return str(info["text"])
 
 
 def encode(msg: dict[str, Any]) -> bytes:

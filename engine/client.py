@@ -3,7 +3,9 @@
 `JobClient(workspace)` talks to the workspace's engine service over engine.channel and starts the
 service when none answers (`ensure=True`, the default for anything that queues work or writes the
 store). A service that died (killed, crashed) is simply started again by the next request; it
-re-attaches the jobs that still run and marks the others interrupted.
+re-attaches the jobs that still run and marks the others interrupted. While a service starts, what it
+says it is doing (a one-off ledger upgrade, with how far it is: engine.channel.starting_note) goes to
+`on_starting` (default: stderr), and the wait for it lasts as long as it keeps moving.
 
 Calls: `submit(spec)`, `cancel(id)`, `retry(id)`, `set_priority(id, p)`, `jobs()`, `job(id)`,
 `detail(id)`, `wait(id)` (final and stored), `store_write(method, *args, **kwargs)` (promote,
@@ -19,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +54,15 @@ def _raise(reply: dict[str, Any]) -> None:
     raise EngineError(f"engine error ({typ}): {msg}")
 
 
+def _say_on_stderr(text: str) -> None:
+    print(f"engine: {text}", file=sys.stderr, flush=True)
+
+
 class JobClient:
     def __init__(self, workspace: Path | str, *, ensure: bool = True, start_timeout: float = 60.0,
                  cpu_slots: int | None = None, poll_interval: float | None = None,
-                 hyperparams_dir: Path | str | None = None) -> None:
+                 hyperparams_dir: Path | str | None = None,
+                 on_starting: Callable[[str], None] | None = None) -> None:
         from engine import paths
 
         self.workspace = Path(workspace).expanduser().resolve()
@@ -65,6 +72,8 @@ class JobClient:
         self.start_timeout = start_timeout
         self.cpu_slots = cpu_slots
         self.poll_interval = poll_interval
+        #: Hears what a service this client waits for says it is doing (default: a line on stderr).
+        self.on_starting = on_starting or _say_on_stderr
 
     # ---- connection ------------------------------------------------------------------------
     def _connect(self, timeout: float | None = 10.0) -> socket.socket:
@@ -121,9 +130,13 @@ class JobClient:
         proc = spawn()
         deadline = time.monotonic() + self.start_timeout
         lost_race = False
+        said = None
         while time.monotonic() < deadline:
             if self.running():
                 return not lost_race
+            heard = self._heard(said)
+            if heard != said:  # busy (a ledger upgrade) and moving: wait for as long as it keeps moving
+                said, deadline = heard, time.monotonic() + self.start_timeout
             if proc.poll() is not None:
                 if proc.returncode != EXIT_LOCKED:
                     raise exited(proc)
@@ -142,6 +155,15 @@ class JobClient:
         held = " (the service holding the store's writer lock never bound its socket)" if lost_race else ""
         raise EngineError(f"the engine service for {self.workspace} did not answer within "
                           f"{self.start_timeout:.0f} s{held} (see {log})")
+
+    def _heard(self, said: str | None) -> str | None:
+        """What a starting service says it is doing (engine.channel.starting_note), passed to `on_starting`
+        when it is new; returns the last thing said."""
+        note = channel.starting_note(self.workspace)
+        if note is None or note == said:
+            return said
+        self.on_starting(note)
+        return note
 
     def _lock_holder(self) -> str:
         """Who holds the store's writer lock, by what its file names: "service" (an engine service of this

@@ -64,11 +64,18 @@ class Service:
         from store import Store, StoreLocked
 
         self.workspace.mkdir(parents=True, exist_ok=True)
+
+        def starting(text: str) -> None:  # a long first open (a ledger upgrade): the waiting client says it
+            print(f"engine: {text}", flush=True)
+            channel.note_starting(self.workspace, text)
+
         try:
-            store = Store.open(self.workspace)
+            store = Store.open(self.workspace, progress=starting)
         except StoreLocked as exc:
             print(f"engine: not started: {exc}", file=sys.stderr, flush=True)
             return EXIT_LOCKED
+        finally:
+            channel.clear_starting(self.workspace)
         try:
             eng = Engine(self.workspace, store=store, cpu_slots=self.cpu_slots, poll_interval=self.poll_interval,
                          gpu_source=self.gpu_source)

@@ -22,7 +22,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,10 @@ class Ledger:
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False, fsync: bool = True) -> Ledger:
-        """Writer: creates the file and schema. Reader: `mode=ro`, sees every committed transaction."""
+    def open(cls, path: Path, *, readonly: bool = False, fsync: bool = True,
+             progress: Callable[[str], None] | None = None) -> Ledger:
+        """Writer: creates the file and schema, upgrading an older file (`progress` hears how far that
+        is: ledger_file.migrate). Reader: `mode=ro`, sees every committed transaction."""
         path = Path(path)
         try:
             if readonly:
@@ -81,7 +83,7 @@ class Ledger:
                 raise StoreError(f"ledger {path} has schema version {version}, newer than this program "
                                  f"understands ({SCHEMA_VERSION}); upgrade forecast-console")
             if not readonly and version < SCHEMA_VERSION:
-                migrate(conn, version)
+                migrate(conn, version, progress)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"ledger {path} cannot be opened ({exc}); it was left unchanged: restore it "
                              "from a backup or move it away to start a new one") from None

@@ -14,8 +14,9 @@ reads the groups table alone.
 Each run row also holds `listed`, the run's cells in a table of runs (store/run_listing.py).
 
 Version 1 (six metric indexes, no groups table, no `listed`) is migrated by the first writer that opens it, in
-one transaction (groups filled from the metric rows, the four extra indexes dropped); a reader of
-a version-1 file that no writer has opened yet queries the metric rows directly (`has_groups`).
+one transaction (groups filled from the metric rows, the four extra indexes dropped), saying how far
+it is to a `progress` callback; a reader of a version-1 file that no writer has opened yet queries the
+metric rows directly (`has_groups`).
 """
 
 from __future__ import annotations
@@ -64,9 +65,17 @@ GROUPS_SCHEMA = """CREATE TABLE IF NOT EXISTS metric_groups (
     name TEXT NOT NULL, model TEXT NOT NULL, symbol TEXT NOT NULL, windows TEXT NOT NULL,
     PRIMARY KEY (name, model, symbol, windows)) WITHOUT ROWID"""
 
-#: The group rows of some metric rows (`windows` '' where none was recorded).
+#: The group rows of some metric rows (`windows` '' where none was recorded). No DISTINCT: the primary
+#: key ignores repeats, a lookup in a table of a few thousand rows, where DISTINCT sorted every metric
+#: row first (x4-7 slower over a whole version-1 file).
 GROUPS_FROM_METRICS = ("INSERT OR IGNORE INTO metric_groups "
-                       "SELECT DISTINCT name, model, symbol, COALESCE(windows, '') FROM metrics")
+                       "SELECT name, model, symbol, COALESCE(windows, '') FROM metrics")
+
+#: What the first writer of an older ledger says while it upgrades it (Ledger.open's `progress`).
+UPGRADING = f"upgrading the run ledger to version {SCHEMA_VERSION}"
+#: Run documents decoded per step of the upgrade (bounded memory; one progress line at most per step).
+_UPGRADE_CHUNK = 2000
+_PROGRESS_EVERY_S = 1.0
 
 #: Indexes of version 1 that the groups table and the merge over groups replace.
 _V1_INDEXES = ("metrics_all", "metrics_model", "metrics_symbol", "metrics_windows", "metrics_windows_model")
@@ -85,18 +94,29 @@ def create(conn: sqlite3.Connection) -> int:
     return SCHEMA_VERSION
 
 
-def migrate(conn: sqlite3.Connection, version: int) -> int:
-    """Bring a writer's file from `version` to SCHEMA_VERSION (each step one transaction).
+def migrate(conn: sqlite3.Connection, version: int, progress: Callable[[str], None] | None = None) -> int:
+    """Bring a writer's file from `version` to SCHEMA_VERSION (each step one transaction: a crash
+    or a kill midway leaves the file as it was, usable, and the next writer starts over).
 
     1 -> 2 also gives every run its `listed` cells (store/run_listing.py): each run document is
-    decoded once here (seconds at 100k runs, once) so that listing runs never does it."""
+    decoded once here so that listing runs never does it. That is most of the upgrade's time (about a
+    minute at 100k runs, once), so `progress` gets a line saying how far it is ("upgrading the run
+    ledger to version 2: 40,000 / 100,000 runs") at most once a second, and as it starts and ends."""
     if version == 1:
+        say = _Progress(progress)
         conn.execute("BEGIN IMMEDIATE")
         try:
+            total = int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+            say(f"{UPGRADING}: 0 / {total:,} runs", force=True)
             conn.execute("ALTER TABLE runs ADD COLUMN listed TEXT")
-            conn.executemany("UPDATE runs SET listed = ? WHERE seq = ?",
-                             ((cells_json(json.loads(doc)), seq) for seq, doc in
-                              conn.execute("SELECT seq, doc FROM runs").fetchall()))
+            done, last = 0, -1
+            while rows := conn.execute("SELECT seq, doc FROM runs WHERE seq > ? ORDER BY seq LIMIT ?",
+                                       (last, _UPGRADE_CHUNK)).fetchall():
+                conn.executemany("UPDATE runs SET listed = ? WHERE seq = ?",
+                                 ((cells_json(json.loads(doc)), seq) for seq, doc in rows))
+                done, last = done + len(rows), rows[-1][0]
+                say(f"{UPGRADING}: {done:,} / {total:,} runs")
+            say(f"{UPGRADING}: {done:,} / {total:,} runs; indexing their metrics", force=True)
             conn.execute(GROUPS_SCHEMA)
             conn.execute(GROUPS_FROM_METRICS)
             for name in _V1_INDEXES:
@@ -108,6 +128,19 @@ def migrate(conn: sqlite3.Connection, version: int) -> int:
         conn.execute("COMMIT")
         version = 2
     return version
+
+
+class _Progress:
+    """A progress callback called at most every `_PROGRESS_EVERY_S` seconds (or when forced)."""
+
+    def __init__(self, callback: Callable[[str], None] | None) -> None:
+        self.callback, self._at = callback, 0.0
+
+    def __call__(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.callback is not None and (force or now - self._at >= _PROGRESS_EVERY_S):
+            self._at = now
+            self.callback(text)
 
 
 def has_groups(conn: sqlite3.Connection) -> bool:
@@ -155,5 +188,5 @@ def snapshot(src: Path, dest: Path) -> Path:
     return Path(dest)
 
 
-__all__ = ["GROUPS_FROM_METRICS", "GROUPS_SCHEMA", "LEDGER_FILE", "SCHEMA", "SCHEMA_VERSION",
+__all__ = ["GROUPS_FROM_METRICS", "GROUPS_SCHEMA", "LEDGER_FILE", "SCHEMA", "SCHEMA_VERSION", "UPGRADING",
            "create", "has_groups", "import_store_json", "migrate", "snapshot"]

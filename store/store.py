@@ -79,10 +79,13 @@ class Store(TrackerMixin, RunReportsMixin, DecisionsMixin, PromotionMixin):
         hyperparams_dir: str | os.PathLike[str] | None = None,
         fallback_readonly: bool = False,
         fsync: bool = True,
+        progress: Callable[[str], None] | None = None,
     ) -> Store:
         """Open for writing (takes the workspace lock; StoreLocked if another process has it) or
         `readonly=True` (no lock, no writes, sees the writer's latest committed data). With
         `fallback_readonly=True` a locked workspace opens read-only instead, and `readonly_reason` says why.
+        `progress` hears, line by line, how far a writer's one-off upgrade of an older ledger is (up to a
+        minute for a big one: store.ledger_file.migrate).
         """
         ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         hp = Path(hyperparams_dir).expanduser().resolve() if hyperparams_dir else default_hyperparams_dir()
@@ -104,7 +107,7 @@ class Store(TrackerMixin, RunReportsMixin, DecisionsMixin, PromotionMixin):
             remove_stale_temps(ws.store_file)  # we hold the lock: any temp file is a dead writer's
             original = ws.store_file.read_bytes() if ws.store_file.exists() else b""
             storage = AtomicJSONStorage(ws.store_file, readonly=False, fsync=fsync, append_only=APPEND_ONLY)
-            ledger = Ledger.open(ws.root / LEDGER_FILE, fsync=fsync)
+            ledger = Ledger.open(ws.root / LEDGER_FILE, fsync=fsync, progress=progress)
         except BaseException:
             lock.release()
             raise

@@ -41,7 +41,8 @@ def test_engine_killed_repeatedly_loses_and_doubles_nothing(tmp_path: Path, monk
     print(out.line())
     assert out.ok, out.line() + f" lost={out.lost[:3]} dup={out.duplicated_results[:3]} " \
                                 f"double={out.double_started[:3]} bad={out.without_reason[:3]}"
-    assert sum(out.states.values()) == 24 and out.states.get("succeeded", 0) >= 12
+    # a job the engine stops before its worker starts is queued again: only one caught at launch five times fails
+    assert sum(out.states.values()) == 24 and out.states.get("succeeded", 0) >= 20
     assert not [p for p in (tmp_path / "ws" / "jobs" / "inbox").iterdir() if p.is_file()]  # every marker taken
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from store import Store, StoreError
+from bench.bench_store import as_version_1
+from store import Store, StoreError, ledger_file
 from store.ledger import LEDGER_FILE, Ledger
+from store.ledger_file import UPGRADING
 from store.storage import WorkspaceLock
 
 FIXTURE = Path(__file__).parent / "fixtures" / "workspace_v1"
@@ -152,43 +157,42 @@ def test_ranking_merges_groups_exactly_past_one_page(tmp_path: Path) -> None:
     led.close()
 
 
-def _as_version_1(path: Path) -> None:
-    """Turn a ledger into what version 1 wrote: six metric indexes, no groups table, no listed runs."""
-    con = sqlite3.connect(path)
-    con.executescript("""
-        DROP TABLE metric_groups;
-        ALTER TABLE runs DROP COLUMN listed;
-        CREATE INDEX metrics_all ON metrics(name, value, created_at);
-        CREATE INDEX metrics_model ON metrics(name, model, value, created_at);
-        CREATE INDEX metrics_symbol ON metrics(name, symbol, value, created_at);
-        CREATE INDEX metrics_windows ON metrics(name, symbol, windows) WHERE windows IS NOT NULL;
-        CREATE INDEX metrics_windows_model ON metrics(name, model, symbol, windows) WHERE windows IS NOT NULL;
-        UPDATE meta SET value = '1' WHERE key = 'schema_version';""")
-    con.close()
+def _answers(st: Store) -> list[object]:
+    """What the queries a version-1 file must keep answering say (rankings, the listing, a mixed-windows error)."""
+    out: list[object] = [[r["run_id"] for r in st.top_k(20, "test_mae_pct", model=m)] for m in (None, "toto")]
+    out.append(st.listed_runs())
+    out.append(st.best("val_mae_pct", symbol="SPY")["run_id"])
+    with pytest.raises(StoreError, match="val_mae_pct of AAPL was computed on different val windows") as e:
+        st.best("val_mae_pct")
+    return [*out, str(e.value)]
 
 
-def test_a_version_1_ledger_reads_the_same_before_and_after_its_migration(tmp_path: Path) -> None:
+def _version_1_workspace(tmp_path: Path) -> tuple[Path, list[object]]:
+    """A workspace whose ledger is a version-1 file of 9 runs, and what it answered as version 2."""
     ws = tmp_path / "ws"
     whole = {"span": "val", "count": 12, "stride": 1, "rows_covered": 27, "first_origin": 10, "last_origin": 21}
     with Store.open(ws, hyperparams_dir=tmp_path / "hp") as st:
         for i, (m, s) in enumerate([("toto", "SPY"), ("kronos", "SPY"), ("toto", "AAPL")] * 3):
             st.log_run(m, s, {}, {"val_mae_pct": float((i * 5) % 7), "test_mae_pct": float(i)},
                        extra={"val_windows": {**whole, "count": 12 + (i == 8)}})  # AAPL's last: other windows
-
-    def answers(st: Store) -> list[object]:
-        out: list[object] = [[r["run_id"] for r in st.top_k(20, "test_mae_pct", model=m)] for m in (None, "toto")]
-        out.append(st.listed_runs())
-        out.append(st.best("val_mae_pct", symbol="SPY")["run_id"])
-        with pytest.raises(StoreError, match="val_mae_pct of AAPL was computed on different val windows") as e:
-            st.best("val_mae_pct")
-        return [*out, str(e.value)]
-
     with Store.open(ws, readonly=True) as ro:
-        expected = answers(ro)
-    _as_version_1(ws / LEDGER_FILE)
+        expected = _answers(ro)
+    as_version_1(ws / LEDGER_FILE)
+    return ws, expected
+
+
+def test_a_version_1_ledger_reads_the_same_before_and_after_its_migration(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws, expected = _version_1_workspace(tmp_path)
+    answers = _answers
+    monkeypatch.setattr(ledger_file, "_UPGRADE_CHUNK", 4)  # the 9 runs in three steps ...
+    monkeypatch.setattr(ledger_file, "_PROGRESS_EVERY_S", 0.0)  # ... each saying how far it is
+    said: list[str] = []
     with Store.open(ws, readonly=True) as ro:  # no writer has opened it since: queried as it is
         assert ro._ledger.meta("schema_version") == "1" and answers(ro) == expected
-        with Store.open(ws, hyperparams_dir=tmp_path / "hp") as st:  # the writer migrates it
+        with Store.open(ws, hyperparams_dir=tmp_path / "hp", progress=said.append) as st:  # the writer migrates it
+            assert said == [f"upgrading the run ledger to version 2: {n} / 9 runs" for n in (0, 4, 8, 9)] \
+                + ["upgrading the run ledger to version 2: 9 / 9 runs; indexing their metrics"]
             assert answers(st) == expected and answers(ro) == expected
             st.log_run("toto", "MSFT", {}, {"test_mae_pct": -1.0})  # a group the migration did not see
             assert st.top_k(1, "test_mae_pct")[0]["symbol"] == "MSFT" == ro.top_k(1, "test_mae_pct")[0]["symbol"]
@@ -209,3 +213,34 @@ def test_deleting_runs_forgets_the_windows_only_they_had(tmp_path: Path) -> None
             st.best()
         assert st._ledger.delete_runs([odd]) == 1
         assert st.best()["run_id"] == keep and st.top_k(5, model="kronos") == []
+
+
+# A writer killed (SIGKILL) while it upgrades a version-1 ledger: after its second step of runs.
+_KILLED_MID_UPGRADE = r"""
+import os, signal, sys
+from store import Store, ledger_file
+ledger_file._UPGRADE_CHUNK = 4
+def say(text):
+    if text.startswith(ledger_file.UPGRADING + ": 8 / "):
+        os.kill(os.getpid(), signal.SIGKILL)
+ledger_file._PROGRESS_EVERY_S = 0.0  # every step says how far it is
+Store.open(sys.argv[1], hyperparams_dir=sys.argv[2], progress=say)
+"""
+
+
+def test_a_writer_killed_mid_upgrade_leaves_the_version_1_ledger_usable_and_the_next_writer_upgrades_it(
+        tmp_path: Path) -> None:
+    ws, expected = _version_1_workspace(tmp_path)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_UPGRADE, str(ws), str(tmp_path / "hp")],
+                            capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    con = sqlite3.connect(ws / LEDGER_FILE)  # the half-done upgrade was never committed
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+    assert "listed" not in {c[1] for c in con.execute("PRAGMA table_info(runs)")}
+    con.close()
+    with Store.open(ws, readonly=True) as ro:
+        assert _answers(ro) == expected
+    said: list[str] = []
+    with Store.open(ws, hyperparams_dir=tmp_path / "hp", progress=said.append) as st:
+        assert st._ledger.meta("schema_version") == "2" and _answers(st) == expected
+    assert said[-1] == f"{UPGRADING}: 9 / 9 runs; indexing their metrics"
