@@ -26,6 +26,7 @@ from engine.data import list_symbols
 from engine.difficulty import UNKNOWN
 from engine.state import Status
 from store.records import BaselineRow, ComparisonRow, Pick
+from store.workspace import Workspace
 
 T = TypeVar("T")
 
@@ -255,7 +256,7 @@ class ConsoleServices:
                 run = extra.get("run_id")
                 if not isinstance(run, str) or run in skip or run in out:
                     continue
-                run_dir = Path(extra.get("run_dir") or self.workspace / "runs" / run)
+                run_dir = Path(extra.get("run_dir") or Workspace(self.workspace).runs_dir / run)
                 pts = read_curve(curve_path(run_dir))
                 if pts:
                     out[run] = pts

@@ -51,6 +51,7 @@ from console.state_style import state_cell
 from console.widgets.loss_chart import LossChart
 from console.widgets.table import Cell, KeyedTable, num, txt
 from console.words import plural
+from store.workspace import Workspace
 
 COLUMNS = (
     ("when", "When (UTC)"), ("model", "Model"), ("symbol", "Symbol"), ("horizon", "H"), ("preset", "Preset"),
@@ -379,7 +380,7 @@ class RunsScreen(FilterScreen):
             return
         try:
             path = await self.services.call(rb.export_rows, list(self.matched), fmt,
-                                            self.services.workspace / "reports")
+                                            Workspace(self.services.workspace).reports_dir)
         except (OSError, ValueError) as exc:
             self.notify_error(exc)
             return
