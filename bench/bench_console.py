@@ -65,6 +65,9 @@ CPU_SCREENS = ("stocks", "queue", "live", "gpu", "runs")
 
 #: perf_counter() of each frame written to the terminal (FrameDriver.write).
 FRAMES: list[float] = []
+#: What the key phase's probe read when each frame was written (a frame shows the state it was built from).
+FRAME_STATE: list[object] = []
+PROBE: list[Callable[[], object] | None] = [None]
 #: CPU seconds the streamer itself spent (it runs in the app's process; subtracted from its figure).
 STREAMER_CPU = [0.0]
 PROFILE_IDLE: list[str | None] = [None]
@@ -93,6 +96,7 @@ class FrameDriver(HeadlessDriver):
     def write(self, data: str) -> None:
         if data:
             FRAMES.append(time.perf_counter())
+            FRAME_STATE.append(PROBE[0]() if PROBE[0] is not None else None)
 
 
 async def _idle_cpu(screen: str, seconds: float) -> float:
@@ -131,20 +135,26 @@ async def _latencies(app: Any, keys: list[str], probe: Callable[[], object]) -> 
     from textual import events
 
     out = []
+    PROBE[0] = probe
     for k in keys:
         before = probe()
         t0 = time.perf_counter()
+        first = len(FRAMES)
         app.post_message(events.Key(k, None))
-        while probe() == before and time.perf_counter() - t0 < 5:
+
+        def shown(first: int = first, before: object = before) -> float | None:
+            """When the first frame built after the key's effect was written (the probe is read as
+            each frame is written: a frame can go out before this loop wakes to see the change)."""
+            return next((FRAMES[i] for i in range(first, len(FRAMES)) if FRAME_STATE[i] != before), None)
+
+        while shown() is None and time.perf_counter() - t0 < 5:
             await asyncio.sleep(0.0005)
-        changed = time.perf_counter()
-        while not (FRAMES and FRAMES[-1] >= changed) and time.perf_counter() - t0 < 5:
-            await asyncio.sleep(0.0005)
-        painted = next((f for f in FRAMES if f >= changed), time.perf_counter())
+        painted = shown() or time.perf_counter()
         gcs = " ".join(f"gc gen{g} {(b - a) * 1000:.0f}ms" for a, b, g in GC_PAUSES
                        if b >= t0 and a <= painted and b - a >= 0.002)
         out.append((k, (painted - t0) * 1000, gcs))
         await asyncio.sleep(0.03)
+    PROBE[0] = None
     return out
 
 
@@ -182,6 +192,7 @@ async def measure(ws: Path, hp: Path, ids: list[str], seconds: float, rate: floa
                   n_runs: int, extra: dict[str, Any]) -> dict[str, Any]:
     res: dict[str, Any] = {"cpu": {}, "lat": {}, "gc2": {}, **extra}
     FRAMES.clear()
+    FRAME_STATE.clear()
     gc.callbacks.append(_gc_callback)
     t0 = time.perf_counter()
     app = _make_app(ws, hp)
