@@ -25,6 +25,10 @@ class FilterScreen(ModeScreen):
     """Base of a screen with a filter `Input` (`FILTER_ID`) over a `KeyedTable` (`table`)."""
 
     FILTER_ID: ClassVar[str] = ""
+    #: Textual focuses the first focusable widget when a screen is composed or resumed with nothing
+    #: focused: that is the filter field, and keys typed while the console starts (`/NV`) went into it
+    #: as text, `/` included. The table is where these screens read their keys.
+    AUTO_FOCUS: ClassVar[str | None] = "KeyedTable"
     #: The filter's placeholder while the keyboard types into it.
     EDITING_PLACEHOLDER: ClassVar[str] = "type to filter · enter done · esc clears"
     filtering = False

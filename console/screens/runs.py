@@ -106,7 +106,6 @@ def sorted_rows(rows: Iterable[rb.RunRow], column: str, reverse: bool) -> list[r
 class RunsScreen(FilterScreen):
     MODE: ClassVar[str] = "runs"
     FILTER_ID: ClassVar[str] = "#runs-filter"
-    AUTO_FOCUS: ClassVar[str | None] = "#runs-table"  # not the filter field (the first focusable): keys are read here
     RELOAD_ON_FINISH: ClassVar[bool] = True
     DEFAULT_CSS = """
     RunsScreen #runs-filter {

@@ -38,10 +38,6 @@ COLUMNS = (
 
 class StocksScreen(FilterScreen):
     MODE: ClassVar[str] = "stocks"
-    #: Textual focuses the first focusable widget when a screen is composed or resumed with nothing
-    #: focused; that is the filter field, and keys typed while the console starts (`/NV`) then went
-    #: into it as text, `/` included. The table is where this screen's keys are read.
-    AUTO_FOCUS: ClassVar[str | None] = "#stocks-table"
     FILTER_ID: ClassVar[str] = "#stock-filter"
     EDITING_PLACEHOLDER: ClassVar[str] = "type to filter · enter done · space selects the first · esc clears"
     RELOAD_ON_FINISH: ClassVar[bool] = True
