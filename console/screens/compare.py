@@ -24,7 +24,7 @@ from textual.widgets import Static
 
 from console.messages import ForecastRequested, PromoteRequested
 from console.screens.base import ModeScreen
-from console.widgets.table import Cell, KeyedTable, num, txt
+from console.widgets.table import Cell, KeyedTable, counted_cell, num, txt
 from console.words import plural
 from engine.models import NAIVE
 from store.records import ComparisonRow, Metrics, WindowSpec
@@ -56,10 +56,8 @@ def dm_cell(m: Metrics) -> Cell:
                 style=("green" if better else "red") if sig else "", justify="right")
 
 
-def mae_cell(v: float | None, spec: WindowSpec | None, span: str, style: str = "") -> Cell:
-    if v is None:
-        return Cell(None, "—", style="dim")
-    return Cell(v, f"{v:.3f} {windows_label(spec, span).split(' ', 1)[1]}", style=style, justify="right")
+def mae_cell(v: float | None, spec: WindowSpec | None, style: str = "") -> Cell:
+    return counted_cell(v, spec.count if spec else None, style)
 
 
 def comparison_cells(row: ComparisonRow) -> dict[str, Cell]:
@@ -70,8 +68,8 @@ def comparison_cells(row: ComparisonRow) -> dict[str, Cell]:
         "horizon": num(row.horizon, "{:d}"),
         "model": txt(row.model if row.preset == "tiny" else f"{row.model}·{row.preset}",
                      style="bold green" if win else ""),
-        "val": mae_cell(row.validation.mae_pct, row.val_windows, "val", style="bold" if win else ""),
-        "test": mae_cell(row.test.mae_pct, row.windows, "test"),
+        "val": mae_cell(row.validation.mae_pct, row.val_windows, style="bold" if win else ""),
+        "test": mae_cell(row.test.mae_pct, row.windows),
         "mase": num(row.test.mase, "{:.3f}"),
         # naive is deterministic: its band has no width, so its 0.00 coverage says nothing
         "cov": (Cell(None, "no band", style="dim", justify="right") if row.model == NAIVE

@@ -62,8 +62,8 @@ def naive_reference_cells(p: Pick, live_doc: dict[str, Any] | None) -> dict[str,
     return {
         "model": txt(f"naive·{p.naive.method or 'persistence'}", style="dim"),
         "symbol": txt(p.symbol), "horizon": num(p.horizon, "{:d}"), "metric": txt(f"reference of {p.model}", style="dim"),
-        "score": mae_cell(p.naive.validation.get(metric), p.val_windows, "val", style="dim"),
-        "test": mae_cell(p.naive.test.get(metric), p.test_windows, "test", style="dim"),
+        "score": mae_cell(p.naive.validation.get(metric), p.val_windows, style="dim"),
+        "test": mae_cell(p.naive.test.get(metric), p.test_windows, style="dim"),
         "promoted": Cell(live, "live" if live else "", style="green"),
     }
 
@@ -113,8 +113,8 @@ class ConfigsScreen(ModeScreen):
             rows[key] = {
                 "model": txt(p.model if p.preset == "tiny" else f"{p.model}·{p.preset}"),
                 "symbol": txt(p.symbol, style="bold"), "horizon": num(p.horizon, "{:d}"),
-                "metric": txt(p.selection_metric), "score": mae_cell(p.score(), p.val_windows, "val"),
-                "test": mae_cell(p.test.get(p.selection_metric), p.test_windows, "test"),
+                "metric": txt(p.selection_metric), "score": mae_cell(p.score(), p.val_windows),
+                "test": mae_cell(p.test.get(p.selection_metric), p.test_windows),
                 "promoted": Cell(live, "live" if live else "", style="green"),
             }
             if p.model != "naive" and p.naive.method:

@@ -28,7 +28,7 @@ from textual.widgets import Static
 from console.messages import QueueJobRequested
 from console.screens.base import ModeScreen
 from console.state_style import STATE_STYLE
-from console.widgets.table import Cell, KeyedTable, num, txt
+from console.widgets.table import Cell, KeyedTable, counted_cell, num, txt
 from engine.state import Status
 
 COLUMNS = (
@@ -57,14 +57,6 @@ def window_count(w: Any) -> int | None:
     if isinstance(w, dict):
         w = w.get("count")
     return w if isinstance(w, int) and not isinstance(w, bool) else None
-
-
-def _with_windows(v: float | None, w: Any, style: str = "") -> Cell:
-    """`3.364 248w`: every number says how many windows it is on (the flag reads validation's)."""
-    n = window_count(w)
-    if v is None:
-        return Cell(None, "—", style="dim", justify="right")
-    return Cell(v, f"{v:.3f}" + (f" {n}w" if n is not None else " ?w"), style=style, justify="right")
 
 
 def proposal_label(row: dict[str, Any]) -> str:
@@ -107,7 +99,7 @@ def regression_cells(row: dict[str, Any], follow_up_state: str | None = None) ->
         "model": txt(row.get("model")),
         "horizon": num(row.get("horizon") if isinstance(row.get("horizon"), int) else None, "{:d}"),
         "metric": txt(row.get("metric", "mae_pct")),
-        "current": _with_windows(_f(row, "current"), row.get("windows")),
+        "current": counted_cell(_f(row, "current"), window_count(row.get("windows"))),
         "previous": num(_f(row, "previous"), "{:.3f}"),
         "baseline": num(_f(row, "baseline"), "{:.3f}"),
         "d_prev": num(d_prev, "{:+.1f}", style=worse(d_prev, bool(row.get("worse_than_previous")))),

@@ -64,6 +64,14 @@ def num(value: float | int | None, fmt: str = "{:.2f}", style: str = "") -> Cell
     return Cell(value, fmt.format(value), style=style, justify="right")
 
 
+def counted_cell(value: float | None, windows: int | None, style: str = "") -> Cell:
+    """`3.364 248w`: a metric with the number of windows it was computed on (`?w` when the record
+    does not say); sorted by the value."""
+    if value is None:
+        return Cell(None, "—", style="dim")
+    return Cell(value, f"{value:.3f} {'?' if windows is None else windows}w", style=style, justify="right")
+
+
 def txt(value: Any, style: str = "") -> Cell:
     return Cell(value, "" if value is None else str(value), style=style)
 
