@@ -41,6 +41,11 @@ def _window_key(run: Mapping[str, Any], span: str) -> str | None:
     return json.dumps({k: spec.get(k) for k in keep}, sort_keys=True)
 
 
+def metric_span(metric: str) -> str | None:
+    """The span a metric name is computed on: `val_*` → "val", `test_*` → "test", else None."""
+    return "val" if metric.startswith("val_") else "test" if metric.startswith("test_") else None
+
+
 def run_window_keys(run: Mapping[str, Any]) -> dict[str, str | None]:
     """The window keys of a run's val_*/test_* metrics, indexed beside them in the ledger."""
     return {span: _window_key(run, span) for span in ("val", "test")}
@@ -79,7 +84,7 @@ class TrackerMixin:
     def _refuse_mixed_windows(self, metric: str, model: str | None, symbol: str | None) -> None:
         """StoreError when `metric` (val_*/test_*) of one symbol comes from runs scored on different
         windows: such numbers are not comparable, so nothing ranks them together."""
-        span = "val" if metric.startswith("val_") else "test" if metric.startswith("test_") else None
+        span = metric_span(metric)
         if span is None:
             return
         hit = self._ledger.mixed_windows(metric, model, symbol)
@@ -208,7 +213,7 @@ class TrackerMixin:
             return self._ledger.ranked(metric, model, symbol, minimize=bool(minimize), limit=limit)
         hits = [r for r in self._ledger.ranked(metric, model, symbol, minimize=bool(minimize))
                 if listed_horizon(r) == horizon]
-        span = "val" if metric.startswith("val_") else "test" if metric.startswith("test_") else None
+        span = metric_span(metric)
         if span is not None:
             first: dict[str, tuple[str, str]] = {}
             for r in hits:
@@ -268,4 +273,4 @@ class TrackerMixin:
 
 
 __all__ = ["TRACKED_PACKAGES", "TrackerMixin", "clean_json", "clean_metrics", "env_key", "git_commit", "md_table",
-           "new_run_id", "package_versions", "run_window_keys"]
+           "metric_span", "new_run_id", "package_versions", "run_window_keys"]

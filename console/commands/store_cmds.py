@@ -95,6 +95,14 @@ def _with_windows(v: Any, label: str) -> str:
     return f"{v:.4g} {label.split(' ', 1)[1]}" if " " in label else f"{v:.4g}"
 
 
+def _windows_of(run: Any, metric: str) -> str:
+    """The window label (`val 248w`) of the span `metric` is computed on, from a ListedRun; "" for a
+    metric of neither span."""
+    from store.tracker import metric_span
+
+    return {"val": run.val_windows, "test": run.test_windows}.get(metric_span(metric) or "", "")
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     with _open(args, write=False) as st:
         runs = st.runs(model=args.model, symbol=args.symbol)
@@ -116,8 +124,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:  # every number with its horizon and window count (runs on other windows do not compare)
         lr = listed_run(r, None)
         rows.append([r["run_id"], r["model"], r["symbol"], "—" if lr.horizon is None else str(lr.horizon),
-                     _with_windows(r["metrics"].get(args.metric), lr.val_windows if args.metric.startswith("val_")
-                                   else lr.test_windows if args.metric.startswith("test_") else ""),
+                     _with_windows(r["metrics"].get(args.metric), _windows_of(lr, args.metric)),
                      _with_windows(r["metrics"].get(test_metric), lr.test_windows),
                      str(r.get("seed") if r.get("seed") is not None else "—"), r["created"]])
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
@@ -155,7 +162,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     lr = listed_run(run, None)
     print(f"best {where} on {args.metric} ({'max' if args.maximize else 'min'}): {run['run_id']} "
           f"({run['symbol']}, h={'?' if lr.horizon is None else lr.horizon})")
-    print(f"  {args.metric} = {_with_windows(run['metrics'].get(args.metric), lr.val_windows)}   "
+    print(f"  {args.metric} = {_with_windows(run['metrics'].get(args.metric), _windows_of(lr, args.metric))}   "
           f"{test_metric} = {_with_windows(run['metrics'].get(test_metric), lr.test_windows)}")
     print(f"  hyperparams: {json.dumps(run['hyperparams'], sort_keys=True)}")
     print(f"  checkpoint: {ckpt or '—'}")
