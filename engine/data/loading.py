@@ -13,9 +13,10 @@ exchange's wall clock); price columns open/high/low/close and volume in any case
 open/high/low columns are missing *or empty on every row* is a close-only export (`has_ohlc=False`).
 Volume is optional per file and per row: empty cells are NaN, never an error, and volume is never
 read as a price. A dated row with no price in any column (`null` everywhere: a holiday in a Yahoo
-export) is dropped and listed in `Series.dropped_lines`; a row missing only some prices is refused. Comma, semicolon and tab separators are recognised from the header. Rows must be
-in time order; a file sorted newest-first throughout (as some brokers export) is reversed,
-anything else out of order is refused.
+export) is dropped and listed in `Series.dropped_lines`; a row missing only some prices is refused.
+Comma, semicolon and tab separators are recognised from the header. Rows must be in time order; a
+file sorted newest-first throughout (as some brokers export) is reversed, anything else out of order
+is refused.
 """
 
 from __future__ import annotations
