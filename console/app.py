@@ -49,14 +49,16 @@ class ForecastConsoleApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "forecast-console"
-    MODES: ClassVar[dict[str, Any]] = {
+    #: Each mode's screen class; __init__ adds the modes (Textual's `add_mode`) as factories that record the
+    #: screen they build, so the app finds a mode's screen without reading Textual's private screen stacks.
+    MODE_SCREENS: ClassVar[dict[str, Callable[[], Screen]]] = {
         "stocks": StocksScreen, "queue": QueueScreen, "live": LiveScreen, "compare": CompareScreen,
         "regressions": RegressionsScreen, "configs": ConfigsScreen, "gpu": GpuScreen,
         "runs": RunsScreen,
     }
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     #: Below 100 columns the Live screen stacks the GPU panel under the chart (see app.tcss).
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         *(Binding(key, f"switch_mode('{mode}')", label, show=False, id=f"nav-{mode}")
           for mode, key, label in NAV_ITEMS),
@@ -79,12 +81,11 @@ class ForecastConsoleApp(App[int]):
         start_engine: bool = True,
         workspace_label: str | None = None,
     ) -> None:
-        #: The screen of each mode once created: MODES are factories that record what they build, so
-        #: the app finds a mode's screen without reading Textual's private screen stacks.
+        #: The screen of each mode once created (see MODE_SCREENS).
         self._mode_screens: dict[str, Screen] = {}
-        self.MODES = {mode: partial(self._new_mode_screen, mode, factory)
-                      for mode, factory in type(self).MODES.items()}
         super().__init__()
+        for mode, factory in self.MODE_SCREENS.items():
+            self.add_mode(mode, partial(self._new_mode_screen, mode, factory))
         self.services = services or ConsoleServices(clock=clock)
         self.clock = clock
         self.monotonic = monotonic

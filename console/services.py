@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +26,7 @@ from engine.curve_file import curve_path, read_curve
 from engine.data import list_symbols
 from engine.difficulty import UNKNOWN
 from engine.state import Status
-from store.records import BaselineRow, ComparisonRow, Pick
+from store.records import BaselineRow, ComparisonRow, Pick, RegressionRow
 from store.workspace import Workspace
 
 T = TypeVar("T")
@@ -37,6 +38,10 @@ def _short_date(value: Any) -> str:
 
 #: How many earlier runs per symbol the Live screen overlays.
 EARLIER_RUNS = 3
+
+
+def _runs_of(store: Any, model: str, symbol: str) -> list[dict[str, Any]]:
+    return store.runs(model=model, symbol=symbol)
 
 
 class ConsoleServices:
@@ -179,7 +184,7 @@ class ConsoleServices:
         """Read one table of the store; empty while no store is open."""
         return [] if self.store is None else list(fn(self.store) or [])
 
-    def _regressions_blocking(self) -> list[dict[str, Any]]:
+    def _regressions_blocking(self) -> list[RegressionRow]:
         """The store's regression rows (engine.tasks.regression's format, recorded by the engine)."""
         return self._read(lambda s: s.regressions())
 
@@ -251,7 +256,7 @@ class ConsoleServices:
         out: dict[str, list[dict[str, Any]]] = {}
         for sym in symbols:
             found = 0
-            for rec in reversed(self._read(lambda s, sym=sym: s.runs(model=model, symbol=sym))):
+            for rec in reversed(self._read(partial(_runs_of, model=model, symbol=sym))):
                 extra = rec.get("extra") or {}
                 run = extra.get("run_id")
                 if not isinstance(run, str) or run in skip or run in out:

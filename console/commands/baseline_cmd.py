@@ -21,7 +21,7 @@ from console.commands.params_cli import add_param_flags, params_from_args
 from console.words import plural
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "baseline",
         help="naive persistence/drift/seasonal baselines and difficulty tiers per symbol",

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.client import JobClient
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("engine", help="the workspace's engine service (start | stop | status)",
                               description="The engine service owns the queue and the store of one workspace. "
                               "Clients (consoles, headless commands) start it on demand; it exits when idle.")
@@ -29,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     s.set_defaults(func=cmd_status)
 
 
-def _client(cpu_slots: int | None = None):  # type: ignore[no-untyped-def]
+def _client(cpu_slots: int | None = None) -> JobClient:
     from engine import paths
     from engine.client import JobClient
 

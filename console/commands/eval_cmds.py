@@ -40,7 +40,7 @@ def _common(p: argparse.ArgumentParser, kind: str, *, model: str | None, models:
     p.add_argument("--json", action="store_true", help="print the result payloads as JSON")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "validate", help="search inference parameters on validation, report the winner on test",
         description="Per model and symbol: search inference parameters (Toto samples x aggregation; Kronos "
@@ -124,8 +124,8 @@ def _run_specs(specs: list[Any]) -> list[tuple[Any, str, dict[str, Any] | None]]
     return out
 
 
-def _print_json(payloads: list[Any]) -> None:
-    print(json.dumps(payloads, indent=1, default=str))
+def _print_json(payload: object) -> None:
+    print(json.dumps(payload, indent=1, default=str))
 
 
 def _spec(kind: str, symbols: list[str], model: str | None, params: dict[str, Any] | None) -> Any:

@@ -15,7 +15,7 @@ from console.commands.common import add_symbol_selection, positive_int
 from engine.models import MODELS
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "forecast", help="forecast the next H rows with the promoted model",
         description="Load the promoted model, adapter and inference settings (hyperparams/<model>/<SYMBOL>.json) "

@@ -26,7 +26,7 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNIT_S[m.group(2)]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("gc", help="remove old job folders, their saved forecasts and unpromoted run artifacts",
                               description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("--older-than", default="30d", help="age cut-off (default 30d; s/m/h/d/w)")

@@ -50,7 +50,7 @@ def _nonneg_float(text: str) -> float:
     return v
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     from engine.jobs import KINDS
 
     p = subparsers.add_parser("run", help="queue a job and follow its progress (Ctrl-C detaches)",

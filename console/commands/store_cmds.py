@@ -18,7 +18,7 @@ from console.commands.common import positive_int
 from engine.models import MODELS
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("runs", help="list tracked runs",
                               description="List tracked runs, oldest first, with their key metrics.")
     p.add_argument("--model", help="only this model")

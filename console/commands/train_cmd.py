@@ -19,7 +19,7 @@ from console.commands.params_cli import add_param_flags, params_from_args
 from engine.models import FOUNDATION_MODELS
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help=f"fine-tune {', '.join(FOUNDATION_MODELS)} per symbol (LoRA; full for --preset tiny)",
         description="Fine-tune a model on each symbol's train span, early-stop on its validation span, and "

@@ -51,8 +51,8 @@ class LiveScreen(ModeScreen):
         Binding("n", "cycle(1)", "Job", key_display="n/N", tooltip="next (N: previous)", id="live-next"),
         Binding("N", "cycle(-1)", "Prev job", id="live-prev", show=False),
         Binding("c", "cancel_job", "Cancel", id="live-cancel"),
-        Binding("s", "toggle('smooth')", "Smooth", id="live-smooth"),
-        Binding("l", "toggle('log_scale')", "Log y", id="live-log-scale"),
+        Binding("s", "toggle_chart('smooth')", "Smooth", id="live-smooth"),
+        Binding("l", "toggle_chart('log_scale')", "Log y", id="live-log-scale"),
         Binding("o", "overlay", "Earlier", tooltip="runs of this model and symbol, overlaid", id="live-overlay"),
     ]
 
@@ -200,7 +200,7 @@ class LiveScreen(ModeScreen):
         if self.job_id:
             cancel_job(self.app, self.job_id)  # asks first when the job is running
 
-    def action_toggle(self, option: str) -> None:
+    def action_toggle_chart(self, option: str) -> None:
         on = self.query_one(LossChart).toggle(option)
         self.notify(f"{'smoothing' if option == 'smooth' else 'log scale'} {'on' if on else 'off'}", timeout=2)
 
@@ -232,6 +232,6 @@ class LiveScreen(ModeScreen):
     def palette_commands(self) -> Iterable[tuple[str, str, Any]]:
         yield ("Next job (live view)", "Show the next job's curves", lambda: self.action_cycle(1))
         yield ("Cancel watched job", "Stop the job shown in the live view", self.action_cancel_job)
-        yield ("Smooth train loss", "Toggle an exponential moving average (s)", lambda: self.action_toggle("smooth"))
-        yield ("Log-scale loss axis", "Toggle a log y axis (l)", lambda: self.action_toggle("log_scale"))
+        yield ("Smooth train loss", "Toggle an exponential moving average (s)", lambda: self.action_toggle_chart("smooth"))
+        yield ("Log-scale loss axis", "Toggle a log y axis (l)", lambda: self.action_toggle_chart("log_scale"))
         yield ("Overlay earlier runs", "Earlier runs of this model and symbol, from curve.jsonl (o)", self.action_overlay)

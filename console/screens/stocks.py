@@ -42,7 +42,7 @@ class StocksScreen(FilterScreen):
     EDITING_PLACEHOLDER: ClassVar[str] = "type to filter · enter done · space selects the first · esc clears"
     RELOAD_ON_FINISH: ClassVar[bool] = True
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "toggle", "Select", id="stocks-toggle"),
+        Binding("space", "toggle_selected", "Select", id="stocks-toggle"),
         # Left out of the footer so that `q Quit` fits at 80 columns: `/` is on the filter bar, the
         # a/x presets are named by the first-run hint, `h` by the status line; all are in the keys
         # panel (?) and the palette.
@@ -180,7 +180,7 @@ class StocksScreen(FilterScreen):
         if event.key != "space":
             return False
         self.end_filter()
-        self.action_toggle()
+        self.action_toggle_selected()
         return True
 
     @on(Input.Submitted, "#stock-filter")
@@ -204,7 +204,7 @@ class StocksScreen(FilterScreen):
             self.table.update_rows({symbol: self._cells(self.rows[symbol])})
         self._update_status()
 
-    def action_toggle(self) -> None:
+    def action_toggle_selected(self) -> None:
         if self._catch_up() and self.table.row_count:
             self.table.move_cursor(row=0)  # the rows changed under the cursor: the first match, as Enter does
         sym = self.table.current_id
