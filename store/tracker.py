@@ -46,6 +46,15 @@ def metric_span(metric: str) -> str | None:
     return "val" if metric.startswith("val_") else "test" if metric.startswith("test_") else None
 
 
+def other_span_metric(metric: str) -> str | None:
+    """The same metric on the other span (`val_mae_pct` ↔ `test_mae_pct`), shown beside a ranked metric;
+    None for a metric of neither span."""
+    span = metric_span(metric)
+    if span is None:
+        return None
+    return ("test_" if span == "val" else "val_") + metric.removeprefix(span + "_")
+
+
 def run_window_keys(run: Mapping[str, Any]) -> dict[str, str | None]:
     """The window keys of a run's val_*/test_* metrics, indexed beside them in the ledger."""
     return {span: _window_key(run, span) for span in ("val", "test")}

@@ -165,6 +165,11 @@ def test_cli_runs_best_promote_rollback_report(cli, tmp_path: Path) -> None:
     assert code == 0 and [r["run_id"] for r in json.loads(out)] == [r1, r2]
     code, out, _ = cli("best", "--model", "toto", "--symbol", "AAPL")
     assert code == 0 and r2 in out and "test_mae_pct = 3.9" in out
+    # ranked on test: the validation figure is shown beside it (not a "test_test_mae_pct" column)
+    code, out, _ = cli("best", "--model", "toto", "--metric", "test_mae_pct")
+    assert code == 0 and r1 in out and "test_mae_pct = 3.3 ?w   val_mae_pct = 3 ?w" in out
+    code, out, _ = cli("runs", "--metric", "test_mae_pct")
+    assert code == 0 and out.split()[4:6] == ["test_mae_pct", "val_mae_pct"] and "test_test" not in out
     code, out, _ = cli("best", "--model", "toto", "--export-path")
     assert code == 0 and out.strip() == str(tmp_path / "ws" / "runs" / "r1" / "adapter")
 

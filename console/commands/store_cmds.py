@@ -103,6 +103,14 @@ def _windows_of(run: Any, metric: str) -> str:
     return {"val": run.val_windows, "test": run.test_windows}.get(metric_span(metric) or "", "")
 
 
+def _shown_metrics(metric: str) -> list[str]:
+    """The metric asked for, then the same metric on the other span (validation beside test)."""
+    from store.tracker import other_span_metric
+
+    other = other_span_metric(metric)
+    return [metric] if other is None else [metric, other]
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     with _open(args, write=False) as st:
         runs = st.runs(model=args.model, symbol=args.symbol)
@@ -118,14 +126,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     from store.run_listing import listed_run
 
-    test_metric = "test_" + args.metric.removeprefix("val_")
-    cols = ["run_id", "model", "symbol", "h", args.metric, test_metric, "seed", "created"]
+    metrics = _shown_metrics(args.metric)
+    cols = ["run_id", "model", "symbol", "h", *metrics, "seed", "created"]
     rows = []
     for r in runs:  # every number with its horizon and window count (runs on other windows do not compare)
         lr = listed_run(r, None)
         rows.append([r["run_id"], r["model"], r["symbol"], "—" if lr.horizon is None else str(lr.horizon),
-                     _with_windows(r["metrics"].get(args.metric), _windows_of(lr, args.metric)),
-                     _with_windows(r["metrics"].get(test_metric), lr.test_windows),
+                     *(_with_windows(r["metrics"].get(m), _windows_of(lr, m)) for m in metrics),
                      str(r.get("seed") if r.get("seed") is not None else "—"), r["created"]])
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
@@ -156,14 +163,13 @@ def cmd_best(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(run, indent=1))
         return 0
-    test_metric = "test_" + args.metric.removeprefix("val_")
     from store.run_listing import listed_run
 
     lr = listed_run(run, None)
     print(f"best {where} on {args.metric} ({'max' if args.maximize else 'min'}): {run['run_id']} "
           f"({run['symbol']}, h={'?' if lr.horizon is None else lr.horizon})")
-    print(f"  {args.metric} = {_with_windows(run['metrics'].get(args.metric), _windows_of(lr, args.metric))}   "
-          f"{test_metric} = {_with_windows(run['metrics'].get(test_metric), lr.test_windows)}")
+    print("  " + "   ".join(f"{m} = {_with_windows(run['metrics'].get(m), _windows_of(lr, m))}"
+                            for m in _shown_metrics(args.metric)))
     print(f"  hyperparams: {json.dumps(run['hyperparams'], sort_keys=True)}")
     print(f"  checkpoint: {ckpt or '—'}")
     return 0
