@@ -52,14 +52,22 @@ def _num(v: Any) -> float | None:
 
 
 def windows_label(spec: Any, span: str) -> str:
-    """"val 12w" from a recorded window spec; "val ?w" when the run did not record it (or not as
-    a WindowSpec)."""
+    """"val 12w" from a window spec (a WindowSpec, or one as recorded); "val ?w" when there is none
+    (or it is not a WindowSpec)."""
+    if isinstance(spec, WindowSpec):
+        return spec.short()
     if isinstance(spec, Mapping):
         try:
             return WindowSpec.model_validate(spec).short()
         except ValidationError:
             pass
     return f"{span} ?w"
+
+
+def label_windows(label: str) -> int | None:
+    """The window count in a windows_label (`"val 12w"` → 12); None for `"val ?w"`."""
+    count = label.rsplit(" ", 1)[-1].removesuffix("w")
+    return int(count) if count.isdigit() else None
 
 
 def listed_horizon(doc: Mapping[str, Any]) -> int | None:
@@ -97,4 +105,4 @@ def listed_run(doc: Mapping[str, Any], job: Mapping[str, Any] | None) -> ListedR
     return ListedRun._make([*cells(doc), j.get("kind"), j.get("state"), j.get("started_at"), j.get("finished_at")])
 
 
-__all__ = ["ListedRun", "cells", "cells_json", "listed_horizon", "listed_run", "windows_label"]
+__all__ = ["ListedRun", "cells", "cells_json", "label_windows", "listed_horizon", "listed_run", "windows_label"]

@@ -92,8 +92,19 @@ def test_export_text_refuses_unknown_format() -> None:
 
 
 def test_windows_label_without_spec() -> None:
+    from store.records import WindowSpec
+    from store.run_listing import label_windows
+
+    spec = {"span": "val", "count": 3, "stride": 1, "rows_covered": 5}
     assert rb.windows_label(None, "test") == "test ?w"
-    assert rb.windows_label({"span": "val", "count": 3, "stride": 1, "rows_covered": 5}, "val") == "val 3w"
+    assert rb.windows_label(spec, "val") == "val 3w"
+    assert rb.windows_label(WindowSpec.model_validate(spec), "val") == "val 3w"  # Compare's records
+    assert [label_windows(x) for x in ("val 3w", "test 1247w", "val ?w")] == [3, 1247, None]
+    cell = runs_screen.run_cells(rb.RunRow(
+        run_id="r", model="toto", symbol="SPY", horizon=16, preset=None, kind="train", state="succeeded",
+        job_id=None, created_at=0.0, duration_s=None, val_mae_pct=3.91, val_windows="val 12w",
+        test_mae_pct=None, test_windows="test ?w", val_loss=None, used=""))
+    assert (cell["val"].text, cell["test"].text) == ("3.910 12w", "—")  # one counted_cell for every screen
 
 
 def test_job_summaries_reads_kind_state_times_and_skips_unknown_ids(ws: dict[str, Any]) -> None:

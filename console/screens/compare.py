@@ -28,6 +28,7 @@ from console.widgets.table import Cell, KeyedTable, counted_cell, num, txt
 from console.words import plural
 from engine.models import NAIVE
 from store.records import ComparisonRow, Metrics, WindowSpec
+from store.run_listing import windows_label
 
 COLUMNS = (
     ("win", "★"), ("symbol", "Symbol"), ("horizon", "H"), ("model", "Model"), ("val", "Val MAE%"),
@@ -39,10 +40,6 @@ LABELS = dict(COLUMNS)
 
 def comparison_key(row: ComparisonRow) -> str:
     return f"{row.symbol}|{row.horizon}|{row.model}|{row.preset}"
-
-
-def windows_label(spec: WindowSpec | None, span: str) -> str:
-    return spec.short() if spec else f"{span} ?w"
 
 
 def dm_cell(m: Metrics) -> Cell:

@@ -49,8 +49,9 @@ from console.screens.filter_keys import FilterScreen
 from console.screens.forecast_view import ForecastRequested
 from console.state_style import state_cell
 from console.widgets.loss_chart import LossChart
-from console.widgets.table import Cell, KeyedTable, num, txt
+from console.widgets.table import Cell, KeyedTable, counted_cell, num, txt
 from console.words import plural
+from store.run_listing import label_windows
 from store.workspace import Workspace
 
 COLUMNS = (
@@ -72,18 +73,13 @@ DETAIL_DELAY_S = 0.15
 FILTER_DELAY_S = 0.12
 
 
-def mae_cell(v: float | None, windows: str) -> Cell:
-    if v is None:
-        return Cell(None, "—", style="dim", justify="right")
-    return Cell(v, f"{v:.3f} {windows.split(' ', 1)[-1]}", justify="right")
-
-
 def run_cells(r: rb.RunRow) -> dict[str, Cell]:
     return {
         "when": Cell(r.created_at, time.strftime("%m-%d %H:%M", time.gmtime(r.created_at))),
         "model": txt(r.model), "symbol": txt(r.symbol, style="bold"), "horizon": num(r.horizon, "{:d}"),
         "preset": txt(r.preset or "—"), "kind": txt(r.kind), "state": state_cell(r.state),
-        "val": mae_cell(r.val_mae_pct, r.val_windows), "test": mae_cell(r.test_mae_pct, r.test_windows),
+        "val": counted_cell(r.val_mae_pct, label_windows(r.val_windows)),
+        "test": counted_cell(r.test_mae_pct, label_windows(r.test_windows)),
         "loss": num(r.val_loss, "{:.4f}"), "dur": num(r.duration_s, "{:.1f}"),
         "used": txt(r.used, style="bold green" if r.used else ""), "run": txt(r.run_id, style="dim"),
     }

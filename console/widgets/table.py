@@ -66,9 +66,9 @@ def num(value: float | int | None, fmt: str = "{:.2f}", style: str = "") -> Cell
 
 def counted_cell(value: float | None, windows: int | None, style: str = "") -> Cell:
     """`3.364 248w`: a metric with the number of windows it was computed on (`?w` when the record
-    does not say); sorted by the value."""
+    does not say); sorted by the value. Right-aligned like `num`, the em dash of a missing value too."""
     if value is None:
-        return Cell(None, "—", style="dim")
+        return Cell(None, "—", style="dim", justify="right")
     return Cell(value, f"{value:.3f} {'?' if windows is None else windows}w", style=style, justify="right")
 
 

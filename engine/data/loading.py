@@ -49,7 +49,7 @@ from engine.data.listing import (  # noqa: F401 - re-exported: engine.data.loadi
     header_columns,
     list_symbols,
 )
-from engine.data.parsing import TimeProblem, decimal_comma, empty_volume, parse_numbers, parse_times
+from engine.data.parsing import TimeProblem, decimal_comma, empty_cells, parse_numbers, parse_times
 from engine.symbols import SymbolError, validate_symbol
 
 COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
@@ -188,7 +188,7 @@ def load_csv(path: Path, symbol: str | None = None, *, dayfirst: bool | None = N
     # `data check` prints. A row with some prices and not others is still refused below, and so is a
     # file where such rows are more than a tenth: that is missing data, not holidays.
     price_keys = [k for k in ("open", "high", "low", "close", "adj_close") if k in col]
-    no_price = np.logical_and.reduce([empty_volume(cells(k)) for k in price_keys])
+    no_price = np.logical_and.reduce([empty_cells(cells(k)) for k in price_keys])
     dropped: tuple[int, ...] = ()
     if no_price.any():
         dropped = tuple(lines[i] for i in np.flatnonzero(no_price))
@@ -223,8 +223,8 @@ def load_csv(path: Path, symbol: str | None = None, *, dayfirst: bool | None = N
         raw = cells(key)
         vals = parse_numbers(raw, comma_decimal=comma, volume=key == "volume")
         if key == "volume":
-            vals[empty_volume(raw)] = np.nan  # no volume on this row: fine, no model needs it
-            nonfinite = np.flatnonzero(~np.isfinite(vals) & ~empty_volume(raw))
+            vals[empty_cells(raw)] = np.nan  # no volume on this row: fine, no model needs it
+            nonfinite = np.flatnonzero(~np.isfinite(vals) & ~empty_cells(raw))
         else:
             nonfinite = np.flatnonzero(~np.isfinite(vals))
         if nonfinite.size:

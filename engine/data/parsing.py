@@ -38,7 +38,7 @@ _ZONE = re.compile(r"(\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d{
 _DMY = re.compile(r"^(\d{1,2})([./-])(\d{1,2})\2(\d{4}|\d{2})((?:[ T].*)?)$")
 #: Year-first with slashes or dots.
 _YMD = re.compile(r"^(\d{4})[./](\d{1,2})[./](\d{1,2})((?:[ T].*)?)$")
-_EMPTY_VOLUME = frozenset({"", "-", "--", "n/a", "na", "nan", "null", "none"})
+_EMPTY_CELLS = frozenset({"", "-", "--", "n/a", "na", "nan", "null", "none"})
 _SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9}
 
 
@@ -185,7 +185,8 @@ def parse_numbers(raw: Sequence[str], *, comma_decimal: bool = False, volume: bo
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64) * factor.to_numpy()
 
 
-def empty_volume(raw: Sequence[str]) -> np.ndarray:
-    """Boolean mask of volume cells that mean "no volume" (empty, `-`, `n/a`, `null`, ...)."""
+def empty_cells(raw: Sequence[str]) -> np.ndarray:
+    """Boolean mask of cells that mean "no value" (empty, `-`, `n/a`, `null`, ...): an empty volume, or
+    a price column of a row with no bar (Yahoo's `null` on a holiday)."""
     s = pd.Series(list(raw), dtype=object).astype(str).str.strip().str.strip('"').str.lower()
-    return s.isin(_EMPTY_VOLUME).to_numpy()
+    return s.isin(_EMPTY_CELLS).to_numpy()
