@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
@@ -22,21 +23,10 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 
-from console import decision_flows, messages
+from console import messages
 from console.palette import ConsoleCommands
 from console.prefs import load_prefs, save_prefs
 from console.screens.base import ModeScreen
-from console.screens.compare import CompareScreen
-from console.screens.configs import ConfigsScreen
-from console.screens.forecast_view import ForecastScreen
-from console.screens.gpu import GpuScreen
-from console.screens.live import LiveScreen
-from console.screens.queue import QueueScreen
-from console.screens.quit import QuitScreen
-from console.screens.regressions import RegressionsScreen
-from console.screens.runs import RunsScreen
-from console.screens.start_run import StartRunScreen
-from console.screens.stocks import StocksScreen
 from console.services import ConsoleServices
 from console.telemetry_poller import TelemetryPoller
 from console.update_pump import group_updates, pump
@@ -49,12 +39,15 @@ class ForecastConsoleApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "forecast-console"
-    #: Each mode's screen class; __init__ adds the modes (Textual's `add_mode`) as factories that record the
-    #: screen they build, so the app finds a mode's screen without reading Textual's private screen stacks.
-    MODE_SCREENS: ClassVar[dict[str, Callable[[], Screen]]] = {
-        "stocks": StocksScreen, "queue": QueueScreen, "live": LiveScreen, "compare": CompareScreen,
-        "regressions": RegressionsScreen, "configs": ConfigsScreen, "gpu": GpuScreen,
-        "runs": RunsScreen,
+    #: Each mode's screen class ("module.Class"), imported when the mode is first shown: the first
+    #: frame needs only Stocks, and each other screen's imports (plotext, the store's records…) are
+    #: paid when it is opened.
+    MODE_SCREENS: ClassVar[dict[str, str]] = {
+        "stocks": "console.screens.stocks.StocksScreen", "queue": "console.screens.queue.QueueScreen",
+        "live": "console.screens.live.LiveScreen", "compare": "console.screens.compare.CompareScreen",
+        "regressions": "console.screens.regressions.RegressionsScreen",
+        "configs": "console.screens.configs.ConfigsScreen", "gpu": "console.screens.gpu.GpuScreen",
+        "runs": "console.screens.runs.RunsScreen",
     }
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     #: Below 100 columns the Live screen stacks the GPU panel under the chart (see app.tcss).
@@ -81,11 +74,12 @@ class ForecastConsoleApp(App[int]):
         start_engine: bool = True,
         workspace_label: str | None = None,
     ) -> None:
-        #: The screen of each mode once created (see MODE_SCREENS).
-        self._mode_screens: dict[str, Screen] = {}
         super().__init__()
-        for mode, factory in self.MODE_SCREENS.items():
-            self.add_mode(mode, partial(self._new_mode_screen, mode, factory))
+        #: The screen of each mode once created: the modes' factories record what they build, so
+        #: the app finds a mode's screen without reading Textual's private screen stacks.
+        self._mode_screens: dict[str, Screen] = {}
+        for mode, where in self.MODE_SCREENS.items():
+            self.add_mode(mode, partial(self._new_mode_screen, mode, where))
         self.services = services or ConsoleServices(clock=clock)
         self.clock = clock
         self.monotonic = monotonic
@@ -112,7 +106,10 @@ class ForecastConsoleApp(App[int]):
             self.theme = kept
         self.theme_changed_signal.subscribe(self, lambda theme: save_prefs(theme=theme.name))
         self.switch_mode("stocks")
-        self.run_worker(self._startup(), name="startup", exit_on_error=False)
+        # After the Stocks screen's first paint: opening the engine and the store imports the job
+        # client, the spec's validation and the store's records (~0.3 s) in this loop, which would
+        # otherwise come before the first frame.
+        self.call_after_refresh(self.run_worker, self._startup(), name="startup", exit_on_error=False)
 
     async def _startup(self) -> None:
         """Open the store and engine after the first frame, then start the pump and the poller."""
@@ -201,8 +198,8 @@ class ForecastConsoleApp(App[int]):
     def _selection_changed(self, message: messages.SelectionChanged) -> None:
         self.selected_symbols = message.symbols
 
-    def _new_mode_screen(self, mode: str, factory: Callable[[], Screen]) -> Screen:
-        screen = self._mode_screens[mode] = factory()
+    def _new_mode_screen(self, mode: str, where: str) -> Screen:
+        screen = self._mode_screens[mode] = mode_screen_class(where)()
         return screen
 
     def get_screen_for_mode(self, mode: str) -> Screen | None:
@@ -218,6 +215,8 @@ class ForecastConsoleApp(App[int]):
         if not symbols:
             self.notify("select symbols on the Stocks screen first (space, or p/a presets)", severity="warning")
             return
+
+        from console.screens.start_run import StartRunScreen
 
         form = StartRunScreen(symbols, kind or load_prefs().run_kind)
 
@@ -273,16 +272,22 @@ class ForecastConsoleApp(App[int]):
     @on(messages.ForecastRequested)
     def _forecast_requested(self, message: messages.ForecastRequested) -> None:
         """Compare, Configs and Runs ask for the Forecast view of a decision or run."""
+        from console.screens.forecast_view import ForecastScreen
+
         self.push_screen(ForecastScreen(message))
 
     @on(messages.PromoteRequested)
     def _promote_requested(self, message: messages.PromoteRequested) -> None:
+        from console import decision_flows
+
         self.run_worker(self._changing_decisions(decision_flows.confirm_promote(
             self, message.model, message.symbol, message.source, message.horizon, message.preset)),
             exit_on_error=False)
 
     @on(messages.RollbackRequested)
     def _rollback_requested(self, message: messages.RollbackRequested) -> None:
+        from console import decision_flows
+
         self.run_worker(self._changing_decisions(decision_flows.confirm_rollback(self, message.model, message.symbol)),
                         exit_on_error=False)
 
@@ -329,6 +334,8 @@ class ForecastConsoleApp(App[int]):
                 # so the console hung on quit (about 1 run in 3 in tests/test_console_regressions_quit.py).
                 self._shutdown_task = asyncio.create_task(self.shutdown(cancel_running=choice == "cancel"))
 
+        from console.screens.quit import QuitScreen
+
         self.push_screen(QuitScreen(running), chosen)
 
     async def shutdown(self, cancel_running: bool = False) -> None:
@@ -344,6 +351,15 @@ class ForecastConsoleApp(App[int]):
         if not self._services_closed:
             self._services_closed = True
             await self.services.close(cancel_running=False)
+
+
+def mode_screen_class(where: str) -> type[Screen]:
+    """The screen class named "module.Class" in `ForecastConsoleApp.MODE_SCREENS`, imported now."""
+    module, _, name = where.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, Screen)):
+        raise TypeError(f"{where} is not a Screen class")
+    return cls
 
 
 def run_console(args: argparse.Namespace) -> int:

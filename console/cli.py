@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # Groups of sub-commands, in the order --help lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -31,12 +32,11 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2, no traceback."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="forecast-console",
-        description="Fine-tune, validate, compare and promote time-series forecasting models per stock. "
-        "With no command, opens the console.",
-    )
+PROG = "forecast-console"
+
+
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    """The options before any command (the console's own, and every command's folders and backend)."""
     parser.add_argument("--workspace", "-w", help="workspace folder (default ./forecast-runs, or $FORECAST_WORKSPACE)")
     parser.add_argument("--data", help="folder of SYMBOL.csv files (default ./trainingdata, or $FORECAST_DATA)")
     parser.add_argument("--hyperparams", help="promoted-config folder (default ./hyperparams, or $FORECAST_HYPERPARAMS)")
@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", default=None, help="Ray address for --backend ray (auto, ray://host:10001)")
     parser.add_argument("--no-warm", action="store_true",
                         help="run every job in a new process (no warm workers for short jobs; or $FORECAST_WARM=0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Fine-tune, validate, compare and promote time-series forecasting models per stock. "
+        "With no command, opens the console.",
+    )
+    _add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod_name in COMMAND_MODULES:
         try:
@@ -54,6 +63,34 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         mod.register(sub)
     return parser
+
+
+class _NotTheConsole(Exception):
+    """The arguments are not the console's launch (a command, --help, a usage error): build_parser reads them."""
+
+
+class _ConsoleParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _NotTheConsole(message)
+
+
+def console_args(argv: Sequence[str] | None) -> argparse.Namespace | None:
+    """The global options when `argv` names no command (the console is opened), else None.
+
+    Why: building the full parser imports every command group and generates each job kind's flags
+    from its parameter model (engine.task_params, pydantic): ~0.3 s of a launch that opens the
+    console and needs none of it. Anything else (a command, --help, a bad option) is left to
+    `build_parser`, so its usage, help and errors are the full parser's."""
+    quick = _ConsoleParser(prog=PROG, add_help=False)
+    _add_global_options(quick)
+    try:
+        args, rest = quick.parse_known_args(argv)
+    except _NotTheConsole:
+        return None
+    if rest:
+        return None
+    args.command = None
+    return args
 
 
 def _apply_global_env(args: argparse.Namespace) -> None:
@@ -95,8 +132,9 @@ def _exit_now(rc: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = console_args(argv)
+    if args is None:
+        args = build_parser().parse_args(argv)
     try:
         _apply_global_env(args)
         if args.command is None:

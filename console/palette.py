@@ -15,7 +15,6 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
 from console.screens.base import ModeScreen
-from console.screens.start_run import FORM_KINDS
 from console.widgets.nav import NAV_ITEMS
 
 if TYPE_CHECKING:
@@ -27,6 +26,8 @@ Entry = tuple[str, str, Callable[[], Any]]
 
 def palette_entries(app: ForecastConsoleApp, screen: Screen) -> Iterable[Entry]:
     """The app's entries, then those of `screen` (or of the mode screen under a dialog)."""
+    from console.screens.start_run import FORM_KINDS  # imported as the palette opens
+
     for mode, key, label in NAV_ITEMS:
         yield (f"Go to {label} screen", f"Switch screen (key {key})", partial(app.switch_mode, mode))
     for kind in FORM_KINDS:

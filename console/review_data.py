@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.difficulty import UNKNOWN, tier
-from store.records import BaselineRow, ComparisonRow, Pick, Promotion, RegressionRow
+
+if TYPE_CHECKING:  # annotations only: the Stocks screen's first frame comes before the store's records are read
+    from store.records import BaselineRow, ComparisonRow, Pick, Promotion, RegressionRow
 
 #: One symbol's CSV as engine.data.list_symbols reports it: (symbol, rows, start, end, source).
 SymbolInfo = tuple[str, int, str, str, str]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from console.review_data import ScreenData, StockRow, SymbolInfo, horizons_of, stock_rows
 from engine import paths
@@ -26,8 +26,10 @@ from engine.curve_file import curve_path, read_curve
 from engine.data import list_symbols
 from engine.difficulty import UNKNOWN
 from engine.state import Status
-from store.records import BaselineRow, ComparisonRow, Pick, RegressionRow
 from store.workspace import Workspace
+
+if TYPE_CHECKING:  # annotations only: the store (and its records) is opened after the first frame
+    from store.records import BaselineRow, ComparisonRow, Pick, RegressionRow
 
 T = TypeVar("T")
 

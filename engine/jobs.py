@@ -52,13 +52,6 @@ def new_job_id(kind: str) -> str:
     return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}-{kind}-{secrets.token_hex(4)}"
 
 
-def short_job_id(job_id: str) -> str:
-    """`20250101-120000-123-train-ab12cd34` → `120000-ab12cd34` (time of day + random part): what a
-    narrow table or panel shows of a job id (the random part keeps it unique)."""
-    parts = job_id.split("-")
-    return f"{parts[1]}-{parts[-1]}" if len(parts) >= 5 else job_id[-15:]
-
-
 #: A job spec is a request, never data: the whole spec.json and each string param are capped.
 MAX_SPEC_BYTES = 1 << 20
 MAX_PARAM_STR = 64 << 10

@@ -32,4 +32,13 @@ def validate_name(kind: str, value: object) -> str:
     return value
 
 
-__all__ = ["JOBS_DIR", "PathNameError", "validate_name"]
+def short_job_id(job_id: str) -> str:
+    """`20250101-120000-123-train-ab12cd34` → `120000-ab12cd34` (time of day + random part): what a
+    narrow table or panel shows of a job id (the random part keeps it unique). Here, not in
+    engine.jobs, so that the console's panels can name a job without importing the job-spec
+    validation (engine.task_params and pydantic) before their first frame."""
+    parts = job_id.split("-")
+    return f"{parts[1]}-{parts[-1]}" if len(parts) >= 5 else job_id[-15:]
+
+
+__all__ = ["JOBS_DIR", "PathNameError", "short_job_id", "validate_name"]

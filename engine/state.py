@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.jobs import JobSpec
+if TYPE_CHECKING:  # annotations only: the console reads states without importing the spec's validation
+    from engine.jobs import JobSpec
 
 
 class Status(StrEnum):

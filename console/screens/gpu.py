@@ -14,7 +14,7 @@ from textual.widgets import Static
 from console.screens.base import ModeScreen
 from console.widgets.gpu_panel import GpuPanel
 from console.widgets.table import KeyedTable, num, txt
-from engine.jobs import short_job_id
+from engine.names import short_job_id
 from engine.state import Status
 
 #: VRAM: the job's estimate, the measured peak of earlier jobs like it, and what admission reserved

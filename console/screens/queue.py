@@ -24,7 +24,7 @@ from console.screens.base import ModeScreen
 from console.screens.confirm import ConfirmScreen
 from console.state_style import state_cell
 from console.widgets.table import Cell, KeyedTable, num, txt
-from engine.jobs import short_job_id
+from engine.names import short_job_id
 from engine.state import JobState, Status, where_words
 
 COLUMNS = (

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.jobs import short_job_id
+from engine.names import short_job_id
 
 
 def _fmt(v: Any, fmt: str, unit: str = "") -> str:

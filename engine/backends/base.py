@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.jobs import JobSpec
+if TYPE_CHECKING:  # annotations only: `forecast-console`'s launch reads ENV_BACKEND without the spec's validation
+    from engine.jobs import JobSpec
 
 
 @dataclass
