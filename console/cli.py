@@ -121,6 +121,30 @@ def _apply_global_env(args: argparse.Namespace) -> None:
         os.environ[ENV_RAY_ADDRESS] = args.address
 
 
+def run_console(args: argparse.Namespace) -> int:
+    """The Textual console on the workspace the global options name (no sub-command given)."""
+    from pathlib import Path
+
+    from console.app import ForecastConsoleApp
+    from console.services import ConsoleServices
+
+    data_dirs = None
+    workspace = getattr(args, "workspace", None)
+    if getattr(args, "data", None):
+        from engine import paths
+
+        ws = paths.workspace_dir(workspace)
+        data_dirs = [Path(args.data).expanduser().resolve()]
+        if (ws / "data").is_dir():
+            data_dirs.append(ws / "data")
+    services = ConsoleServices(
+        workspace, data_dirs=data_dirs, hyperparams_dir=getattr(args, "hyperparams", None),
+        backend=getattr(args, "backend", "local") or "local", address=getattr(args, "address", None),
+    )
+    result = ForecastConsoleApp(services).run()
+    return int(result or 0)
+
+
 def _exit_now(rc: int) -> None:
     """End the program without the interpreter's teardown, output flushed first. A command that
     loaded torch sets `exit_without_teardown` (forecast): unloading torch's modules at exit costs
@@ -138,8 +162,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _apply_global_env(args)
         if args.command is None:
-            from console.app import run_console
-
             return run_console(args) or 0
         rc = args.func(args) or 0
         if argv is None and getattr(args, "exit_without_teardown", False):

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,11 @@ _FIELDS = [f.name for f in dataclasses.fields(JobState)]
 
 class EngineMirror:
     def __init__(self, workspace: Path, *, cpu_slots: int | None = None, poll_interval: float | None = None,
-                 hyperparams_dir: Path | None = None) -> None:
+                 hyperparams_dir: Path | None = None, on_starting: Callable[[str], None] | None = None) -> None:
+        #: `on_starting` hears what a starting service says it is doing (JobClient.start; called on the
+        #: thread that waits for the service).
         self.client = JobClient(workspace, cpu_slots=cpu_slots, poll_interval=poll_interval,
-                                hyperparams_dir=hyperparams_dir)
+                                hyperparams_dir=hyperparams_dir, on_starting=on_starting)
         self.workspace = self.client.workspace
         self._jobs: dict[str, JobState] = {}
         self._specs: dict[str, dict[str, Any]] = {}

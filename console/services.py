@@ -97,8 +97,10 @@ class ConsoleServices:
 
         self.store = Store.open(self.workspace, readonly=True, hyperparams_dir=self.hyperparams_dir)
 
-    async def open(self) -> None:
-        """Connect to the workspace's engine service (starting it), then open the store read-only."""
+    async def open(self, on_starting: Callable[[str], None] | None = None) -> None:
+        """Connect to the workspace's engine service (starting it), then open the store read-only.
+        `on_starting` hears what a service that is starting says it is doing (a ledger upgrade), on
+        the thread that waits for it (default: a line on stderr, engine.client)."""
         if self.use_engine:
             from console.job_mirror import EngineMirror
             from engine.client import EngineError
@@ -111,7 +113,7 @@ class ConsoleServices:
                     os.environ[ENV_RAY_ADDRESS] = self.address
             mirror = EngineMirror(self.workspace, cpu_slots=self.engine_kwargs.get("cpu_slots"),
                                   poll_interval=self.engine_kwargs.get("poll_interval"),
-                                  hyperparams_dir=self.hyperparams_dir)
+                                  hyperparams_dir=self.hyperparams_dir, on_starting=on_starting)
             try:
                 await mirror.open()
                 self.engine = mirror

@@ -44,7 +44,8 @@ async def test_runs_screen_rows_filter_sort_detail_export(ws: dict[str, Any],
         await pilot.press("8")
         scr = app.screen
         assert isinstance(scr, RunsScreen)
-        await until(pilot, lambda: scr.table.row_count == 3, "the first rows")
+        # every run read (the newest are shown first, then the whole list is read: see RunsScreen._load)
+        await until(pilot, lambda: scr.table.row_count == 3 and scr.complete, "the first rows, all runs read")
         assert len(scr.data.rows) == 6
         status = str(scr.query_one("#runs-status").render())
         assert "6 of 6 runs · 3 shown · sorted by when ↓" in status

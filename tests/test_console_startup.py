@@ -100,3 +100,70 @@ def test_preferences_keep_known_strings_and_refuse_other_values() -> None:
     save_prefs(run_kind="validate")
     save_prefs(theme="textual-light")
     assert load_prefs() == Prefs(theme="textual-light", run_kind="validate")
+
+
+async def test_the_engine_services_starting_note_reaches_the_subtitle_not_stderr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """One reader of the note a starting service writes (engine.channel): the client that waits for
+    the service hands each new note to the console (the header's subtitle), and prints nothing."""
+    import asyncio
+
+    from console.services import ConsoleServices
+    from engine import channel
+    from engine.gpu import FakeGpuSource
+    from tests.helpers import wait_for
+
+    monkeypatch.setenv("FORECAST_DATA", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    ws = tmp_path / "ws"
+    app = ForecastConsoleApp(ConsoleServices(ws, hyperparams_dir=tmp_path / "hp", gpu_source=FakeGpuSource(1, 24.0)),
+                             telemetry_interval=None, workspace_label="ws")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(app.ready.is_set, 30, "the workspace opened", pilot=pilot)
+        client = app.services.engine.client
+        note = "upgrading the run ledger to version 2: 2,000 / 9,000 runs"
+        channel.note_starting(ws, note)  # as a starting service says it (this test plays that service)
+        await asyncio.to_thread(client._heard, None)  # what JobClient.start does on its waiting thread
+        await wait_for(lambda: app.sub_title == note, 5, "the note in the subtitle", pilot=pilot)
+        channel.clear_starting(ws)
+    assert "engine:" not in capfd.readouterr().err
+
+
+async def test_a_big_ledgers_runs_screen_is_built_after_startup_and_the_heap_frozen(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After startup the app freezes what is alive out of full collections (one policy, app.freeze_heap)
+    and, with a ledger of PREPARE_RUNS_MIN runs or more, builds the Runs screen out of sight: it has
+    read and shown all its rows before its key, and the key shows that same screen."""
+    import gc
+
+    from console.screens.runs import RunsScreen
+    from tests.runs_fixture import offline_app, seed_runs, until
+
+    ws, hp = tmp_path / "ws", tmp_path / "hp"
+    seed_runs(ws, hp, extra_runs=4)  # 6 runs
+    monkeypatch.setattr(ForecastConsoleApp, "PREPARE_RUNS_MIN", 6)
+    app = offline_app(ws, hp)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, app.ready.is_set, "the workspace opened")
+        assert gc.get_freeze_count() > 0
+        await until(pilot, lambda: app.get_screen_for_mode("runs") is not None, "the Runs screen built")
+        runs = app.get_screen_for_mode("runs")
+        assert isinstance(runs, RunsScreen)
+        await until(pilot, lambda: not runs.filling and runs.table.row_count == 6, "its rows read and shown")
+        assert app.screen.MODE == "stocks"  # built out of sight
+        await pilot.press("8")
+        await until(pilot, lambda: app.screen is runs, "the key shows the built screen")
+        assert runs.table.row_count == 6
+    assert gc.get_freeze_count() == 0  # undone with the app
+
+
+async def test_a_small_ledgers_runs_screen_waits_for_its_key(tmp_path: Path) -> None:
+    from tests.runs_fixture import offline_app, seed_runs, until
+
+    ws, hp = tmp_path / "ws", tmp_path / "hp"
+    seed_runs(ws, hp)  # 2 runs, below PREPARE_RUNS_MIN
+    app = offline_app(ws, hp)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, app.ready.is_set, "the workspace opened")
+        await until(pilot, lambda: not app.workers, "startup's work done")
+        assert app.get_screen_for_mode("runs") is None

@@ -19,19 +19,18 @@ filter is applied a moment after the typing stops, and a new filter or sort repl
 rows (`KeyedTable.replace`) instead of a removal per row. The filter is typed without moving the
 focus (console.screens.filter_keys: `/` then letters typed fast all reach the filter).
 
-Why the screen freezes the garbage collector's view of the heap once it has filled (`gc.freeze`):
-a full collection scans every tracked object, ~120k with the table filled (the table's cells and
-render caches on top of the app's), and stalled the loop 100+ ms on the 2-core box; the first one
-came a few seconds after the Runs screen filled, and a key pressed then waited for it (the ~170 ms
-keys bench_console printed). What exists then lives as long as the console (widgets, the engine
-mirror, the runs): frozen, later collections scan only what is newer (unfrozen when the screen
-goes, with the app).
+Why the screen asks the app to freeze the heap once it has first filled (`app.freeze_heap`, the
+app's one gc.freeze policy): a full collection scans every tracked object, ~120k with the table
+filled (the table's cells and render caches on top of the app's), and the first one came a few
+seconds after the screen filled, so a key pressed then waited for it (the ~170 ms keys
+bench_console printed). Its rows live as long as the console.
+
+With a big ledger the app builds this screen after startup, before its key (app._prepare_runs).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -154,7 +153,7 @@ class RunsScreen(FilterScreen):
         #: Rows of the current order still to be added to the table (filled in steps).
         self.to_fill: list[rb.RunRow] = []
         self._fill_timer: Timer | None = None
-        self._frozen = False  # gc.freeze() done (see the module docstring)
+        self._frozen = False  # the app froze the heap once this screen filled (see the module docstring)
         self._reads = 0  # reads running (a cancelled one ends after its replacement starts)
         #: run id -> the text the filter matches words against (built with the rows, off the loop).
         self.hay: dict[str, str] = {}
@@ -179,10 +178,6 @@ class RunsScreen(FilterScreen):
         # cut it after the counts; the filter field keeps a quarter (20 columns).
         self.query_one("#runs-status", Static).styles.max_width = "75%"
 
-    def on_unmount(self) -> None:
-        if self._frozen:  # the app ends (or a test's app): what it held may be collected again
-            gc.unfreeze()
-
     @property
     def table(self) -> KeyedTable:
         return self.query_one("#runs-table", KeyedTable)
@@ -190,7 +185,10 @@ class RunsScreen(FilterScreen):
     def reload(self) -> None:
         if self._reads and not self.complete:
             return  # the first read (on mount) runs: not a second one for the resume that follows it
-        self._load()
+        if self.complete:  # shown again (or prepared by the app): the rows it has are drawn first, as
+            self.call_after_refresh(self._load)  # the newest are on opening (see `_load`)
+        else:
+            self._load()
 
     @property
     def filling(self) -> bool:
@@ -262,7 +260,7 @@ class RunsScreen(FilterScreen):
             self._fill_timer = self.set_timer(FILL_STEP_S, self._fill_step)
         elif self.complete and not self._frozen:  # filled for the first time: see the module docstring
             self._frozen = True
-            gc.freeze()
+            self.fc_app.freeze_heap()
 
     def _fill_step(self) -> None:
         """Add the next rows of the current order (keys typed meanwhile were handled before this)."""
