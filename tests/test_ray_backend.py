@@ -376,7 +376,12 @@ def test_shipped_artifacts_land_in_the_workspace_before_the_result(cluster: Any,
 async def test_sweep_end_to_end_through_ray(cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two sweep coordinators and their tiny-Toto trials run as Ray actors: each trial asks for
     0.4 of a (logical) GPU and both pack onto the cluster at once; loss events stream to the
-    engine; runs land in the tracker; cancelling a sweep cancels its running trial."""
+    engine; the finished trial's run lands in the tracker; cancelling the other sweep cancels its
+    running trial.
+
+    One sweep's trial is short (SYN: it must succeed), the other's trains until cancelled (SYM), so
+    the two overlap as soon as the long one is running while the short one is (the long one cannot
+    end first), and the cancel reuses the long one's actors instead of starting a third sweep."""
     from engine.controller import Engine
     from store import Store
     from tests.helpers import write_cycle_csv as write_csv
@@ -405,9 +410,12 @@ async def test_sweep_end_to_end_through_ray(cluster: Any, tmp_path: Path, monkey
         await wait_for(cond, timeout, what, tick=tick, detail=job_states(engine))
 
     try:
-        sweeps = [JobSpec.create("sweep", [sym], "toto", params={**TINY, "mode": "quick", "max_runs": 1,
+        long = {**TINY, "epochs": 400, "max_steps_per_epoch": 4, "patience": 1000}  # never ends by itself here
+        short = JobSpec.create("sweep", ["SYN"], "toto", params={**TINY, "mode": "quick", "max_runs": 1,
                                                                   "vram_gb": 30})
-                  for sym in ("SYN", "SYM")]
+        endless = JobSpec.create("sweep", ["SYM"], "toto", params={**long, "mode": "quick", "max_runs": 1,
+                                                                    "vram_gb": 30})
+        sweeps = [short, endless]
         for s in sweeps:
             engine.submit(s)
         both_running: list[float] = []
@@ -417,20 +425,24 @@ async def test_sweep_end_to_end_through_ray(cluster: Any, tmp_path: Path, monkey
             if len(running) == 2:
                 both_running.append(ray_mod.available_resources().get("GPU", 0.0))
 
-        await until(lambda: all(engine.job(s.id).finished for s in sweeps), 80, "sweeps", sample)  # type: ignore[union-attr]
-        for s in sweeps:
-            st = engine.job(s.id)
-            assert st is not None and st.state == "succeeded", (st, (ws / "jobs" / s.id / "stderr.log").read_text())
-            (trial,) = trials(s.id)
-            assert trial.state == "succeeded", (ws / "jobs" / trial.id / "stderr.log").read_text()
-            ray_info = json.loads((ws / "jobs" / trial.id / "ray.json").read_text())
+        await until(lambda: engine.job(short.id).finished, 80, "the short sweep", sample)  # type: ignore[union-attr]
+        st = engine.job(short.id)
+        assert st is not None and st.state == "succeeded", (st, (ws / "jobs" / short.id / "stderr.log").read_text())
+        (trial,) = trials(short.id)
+        assert trial.state == "succeeded", (ws / "jobs" / trial.id / "stderr.log").read_text()
+        assert engine.curve(trial.id)  # per-epoch loss streamed from the actor's event file
+        (run,) = [r for r in store.runs(model="toto", symbol="SYN") if r["job_id"] == trial.id]
+        spec = engine.spec(trial.id)
+        assert spec is not None and run["hyperparams"]["lr"] == spec.params["lr"]
+        assert store.get_job(trial.id)["backend"] == "ray"  # type: ignore[index]
+        # the endless sweep's trial trains (its loss events stream too) while nothing else runs
+        await until(lambda: any(engine.curve(j.id) for j in trials(endless.id)), 60, "the endless trial training")
+        (other,) = trials(endless.id)
+        assert other.state == "running"
+        for s, t in ((short, trial), (endless, other)):
+            ray_info = json.loads((ws / "jobs" / t.id / "ray.json").read_text())
             assert (ray_info["num_gpus"], ray_info["num_cpus"]) == (0.4, 1.0)  # 30 GB of an 80 GB GPU
             assert json.loads((ws / "jobs" / s.id / "ray.json").read_text())["num_gpus"] == 0.0
-            assert engine.curve(trial.id)  # per-epoch loss streamed from the actor's event file
-            (run,) = [r for r in store.runs(model="toto", symbol=s.symbols[0]) if r["job_id"] == trial.id]
-            spec = engine.spec(trial.id)
-            assert spec is not None and run["hyperparams"]["lr"] == spec.params["lr"]
-            assert store.get_job(trial.id)["backend"] == "ray"  # type: ignore[index]
         # the two 0.4-GPU trials ran side by side on the two logical GPUs
         assert both_running, "the two trials never ran at the same time"
         assert any(abs(free - (2.0 - 0.8)) < 1e-6 for free in both_running), both_running
@@ -438,17 +450,11 @@ async def test_sweep_end_to_end_through_ray(cluster: Any, tmp_path: Path, monkey
         assert {"loss", "progress", "state"} <= kinds
 
         # cancelling a sweep cancels its running trial (the coordinator spools the cancel)
-        long = {**TINY, "epochs": 400, "max_steps_per_epoch": 4, "patience": 1000}
-        sweep = JobSpec.create("sweep", ["SYN"], "toto", params={**long, "mode": "priority", "max_runs": 1,
-                                                                  "vram_gb": 30})
-        engine.submit(sweep)
-        await until(lambda: any(engine.curve(j.id) for j in trials(sweep.id)), 60, "trial training")
-        (trial,) = trials(sweep.id)
         t_cancel = time.monotonic()
-        engine.cancel(sweep.id)
-        await until(lambda: engine.job(sweep.id).finished and engine.job(trial.id).finished, 20,  # type: ignore[union-attr]
+        engine.cancel(endless.id)
+        await until(lambda: engine.job(endless.id).finished and engine.job(other.id).finished, 20,  # type: ignore[union-attr]
                     "cancel")
-        assert engine.job(sweep.id).state == "cancelled" and engine.job(trial.id).state == "cancelled"  # type: ignore[union-attr]
+        assert engine.job(endless.id).state == "cancelled" and engine.job(other.id).state == "cancelled"  # type: ignore[union-attr]
         assert time.monotonic() - t_cancel < 15
         await until(lambda: ray_mod.available_resources().get("GPU", 0.0) == pytest.approx(2.0), 10,
                     "GPU shares released")
