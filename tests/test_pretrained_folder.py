@@ -67,12 +67,21 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return out
 
 
-@pytest.mark.parametrize("model", list(SHAPE))
-def test_train_validate_compare_promote_from_a_weights_folder(model: str, weights: dict[str, dict[str, str]],
-                                                               env: dict[str, str],
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_validate_compare_promote_from_a_weights_folder(weights: dict[str, dict[str, str]], env: dict[str, str],
+                                                               capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The three models one after the other in one workspace, so that one engine service and its warm
+    worker serve every command (a service per model started a new warm worker, importing torch and
+    the model packages again, for each model's validate); each model has its own run, pick,
+    comparison rows and promoted file, and every failure names the model in its command line."""
+    monkeypatch.setenv("FORECAST_ENGINE_IDLE_S", "120")  # over the in-process checks between commands
+    for model in SHAPE:
+        _train_validate_compare_promote(model, weights[model], env, capsys)
+
+
+def _train_validate_compare_promote(model: str, w: dict[str, str], env: dict[str, str],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
     ctx, hor = SHAPE[model]
-    w = weights[model]
     src = ["--source", w["source"]] + (["--tokenizer", w["tokenizer"]] if "tokenizer" in w else [])
     # a relative spelling of the folder must be recorded as the absolute directory it names
     rel = os.path.relpath(w["source"])
