@@ -306,8 +306,10 @@ class FirstFrameDriver(HeadlessDriver):
         return False  # the frame's escape codes are built, as for a terminal
 
     def write(self, data):
-        if data:
-            print("FIRST", file=sys.__stdout__, flush=True)
+        if data:  # the first frame, if it shows the Stocks screen (not an error printed by Textual)
+            shown = getattr(self._app.screen, "MODE", type(self._app.screen).__name__)
+            print("FIRST" if shown == "stocks" else f"NOT A FRAME of Stocks: {shown} {data[-300:]!r}",
+                  file=sys.__stdout__, flush=True)
             os._exit(0)
 
 from console.cli import main
@@ -328,12 +330,14 @@ def _launch_ms(ws: Path, hp: Path, repeat: int = 3) -> tuple[float, float]:
     def once() -> tuple[float, float]:
         """(wall ms to the first frame, CPU ms the child used: it ends as that frame is written)."""
         t0 = time.perf_counter()
-        p = subprocess.Popen([sys.executable, "-c", LAUNCH_CHILD, "--workspace", str(ws), "--hyperparams", str(hp)],
-                             stdout=subprocess.PIPE, text=True, env=env)
-        assert p.stdout is not None
-        for line in p.stdout:
-            if line.startswith("FIRST"):
-                break
+        # -P: no current folder first on sys.path (the entry script has none either): from a checkout's
+        # folder, `-c` would import that checkout's console whatever PYTHONPATH names (the --before side)
+        p = subprocess.Popen([sys.executable, "-P", "-c", LAUNCH_CHILD, "--workspace", str(ws), "--hyperparams", str(hp)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        assert p.stdout is not None and p.stderr is not None
+        said = next((line for line in p.stdout if line.startswith(("FIRST", "NOT A FRAME"))), "")
+        if not said.startswith("FIRST"):  # a child that ended without a frame of its first screen
+            raise RuntimeError(f"the console launch showed no first frame: {said[:400]} {p.stderr.read()[-2000:]}")
         t = (time.perf_counter() - t0) * 1000
         _, _, usage = os.wait4(p.pid, 0)
         p.returncode = 0  # reaped here (wait4 gives its CPU time)
