@@ -21,13 +21,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 
 from console import messages
+from console.key_handover import KeyHandover
 from console.palette import ConsoleCommands
 from console.prefs import load_prefs, save_prefs
 from console.screens.base import ModeScreen
@@ -106,6 +107,12 @@ class ForecastConsoleApp(App[int]):
         self._heap_frozen = False  # freeze_heap done (undone on unmount)
         self._telemetry = TelemetryPoller(self, lambda: self.services.gpu_snapshot(), self._apply_telemetry,
                                           telemetry_interval)
+        self._key_handover = KeyHandover(self, super().on_event)
+
+    async def on_event(self, event: events.Event) -> None:
+        """Terminal keys go through KeyHandover: each one after the last has changed the screen."""
+        if not await self._key_handover.take(event):
+            await super().on_event(event)
 
     # ------------------------------------------------------------------ startup
     def on_mount(self) -> None:

@@ -7,7 +7,9 @@ flipped the order, `f` opened the Forecast view; Stocks: a stale row toggled, a 
 So `/` starts filtering and the screen itself edits the filter from the keys that reach it
 (`on_key`), one queue, in the order they were typed; the screen's own bindings run there too, in
 order with the filter's keys. Enter ends filtering and keeps the filter; Esc clears it (while typing
-or after); arrows and page keys stay the table's.
+or after); arrows and page keys stay the table's. Keys that change the screen are console.key_handover's
+concern: the app sends the key after one only once the new screen is current, so none of them reaches
+this screen's `on_key` while it is being left.
 """
 
 from __future__ import annotations
