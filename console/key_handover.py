@@ -44,8 +44,12 @@ from textual.screen import Screen
 FOLLOW_ROUNDS = 2
 #: At most this many rounds after a key's own route, however often the screen keeps changing.
 MAX_ROUNDS = 6
-#: A callback not run within this many seconds releases the keys held behind it.
+#: A callback not run within this many seconds of a free event loop releases the keys held behind it.
 STALL_S = 2.0
+#: The watchdog counts ticks of this length: a loop blocked by work in a handler (the first import of
+#: a screen's module, say) delivers one late tick, not many, so only a node stuck on something while
+#: the loop runs freely counts up to STALL_S.
+TICK_S = 0.1
 
 
 class KeyHandover:
@@ -120,7 +124,7 @@ class KeyHandover:
             node = self._route.popleft()
             self._token += 1
             if node.call_later(self._step, self._token):
-                self._watchdog = asyncio.get_running_loop().call_later(STALL_S, self._stalled, self._token)
+                self._arm(self._token, 0)
                 return
             # a node closing down runs nothing more: on to its parent
         self._round_over()
@@ -148,12 +152,19 @@ class KeyHandover:
         node = self._focus_node()
         return node.ancestors_with_self if node is not None else [self._app]
 
-    def _stalled(self, token: int) -> None:
-        if token == self._token:
-            self._app.log.warning(f"key handover: a node did not run its callback in {STALL_S} s; keys go on")
-            self._token += 1
-            self._route.clear()
-            self._release()
+    def _arm(self, token: int, ticks: int) -> None:
+        self._watchdog = asyncio.get_running_loop().call_later(TICK_S, self._tick, token, ticks + 1)
+
+    def _tick(self, token: int, ticks: int) -> None:
+        if token != self._token:
+            return
+        if ticks * TICK_S < STALL_S:
+            self._arm(token, ticks)
+            return
+        self._app.log.warning(f"key handover: a node did not run its callback in {STALL_S} s; keys go on")
+        self._token += 1
+        self._route.clear()
+        self._release()
 
     def _disarm(self) -> None:
         if self._watchdog is not None:

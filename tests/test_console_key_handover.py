@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from console.screens.forecast_view import ForecastScreen
 from console.screens.start_run import StartRunScreen
 from console.widgets.nav import NAV_ITEMS
 from engine.paths import PROJECT_ROOT
+from tests.helpers import wait_for
 from tests.runs_fixture import VALIDATE_JOB, offline_app, seed_forecasts, seed_runs, until
 
 #: Key name and character of the keys these tests type that are not a letter or digit (as the driver
@@ -124,7 +126,14 @@ async def test_run_form_gets_what_is_typed_after_r(ws: dict[str, Any]) -> None:
         assert stocks.filter_input.value == ""
 
 
-async def test_forecast_view_gets_the_keys_typed_after_f(ws: dict[str, Any]) -> None:
+async def test_forecast_view_gets_the_keys_typed_after_f(ws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`f t ← ←` on Runs: the view opens, and its keys apply even though its forecasts are still being
+    read when they arrive (the read is held until the keys have been handled)."""
+    from console.screens import forecast_view
+
+    read = threading.Event()
+    find = forecast_view.find_forecasts
+    monkeypatch.setattr(forecast_view, "find_forecasts", lambda *a: read.wait(10) and find(*a))
     app = offline_app(ws["ws"], ws["hp"])
     async with app.run_test(size=(120, 40)) as pilot:
         await asyncio.wait_for(app.ready.wait(), 10)
@@ -132,9 +141,12 @@ async def test_forecast_view_gets_the_keys_typed_after_f(ws: dict[str, Any]) -> 
         runs = app.screen
         await until(pilot, lambda: runs.table.row_count == 2, "the runs")
         burst(app, "f", "t", "left", "left")
-        await until(pilot, lambda: isinstance(app.screen, ForecastScreen) and app.screen.forecasts is not None,
-                    "the forecast view")
+        await until(pilot, lambda: isinstance(app.screen, ForecastScreen) and not app._key_handover.holding,
+                    "the forecast view, every key sent to it")
+        await settled(pilot)
         scr = app.screen
+        assert scr.forecasts is None  # still reading
+        read.set()
         await until(pilot, lambda: "validation window 10/12" in str(scr.query_one("#fv-title").render()),
                     "the val span, two windows back", timeout=5)
 
@@ -189,12 +201,15 @@ class StuckApp(App[None]):
 
 async def test_a_stuck_handler_holds_the_keys_behind_it_only_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(key_handover, "STALL_S", 0.05)
+    monkeypatch.setattr(key_handover, "TICK_S", 0.01)
     app = StuckApp()
     async with app.run_test() as pilot:
         stuck = app.query_one(Stuck)
         stuck.focus()
         await pilot.pause()
         burst(app, "b", "ctrl+x")
-        await until(pilot, lambda: app.marked, "the priority key sent on after the stall")
+        try:  # not through the pilot: its pause waits for every widget, the stuck one too
+            await wait_for(lambda: app.marked, 5, "the priority key sent on after the stall")
+        finally:
+            stuck.go.set()
         assert app._keys.holding == 0
-        stuck.go.set()

@@ -16,8 +16,9 @@ MAE% with its window count.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -121,6 +122,9 @@ class ForecastScreen(Screen[None]):
         self.span = "test"
         self.index = 0
         self.model_index = 0
+        self._loading = True
+        #: Keys pressed while the forecasts load (`f t ←` typed fast): run, in order, once they are in.
+        self._early: list[Callable[[], None]] = []
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="≈")
@@ -146,7 +150,17 @@ class ForecastScreen(Screen[None]):
             i = meta.model_index(r.model, r.preset)
             self.model_index = i if i is not None else (meta.model_index(r.model) or 0)
             self.index = self.forecasts.count(self.span) - 1  # the newest test window first
+        self._loading = False
         self._draw()
+        for action in self._early:
+            action()
+        self._early.clear()
+
+    def _after_load(self, action: Callable[..., None], *args: Any) -> bool:
+        """True while the forecasts load: the key's action is kept and runs once they are in."""
+        if self._loading:
+            self._early.append(partial(action, *args))
+        return self._loading
 
     # ------------------------------------------------------------------ drawing
     def _draw(self) -> None:
@@ -201,22 +215,30 @@ class ForecastScreen(Screen[None]):
 
     # ------------------------------------------------------------------ keys
     def action_step(self, delta: int) -> None:
+        if self._after_load(self.action_step, delta):
+            return
         if self.forecasts is not None:
             self.index = max(0, min(self.index + delta, self.forecasts.count(self.span) - 1))
             self._draw()
 
     def action_jump(self, where: int) -> None:
+        if self._after_load(self.action_jump, where):
+            return
         if self.forecasts is not None:
             self.index = 0 if where == 0 else self.forecasts.count(self.span) - 1
             self._draw()
 
     def action_toggle_span(self) -> None:
+        if self._after_load(self.action_toggle_span):
+            return
         if self.forecasts is not None:
             self.span = "val" if self.span == "test" else "test"
             self.index = self.forecasts.count(self.span) - 1
             self._draw()
 
     def action_next_model(self) -> None:
+        if self._after_load(self.action_next_model):
+            return
         if self.forecasts is not None:
             self.model_index = (self.model_index + 1) % len(self.forecasts.meta.models)
             self._draw()
