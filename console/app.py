@@ -6,9 +6,11 @@ visible screen; GPU telemetry is sampled on a thread by one self-rescheduling po
 go through ConsoleServices on a background thread. Nothing here imports torch.
 
 Startup order (the first frame is the budget, issue 16: ≤ 1 s from launch): the Stocks screen is
-composed and painted first; then the engine service and the store are opened (`_startup`); then,
-with a big ledger, the Runs screen is built out of sight (`_prepare_runs`), and what is alive then
-is frozen out of the garbage collector's full scans (`freeze_heap`, the one place that does it).
+composed and painted first; then the engine service and the store are opened (`_startup`); then
+what is alive is frozen out of the garbage collector's full scans (`freeze_heap`, the one place that
+does it). Every other screen is imported and built when its mode is first shown (a screen is built
+by Textual's public mode switch only: the Runs screen shows its newest rows first and fills the rest
+in steps, so it needs no building ahead).
 """
 
 from __future__ import annotations
@@ -54,10 +56,6 @@ class ForecastConsoleApp(App[int]):
         "configs": "console.screens.configs.ConfigsScreen", "gpu": "console.screens.gpu.GpuScreen",
         "runs": "console.screens.runs.RunsScreen",
     }
-    #: With at least this many runs in the ledger the Runs screen is built in the background after
-    #: startup (`_prepare_runs`): its first draw (reads, ~20 widgets' CSS, the table's rows) took
-    #: ~0.7 s of the ~0.85 s between `8` and its rows at 10k runs. A small ledger's opens quickly.
-    PREPARE_RUNS_MIN: ClassVar[int] = 1000
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     #: Below 100 columns the Live screen stacks the GPU panel under the chart (see app.tcss).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
@@ -152,27 +150,6 @@ class ForecastConsoleApp(App[int]):
         self._telemetry.poll()
         self.ready.set()
         self.freeze_heap()
-        await self._prepare_runs()
-
-    async def _prepare_runs(self) -> None:
-        """With a big ledger, build the Runs screen now, out of sight, so that its key shows all its
-        rows at once. Its run count is read on the I/O thread after the Stocks screen's read; the
-        screen is built after the frame that follows, by Textual's own set-up of a mode's first
-        visit without showing it (`_init_mode`, as `switch_mode` does): composed, mounted, styled
-        with the stylesheet of now (so that the switch does not restyle every screen again), and
-        it reads its runs and fills its table as when shown. Textual is pinned (pyproject)."""
-        store = self.services.store
-        if store is None or self.get_screen_for_mode("runs") is not None:
-            return
-        if await self.services.call(store.run_count) < self.PREPARE_RUNS_MIN:
-            return
-
-        def build() -> None:
-            if self.get_screen_for_mode("runs") is None and self.is_running:
-                self._init_mode("runs")
-                self._mode_screens["runs"]._css_update_count = self._css_update_count
-
-        self.call_after_refresh(build)
 
     def freeze_heap(self) -> None:
         """Move every object alive now out of the garbage collector's full collections (gc.freeze):

@@ -129,11 +129,10 @@ async def test_the_engine_services_starting_note_reaches_the_subtitle_not_stderr
     assert "engine:" not in capfd.readouterr().err
 
 
-async def test_a_big_ledgers_runs_screen_is_built_after_startup_and_the_heap_frozen(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """After startup the app freezes what is alive out of full collections (one policy, app.freeze_heap)
-    and, with a ledger of PREPARE_RUNS_MIN runs or more, builds the Runs screen out of sight: it has
-    read and shown all its rows before its key, and the key shows that same screen."""
+async def test_after_startup_the_heap_is_frozen_and_the_runs_screen_waits_for_its_key(tmp_path: Path) -> None:
+    """After startup the app freezes what is alive out of full collections (one policy, app.freeze_heap,
+    undone with the app); the Runs screen is built by its key (Textual's mode switch), not before, and
+    then reads and shows every run."""
     import gc
 
     from console.screens.runs import RunsScreen
@@ -141,29 +140,16 @@ async def test_a_big_ledgers_runs_screen_is_built_after_startup_and_the_heap_fro
 
     ws, hp = tmp_path / "ws", tmp_path / "hp"
     seed_runs(ws, hp, extra_runs=4)  # 6 runs
-    monkeypatch.setattr(ForecastConsoleApp, "PREPARE_RUNS_MIN", 6)
     app = offline_app(ws, hp)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, app.ready.is_set, "the workspace opened")
         assert gc.get_freeze_count() > 0
-        await until(pilot, lambda: app.get_screen_for_mode("runs") is not None, "the Runs screen built")
-        runs = app.get_screen_for_mode("runs")
-        assert isinstance(runs, RunsScreen)
-        await until(pilot, lambda: not runs.filling and runs.table.row_count == 6, "its rows read and shown")
-        assert app.screen.MODE == "stocks"  # built out of sight
-        await pilot.press("8")
-        await until(pilot, lambda: app.screen is runs, "the key shows the built screen")
-        assert runs.table.row_count == 6
-    assert gc.get_freeze_count() == 0  # undone with the app
-
-
-async def test_a_small_ledgers_runs_screen_waits_for_its_key(tmp_path: Path) -> None:
-    from tests.runs_fixture import offline_app, seed_runs, until
-
-    ws, hp = tmp_path / "ws", tmp_path / "hp"
-    seed_runs(ws, hp)  # 2 runs, below PREPARE_RUNS_MIN
-    app = offline_app(ws, hp)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, app.ready.is_set, "the workspace opened")
         await until(pilot, lambda: not app.workers, "startup's work done")
         assert app.get_screen_for_mode("runs") is None
+        await pilot.press("8")
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen), "the key shows the Runs screen")
+        runs = app.screen
+        assert isinstance(runs, RunsScreen)
+        await until(pilot, lambda: runs.complete and not runs.filling and runs.table.row_count == 6,
+                    "its rows read and shown")
+    assert gc.get_freeze_count() == 0  # undone with the app

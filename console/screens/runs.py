@@ -24,8 +24,6 @@ app's one gc.freeze policy): a full collection scans every tracked object, ~120k
 filled (the table's cells and render caches on top of the app's), and the first one came a few
 seconds after the screen filled, so a key pressed then waited for it (the ~170 ms keys
 bench_console printed). Its rows live as long as the console.
-
-With a big ledger the app builds this screen after startup, before its key (app._prepare_runs).
 """
 
 from __future__ import annotations
@@ -185,7 +183,7 @@ class RunsScreen(FilterScreen):
     def reload(self) -> None:
         if self._reads and not self.complete:
             return  # the first read (on mount) runs: not a second one for the resume that follows it
-        if self.complete:  # shown again (or prepared by the app): the rows it has are drawn first, as
+        if self.complete:  # shown again: the rows it has are drawn first, as
             self.call_after_refresh(self._load)  # the newest are on opening (see `_load`)
         else:
             self._load()
