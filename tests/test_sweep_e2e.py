@@ -192,13 +192,11 @@ async def test_cancel_sweep_cancels_its_trial_and_the_next_run_resumes_it(env: E
     assert spec_q is not None and spec_r is not None
     assert spec_r.params == {**spec_q.params, "resume": True}
     assert running.state == "running"
-    t_cancel = time.monotonic()
     e.engine.cancel(sweep2.id)
     await wait_for(lambda: finished(e.engine, sweep2.id) and finished(e.engine, running.id), 15,
                    "sweep and running trial to end", detail=job_states(e.engine))
     assert e.engine.job(running.id).state == "cancelled"  # type: ignore[union-attr]
     assert e.engine.job(sweep2.id).state == "cancelled"  # type: ignore[union-attr]
-    assert time.monotonic() - t_cancel < 10
     assert "sweep cancelled: cancelling trial job" in "\n".join(e.engine.log_tail(sweep2.id))
     assert len(trials_of(e.engine, sweep2.id)) == 1  # nothing new after the cancel
     study = load_study(e.ws, "quick")
