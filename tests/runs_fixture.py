@@ -120,6 +120,20 @@ def seed_forecasts(ws: Path, data_dir: Path, job_id: str = VALIDATE_JOB, symbol:
     return path
 
 
+def seed_forecast_workspace(ws: Path, hp: Path, forecast_file: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A workspace with the runs and pick of `seed_runs` and a copy of a `seed_forecasts` file as the
+    validate job's forecasts; $FORECAST_WORKSPACE/$FORECAST_HYPERPARAMS point at it (the module-scoped
+    file is built once; each test gets its own workspace)."""
+    monkeypatch.setenv("FORECAST_WORKSPACE", str(ws))
+    monkeypatch.setenv("FORECAST_HYPERPARAMS", str(hp))
+    ids = seed_runs(ws, hp)
+    dest = ws / "forecasts" / VALIDATE_JOB / forecast_file.name
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(forecast_file.read_bytes())
+    return {"ws": ws, "hp": hp, **ids}
+
+
 def offline_app(ws: Path, hp: Path) -> Any:
     """The console on `ws` without an engine service (read-only: these screens only read)."""
     from console.app import ForecastConsoleApp

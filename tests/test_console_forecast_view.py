@@ -14,7 +14,7 @@ import pytest
 from console.screens.forecast_view import ForecastScreen
 from console.widgets.forecast_chart import ForecastChart
 from engine.paths import PROJECT_ROOT
-from tests.runs_fixture import VALIDATE_JOB, offline_app, seed_forecasts, seed_runs, until
+from tests.runs_fixture import VALIDATE_JOB, offline_app, seed_forecast_workspace, seed_forecasts, until
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +26,7 @@ def forecast_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def ws(tmp_path: Path, forecast_file: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    ws, hp = tmp_path / "ws", tmp_path / "hp"
-    monkeypatch.setenv("FORECAST_WORKSPACE", str(ws))
-    monkeypatch.setenv("FORECAST_HYPERPARAMS", str(hp))
-    ids = seed_runs(ws, hp)
-    dest = ws / "forecasts" / VALIDATE_JOB / forecast_file.name
-    dest.parent.mkdir(parents=True)
-    dest.write_bytes(forecast_file.read_bytes())
-    return {"ws": ws, "hp": hp, **ids}
+    return seed_forecast_workspace(tmp_path / "ws", tmp_path / "hp", forecast_file, monkeypatch)
 
 
 def make_app(p: dict[str, Any]) -> Any:

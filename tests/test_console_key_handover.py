@@ -27,7 +27,7 @@ from console.screens.start_run import StartRunScreen
 from console.widgets.nav import NAV_ITEMS
 from engine.paths import PROJECT_ROOT
 from tests.helpers import wait_for
-from tests.runs_fixture import VALIDATE_JOB, offline_app, seed_forecasts, seed_runs, until
+from tests.runs_fixture import offline_app, seed_forecast_workspace, seed_forecasts, until
 
 #: Key name and character of the keys these tests type that are not a letter or digit (as the driver
 #: reports them); other names (arrows) carry no character.
@@ -55,18 +55,12 @@ def forecast_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def ws(tmp_path: Path, forecast_file: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Two shipped stocks, the runs fixture's runs and pick, and the validate job's forecasts."""
-    data, ws, hp = tmp_path / "data", tmp_path / "ws", tmp_path / "hp"
+    data = tmp_path / "data"
     data.mkdir()
     for s in ("AAPL", "SPY"):
         shutil.copy(PROJECT_ROOT / "trainingdata" / f"{s}.csv", data / f"{s}.csv")
     monkeypatch.setenv("FORECAST_DATA", str(data))
-    monkeypatch.setenv("FORECAST_WORKSPACE", str(ws))
-    monkeypatch.setenv("FORECAST_HYPERPARAMS", str(hp))
-    ids = seed_runs(ws, hp)
-    dest = ws / "forecasts" / VALIDATE_JOB / forecast_file.name
-    dest.parent.mkdir(parents=True)
-    dest.write_bytes(forecast_file.read_bytes())
-    return {"ws": ws, "hp": hp, **ids}
+    return seed_forecast_workspace(tmp_path / "ws", tmp_path / "hp", forecast_file, monkeypatch)
 
 
 def filter_of(app: Any, mode: str) -> str:
