@@ -108,7 +108,7 @@ class KeyHandover:
         """Follow the key just sent up from `target`, then the rounds after it."""
         self._rounds = self._follow_rounds = 0
         self._round_screen = self._current_screen()
-        self._round(target.ancestors_with_self if target is not None else [self._app])
+        self._round(self._chain_from(target))
 
     def _round(self, chain: list[DOMNode]) -> None:
         self._chain = chain
@@ -149,7 +149,10 @@ class KeyHandover:
         self._release()
 
     def _focus_chain(self) -> list[DOMNode]:
-        node = self._focus_node()
+        return self._chain_from(self._focus_node())
+
+    def _chain_from(self, node: DOMNode | None) -> list[DOMNode]:
+        """`node` and its ancestors up to the app (the app alone without a node)."""
         return node.ancestors_with_self if node is not None else [self._app]
 
     def _arm(self, token: int, ticks: int) -> None:
