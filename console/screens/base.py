@@ -8,8 +8,9 @@ app's single pump and poller instead of polling itself. The app posts those as m
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+import asyncio
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -23,6 +24,23 @@ from console.widgets.nav import NavBar
 if TYPE_CHECKING:
     from console.app import ForecastConsoleApp
     from console.services import ConsoleServices
+
+T = TypeVar("T")
+
+
+async def read_for(screen: Screen[Any], read: Awaitable[T]) -> T:
+    """Await one of `screen`'s reads; if the screen stopped running meanwhile, end the worker as cancelled.
+
+    Why: a screen reads in a worker and then fills its widgets. When a screen is removed (the
+    console quits, a view is closed) Textual first stops its message loop, then removes its widgets,
+    and only at its unmount cancels its workers; a read that finished in between filled widgets that
+    were gone (NoMatches, and the app exited with that error). A screen is not running from the
+    first of those steps on, so every await in a worker that then fills widgets goes through here.
+    """
+    result = await read
+    if not screen.is_running:
+        raise asyncio.CancelledError(f"{type(screen).__name__} closed while reading")
+    return result
 
 
 class ModeScreen(Screen):

@@ -23,7 +23,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from console.messages import ForecastRequested, PromoteRequested
-from console.screens.base import ModeScreen
+from console.screens.base import ModeScreen, read_for
 from console.widgets.table import Cell, KeyedTable, counted_cell, num, txt
 from console.words import plural
 from engine.models import NAIVE
@@ -149,7 +149,7 @@ class CompareScreen(ModeScreen):
 
     @work(exclusive=True, group="compare-load")
     async def _load(self) -> None:
-        data = await self.services.screen_data()
+        data = await read_for(self, self.services.screen_data())
         self.rows = {comparison_key(r): r for r in data.comparisons}
         self._render_rows()
 

@@ -19,7 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from console.messages import ForecastRequested, PromoteRequested, RollbackRequested
-from console.screens.base import ModeScreen
+from console.screens.base import ModeScreen, read_for
 from console.screens.compare import mae_cell
 from console.widgets.table import Cell, KeyedTable, num, txt
 from store.records import Pick
@@ -105,7 +105,7 @@ class ConfigsScreen(ModeScreen):
 
     @work(exclusive=True, group="configs-load")
     async def _load(self) -> None:
-        data = await self.services.screen_data()
+        data = await read_for(self, self.services.screen_data())
         self.picks = {pick_key(p): p for p in data.picks}
         rows = {}
         for key, p in self.picks.items():

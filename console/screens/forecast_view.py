@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from console.messages import ForecastRequested
+from console.screens.base import read_for
 from console.widgets.forecast_chart import ForecastChart
 from store.workspace import Workspace
 
@@ -141,7 +142,8 @@ class ForecastScreen(Screen[None]):
         r = self.request
         svc = self.app.services  # type: ignore[attr-defined]
         try:
-            found = await svc.call(find_forecasts, svc.workspace, r.symbol, r.model, r.horizon, r.preset, r.job_ids)
+            found = await read_for(self, svc.call(find_forecasts, svc.workspace, r.symbol, r.model, r.horizon, r.preset,
+                                                  r.job_ids))
         except Exception as exc:  # noqa: BLE001 - shown, the view stays open
             found = Found(None, f"could not read forecasts: {exc}")
         self.forecasts, self.note = found.forecasts, found.note

@@ -26,7 +26,7 @@ from textual.widgets import ProgressBar, Static
 
 from console.messages import ShowJob
 from console.ratelimit import RateLimit
-from console.screens.base import ModeScreen
+from console.screens.base import ModeScreen, read_for
 from console.screens.queue import cancel_job, where_parts
 from console.widgets.gpu_panel import GpuPanel
 from console.widgets.log_tail import LogTail
@@ -218,7 +218,8 @@ class LiveScreen(ModeScreen):
         job_id = js.id
 
         async def load() -> None:
-            runs = await self.services.call(self.services.earlier_curves_blocking, js.model, list(js.symbols), own)
+            runs = await read_for(self, self.services.call(self.services.earlier_curves_blocking, js.model,
+                                                          list(js.symbols), own))
             if self.job_id != job_id:
                 return
             if not runs:

@@ -26,7 +26,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
 from console.messages import QueueJobRequested
-from console.screens.base import ModeScreen
+from console.screens.base import ModeScreen, read_for
 from console.state_style import STATE_STYLE
 from console.widgets.table import Cell, KeyedTable, counted_cell, num, txt
 from engine.state import Status
@@ -155,7 +155,7 @@ class RegressionsScreen(ModeScreen):
     @work(exclusive=True, group="regress-load")
     async def _load(self) -> None:
         try:
-            data = await self.services.screen_data()
+            data = await read_for(self, self.services.screen_data())
         except Exception as exc:  # noqa: BLE001 - show and keep the screen alive
             self.notify_error(exc)
             return

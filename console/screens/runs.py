@@ -42,6 +42,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 
 from console import run_browser as rb
+from console.screens.base import read_for
 from console.screens.filter_keys import FilterScreen
 from console.screens.forecast_view import ForecastRequested
 from console.state_style import state_cell
@@ -201,14 +202,14 @@ class RunsScreen(FilterScreen):
         self._reads += 1
         try:
             if not self.loaded and not self._words() and (self.sort_column, self.sort_reverse) == ("when", True):
-                first = await self.services.call(_read_runs, store, FIRST_ROWS)
+                first = await read_for(self, self.services.call(_read_runs, store, FIRST_ROWS))
                 self._take(*first, complete=False)
                 # The whole list is read once these rows are on screen: building 10k rows on the I/O
                 # thread holds the interpreter lock most of the time and would hold back that frame.
                 painted = asyncio.Event()
                 self.call_after_refresh(painted.set)
-                await painted.wait()
-            data, hay = await self.services.call(_read_runs, store)
+                await read_for(self, painted.wait())
+            data, hay = await read_for(self, self.services.call(_read_runs, store))
         except Exception as exc:  # noqa: BLE001 - show and keep the screen alive
             self.notify_error(exc)
             data, hay = rb.RunsData(), {}
@@ -309,8 +310,8 @@ class RunsScreen(FilterScreen):
     @work(exclusive=True, group="runs-detail")
     async def _load_detail(self, run_id: str) -> None:
         try:
-            d = await self.services.call(rb.load_detail, self.services.store, self.services.workspace,
-                                         run_id, self.data)
+            d = await read_for(self, self.services.call(rb.load_detail, self.services.store, self.services.workspace,
+                                                        run_id, self.data))
         except Exception as exc:  # noqa: BLE001
             self.notify_error(exc)
             return

@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Input, Static
 
 from console.messages import QueueJobRequested, SelectionChanged, StartRunRequested
 from console.review_data import StockRow
+from console.screens.base import read_for
 from console.screens.filter_keys import FilterScreen
 from console.widgets.table import Cell, KeyedTable, num, txt
 from console.words import plural
@@ -87,7 +88,7 @@ class StocksScreen(FilterScreen):
     @work(exclusive=True, group="stocks-load")
     async def _load(self) -> None:
         try:
-            rows = await self.services.stocks(self.horizon)
+            rows = await read_for(self, self.services.stocks(self.horizon))
         except Exception as exc:  # noqa: BLE001 - show and keep the screen alive
             self.notify_error(exc)
             rows = []
