@@ -180,6 +180,13 @@ def run_job(job_dir: Path) -> int:
     hb = threading.Thread(target=_heartbeat, name="heartbeat", daemon=True,
                           args=(events, stop, float(os.environ.get(ENV_HEARTBEAT, "5"))))
     hb.start()
+
+    def end_heartbeat() -> None:
+        """The job's final event (result or error) is the last line its worker writes: readers take
+        the file's last event as the outcome, so the heartbeat thread ends before that event."""
+        stop.set()
+        hb.join(timeout=10.0)
+
     code = 1
     meter = PeakMeter(footprint_key(spec, device.startswith("cuda")), device).start()
     try:
@@ -210,14 +217,18 @@ def run_job(job_dir: Path) -> int:
             raise Cancelled("cancelled")
         payload = result if isinstance(result, dict) else {"summary": {"value": result}}
         # measured peaks (engine.vram): the scheduler reserves them for the next job of this footprint
-        events.result({**payload, "usage": meter.stop()})
+        usage = meter.stop()
+        end_heartbeat()
+        events.result({**payload, "usage": usage})
         code = 0
     except Cancelled as exc:
         task_running.clear()
+        end_heartbeat()
         events.error(exc)
         code = EXIT_CANCELLED
     except BaseException as exc:  # noqa: BLE001 - report everything, including KeyboardInterrupt
         task_running.clear()
+        end_heartbeat()
         code = EXIT_DISK_FULL if _disk_full(exc) else 1
         try:
             events.error(exc)

@@ -200,6 +200,39 @@ def test_worker_reports_a_missing_task_module_and_ignores_the_hook_without_env(t
     assert json.loads((job_dir / "exit.json").read_text())["code"] == 1
 
 
+#: A worker whose final event lingers 50 ms after it is written, as a loaded machine may make it:
+#: a heartbeat thread still running then (every 5 ms here) would write after it.
+WORKER_WITH_SLOW_FINAL_EVENT = r"""
+import sys, time
+from engine.events import EventWriter
+for name in ("result", "error"):
+    def lingering(self, *a, _write=getattr(EventWriter, name), **k):
+        _write(self, *a, **k)
+        time.sleep(0.05)
+    setattr(EventWriter, name, lingering)
+from engine.worker import main
+sys.exit(main([sys.argv[1]]))
+"""
+
+
+@pytest.mark.parametrize("hook, code, final", [({"steps": 3}, 0, "result"), ({"steps": 4, "crash": "raise"}, 1, "error")])
+def test_the_final_event_is_the_last_line_a_worker_writes(tmp_path, hook, code, final) -> None:
+    """Readers take a job's last event as its outcome: no heartbeat follows the result or the error."""
+    import os
+    import subprocess
+    import sys
+
+    job_dir = tmp_path / "ws" / "jobs" / "j"
+    job_dir.mkdir(parents=True)
+    JobSpec.create("baseline", ["AAPL"], params={"_test": hook}).write(job_dir)
+    env = {**os.environ, "FORECAST_TEST_HOOKS": "1", "FORECAST_HEARTBEAT_S": "0.005"}
+    r = subprocess.run([sys.executable, "-c", WORKER_WITH_SLOW_FINAL_EVENT, str(job_dir)], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == code, r.stderr
+    types = [e["type"] for e in read_events(job_dir / "events.jsonl").events]
+    assert types[-1] == final and types.count(final) == 1, types
+
+
 def test_read_events_skips_half_lines_and_flags_garbage(tmp_path) -> None:
     p = tmp_path / "e.jsonl"
     p.write_bytes(b'{"type":"heartbeat","t":1}\nnot json\n[1]\n{"type":"log","msg":"x"}\n{"type":"he')
