@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -31,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.trees import child_env, children_cpu, export_ref  # noqa: E402
 
 
 def _setup(tmp: Path, horizon: int) -> tuple[Path, Path]:
@@ -77,21 +78,7 @@ BYTECODE_CACHE = True
 
 
 def _env(tree: Path) -> dict[str, str]:
-    """The child's environment. With BYTECODE_CACHE the project's modules run from cached bytecode
-    as an installed package's do (pip compiles them; a checkout writes __pycache__ on its first run):
-    PYTHONDONTWRITEBYTECODE, often set in agents' and CI shells, would otherwise make every run
-    compile the project's ~100 modules from source."""
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    if BYTECODE_CACHE:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-    else:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+    return child_env(tree, bytecode_cache=BYTECODE_CACHE)
 
 
 def _time(tree: Path, cmd: list[str], repeat: int) -> tuple[list[float], list[float], int]:
@@ -102,10 +89,10 @@ def _time(tree: Path, cmd: list[str], repeat: int) -> tuple[list[float], list[fl
     if BYTECODE_CACHE:  # one untimed run writes the tree's bytecode (what an install does)
         subprocess.run(cmd, env=_env(tree), cwd=tree, capture_output=True, check=False)
     for _ in range(repeat):
-        t0, c0 = time.perf_counter(), _cpu()
+        t0, c0 = time.perf_counter(), children_cpu()
         out = subprocess.run(cmd, env=_env(tree), cwd=tree, capture_output=True, text=True, check=False)
         times.append(time.perf_counter() - t0)
-        cpus.append(_cpu() - c0)
+        cpus.append(children_cpu() - c0)
         if out.returncode != 0:
             raise SystemExit(f"{tree}: exit {out.returncode}\n{out.stderr[-2000:]}")
         rows = len(json.loads(out.stdout)[0]["rows"])
@@ -157,10 +144,7 @@ def main() -> int:
         data, hp = _setup(base / "setup", args.horizon)
         print(f"setup (adapter, compare, promote, workspace deleted): {time.perf_counter() - t0:.1f} s")
         if args.before:
-            wt = base / "before"  # an exported tree of REF (no git worktree to clean up)
-            wt.mkdir()
-            tar = subprocess.run(["git", "-C", str(ROOT), "archive", args.before], check=True, capture_output=True)
-            subprocess.run(["tar", "-x", "-C", str(wt)], input=tar.stdout, check=True)
+            wt = export_ref(args.before, base / "before")
             trees.insert(0, (f"before ({args.before})", wt))
         cmd = _command(data, hp, base / "no-workspace")
         print(f"command: {' '.join(cmd[1:])}  (OMP_NUM_THREADS=1, {args.repeat} runs each, "

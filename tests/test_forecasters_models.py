@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -163,3 +164,94 @@ def test_fine_tuned_tiny_beats_naive_on_seasonal_series() -> None:
     m = validation_mae_pct(fc, va, cfg)
     print(f"seasonal: toto tiny val MAE% {m['val_mae_pct']:.3f} vs naive {m['val_naive_mae_pct']:.3f}")
     assert m["val_mae_pct"] < 0.6 * m["val_naive_mae_pct"]
+
+
+def _params(fc: Any) -> list[tuple[str, bool, torch.Tensor]]:
+    return [(n, p.requires_grad, p.detach().clone()) for n, p in fc.adapt_root().named_parameters()]
+
+
+def _same(a: list[tuple[str, bool, torch.Tensor]], b: list[tuple[str, bool, torch.Tensor]]) -> bool:
+    """The same parameter names and requires_grad flags, and every tensor bit for bit."""
+    if [(n, g) for n, g, _ in a] != [(n, g) for n, g, _ in b]:
+        return False
+    return all(torch.equal(x, y) for (*_, x), (*_, y) in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_lora_inject_is_bit_identical_to_peft(model: str, wins: tuple, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare_finetune's own LoRA (engine.forecasters.lora_inject) against peft's (its fallback, forced
+    here), same seed: the same parameter names, flags and initial tensors, the same tensors and output
+    after AdamW steps, without and with dropout; an adapter peft trained loads without peft and gives
+    peft's output; a peft-wrapped model cannot be given back to the cache as a base, an injected one
+    can. A target peft has another layer for (an Embedding) still goes through peft. The one test that
+    imports peft."""
+    from engine.forecasters import lora_inject
+
+    batch = wins[0].subset(np.arange(8))
+
+    def prepared(via_peft: bool, dropout: float, **kw: Any) -> Any:
+        fc = load_forecaster(model, "tiny")
+        with monkeypatch.context() as mp:
+            if via_peft:
+                mp.setattr(lora_inject, "lora_target_names", lambda root, targets: None)
+            fc.prepare_finetune("lora", rank=4, seed=7, dropout=dropout, **kw)
+        return fc
+
+    def kinds(fc: Any) -> set[str]:
+        return {type(m).__module__.split(".")[0] + "." + type(m).__name__ for m in fc.adapt_root().modules()
+                if hasattr(m, "base_layer")}
+
+    def steps(fc: Any) -> None:
+        torch.manual_seed(11)  # the dropout masks (LoRA's and the model's own) are drawn alike
+        opt = torch.optim.AdamW(fc.trainable_parameters(), lr=1e-2)
+        fc.set_train_mode(True)
+        for _ in range(3):
+            opt.zero_grad()
+            fc.batch_loss(batch, fc.default_loss).backward()
+            opt.step()
+        fc.set_train_mode(False)
+
+    def out(fc: Any) -> torch.Tensor:
+        with torch.no_grad():
+            return fc.batch_loss(batch, fc.default_loss)
+
+    trained = {}
+    for dropout in (0.0, 0.25):
+        p, o = prepared(True, dropout), prepared(False, dropout)
+        assert kinds(p) == {"peft.Linear"} and kinds(o) == {"engine.LoraLinear"}
+        assert p.lora == o.lora and list(p.adapt_root().state_dict()) == list(o.adapt_root().state_dict())
+        init = _params(o)
+        assert _same(_params(p), init)
+        steps(p)
+        steps(o)
+        trained[dropout] = _params(o)
+        assert _same(_params(p), trained[dropout]) and torch.equal(out(p), out(o))
+        assert not _same(trained[dropout], init)  # the steps moved the LoRA tensors
+    assert not _same(trained[0.0], trained[0.25])  # the dropout was live
+    # an adapter peft trained: loaded without peft, the same tensors and output
+    p.save_adapter(tmp_path / "peft")
+    again = load_forecaster(model, "tiny", adapter=tmp_path / "peft")
+    assert kinds(again) == {"engine.LoraLinear"} and torch.equal(out(again), out(p))
+    assert p.trainable_state().keys() == again.trainable_state().keys()
+    assert all(torch.equal(v, again.trainable_state()[k]) for k, v in p.trainable_state().items())
+    # the warm cache's test (engine.forecasters.cache): a peft-wrapped model is never a base again,
+    # an injected one is the base once unwrapped (test_model_cache checks it through the cache)
+    assert p.use_adapter(None) is False and o.use_adapter(None) is True
+    assert _same(_params(o), _params(load_forecaster(model, "tiny")))
+    if model == "kronos":  # a target that is an Embedding: the whole LoRA is peft's, as it saved it
+        f = prepared(False, 0.0, targets=("q_proj", "emb_s1"))
+        assert kinds(f) == {"peft.Linear", "peft.Embedding"} and f._injected is None
+        assert any("lora_embedding_A" in n for n, g, _ in _params(f) if g)
+        steps(f)
+        f.save_adapter(tmp_path / "emb")
+        back = load_forecaster(model, "tiny", adapter=tmp_path / "emb")
+        assert kinds(back) == {"peft.Linear", "peft.Embedding"} and torch.equal(out(back), out(f))
+
+
+def test_lora_targets_that_match_nothing_are_refused_and_change_nothing() -> None:
+    fc = load_forecaster("toto", "tiny")
+    before = _params(fc)
+    with pytest.raises(AdapterError, match=r"lora targets \['nope'\] match no module of toto"):
+        fc.prepare_finetune("lora", rank=2, targets=("nope",))
+    assert fc.finetune is None and fc.lora is None and _same(_params(fc), before)

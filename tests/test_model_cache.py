@@ -104,3 +104,28 @@ def test_an_adapter_that_rewrites_the_base_is_not_kept_and_the_bound_holds_with_
     tight = cache.enable((base + 1) / 2**20)  # the base fits, base + LoRA does not: not kept once adapted
     load_forecaster("toto", "tiny", adapter=a)
     assert tight.keys() == [] and tight.bytes == 0
+
+
+def test_a_cached_base_prepared_and_trained_with_lora_is_the_base_again_for_the_next_job(active: None) -> None:
+    """LoRA injected by prepare_finetune (engine.forecasters.lora_inject) comes off like a loaded one:
+    the next load without adapter gets the same instance with the base's weights and flags."""
+    import numpy as np
+
+    from engine.forecasters.training import windows_from_close
+
+    close = 100 + np.cumsum(np.random.default_rng(0).normal(0, 1, 300))
+    w = windows_from_close(close, 0, 200, 64, 16, stride=8).subset(np.arange(4))
+    fresh = load_forecaster("toto", "tiny")
+    base = {n: (p.requires_grad, p.detach().clone()) for n, p in fresh.backbone.named_parameters()}
+    c = cache.enable(256)
+    m = load_forecaster("toto", "tiny")
+    m.prepare_finetune("lora", rank=2, seed=3)
+    opt = torch.optim.AdamW(m.trainable_parameters(), lr=1e-2)
+    m.batch_loss(w, m.default_loss).backward()
+    opt.step()
+    assert any(p.abs().sum() > 0 for n, p in m.backbone.named_parameters() if "lora_B" in n)  # trained
+    again = load_forecaster("toto", "tiny")
+    assert again is m and again.finetune is None and c.keys() != []
+    assert [n for n, _ in again.backbone.named_parameters()] == list(base)
+    assert all(p.requires_grad == base[n][0] and torch.equal(p, base[n][1]) for n, p in again.backbone.named_parameters())
+    assert np.array_equal(again.forecast(w, num_samples=2, seed=0).samples, fresh.forecast(w, num_samples=2, seed=0).samples)

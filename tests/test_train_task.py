@@ -119,3 +119,42 @@ def test_interrupted_then_resumed_equals_uninterrupted(model: str, tmp_path: Pat
     sa, sc = a.trainable_state(), c.trainable_state()
     assert sa.keys() == sc.keys() and all(torch.equal(sa[k], sc[k]) for k in sa)
     assert rc.val_losses == ra.val_losses
+
+
+_WORKER_PROBE = """import json, sys
+from engine.worker import main
+rc = main(sys.argv[1:])
+heavy = sorted(m for m in ("peft", "transformers", "scipy", "huggingface_hub") if m in sys.modules)
+print(json.dumps({"rc": rc, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+def test_a_lora_train_job_in_a_fresh_worker_never_imports_peft_or_transformers(tmp_path: Path) -> None:
+    """LoRA on toto's linears is engine.forecasters.lora_inject's (peft's layer, bit for bit; see
+    tests/test_forecasters_models.py): a train job prepares, steps, validates and saves its adapter
+    without peft's import (transformers, scipy: ~5 s of CPU per job), and the adapter loads."""
+    import os
+    import subprocess
+    import sys
+
+    from engine import paths
+    from engine.jobs import JobDir
+
+    data = tmp_path / "data"
+    write_cycle_csv(data / "SYN.csv")
+    spec = JobSpec.create("train", ["SYN"], "toto", params=dict(finetune="lora", epochs=1, max_steps_per_epoch=1,
+                                                                 context=64, horizon=16, mae_samples=2))
+    job_dir = tmp_path / "ws" / "jobs" / spec.id
+    job_dir.mkdir(parents=True)
+    spec.write(job_dir)
+    env = {**os.environ, paths.ENV_DATA: str(data), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", _WORKER_PROBE, str(job_dir)], capture_output=True, text=True,
+                         env=env, timeout=300, check=False)
+    probe = json.loads(out.stderr.strip().splitlines()[-1])
+    assert probe == {"rc": 0, "heavy": []}, out.stderr[-2000:]
+    result = next(e for e in read_events(JobDir(job_dir).events).events if e["type"] == "result")
+    [run] = result["runs"]
+    assert run["hyperparams"]["finetune"] == "lora"
+    fc = load_forecaster("toto", "tiny", adapter=run["checkpoint"])
+    assert fc.finetune == "lora" and any(type(m).__name__ == "LoraLinear" for m in fc.adapt_root().modules())

@@ -36,8 +36,9 @@ class AdapterError(ValueError):
 def seeded(seed: int) -> Any:
     """A context manager that seeds torch's global RNG and restores it afterwards.
 
-    Model constructors and peft's LoRA initialisation draw from the global RNG; forking it keeps
-    every `tiny` load (and every adapter init) identical without disturbing the caller's stream.
+    Model constructors and LoRA's initialisation (lora_inject's, or peft's) draw from the global RNG;
+    forking it keeps every `tiny` load (and every adapter init) identical without disturbing the
+    caller's stream.
     """
     import torch
 
@@ -73,7 +74,8 @@ class FoundationForecaster(Forecaster):
 
             configure_cuda_matmul()
         self.lora: dict[str, Any] | None = None
-        #: A plain LoRA applied by `_inject_saved_lora`: (wrapped module names, requires_grad before).
+        #: A LoRA applied with engine.forecasters.lora_inject (by `prepare_finetune` or a loaded adapter),
+        #: which `use_adapter` can take off again: (wrapped module names, requires_grad before).
         self._injected: tuple[list[str], dict[str, bool]] | None = None
         #: `adapter_identity` of the adapter `use_adapter` applied.
         self._adapter_id: tuple[str, tuple[tuple[str, int, int], ...]] | None = None
@@ -103,22 +105,50 @@ class FoundationForecaster(Forecaster):
             return
         if not isinstance(rank, int) or rank < 1:
             raise AdapterError(f"lora_rank must be a positive integer, got {rank!r}")
-        from peft import LoraConfig, inject_adapter_in_model
-
         tgt = list(targets or self.lora_targets)
         if alpha is not None and (isinstance(alpha, bool) or float(alpha) != int(alpha) or alpha < 1):
             raise AdapterError(f"lora alpha must be a positive whole number (peft's LoraConfig), got {alpha!r}")
-        cfg = LoraConfig(r=rank, lora_alpha=int(alpha) if alpha is not None else 2 * rank,
-                         lora_dropout=float(dropout), target_modules=tgt)
-        for p in root.parameters():
-            p.requires_grad_(False)
+        lora_alpha = int(alpha) if alpha is not None else 2 * rank
+        from engine.forecasters.lora_inject import lora_target_names
+
+        names = lora_target_names(root, tgt)
+        if names == []:
+            raise AdapterError(f"lora targets {tgt} match no module of {self.name}'s {type(root).__name__}")
+        if names is not None:  # plain linears: peft's LoRA without importing peft (lora_inject)
+            self._wrap_linears(names, rank=rank, alpha=lora_alpha, dropout=float(dropout), seed=seed)
+        else:  # a target peft has another layer for
+            from peft import LoraConfig, inject_adapter_in_model
+
+            for p in root.parameters():
+                p.requires_grad_(False)
+            cfg = LoraConfig(r=rank, lora_alpha=lora_alpha, lora_dropout=float(dropout), target_modules=tgt)
+            with seeded(seed):
+                inject_adapter_in_model(cfg, root)
+            self._lora_trainable()
+        self.lora = {"rank": rank, "alpha": lora_alpha, "dropout": float(dropout), "targets": tgt, "seed": seed}
+
+    def _wrap_linears(self, names: list[str], *, rank: int, alpha: float, dropout: float, seed: int) -> bool:
+        """Wrap the named plain linears of `adapt_root` in lora_inject's LoraLinear (peft's init, drawn
+        under `seed` without moving the caller's RNG); frozen base, trainable LoRA, and removable again
+        (`use_adapter`). False, nothing changed, when one is missing or not a plain linear."""
+        from engine.forecasters.lora_inject import inject_lora
+
+        root = self.adapt_root()
+        grads = {n: p.requires_grad for n, p in root.named_parameters()}
         with seeded(seed):
-            inject_adapter_in_model(cfg, root)
+            if not inject_lora(root, names, rank=rank, alpha=alpha, dropout=dropout):
+                return False
+        self._injected = (names, grads)
+        self._lora_trainable()
+        return True
+
+    def _lora_trainable(self) -> None:
+        """After injection: frozen base, trainable LoRA, on the model's device."""
+        root = self.adapt_root()
         for n, p in root.named_parameters():
             p.requires_grad_("lora_" in n)
         root.to(self.device)
         self.finetune = "lora"
-        self.lora = {"rank": rank, "alpha": cfg.lora_alpha, "dropout": float(dropout), "targets": tgt, "seed": seed}
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.adapt_root().parameters() if p.requires_grad]
@@ -172,23 +202,16 @@ class FoundationForecaster(Forecaster):
     def _inject_saved_lora(self, state: dict[str, torch.Tensor], lo: dict[str, Any]) -> bool:
         """Wrap the modules a saved LoRA state names, as `prepare_finetune` would have (frozen base,
         trainable LoRA); False when the state is not plain LoRA on linears (then peft injects)."""
-        from engine.forecasters.lora_inject import inject_lora, lora_module_names
+        from engine.forecasters.lora_inject import lora_module_names
 
         names = lora_module_names(state)
         if names is None:
             return False
         rank = int(lo.get("rank", 8))
         alpha = float(lo["alpha"]) if lo.get("alpha") is not None else float(2 * rank)
-        root = self.adapt_root()
-        grads = {n: p.requires_grad for n, p in root.named_parameters()}
-        with seeded(int(lo.get("seed", 0))):  # the new linears' init draws must not move the caller's RNG
-            if not inject_lora(root, names, rank=rank, alpha=alpha, dropout=float(lo.get("dropout", 0.0))):
-                return False
-        self._injected = (names, grads)
-        for n, p in root.named_parameters():  # frozen base, trainable LoRA (as prepare_finetune leaves it)
-            p.requires_grad_("lora_" in n)
-        root.to(self.device)
-        self.finetune = "lora"
+        if not self._wrap_linears(names, rank=rank, alpha=alpha, dropout=float(lo.get("dropout", 0.0)),
+                                  seed=int(lo.get("seed", 0))):
+            return False
         self.lora = {"rank": rank, "alpha": alpha, "dropout": float(lo.get("dropout", 0.0)),
                      "targets": list(lo.get("targets") or self.lora_targets), "seed": int(lo.get("seed", 0))}
         return True
@@ -217,11 +240,11 @@ class FoundationForecaster(Forecaster):
         warm worker's cache shares between jobs (engine.forecasters.cache).
 
         The adapter already on it is kept when its files are the same (path, sizes, mtimes); else it
-        is taken off (a plain LoRA wraps the base linears without changing them, so unwrapping gives
-        the base back, requires_grad flags included) and `path`'s is applied. False when the model
-        can no longer be the shared base: its adapter was a full fine-tune or went through peft, which
-        rewrite the modules; it then carries `path`'s adapter for this job and the caller must not
-        keep it."""
+        is taken off (a plain LoRA, loaded or trained here, wraps the base linears without changing
+        them, so unwrapping gives the base back, requires_grad flags included) and `path`'s is
+        applied. False when the model can no longer be the shared base: its adapter was a full
+        fine-tune or went through peft, which rewrite the modules; it then carries `path`'s adapter
+        for this job and the caller must not keep it."""
         want = adapter_identity(path) if path is not None else None
         if (want is not None and self._adapter_id == want) or (want is None and self.finetune is None):
             return True

@@ -1,18 +1,31 @@
-"""Apply a saved LoRA adapter without importing peft.
+"""LoRA on plain linears, for training and for loading an adapter, without importing peft.
 
 Why: importing peft imports transformers (and through it torch.distributed, scipy.optimize,
-sympy): ~4 s of a 5 s budget for `forecast-console forecast` on a tiny model, to run a few
-matrix products. Loading an adapter for inference needs none of it. `LoraLinear` keeps peft's
-module layout (`base_layer`, `lora_A.default`, `lora_B.default`, `lora_dropout.default`), so the
-adapter file's tensor names fit unchanged, and its forward is peft's vanilla-LoRA forward operation
-for operation (`base(x) + B(A(dropout(x))) * (alpha / r)`), so a loaded adapter forecasts the same
-floats as the peft-wrapped model it was trained as (tests/test_lora_inject.py checks bit equality).
-Training still injects with peft (`FoundationForecaster.prepare_finetune`).
+sympy): ~5.7 s of CPU in every fresh worker that trains or loads an adapter
+(bench/bench_train_start.py), to run a few matrix products. peft stays the fallback for what this
+module does not cover: a target that is not a plain `nn.Linear` (peft has its own layers for those).
+
+Bit-identical to peft's vanilla LoRA (peft's `inject_adapter_in_model` with a list of
+`target_modules`), so a seed reproduces a peft-trained run and adapters peft trained load unchanged:
+  * which modules (`lora_target_names`): peft's rule for a list of targets
+    (`tuners_utils.check_target_module_exists`): a module whose full name equals a target or ends
+    with "." + target, the root itself never, wrapped in `named_modules()` order;
+  * the layout: `base_layer`, `lora_dropout.default`, `lora_A.default`, `lora_B.default`, so
+    parameter and adapter-file tensor names are peft's;
+  * the init, draw for draw: `nn.Linear(in, r)` then `nn.Linear(r, out)` (each constructor draws),
+    then A re-drawn with `kaiming_uniform_(a=sqrt(5))` and B zeroed, then both moved to the base
+    weight's device and (floating) dtype;
+  * the forward, operation for operation: `base(x) + B(A(dropout(x))) * (alpha / r)`, the input cast
+    to A's dtype and the sum back to the base output's dtype.
+tests/test_forecasters_models.py::test_lora_inject_is_bit_identical_to_peft checks all of it against
+peft on the three models (names, flags, initial tensors, tensors and output after optimizer steps
+with and without dropout, a peft-trained adapter loaded here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,20 +45,39 @@ def lora_module_names(state: Mapping[str, Any]) -> list[str] | None:
     return a
 
 
+def lora_target_names(root: torch.nn.Module, targets: Sequence[str]) -> list[str] | None:
+    """The modules of `root` peft would wrap for `target_modules=list(targets)`, in its order, when
+    every one is a plain `nn.Linear` ([] when none matches); None when one is another kind of module
+    (a subclass of Linear included: peft decides what wraps it)."""
+    from torch import nn
+
+    want = set(targets)
+    suffixes = tuple("." + t for t in want)
+    hits = [(k, m) for k, m in root.named_modules() if k and (k in want or k.endswith(suffixes))]
+    if any(type(m) is not nn.Linear for _, m in hits):
+        return None
+    return [k for k, _ in hits]
+
+
 def _lora_linear_class() -> type:
     from torch import nn
 
     class LoraLinear(nn.Module):
-        """peft's `lora.Linear` forward for one adapter, unmerged, no DoRA/bias variants."""
+        """peft's `lora.Linear` for one adapter, unmerged, no DoRA/bias variants (see the module docstring)."""
 
         def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float) -> None:
             super().__init__()
             self.base_layer = base
+            self.lora_dropout = nn.ModuleDict({ADAPTER_NAME: nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()})
             self.lora_A = nn.ModuleDict({ADAPTER_NAME: nn.Linear(base.in_features, rank, bias=False)})
             self.lora_B = nn.ModuleDict({ADAPTER_NAME: nn.Linear(rank, base.out_features, bias=False)})
-            self.lora_dropout = nn.ModuleDict({ADAPTER_NAME: nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()})
+            nn.init.kaiming_uniform_(self.lora_A[ADAPTER_NAME].weight, a=math.sqrt(5))
+            nn.init.zeros_(self.lora_B[ADAPTER_NAME].weight)
             self.scaling = alpha / rank
-            self.to(base.weight.device)
+            w = base.weight
+            dtype = w.dtype if w.dtype.is_floating_point or w.dtype.is_complex else None
+            for d in (self.lora_dropout, self.lora_A, self.lora_B):
+                d[ADAPTER_NAME].to(w.device, dtype=dtype)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             result = self.base_layer(x)
@@ -60,8 +92,8 @@ def _lora_linear_class() -> type:
 
 
 def inject_lora(root: torch.nn.Module, names: list[str], *, rank: int, alpha: float, dropout: float) -> bool:
-    """Wrap each named `nn.Linear` of `root` in a LoraLinear; False (nothing changed) when one of them
-    is missing or not a plain linear."""
+    """Wrap each named `nn.Linear` of `root` in a LoraLinear, in the order given (the order of the
+    init draws); False (nothing changed) when one of them is missing or not a plain linear."""
     from torch import nn
 
     mods = dict(root.named_modules())
