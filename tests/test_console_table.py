@@ -81,6 +81,23 @@ async def test_wider_text_widens_the_column() -> None:
         assert "a much longer note than before" in line_text(table, "b")
 
 
+async def test_a_frame_drawn_right_after_a_widening_write_has_the_new_width() -> None:
+    """DataTable measures widths when idle; a frame drawn before that (a busy screen) cached each row
+    at the old width, and rows kept showing `medi` for `medium` until they changed again."""
+    app = TableApp()
+    async with app.run_test(size=(80, 12)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.hold_after_cursor_s = 0.0
+        table.sync(rows({"a": 1.0, "b": 2.0, "c": 3.0}, note="?"))
+        await _settle(pilot)
+        table.sync({rid: {"name": txt(rid), "score": num(v, "{:.1f}"), "note": txt("medium" if rid == "b" else "easy")}
+                    for rid, v in {"a": 1.0, "b": 2.0, "c": 3.0}.items()})
+        assert "medium" in line_text(table, "b")  # drawn before the table's idle
+        await _settle(pilot)
+        assert "medium" in line_text(table, "b")
+        assert line_text(table, "a").index("easy") == line_text(table, "b").index("medium")
+
+
 async def test_numeric_sort_and_none_last() -> None:
     app = TableApp()
     async with app.run_test(size=(60, 12)) as pilot:

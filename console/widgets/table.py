@@ -241,8 +241,13 @@ class KeyedTable(DataTable):
                 column = self.columns.get(ColumnKey(key))
                 if column is None:
                     continue
-                # A text wider than its column widens it (every row's layout changes then).
+                # A text wider than its column widens it (every row's layout changes then). The width
+                # is set here as well: DataTable measures it only when idle, and a frame drawn before
+                # that kept the old width in its cell cache (`medium` shown as `medi` until the row's
+                # next change).
                 widen = column.auto_width and cell_len(new.text) > column.content_width
+                if widen:
+                    column.content_width = cell_len(new.text)
                 self.update_cell(rid, key, new, update_width=widen)
 
     def _restore_cursor(self, row_id: str | None) -> None:
