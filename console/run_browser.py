@@ -48,7 +48,7 @@ class RunRow(NamedTuple):
     test_mae_pct: float | None
     test_windows: str
     val_loss: float | None
-    used: str  # "pick h=16", "promoted", both, or ""
+    used: str  # "pick", "made pick", "promoted", some of them, or "" (see `_used`)
 
     def haystack(self) -> str:
         """What the filter matches words against."""
@@ -85,14 +85,19 @@ def promoted_run_ids(promotions: Iterable[Promotion]) -> set[str]:
 
 def _used(run: ListedRun, picks_by_run: Mapping[str, list[Pick]],
           picks_by_job: Mapping[tuple[str, str, str], list[Pick]], promoted: set[str]) -> str:
-    """"pick h=16" (a current pick's source run: its adapter), "made pick h=16" (the run of the job
-    that set a current pick), "promoted"."""
+    """"pick" (a current pick's source run: its adapter), "made pick" (the run of the job that set a
+    current pick), "promoted"; a pick at another horizon than the run's own says which ("pick h=32").
+    Short, because the Runs table has to fit it in 120 columns beside the run's H."""
     source = picks_by_run.get(run.run_id)
     made = picks_by_job.get((run.job_id or "", run.model, run.symbol)) if picks_by_job else None
     if source is None and made is None and run.run_id not in promoted:
         return ""  # most runs: nothing uses them
-    bits = [f"pick h={p.horizon}" for p in source or ()]
-    bits += [f"made pick h={p.horizon}" for p in made or ()]
+
+    def at(p: Pick) -> str:
+        return "" if p.horizon == run.horizon else f" h={p.horizon}"
+
+    bits = [f"pick{at(p)}" for p in source or ()]
+    bits += [f"made pick{at(p)}" for p in made or ()]
     if run.run_id in promoted:
         bits.append("promoted")
     return ", ".join(dict.fromkeys(bits))

@@ -60,13 +60,13 @@ async def test_runs_screen_rows_filter_sort_detail_export(ws: dict[str, Any],
         assert v["val"].text == "3.910 12w" and v["test"].text == "4.050 12w"
         assert (v["kind"].text, v["state"].text) == ("validate", "succeeded")
         assert v["dur"].value == pytest.approx(30.0)  # no training time: the job's wall time
-        assert v["used"].text == "made pick h=16"
+        assert v["used"].text == "made pick"  # at the run's own H
 
         # the filter narrows to the train run; its detail shows curve, artifacts and lineage
         await pilot.press("slash", *"toto train", "enter")
         await until(pilot, lambda: scr.table.row_ids == [ws["train"]], "the filtered row")
         t = scr.table.row_cells(ws["train"])
-        assert t["used"].text == "pick h=16, promoted" and t["dur"].value == pytest.approx(98.5)
+        assert t["used"].text == "pick, promoted" and t["dur"].value == pytest.approx(98.5)
         await until(pilot, lambda: detail_text(scr).startswith(ws["train"]) and "used by:" in detail_text(scr),
                     "the train run's detail (not the one shown before the filter)")
         text = detail_text(scr)
@@ -80,7 +80,7 @@ async def test_runs_screen_rows_filter_sort_detail_export(ws: dict[str, Any],
         await until(pilot, lambda: list(reports.glob("runs-*.csv")), "the CSV")
         rows = list(csv.DictReader(next(reports.glob("runs-*.csv")).open()))
         assert [r["run_id"] for r in rows] == [ws["train"]]
-        assert rows[0]["val_windows"] == "val 12w" and rows[0]["used"] == "pick h=16, promoted"
+        assert rows[0]["val_windows"] == "val 12w" and rows[0]["used"] == "pick, promoted"
         await pilot.press("m")
         await until(pilot, lambda: list(reports.glob("runs-*.md")), "the markdown")
         md = next(reports.glob("runs-*.md")).read_text()
@@ -128,3 +128,22 @@ def test_a_train_runs_epochs_read_from_one_as_live_counts_them() -> None:
         "best epoch 1 of 3", "no early stop", "train_loss=0.82"]
     assert train_words({"best_epoch": 4.0, "stopped_early": 1.0}) == ["best epoch 5", "stopped early"]
     assert train_words({"train_loss": 0.5}) == ["train_loss=0.5"]
+
+
+def test_used_by_is_short_names_another_horizon_and_is_cut_with_an_ellipsis() -> None:
+    """The Runs table fits in 120 columns: "pick" at the run's own H, "pick h=32" at another; what is
+    longer than its column ends in "…" (the detail lists every use); models carry their preset."""
+    from types import SimpleNamespace
+
+    from console.screens.runs import USED_WIDTH
+    from console.words import clipped, clock_text, model_label
+
+    run = SimpleNamespace(run_id="r1", job_id="j1", model="toto", symbol="SPY", horizon=16)
+    p16, p32 = SimpleNamespace(horizon=16), SimpleNamespace(horizon=32)
+    used = rb._used(run, {"r1": [p16, p32]}, {}, {"r1"})  # type: ignore[arg-type]
+    assert used == "pick, pick h=32, promoted"
+    assert clipped(used, USED_WIDTH) == "pick, pick h=32…" and clipped("made pick", USED_WIDTH) == "made pick"
+    assert rb._used(run, {}, {("j1", "toto", "SPY"): [p16]}, set()) == "made pick"  # type: ignore[arg-type]
+    assert (model_label("toto", "tiny"), model_label("toto", None), model_label("chronos2", "base")) == \
+        ("toto", "toto", "chronos2·base")
+    assert (clock_text(6.4), clock_text(98.5), clock_text(3725)) == ("0m06s", "1m38s", "1h02m")

@@ -25,7 +25,7 @@ from textual.widgets import Static
 from console.messages import ForecastRequested, PromoteRequested
 from console.screens.base import ModeScreen, read_for
 from console.widgets.table import Cell, KeyedTable, counted_cell, num, txt
-from console.words import plural
+from console.words import model_label, plural
 from engine.models import NAIVE
 from store.records import ComparisonRow, Metrics, WindowSpec
 from store.run_listing import windows_label
@@ -63,7 +63,7 @@ def comparison_cells(row: ComparisonRow) -> dict[str, Cell]:
         "win": Cell(win, "★" if win else "", style="bold yellow"),
         "symbol": txt(row.symbol, style="bold" if win else ""),
         "horizon": num(row.horizon, "{:d}"),
-        "model": txt(row.model if row.preset == "tiny" else f"{row.model}·{row.preset}",
+        "model": txt(model_label(row.model, row.preset),
                      style="bold green" if win else ""),
         "val": mae_cell(row.validation.mae_pct, row.val_windows, style="bold" if win else ""),
         "test": mae_cell(row.test.mae_pct, row.windows),

@@ -22,6 +22,7 @@ from console.messages import ForecastRequested, PromoteRequested, RollbackReques
 from console.screens.base import ModeScreen, read_for
 from console.screens.compare import mae_cell
 from console.widgets.table import Cell, KeyedTable, num, txt
+from console.words import model_label
 from store.records import Pick
 
 PICK_COLUMNS = (("model", "Model"), ("symbol", "Symbol"), ("horizon", "H"), ("metric", "Chosen on"),
@@ -111,7 +112,7 @@ class ConfigsScreen(ModeScreen):
         for key, p in self.picks.items():
             live = is_live(p, data.promoted.get((p.model, p.symbol)))
             rows[key] = {
-                "model": txt(p.model if p.preset == "tiny" else f"{p.model}·{p.preset}"),
+                "model": txt(model_label(p.model, p.preset)),
                 "symbol": txt(p.symbol, style="bold"), "horizon": num(p.horizon, "{:d}"),
                 "metric": txt(p.selection_metric), "score": mae_cell(p.score(), p.val_windows),
                 "test": mae_cell(p.test.get(p.selection_metric), p.test_windows),

@@ -24,6 +24,7 @@ from console.screens.base import ModeScreen
 from console.screens.confirm import ConfirmScreen
 from console.state_style import state_cell
 from console.widgets.table import Cell, KeyedTable, num, txt
+from console.words import clock_text
 from engine.names import short_job_id
 from engine.state import JobState, Status, where_words
 
@@ -45,9 +46,7 @@ def fmt_eta(eta: float | None) -> Cell:
     if eta is None:
         return Cell(None, "—", style="dim", justify="right")
     eta = max(0.0, float(eta))
-    m, s = divmod(int(eta), 60)
-    h, m = divmod(m, 60)
-    return Cell(eta, f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s", justify="right")
+    return Cell(eta, clock_text(eta), justify="right")
 
 
 def where_parts(js: JobState) -> list[str]:

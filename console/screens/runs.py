@@ -48,15 +48,20 @@ from console.screens.forecast_view import ForecastRequested
 from console.state_style import state_cell
 from console.widgets.loss_chart import LossChart
 from console.widgets.table import Cell, KeyedTable, counted_cell, num, txt
-from console.words import plural
+from console.words import clipped, clock_text, model_label, plural
 from store.run_listing import label_windows
 from store.workspace import Workspace
 
+#: What fits in 120 columns: the model carries its preset (`toto`, `toto·base`, as on Compare and
+#: Configs), the run id heads the detail pane (and is matched by the filter and exported), and "Used
+#: by" is cut with "…" at USED_WIDTH (the detail lists every use). A column cut by the screen's edge
+#: read "made pick h=1" for h=16.
 COLUMNS = (
-    ("when", "When (UTC)"), ("model", "Model"), ("symbol", "Symbol"), ("horizon", "H"), ("preset", "Preset"),
+    ("when", "When (UTC)"), ("model", "Model"), ("symbol", "Symbol"), ("horizon", "H"),
     ("kind", "Kind"), ("state", "State"), ("val", "Val MAE%"), ("test", "Test MAE%"), ("loss", "Val loss"),
-    ("dur", "Time s"), ("used", "Used by"), ("run", "Run id"),
+    ("dur", "Time"), ("used", "Used by"),
 )
+USED_WIDTH = 16
 SORTABLE = [c for c, _ in COLUMNS]
 #: Rows the table holds at most (the top of the sorted, filtered list; see the module docstring).
 SHOW_MAX = 300
@@ -74,21 +79,23 @@ FILTER_DELAY_S = 0.12
 def run_cells(r: rb.RunRow) -> dict[str, Cell]:
     return {
         "when": Cell(r.created_at, time.strftime("%m-%d %H:%M", time.gmtime(r.created_at))),
-        "model": txt(r.model), "symbol": txt(r.symbol, style="bold"), "horizon": num(r.horizon, "{:d}"),
-        "preset": txt(r.preset or "—"), "kind": txt(r.kind), "state": state_cell(r.state),
+        "model": txt(model_label(r.model, r.preset)), "symbol": txt(r.symbol, style="bold"),
+        "horizon": num(r.horizon, "{:d}"), "kind": txt(r.kind), "state": state_cell(r.state),
         "val": counted_cell(r.val_mae_pct, label_windows(r.val_windows)),
         "test": counted_cell(r.test_mae_pct, label_windows(r.test_windows)),
-        "loss": num(r.val_loss, "{:.4f}"), "dur": num(r.duration_s, "{:.1f}"),
-        "used": txt(r.used, style="bold green" if r.used else ""), "run": txt(r.run_id, style="dim"),
+        "loss": num(r.val_loss, "{:.4f}"),
+        "dur": Cell(r.duration_s, clock_text(r.duration_s), justify="right") if r.duration_s is not None
+        else num(None),
+        "used": Cell(r.used, clipped(r.used, USED_WIDTH), style="bold green" if r.used else ""),
     }
 
 
 #: How each column sorts (the same order Cell.sort_key gives the cells the table shows).
 SORT_VALUE: dict[str, Callable[[rb.RunRow], Any]] = {
-    "when": lambda r: r.created_at, "model": lambda r: r.model, "symbol": lambda r: r.symbol,
-    "horizon": lambda r: r.horizon, "preset": lambda r: r.preset, "kind": lambda r: r.kind,
+    "when": lambda r: r.created_at, "model": lambda r: model_label(r.model, r.preset), "symbol": lambda r: r.symbol,
+    "horizon": lambda r: r.horizon, "kind": lambda r: r.kind,
     "state": lambda r: r.state, "val": lambda r: r.val_mae_pct, "test": lambda r: r.test_mae_pct,
-    "loss": lambda r: r.val_loss, "dur": lambda r: r.duration_s, "used": lambda r: r.used, "run": lambda r: r.run_id,
+    "loss": lambda r: r.val_loss, "dur": lambda r: r.duration_s, "used": lambda r: r.used,
 }
 
 
