@@ -1,7 +1,7 @@
 """A fresh worker's LoRA train job: CPU and wall seconds, this tree beside `--before REF` (prints
 figures; not a test).
 
-    python bench/bench_train_start.py [--before main] [--repeat 3] [--steps 5] [--pytest]
+    python bench/bench_train_start.py [--before main] [--repeat 3] [--steps 5] [--pytest [TEST_FILE ...]]
 
 Each run is `python -m engine.worker <job dir>` (what the engine starts per train job, sweep trial or
 pipeline train step) on a new train job: toto, tiny preset, `finetune=lora` (the default on pretrained
@@ -10,7 +10,8 @@ validation and the adapter written. Runs alternate between the trees (so a chang
 bytecode is cached after one untimed run per tree, as an installed package's is. Also printed per
 tree: `prepare_finetune("lora")` alone in a fresh interpreter after the model is built (what LoRA's
 injection costs: peft's import, or lora_inject's few linears), and with `--pytest` the wall/CPU of
-`pytest tests/test_train_task.py tests/test_train_cmd.py` (each tree its own copy of those files).
+`pytest` on the named test files (default tests/test_train_task.py tests/test_train_cmd.py; each tree
+its own copy of them).
 """
 
 from __future__ import annotations
@@ -60,24 +61,25 @@ def _run(tree: Path, cmd: list[str], env: dict[str, str]) -> tuple[float, float,
     return wall, cpu, out.stdout
 
 
-PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_train_task.py",
-          "tests/test_train_cmd.py"]
+PYTEST_FILES = ["tests/test_train_task.py", "tests/test_train_cmd.py"]
 
 
-def _pytest(trees: list[tuple[str, Path]]) -> None:
-    """Each tree's own copy of the train test files; this tree once more without the tests the first
-    tree lacks (the like-for-like figure)."""
+def _pytest(trees: list[tuple[str, Path]], files: list[str]) -> None:
+    """Each tree's own copy of the test files; this tree once more without the tests the first tree
+    lacks (the like-for-like figure)."""
+    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files]
+
     def ids(tree: Path) -> set[str]:
-        out = _run(tree, [*PYTEST, "--collect-only", "-q"], child_env(tree))[2]
+        out = _run(tree, [*pytest, "--collect-only"], child_env(tree))[2]  # -q: one id a line
         return {line for line in out.splitlines() if "::" in line}
 
-    print(f"{' '.join(PYTEST[3:])}:")
+    print("pytest " + " ".join(pytest[3:]) + ":")
     runs = [(name, tree, []) for name, tree in trees]
     if len(trees) > 1:
         new = sorted(ids(trees[-1][1]) - ids(trees[0][1]))
         runs.append((f"{trees[-1][0]} w/o new", trees[-1][1], [a for t in new for a in ("--deselect", t)]))
     for name, tree, extra in runs:
-        wall, cpu, out = _run(tree, [*PYTEST, *extra], child_env(tree))
+        wall, cpu, out = _run(tree, [*pytest, *extra], child_env(tree))
         print(f"  {name:<22} wall {wall:6.1f} s  cpu {cpu:6.1f} s  ({out.strip().splitlines()[-1]})")
 
 
@@ -86,7 +88,8 @@ def main() -> int:
     ap.add_argument("--before", default=None, help="a git ref to time beside this tree (e.g. main)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5, help="optimizer steps of the one epoch")
-    ap.add_argument("--pytest", action="store_true", help="also time the train test files in each tree")
+    ap.add_argument("--pytest", nargs="*", metavar="TEST_FILE", default=None,
+                    help=f"also time these test files in each tree (none named: {' '.join(PYTEST_FILES)})")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-train-start-", dir=os.environ.get("BENCH_DIR")))
     trees = [("this tree", ROOT)]
@@ -120,8 +123,8 @@ def main() -> int:
             cpu = statistics.median(float(o[0]) for o in outs)
             wall = statistics.median(float(o[1]) for o in outs)
             print(f"  {name:<22} cpu {cpu:5.2f}  wall {wall:5.2f}  {' '.join(outs[0][2:])}")
-        if args.pytest:
-            _pytest(trees)
+        if args.pytest is not None:
+            _pytest(trees, args.pytest or PYTEST_FILES)
         print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
