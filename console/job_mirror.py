@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from console.update_pump import log_text
 from engine import channel
 from engine.client import JobClient
 from engine.jobs import JobSpec
@@ -161,7 +162,7 @@ class EngineMirror:
         elif kind == "loss":
             self._curves.setdefault(jid, []).append(data)
         elif kind == "log":
-            self._logs.setdefault(jid, deque(maxlen=LOG_KEEP)).append(str(data.get("line") or data.get("msg", "")))
+            self._logs.setdefault(jid, deque(maxlen=LOG_KEEP)).append(log_text(data))
         self._publish(JobUpdate(jid, str(kind), data))
 
     def _publish(self, upd: JobUpdate) -> None:

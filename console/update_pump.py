@@ -26,10 +26,17 @@ def group_updates(batch: Iterable[Any]) -> tuple[set[str], dict[str, list[dict[s
         if u.kind == "loss":
             losses[u.job_id].append(dict(u.data))
         elif u.kind == "log":
-            msg = u.data.get("msg", "")
-            level = u.data.get("level", "info")
-            logs[u.job_id].append(f"{level:<7} {msg}")
+            logs[u.job_id].append(log_text(u.data))
     return ids, dict(losses), dict(logs)
+
+
+def log_text(data: dict[str, Any]) -> str:
+    """A streamed log update's line as the engine wrote it in the job's log tail (`HH:MM:SS level msg`,
+    engine.jobtable.log_line), so a streamed line reads like the same line in the tail read later."""
+    line = data.get("line")
+    if line:
+        return str(line)
+    return f"{data.get('level', 'info'):<7} {data.get('msg', '')}"
 
 
 async def pump(queue: asyncio.Queue[Any], dispatch: Callable[[list[Any]], None],

@@ -83,3 +83,34 @@ async def test_live_log_wraps_long_lines_and_stays_bounded(seeded: dict[str, Pat
         await wait_for(lambda: bool(log.raw_lines) and log.raw_lines[-1] == "line 499", 10, "the streamed lines")
         assert len(log.raw_lines) == 200 and log.raw_lines[-1] == "line 499"
         assert len(log.lines) <= 200
+
+
+async def test_lines_the_pump_still_held_when_live_opened_a_job_are_shown_once(seeded: dict[str, Path]) -> None:  # noqa: F811
+    """Live reads the job's log tail from the engine mirror, which already holds the lines the update
+    pump delivers a moment later: those show once, and the pump's lines read as the tail's do."""
+    from console.screens.live import repeated_lines
+    from console.update_pump import group_updates
+    from engine.state import JobUpdate
+
+    app = make_app(seeded)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 10)
+        app.open_live(TRAIN_ID)
+        await pilot.pause(0.3)
+        live = app.screen
+        log = live.query_one(LogTail)
+        tail = list(app.services.log_tail(TRAIN_ID))
+        assert len(tail) >= 2, tail
+        await wait_for(lambda: log.raw_lines == tail, 5, "the tail written", pilot=pilot)
+        new = "12:00:00 info    a new line"
+        _, _, logs = group_updates([JobUpdate(TRAIN_ID, "log", {"level": "info", "msg": "?", "line": line})
+                                    for line in [*tail[-2:], new]])
+        assert logs[TRAIN_ID] == [*tail[-2:], new]  # the engine's own line, not re-formatted
+        live.apply_job_updates({TRAIN_ID}, {}, logs)
+        await wait_for(lambda: log.raw_lines[-1:] == [new], 10, "the streamed line", pilot=pilot)
+        assert log.raw_lines == [*tail, new]
+        # later batches are not compared with the tail: a line may repeat an earlier one
+        live.apply_job_updates({TRAIN_ID}, {}, {TRAIN_ID: [new]})
+        await wait_for(lambda: log.raw_lines == [*tail, new, new], 10, "the repeated line", pilot=pilot)
+    assert repeated_lines(["a", "b", "c"], ["b", "c", "d"]) == 2
+    assert repeated_lines(["a", "b"], ["x", "b"]) == 0 and repeated_lines([], ["a"]) == 0

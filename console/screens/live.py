@@ -42,6 +42,20 @@ STREAM_FLUSH_S = 1.0
 LOSS_KINDS: frozenset[str] = frozenset({"train", "sweep", "pipeline"})
 
 
+def repeated_lines(tail: list[str], streamed: list[str]) -> int:
+    """How many of the first streamed lines repeat the end of the tail read when the job was shown.
+
+    Why: the tail comes from the engine mirror, which holds every line it has received, while the
+    update pump still has the newest of them queued; they arrive again as the job's first streamed
+    lines (seen in the walk: a train job's first log line twice). Lines carry their second, so a new
+    line equal to the tail's last one is a line logged twice within one second, and is dropped with it.
+    """
+    for k in range(min(len(tail), len(streamed)), 0, -1):
+        if streamed[:k] == tail[-k:]:
+            return k
+    return 0
+
+
 class LiveScreen(ModeScreen):
     MODE: ClassVar[str] = "live"
     #: Footer words kept short so that `q Quit` fits at 80 columns: `n/N Job` names both keys (N is
@@ -65,6 +79,8 @@ class LiveScreen(ModeScreen):
         self._log_timer: Timer | None = None
         #: Streamed log lines not written yet; they and the header's news are flushed ≤ 1/STREAM_FLUSH_S.
         self._stream_logs: list[str] = []
+        #: The log tail show_job read, until the first streamed lines of its job arrive (`repeated_lines`).
+        self._tail_read: list[str] | None = None
         self._stream = RateLimit(STREAM_FLUSH_S, self._flush_stream, clock=lambda: self.fc_app.monotonic(),
                                  set_timer=self.set_timer)
 
@@ -103,6 +119,7 @@ class LiveScreen(ModeScreen):
         log.clear()
         self._log_pending = None  # a fill still due for the job shown before writes nothing
         self._stream_logs = []  # nor a flush of its streamed lines
+        self._tail_read = None
         self._stream.cancel()
         # a new job starts from an empty bar: never the previous job's progress (a job that never ran shows none)
         self.query_one(ProgressBar).update(total=None, progress=0)
@@ -119,6 +136,7 @@ class LiveScreen(ModeScreen):
         chart.set_points(self.services.curve(job_id))  # drawn right after the header's frame
         self._update_header()
         pending = self._log_pending = list(self.services.log_tail(job_id, LOG_LINES))
+        self._tail_read = list(pending)
 
         def fill_log() -> None:  # after the frame that shows the new job (a key's repaint waits for no log)
             if self._log_pending is pending:
@@ -174,11 +192,15 @@ class LiveScreen(ModeScreen):
             return
         if losses.get(self.job_id):
             self.query_one(LossChart).add_points(losses[self.job_id])
-        if logs.get(self.job_id):
+        lines = logs.get(self.job_id) or []
+        if lines and self._tail_read is not None:
+            lines = lines[repeated_lines(self._tail_read, lines):]
+            self._tail_read = None
+        if lines:
             if self._log_pending is not None:  # the tail is not written yet: these lines go after it
-                self._log_pending.extend(logs[self.job_id])
+                self._log_pending.extend(lines)
             else:
-                self._stream_logs.extend(logs[self.job_id])
+                self._stream_logs.extend(lines)
         self._stream.request()
 
     def _flush_stream(self) -> None:
