@@ -17,6 +17,14 @@ from tests.helpers import wait_for
 from tests.test_console_snapshots import FAILED_ID, TRAIN_ID, make_app, seeded  # noqa: F401
 
 
+async def _live_on_train_job(app: Any, pilot: Any) -> tuple[Any, LogTail]:
+    """Live showing the seeded train job, and its log."""
+    await asyncio.wait_for(app.ready.wait(), 10)
+    app.open_live(TRAIN_ID)
+    await pilot.pause(0.3)
+    return app.screen, app.screen.query_one(LogTail)
+
+
 def footer_text(app: Any) -> str:
     footer = app.screen.query_one(Footer)
     return " ".join(str(k.render()) for k in footer.children)
@@ -50,11 +58,7 @@ async def test_queue_enter_shown_in_footer_and_opens_live(seeded: dict[str, Path
 async def test_live_log_wraps_long_lines_and_stays_bounded(seeded: dict[str, Path]) -> None:  # noqa: F811
     app = make_app(seeded)
     async with app.run_test(size=(120, 40)) as pilot:
-        await asyncio.wait_for(app.ready.wait(), 10)
-        app.open_live(TRAIN_ID)
-        await pilot.pause(0.3)
-        live = app.screen
-        log = live.query_one(LogTail)
+        live, log = await _live_on_train_job(app, pilot)
         width = log.scrollable_content_region.width
         long = "traceback: " + " ".join(f"word{i:03d}" for i in range(40)) + " END"
         assert len(long) > 2 * width
@@ -94,11 +98,7 @@ async def test_lines_the_pump_still_held_when_live_opened_a_job_are_shown_once(s
 
     app = make_app(seeded)
     async with app.run_test(size=(120, 40)) as pilot:
-        await asyncio.wait_for(app.ready.wait(), 10)
-        app.open_live(TRAIN_ID)
-        await pilot.pause(0.3)
-        live = app.screen
-        log = live.query_one(LogTail)
+        live, log = await _live_on_train_job(app, pilot)
         tail = list(app.services.log_tail(TRAIN_ID))
         assert len(tail) >= 2, tail
         await wait_for(lambda: log.raw_lines == tail, 5, "the tail written", pilot=pilot)
