@@ -24,7 +24,7 @@ from console.screens.base import ModeScreen
 from console.screens.confirm import ConfirmScreen
 from console.state_style import state_cell
 from console.widgets.table import Cell, KeyedTable, num, txt
-from console.words import clock_text
+from console.words import clipped, clock_text
 from engine.names import short_job_id
 from engine.state import JobState, Status, where_words
 
@@ -36,10 +36,6 @@ COLUMNS = (
 
 #: Widest Stage cell (`training SPY 2/2 ep 3/15` fits; longer words end in `…`).
 STAGE_MAX = 26
-
-
-def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def fmt_eta(eta: float | None) -> Cell:
@@ -122,7 +118,7 @@ def job_cells(js: Any, rank: int = 0, depth: int = 0) -> dict[str, Cell]:
         # where it is; a job that ended early keeps where it stopped (a succeeded one needs none).
         # Clipped: the column only grows, and a long stage once would push the Job column off an
         # 120-column screen for good; the detail line below the table has the whole words.
-        "stage": txt(_clip(where_words(js, short=True), STAGE_MAX) if js.state != Status.SUCCEEDED else "",
+        "stage": txt(clipped(where_words(js, short=True), STAGE_MAX) if js.state != Status.SUCCEEDED else "",
                      style="" if js.state == Status.RUNNING else "dim"),
         "eta": fmt_eta(js.eta_s if js.state == Status.RUNNING else None),
         "device": txt(js.device or "—"),
