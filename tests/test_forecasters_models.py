@@ -75,6 +75,42 @@ def test_a_windows_samples_do_not_depend_on_the_rest_of_the_batch(model: str, wi
     assert np.max(np.abs(other_seed[0] - full[6]) / np.abs(full[6])) > 1e-5  # the check can fail
 
 
+@pytest.mark.parametrize("model", (*MODELS, "naive"))
+def test_declared_nesting_holds_a_draw_of_n_is_the_first_n_of_a_larger_draw(model: str, wins: tuple) -> None:
+    """What `nested_draws` promises (validation scores smaller num_samples on a prefix of one draw, and
+    compare/forecast draw them afresh): bit for bit, across a chunk boundary of the batched call."""
+    from engine.forecasters.naive import NAIVE_METHODS
+
+    _, va = wins
+    fcs = [NAIVE_METHODS[m]() for m in NAIVE_METHODS] if model == "naive" else [load_forecaster(model, "tiny")]
+    for fc in fcs:
+        assert fc.nested_draws, f"{fc.name} draws are expected to nest"
+        w = va.subset(np.arange(10))
+        # kronos batches chunk_rows // num_samples windows per chunk: 7 samples split these windows
+        kw = {"chunk_rows": 21} if model == "kronos" else {}
+        small = fc.forecast(w, num_samples=3, seed=5, **kw).samples
+        big = fc.forecast(w, num_samples=7, seed=5, **kw).samples
+        np.testing.assert_array_equal(small, big[:, :3])
+        if model != "naive":  # the check can fail: samples 3..6 are other draws
+            assert not np.array_equal(big[:, 3:6], small)
+    if model == "toto":  # more than one sample block per upstream call nests too
+        fc = fcs[0]
+        a = fc.forecast(va.subset([4]), num_samples=5, seed=2, samples_per_batch=4).samples
+        b = fc.forecast(va.subset([4]), num_samples=12, seed=2, samples_per_batch=4).samples
+        np.testing.assert_array_equal(a, b[:, :5])
+
+
+def test_kronos_streams_give_the_same_uniforms_whatever_the_block() -> None:
+    from engine.forecasters.kronos_decode import WindowStreams
+
+    one, many = WindowStreams(3, [7, 9], 4, block=1), WindowStreams(3, [7, 9], 4, block=5)
+    a = torch.cat([one.uniforms("cpu") for _ in range(12)], dim=1)
+    b = torch.cat([many.uniforms("cpu") for _ in range(12)], dim=1)
+    assert a.shape == (8, 12) and torch.equal(a, b)
+    fewer = WindowStreams(3, [7], 2)  # window 7's first two samples: the same streams with fewer samples
+    assert torch.equal(a[:2], torch.cat([fewer.uniforms("cpu") for _ in range(12)], dim=1))
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_poisoned_future_rows_change_no_forecast(model: str, tmp_path: Path) -> None:
     """Rows at and after a window's origin (its targets and everything later) never reach its samples."""

@@ -76,8 +76,9 @@ def aggregate(samples: np.ndarray, how: str = "median") -> np.ndarray:
 
 @dataclass
 class DrawGroup:
-    """One model call of a validation search: its draw parameters, context and the sample sizes and
-    aggregations that ride on the same draw (prefixes of the largest draw; every aggregation of it)."""
+    """One draw setting of a validation search: its draw parameters, context, the sample sizes and the
+    aggregations scored on each draw (one model call per size, or one for all of them when the
+    model's draws nest: `Forecaster.nested_draws`)."""
 
     params: dict[str, Any]
     context: int | None
@@ -120,6 +121,12 @@ class Forecaster(ABC):
     trainable: ClassVar[bool] = False
     #: Training losses it supports (engine.task_params.LOSSES); `native` is its own objective.
     supported_losses: ClassVar[tuple[str, ...]] = ("native",)
+    #: Whether its draws nest: with the same windows, draw parameters and seed, a draw of n samples
+    #: equals the first n samples of any larger draw. Only then may `engine.evaluation.SampleBank`
+    #: answer a smaller `num_samples` with a prefix of a larger draw; otherwise a validation score
+    #: made on a prefix is not what compare, `forecast` or a rerun of the promoted config draw.
+    #: False unless the adapter's sampling guarantees it (tests/test_forecasters_models.py checks it).
+    nested_draws: ClassVar[bool] = False
 
     @classmethod
     def default_config(cls, preset: str = "tiny") -> dict[str, Any]:

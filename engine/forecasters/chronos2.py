@@ -73,6 +73,9 @@ class Chronos2Forecaster(FoundationForecaster):
     default_loss = "native"
     patch_sizes: ClassVar[dict[str, int]] = {"tiny": 16, "pretrained": 16}
     default_sources: ClassVar[tuple[str, ...]] = (HUB_ID,)
+    #: Quantiles do not depend on num_samples and each window's uniforms are one `(S, H)` draw in
+    #: sample-major order, so the first n samples of a larger draw are the draw of n.
+    nested_draws: ClassVar[bool] = True
 
     @classmethod
     def default_config(cls, preset: str = "tiny") -> dict[str, Any]:

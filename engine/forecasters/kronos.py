@@ -3,9 +3,10 @@
 The adapter: Kronos's declarations (presets, default config, search space, weights), its inputs
 (features and time stamps exactly as upstream's `KronosPredictor` builds them) and its training loss.
 Sampling goes through our cached decoder (`engine.forecasters.kronos_decode`: same tokens as
-upstream for a seed, one transformer position per new token); `forecast` draws each window's tokens
-from its own stream (`WindowStreams`, seeded from seed + origin), so a window's paths do not depend
-on which windows share its batch.
+upstream for a seed, one transformer position per new token); `forecast` draws each path's tokens
+from its own stream (`WindowStreams`, seeded from seed + origin + sample index), so a window's paths
+do not depend on which windows share its batch, and a draw of n paths is the first n of any larger
+draw (`nested_draws`).
 
 Normalisation: per window and per feature (open, high, low, close, volume, amount), from the
 context only, clipped to ±clip, as upstream. LoRA targets `q_proj, k_proj, v_proj, out_proj,
@@ -92,6 +93,8 @@ class KronosForecaster(FoundationForecaster):
     #: Kronos-small/base were trained on 512 tokens.
     max_window: ClassVar[int | None] = 512
     default_sources: ClassVar[tuple[str, ...]] = (HUB_ID, TOKENIZER_ID)
+    #: Each path has its own random stream (WindowStreams) and rows never interact in the decoder.
+    nested_draws: ClassVar[bool] = True
 
     @classmethod
     def default_config(cls, preset: str = "tiny") -> dict[str, Any]:
@@ -203,7 +206,8 @@ class KronosForecaster(FoundationForecaster):
             with torch.no_grad():
                 s1, s2 = self.tokenizer.encode(t["x"], half=True)
                 rep = lambda z: z.repeat_interleave(num_samples, dim=0)  # noqa: E731 - order b0s0, b0s1, ...
-                streams = WindowStreams(seed, windows.origins[idx], num_samples)  # per window, not per batch
+                # per (window, sample), not per batch: two uniforms per step (the s1 and s2 tokens)
+                streams = WindowStreams(seed, windows.origins[idx], num_samples, block=2 * h)
                 g1, g2 = decode(self.model, rep(s1), rep(s2), rep(t["stamps"]), h, max_context=mc,
                                 temperature=temperature, top_k=top_k, top_p=top_p, generator=streams)
                 full1 = torch.cat([rep(s1), g1], dim=1)[:, -mc:]

@@ -8,8 +8,8 @@ top-k/top-p filtering and the same RNG draws in the same order), so for a seed i
 tokens as `generate_tokens_reference`, a token-returning port of upstream's loop kept as the test
 oracle. When the window must slide (`max_context` smaller than context + horizon) positions shift
 under the cache, so those steps fall back to a full recompute, exactly like upstream.
-`WindowStreams` gives each window its own random stream, so a window's paths do not depend on which
-windows share its batch. torch is imported inside the functions: the adapter's declarations stay
+`WindowStreams` gives each (window, sample) its own random stream, so a window's paths do not depend
+on which windows share its batch, and a draw of n paths is the first n of any larger draw. torch is imported inside the functions: the adapter's declarations stay
 torch-free.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.forecasters.base import window_rngs
+from engine.forecasters.base import window_seed
 
 
 def filter_logits(logits: Any, top_k: int | None, top_p: float | None) -> Any:
@@ -44,21 +44,35 @@ def filter_logits(logits: Any, top_k: int | None, top_p: float | None) -> Any:
 
 
 class WindowStreams:
-    """Per-window random streams for batched decoding: rows are ordered window-major (w0s0, w0s1, ...,
-    w1s0, ...), and each decoding step draws `samples` uniforms from each window's own generator.
+    """Per-sample random streams for batched decoding: rows are ordered window-major (w0s0, w0s1, ...,
+    w1s0, ...) and row (window, j) draws its uniforms from its own generator, the j-th child
+    (`SeedSequence.spawn`) of the window's seed (`window_seed(seed, origin)`).
 
-    Why: `torch.multinomial` with one generator hands out draws by row position, so a window's paths
-    changed when other windows shared its batch. Here a window's draws depend on (seed, origin) only.
+    Why per sample: `torch.multinomial` with one generator hands out draws by row position, so a
+    window's paths changed when other windows shared its batch; and one generator per window handing
+    `samples` uniforms per step makes sample j's draws depend on how many samples there are. With a
+    stream per (seed, origin, j), a draw of n paths is the first n paths of any larger draw
+    (`Forecaster.nested_draws`). Uniforms are drawn `block` steps at a time for every row, so a
+    decoding step costs a slice, not a generator call per row.
     """
 
-    def __init__(self, seed: int, origins: Any, samples: int) -> None:
-        self.rngs = window_rngs(seed, origins)
+    def __init__(self, seed: int, origins: Any, samples: int, block: int = 32) -> None:
         self.samples = int(samples)
+        self.block = max(1, int(block))
+        self.rngs = [np.random.Generator(np.random.PCG64(np.random.SeedSequence(window_seed(seed, o), spawn_key=(j,))))
+                     for o in np.asarray(origins).reshape(-1) for j in range(self.samples)]
+        self._buf = np.empty((len(self.rngs), 0))
+        self._next = 0
 
     def uniforms(self, device: Any) -> Any:
+        """The next uniform of every row, `[rows, 1]` float64."""
         import torch
 
-        u = np.concatenate([g.random(self.samples) for g in self.rngs])
+        if self._next == self._buf.shape[1]:
+            self._buf = np.stack([g.random(self.block) for g in self.rngs]) if self.rngs else self._buf
+            self._next = 0
+        u = self._buf[:, self._next]
+        self._next += 1
         return torch.as_tensor(u, dtype=torch.float64, device=device)[:, None]
 
 

@@ -1,7 +1,7 @@
 """Naive baselines: the yardsticks every model is measured against on the same windows.
 
 They are deterministic, so `num_samples` identical copies are returned (shape `[W, S, H]`) only to
-fit the shared interface; CRPS of such a forecast equals its MAE. No torch here: the baseline task
+fit the shared interface (so their draws nest: `Deterministic`); CRPS of such a forecast equals its MAE. No torch here: the baseline task
 and the console run them without loading any model package.
 """
 
@@ -37,7 +37,13 @@ def _as_forecast(point: np.ndarray, num_samples: int, started: float, **info: An
     return Forecast(samples=samples, latency_s=time.perf_counter() - started, info=info)
 
 
-class Persistence(Forecaster):
+class Deterministic(Forecaster):
+    """A baseline without randomness: every sample is the point forecast, so draws nest."""
+
+    nested_draws: ClassVar[bool] = True
+
+
+class Persistence(Deterministic):
     """Every future step equals the last observed close (the random-walk forecast)."""
 
     name: ClassVar[str] = "naive_persistence"
@@ -52,7 +58,7 @@ class Persistence(Forecaster):
         return _as_forecast(self.point(windows), num_samples, t0)
 
 
-class Drift(Forecaster):
+class Drift(Deterministic):
     """Extend the straight line through the first and last context closes (random walk + drift)."""
 
     name: ClassVar[str] = "naive_drift"
@@ -80,7 +86,7 @@ def infer_season(windows: Windows) -> int:
     return BUSINESS_WEEK
 
 
-class SeasonalNaive(Forecaster):
+class SeasonalNaive(Deterministic):
     """Repeat the last season of closes: ŷ[t+h] = y[t+h − season·ceil(h/season)].
 
     `season=None` infers 5 or 7 from the context timestamps (weekend bars → 7).
@@ -115,7 +121,7 @@ NAIVE_METHODS: dict[str, type[Forecaster]] = {
 }
 
 
-class NaiveForecaster(Forecaster):
+class NaiveForecaster(Deterministic):
     """The "naive" model of the registry: one of NAIVE_METHODS per call (`method=`, default persistence).
 
     Its validation search is over the methods themselves; evaluation draws each method's forecast

@@ -9,6 +9,13 @@ Why these choices:
   RNG in batch order, so with it one window's forecast would change when other windows are batched
   with it. Per-window seeds make the same seed and window give the same samples whatever else is
   in the call, without disturbing the caller.
+- Samples are drawn in blocks of a fixed size (`samples_per_batch`, default `SAMPLE_BLOCKS` of the
+  preset) and cut to `num_samples`: upstream draws its sample batches one after another from that
+  RNG, each batch's draws depending only on its shape, so with a fixed block a draw of n samples is
+  exactly the first n of any larger draw (`nested_draws`), and validation scores every smaller
+  `num_samples` on a prefix of one draw. A block size chosen per call (a divisor of n) would give
+  other samples for every n. Blocks match the grids (tiny 8-32, pretrained multiples of 256), so
+  grid sizes draw nothing extra; a smaller n costs one block.
 - LoRA wraps the backbone (`toto.model`; `Toto` itself has no forward) on `wQKV, wO, mlp.0, mlp.2`.
   Training follows Toto's own convention: the target is the input shifted by one patch, and the
   loss is on the model's causally scaled values.
@@ -34,6 +41,9 @@ from engine.forecasters.lora import FoundationForecaster, seeded
 from engine.forecasters.losses import gaussian_nll, point_loss, validate_loss
 
 HUB_ID = "Datadog/Toto-Open-Base-1.0"
+#: Samples per upstream call by preset (`samples_per_batch`'s default): the largest quick-grid size on
+#: tiny (one call per window for the whole quick grid on a CPU), upstream's batch size on pretrained.
+SAMPLE_BLOCKS: dict[str, int] = {"tiny": 32, "pretrained": 256}
 TINY_SEED = 20240601
 TINY_CONFIG: dict[str, Any] = dict(
     patch_size=16, stride=16, embed_dim=64, num_layers=2, num_heads=4, mlp_hidden_dim=128,
@@ -140,6 +150,8 @@ class TotoForecaster(FoundationForecaster):
     # Toto-Open-Base uses 64-step patches; the tiny preset 16 (TINY_CONFIG).
     patch_sizes: ClassVar[dict[str, int]] = {"tiny": 16, "pretrained": 64}
     default_sources: ClassVar[tuple[str, ...]] = (HUB_ID,)
+    #: Fixed-size sample blocks (see the module doc), so draws nest.
+    nested_draws: ClassVar[bool] = True
 
     @classmethod
     def default_config(cls, preset: str = "tiny") -> dict[str, Any]:
@@ -187,8 +199,9 @@ class TotoForecaster(FoundationForecaster):
 
     # ---- forecasting ---------------------------------------------------------------------------
     def forecast(self, windows: Any, num_samples: int = 1, *, seed: int = 0, chunk_size: int | None = None,
-                 samples_per_batch: int = 256, **params: Any) -> Forecast:
-        """Sample paths `[W, S, H]` in price space; one upstream call per window (see the module doc)."""
+                 samples_per_batch: int | None = None, **params: Any) -> Forecast:
+        """Sample paths `[W, S, H]` in price space; one upstream call per window, its samples drawn in
+        blocks of `samples_per_batch` (default: the preset's `SAMPLE_BLOCKS`) and cut to `num_samples`."""
         import torch
         from toto.data.util.dataset import MaskedTimeseries
 
@@ -199,7 +212,10 @@ class TotoForecaster(FoundationForecaster):
         horizon = int(windows.horizon)
         mu, sd = context_stats(ctx)
         norm = (ctx - mu[:, None]) / sd[:, None]
-        spb = max(d for d in range(1, min(samples_per_batch, num_samples) + 1) if num_samples % d == 0)
+        block = int(samples_per_batch or SAMPLE_BLOCKS.get(self.preset, SAMPLE_BLOCKS["pretrained"]))
+        if block < 1:
+            raise ValueError(f"toto: samples_per_batch must be >= 1, got {samples_per_batch}")
+        drawn = -(-num_samples // block) * block  # whole blocks: the first n samples never depend on n
         out = np.empty((w_n, num_samples, horizon), dtype=np.float64)
         fc = upstream_sampler()(self.backbone)
         self.backbone.eval()
@@ -220,9 +236,9 @@ class TotoForecaster(FoundationForecaster):
                 time_interval_seconds=torch.full((b, 1), 86400, dtype=torch.int64, device=self.device),
             )
             with seeded(window_seed(seed, origins[start])), torch.inference_mode():
-                f = fc.forecast(inputs, prediction_length=horizon, num_samples=num_samples,
-                                samples_per_batch=spb, use_kv_cache=True)
-            s = f.samples[:, 0].permute(0, 2, 1).double().cpu().numpy()  # (b, S, H)
+                f = fc.forecast(inputs, prediction_length=horizon, num_samples=drawn,
+                                samples_per_batch=block, use_kv_cache=True)
+            s = f.samples[:, 0, :, :num_samples].permute(0, 2, 1).double().cpu().numpy()  # (b, S, H)
             out[sl] = s * sd[sl, None, None] + mu[sl, None, None]
         return Forecast(samples=out, latency_s=time.perf_counter() - t0,
                         info={"model": self.name, "preset": self.preset, "num_samples": num_samples})
