@@ -9,8 +9,9 @@ validation-only selection), calibration in `engine.calibration`, read-only store
 - `EvalSetup` / `build_setup`: one symbol's spans and its validation and test windows. Every model
   sees these exact windows; a model that wants a shorter context takes the last `c` rows of the
   same windows (`truncate_context`), so targets and origins never differ between models.
-- `SampleBank`: one draw per (windows, draw parameters, seed); smaller `num_samples` are prefixes
-  of the largest draw and every aggregation reads the same samples.
+- `SampleBank`: one draw per (windows, draw parameters, seed, num_samples); a smaller `num_samples`
+  is a prefix of a larger draw only for models whose draws nest (`Forecaster.nested_draws`), so a
+  config's score is always that of a fresh draw of its own size. Every aggregation reads the same samples.
 - Windows cover their whole span by default: every origin up to `DEFAULT_MAX_WINDOWS` per span,
   beyond that a wider stride spreads the cap over the span (`engine.data.windows.spread_stride`).
   Every result records its window spec (`window_spec`: span, count, stride, rows covered, first and
@@ -211,15 +212,20 @@ class Draw:
 
 
 class SampleBank:
-    """Caches one sample draw per (windows key, draw parameters, seed) for one loaded model.
+    """Caches sample draws per (windows key, draw parameters, seed) for one loaded model.
 
-    Asking for fewer samples than were drawn returns a prefix of the draw (samples are iid, so a
-    prefix is a valid smaller draw); asking for more draws again at the larger size. Every
-    aggregation reads the same cached samples. `calls` counts real model calls (for the bench).
+    A smaller `num_samples` is answered with a prefix of a larger cached draw only when the model's
+    draws nest (`Forecaster.nested_draws`: a draw of n samples is the first n of any larger draw with
+    the same seed), so the prefix is exactly what a fresh draw of n gives. Otherwise every
+    `num_samples` is its own draw: a prefix would be a valid smaller sample, but not the one compare,
+    `forecast` or a rerun of the promoted config draws, and which one a config got would depend on
+    the order it was asked in. Every aggregation reads the same cached samples (exact either way).
+    `calls` counts real model calls (for the bench).
     """
 
     def __init__(self, forecaster: Forecaster) -> None:
         self.forecaster = forecaster
+        self.nested = bool(getattr(forecaster, "nested_draws", False))
         self._draws: dict[tuple[Any, ...], Draw] = {}
         self.calls = 0
         self.forecasts = 0  # windows x calls, i.e. per-window forecasts actually computed
@@ -228,17 +234,17 @@ class SampleBank:
         self, key: str, windows: Windows, num_samples: int, params: Mapping[str, Any] | None = None, seed: int = 0
     ) -> Draw:
         params = dict(params or {})
-        k = (key, windows_fingerprint(windows), _freeze(params), seed)
+        k = (key, windows_fingerprint(windows), _freeze(params), seed, None if self.nested else int(num_samples))
         have = self._draws.get(k)
         if have is None or have.samples.shape[1] < num_samples:
             t0 = time.perf_counter()
             fc = self.forecaster.forecast(windows, num_samples, seed=seed, **params)
             dt = time.perf_counter() - t0
             samples = np.asarray(fc.samples, dtype=np.float64)
-            if samples.ndim != 3 or samples.shape[0] != windows.n or samples.shape[2] != windows.horizon:
+            if samples.shape != (windows.n, num_samples, windows.horizon):
                 raise EvaluationError(
                     f"{getattr(self.forecaster, 'name', '?')} returned samples of shape {samples.shape}, "
-                    f"expected [{windows.n}, S, {windows.horizon}]"
+                    f"expected [{windows.n}, {num_samples}, {windows.horizon}]"
                 )
             have = Draw(samples=samples, latency_s=fc.latency_s or dt, quantiles=fc.quantiles)
             self._draws[k] = have

@@ -68,29 +68,51 @@ def test_select_best_uses_validation_metric_and_breaks_ties_by_cost() -> None:
         ev.select_best([a], "dm_p_two_sided")
 
 
-def test_sample_bank_reuses_one_draw_as_prefixes(tmp_path: Path) -> None:
+def test_sample_bank_reuses_prefixes_only_for_draws_that_nest(tmp_path: Path) -> None:
     from engine.data import load_csv, make_windows, split_spans
+    from engine.forecasters.base import Forecast, window_rngs
 
     s = load_csv(write_csv(tmp_path / "AAA.csv"), "AAA")
     w = make_windows(s, split_spans(s.n_rows, 4), "val", 16, 4, max_windows=5)
 
     class Noisy:
+        """One generator for the whole call, window-major: window 1's samples start where window 0's
+        end, so a draw of 3 is NOT the first 3 samples of a draw of 8 (its draws do not nest)."""
+
         name = "noisy"
 
         def forecast(self, windows, num_samples=1, *, seed=0, **params):  # type: ignore[no-untyped-def]
-            from engine.forecasters.base import Forecast
-
             rng = np.random.default_rng(seed)
             return Forecast(samples=rng.standard_normal((windows.n, num_samples, windows.horizon)), latency_s=0.1)
 
+    class Nested(Noisy):
+        """Each window's samples from its own generator, sample-major: a draw of n is a prefix."""
+
+        nested_draws = True
+
+        def forecast(self, windows, num_samples=1, *, seed=0, **params):  # type: ignore[no-untyped-def]
+            u = np.stack([g.standard_normal((num_samples, windows.horizon)) for g in window_rngs(seed, windows.origins)])
+            return Forecast(samples=u, latency_s=0.1)
+
+    fresh = {n: Noisy().forecast(w, n).samples for n in (3, 8)}
+    assert not np.array_equal(fresh[3], fresh[8][:, :3])  # the prefix would be another sample
     bank = ev.SampleBank(Noisy())  # type: ignore[arg-type]
-    big = bank.draw("val", w, 8).samples
-    small = bank.draw("val", w, 3).samples
-    assert bank.calls == 1 and np.array_equal(small, big[:, :3])
-    bank.draw("val", w, 16)
-    assert bank.calls == 2
-    bank.draw("val", ev.truncate_context(w, 8), 4)
-    assert bank.calls == 3  # a different context is a different draw
+    small_first = bank.draw("val", w, 3).samples
+    assert np.array_equal(bank.draw("val", w, 8).samples, fresh[8]) and bank.calls == 2
+    # each num_samples is its own draw: what a config gets depends neither on the order nor on other sizes
+    assert np.array_equal(bank.draw("val", w, 3).samples, fresh[3]) and np.array_equal(small_first, fresh[3])
+    assert bank.calls == 2  # ...and each is cached
+    assert np.array_equal(ev.SampleBank(Noisy()).draw("val", w, 3).samples, fresh[3])  # type: ignore[arg-type]
+
+    nb = ev.SampleBank(Nested())  # type: ignore[arg-type]
+    big = nb.draw("val", w, 8).samples
+    small = nb.draw("val", w, 3).samples
+    assert nb.calls == 1 and np.array_equal(small, big[:, :3])
+    assert np.array_equal(small, Nested().forecast(w, 3).samples)  # the prefix is the fresh draw
+    nb.draw("val", w, 16)
+    assert nb.calls == 2
+    nb.draw("val", ev.truncate_context(w, 8), 4)
+    assert nb.calls == 3  # a different context is a different draw
     t = ev.truncate_context(w, 8)
     assert t.context.shape == (5, 8, 5) and np.array_equal(t.targets, w.targets)
     assert np.array_equal(t.context[:, -1], w.context[:, -1])

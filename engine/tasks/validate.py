@@ -1,8 +1,9 @@
 """validate: search inference parameters per model and symbol on validation, report on test.
 
 Why it is fast: one model load per job (`ModelCache`), every window of a span in one batched call,
-and one sample draw per group of "draw parameters" (context, temperature, ...) reused for every
-aggregation and every smaller `num_samples` (prefixes of the largest draw, `SampleBank`).
+and one sample draw per group of "draw parameters" (context, temperature, ...) and `num_samples`,
+reused for every aggregation; for models whose draws nest (`Forecaster.nested_draws`) every smaller
+`num_samples` is a prefix of the largest draw, so the group costs one model call (`SampleBank`).
 
 Why it cannot leak: candidates are ranked on validation metrics only (`select_best`); the test
 windows are forecast once, for the winner, after the choice. The test forecasts never feed back.
@@ -91,9 +92,11 @@ def search(
             break
         b = banks[g.method] if (banks is not None and g.method) else bank
         w = ev.truncate_context(val, g.context)
-        draw = b.draw("val", w, max(g.sample_sizes), g.params, seed)
+        # largest first: when the model's draws nest, that one model call serves every smaller size
+        draws = {n: b.draw("val", w, n, g.params, seed) for n in sorted(set(g.sample_sizes), reverse=True)}
         for n in g.sample_sizes:
-            samples = draw.samples[:, :n, :]
+            draw = draws[n]
+            samples = draw.samples
             for how in g.aggregations:
                 point = aggregate(samples, how)
                 metrics = ev.score(val, samples, point, naive_val)
