@@ -335,8 +335,9 @@ class ConsoleServices:
         return self.engine.subscribe() if self.engine is not None else None
 
     # ------------------------------------------------------------------ planner and telemetry
-    def plan(self, symbol: str, model: str, preset: str = "tiny") -> dict[str, Any] | None:
-        """The planner's settings for one symbol (pure python, no torch), or None if unavailable.
+    def plan(self, symbol: str, model: str, preset: str = "tiny", horizon: int | None = None) -> dict[str, Any] | None:
+        """The planner's settings for one symbol (pure python, no torch) at `horizon` (None: the
+        planner's own), as a train job with that horizon plans them; None if unavailable.
 
         `tier_known` is False when no baseline has measured the symbol's tier: the planner then plans
         it as medium, and the form says so instead of showing "medium" as if it were measured."""
@@ -347,7 +348,8 @@ class ConsoleServices:
             return None
         known = row.tier != "?"
         try:
-            plan = plan_training(row.rows, row.tier if known else UNKNOWN, model, preset=preset)
+            plan = plan_training(row.rows, row.tier if known else UNKNOWN, model, preset=preset,
+                                 **({"horizon": horizon} if horizon else {}))
         except Exception as exc:  # noqa: BLE001 - shown in the form, never fatal
             return {"error": str(exc)}
         return {**plan.to_dict(), "tier_known": known}

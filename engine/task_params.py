@@ -250,12 +250,17 @@ class PipelineParams(Params):
     """engine/tasks/pipeline.py (`run`): baseline → train → validate → compare → regression → report."""
 
     KIND: ClassVar[str] = "pipeline"
+    #: The tiny preset's training in a pipeline (for fields left empty): one short epoch at a short
+    #: context, so the whole pipeline over the priority symbols runs in minutes on a CPU. Any other
+    #: preset trains as a train job would (the planner's settings at the pipeline's horizon).
+    TINY_TRAIN: ClassVar[dict[str, int]] = {"context": 64, "epochs": 1, "max_steps_per_epoch": 10}
 
     preset: Preset = Field("tiny", description="tiny = random weights (CPU); pretrained = hub weights")
     horizon: PosInt = Field(16, description="forecast horizon in rows")
-    context: PosInt | None = Field(None, description="context rows (default: the model's preset context)")
+    context: PosInt | None = Field(None, description="context rows (default: 64 for tiny, else the plan's)")
     models: list[FoundationModelName] | None = Field(None, description="foundation models (default: all)")
-    epochs: PosInt | None = Field(None, description="training epochs (default: the plan's)")
+    epochs: PosInt | None = Field(None, description="training epochs (default: 1 short one for tiny, else the "
+                                  "plan's)")
     mode: Literal["quick", "full"] = Field("quick", description="validation grid")
     val_windows: PosInt | None = Field(None, description="validation windows per symbol")
     test_windows: PosInt | None = Field(None, description="test windows per symbol")

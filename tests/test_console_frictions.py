@@ -77,6 +77,41 @@ async def test_form_fields_tab_order_horizon_check_tier_unknown_and_kind_kept(en
         assert form.query_one("#run-kind", Select).value == "train"  # kept between runs
 
 
+async def test_the_form_plans_at_the_jobs_horizon_and_shows_what_a_tiny_pipeline_trains_with(
+        env: dict[str, Path]) -> None:  # noqa: F811
+    """The planner line and placeholders are what the job will run: a pipeline trains at its own
+    horizon (16, or the one typed), and with the tiny preset one short epoch at context 64
+    (PipelineParams.TINY_TRAIN), not the planner's 128 and 15 at h 64 that the form showed."""
+    from engine.task_params import PipelineParams
+
+    app = _app(env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await asyncio.wait_for(app.ready.wait(), 20)
+        form = await _open_form(app, pilot, ["AAPL"])
+
+        def plan() -> str:
+            return str(form.query_one("#run-plan", Static).content)
+
+        form.query_one("#run-kind", Select).value = "train"
+        await wait_for(lambda: form.query("#run-epochs"), 10, "the train fields", pilot=pilot)
+        train_plan = app.services.plan("AAPL", "toto", "tiny")
+        assert f"h {train_plan['horizon']}" in plan()  # a train job without a horizon: the planner's own
+        form.query_one("#run-kind", Select).value = "pipeline"
+        await wait_for(lambda: form.query("#run-mode"), 10, "the pipeline fields", pilot=pilot)
+        tiny = PipelineParams.TINY_TRAIN
+
+        def placeholders() -> tuple[str, str]:
+            return (str(form.query_one("#run-context", Input).placeholder),
+                    str(form.query_one("#run-epochs", Input).placeholder))
+
+        await wait_for(lambda: f"ctx {tiny['context']} · h 16" in plan() and f"ep {tiny['epochs']}" in plan()
+                       and placeholders() == (f"planner: {tiny['context']}", f"planner: {tiny['epochs']}"), 5,
+                       "the pipeline's training in the plan line and the empty fields",
+                       pilot=pilot, detail=lambda: f"{plan()!r} {placeholders()}")
+        form.query_one("#run-horizon", Input).value = "32"
+        await wait_for(lambda: "· h 32" in plan(), 5, "the plan at the typed horizon", pilot=pilot)
+
+
 async def test_keys_panel_closes_with_question_mark_and_escape_and_theme_is_kept(env: dict[str, Path]) -> None:  # noqa: F811
     app = _app(env)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -191,14 +191,42 @@ class StartRunScreen(ModalScreen[Any]):
     def _model_changed(self) -> None:
         self._show_plan()
 
+    @on(Input.Changed, "#run-horizon")
+    def _horizon_changed(self) -> None:
+        if self._kind() in PLANNED_KINDS:
+            self._show_plan()
+
+    def _job_horizon(self, kind: str, typed: Any = None) -> int | None:
+        """The horizon a `kind` job will train at: typed (or `typed`), else the kind's default; None
+        when neither says (train: the planner's own)."""
+        if typed is None:
+            found = self.query("#run-horizon")
+            raw = found.first(Input).value.strip() if found and isinstance(found.first(), Input) else ""
+            typed = int(raw) if raw.isdigit() and int(raw) > 0 else None
+        if typed is None:
+            typed = next((f.default for f in self.param_fields(kind) if f.name == "horizon"), None)
+        return typed if isinstance(typed, int) else None
+
+    def _plan_for(self, kind: str, symbol: str, model: str | None, horizon: int | None) -> dict[str, Any] | None:
+        """What the empty fields of a `kind` job get for `symbol`: the planner's settings at the job's
+        horizon, and for a tiny pipeline its own short training (PipelineParams.TINY_TRAIN) over them:
+        what the job will run, not what a train job at the planner's horizon would."""
+        from engine.task_params import PipelineParams
+
+        plan = self.app.services.plan(symbol, model or "toto", self._preset(), horizon)  # type: ignore[attr-defined]
+        if plan and "error" not in plan and kind == "pipeline" and self._preset() == "tiny":
+            plan = {**plan, **{k: v for k, v in PipelineParams.TINY_TRAIN.items() if k in plan}}
+        return plan
+
     def _show_plan(self) -> None:
         """Planner settings per symbol; the first symbol's values fill the placeholders of empty fields."""
         model = self._model()
+        kind = self._kind()
+        horizon = self._job_horizon(kind)
         lines: list[str] = []
         first: dict[str, Any] | None = None
-        svc = self.app.services  # type: ignore[attr-defined]
         for sym in self.symbols[:4]:
-            plan = svc.plan(sym, model or "toto", self._preset())
+            plan = self._plan_for(kind, sym, model, horizon)
             if plan is None:
                 lines.append(f"{sym}: planner not available")
                 continue
@@ -209,13 +237,13 @@ class StartRunScreen(ModalScreen[Any]):
             lines.append(f"{sym}: {plan_summary(plan)}")
         if len(self.symbols) > 4:
             lines.append(f"… and {len(self.symbols) - 4} more (each gets its own plan)")
-        planned = self._kind() in PLANNED_KINDS
+        planned = kind in PLANNED_KINDS
         head = ("Planner (empty fields use these):" if planned
                 else "Planner (used by train; empty fields here take this kind's defaults):")
         self.query_one("#run-plan", Static).update(head + "\n" + ("\n".join(lines) if lines else "no symbols"))
         if not (first and planned):
             return
-        for f in self.param_fields(self._kind()):
+        for f in self.param_fields(kind):
             keys = PLANNED_FIELDS.get(f.name)
             val = next((first[k] for k in keys or () if first.get(k) is not None), None)
             found = self.query(f"#run-{f.name}")
@@ -259,11 +287,12 @@ class StartRunScreen(ModalScreen[Any]):
             return
         svc = self.app.services  # type: ignore[attr-defined]
         planned = kind in PLANNED_KINDS
+        job_horizon = self._job_horizon(kind, params.get("horizon"))
         for sym in self.symbols:
             row = svc.stock_row(sym)
             if row is None:
                 continue
-            plan = svc.plan(sym, model or "toto", self._preset()) if planned else None
+            plan = self._plan_for(kind, sym, model, job_horizon) if planned else None
             plan = plan if plan and "error" not in plan else {}
             horizon = params.get("horizon", defaults["horizon"]) or plan.get("horizon")
             context = params.get("context", defaults.get("context")) or plan.get("context") or 0

@@ -34,11 +34,14 @@ from engine.models import FOUNDATION_MODELS
 from engine.names import validate_name
 from engine.runners import FINAL, PipelineError, Runner, SpoolRunner
 from engine.state import Status
+from engine.task_params import PipelineParams
 from store.atomic import atomic_write_json
 from store.workspace import Workspace
 
 if TYPE_CHECKING:
     from engine.tasks.context import TaskContext
+
+TINY_TRAIN = PipelineParams.TINY_TRAIN
 
 STEP_ORDER: tuple[str, ...] = ("baseline", "train", "validate", "compare", "regression", "report")
 
@@ -66,16 +69,16 @@ def plan_steps(symbols: Sequence[str], *, preset: str = "tiny", horizon: int = 1
                dayfirst: bool | None = None) -> list[Step]:
     """The six stages; one train/validate step per model, each covering every symbol.
 
-    The tiny preset gets small training defaults (context 64, 1 epoch of at most 10 steps) so the
-    whole pipeline over the priority symbols runs in minutes on a CPU. Evaluation uses the same
+    The tiny preset gets small training defaults (PipelineParams.TINY_TRAIN: context 64, 1 epoch of at
+    most 10 steps) so the whole pipeline over the priority symbols runs in minutes on a CPU. Evaluation uses the same
     whole-span windows as a validate/compare job run by hand (engine.evaluation.build_setup's
     defaults), so the pipeline's numbers are comparable with theirs.
     """
     syms = list(symbols)
     tiny = preset == "tiny"
     if tiny:
-        context = context or 64
-        epochs = epochs or 1
+        context = context or TINY_TRAIN["context"]
+        epochs = epochs or TINY_TRAIN["epochs"]
     ev: dict[str, Any] = {"preset": preset, "horizon": horizon}
     for key, value in (("context", context), ("val_windows", val_windows), ("test_windows", test_windows),
                        ("stride", stride), ("dayfirst", dayfirst)):
@@ -89,7 +92,7 @@ def plan_steps(symbols: Sequence[str], *, preset: str = "tiny", horizon: int = 1
         if epochs:
             tp["epochs"] = epochs
         if tiny:
-            tp.update({"max_steps_per_epoch": 10, "stride": 4, "mae_samples": 4})
+            tp.update({"max_steps_per_epoch": TINY_TRAIN["max_steps_per_epoch"], "stride": 4, "mae_samples": 4})
         steps.append(Step(f"train:{m}", "train", syms, m, tp))
     for m in models:
         steps.append(Step(f"validate:{m}", "validate", syms, m, {**ev, "mode": mode}))
