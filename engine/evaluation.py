@@ -10,7 +10,7 @@ validation-only selection), calibration in `engine.calibration`, read-only store
   sees these exact windows; a model that wants a shorter context takes the last `c` rows of the
   same windows (`truncate_context`), so targets and origins never differ between models.
 - `SampleBank`: one draw per (windows, draw parameters, seed, num_samples); a smaller `num_samples`
-  is a prefix of a larger draw only for models whose draws nest (`Forecaster.nested_draws`), so a
+  is a prefix of a larger draw only where the model's draws nest (`Forecaster.draw_group`), so a
   config's score is always that of a fresh draw of its own size. Every aggregation reads the same samples.
 - Windows cover their whole span by default: every origin up to `DEFAULT_MAX_WINDOWS` per span,
   beyond that a wider stride spreads the cap over the span (`engine.data.windows.spread_stride`).
@@ -215,8 +215,9 @@ class SampleBank:
     """Caches sample draws per (windows key, draw parameters, seed) for one loaded model.
 
     A smaller `num_samples` is answered with a prefix of a larger cached draw only when the model's
-    draws nest (`Forecaster.nested_draws`: a draw of n samples is the first n of any larger draw with
-    the same seed), so the prefix is exactly what a fresh draw of n gives. Otherwise every
+    draws of the two sizes nest (`Forecaster.draw_group`, from `nested_draws` unless the model says
+    more: a draw of n samples is the first n of the larger draw with the same seed), so the prefix is
+    exactly what a fresh draw of n gives. Otherwise every
     `num_samples` is its own draw: a prefix would be a valid smaller sample, but not the one compare,
     `forecast` or a rerun of the promoted config draws, and which one a config got would depend on
     the order it was asked in. Every aggregation reads the same cached samples (exact either way).
@@ -226,6 +227,7 @@ class SampleBank:
     def __init__(self, forecaster: Forecaster) -> None:
         self.forecaster = forecaster
         self.nested = bool(getattr(forecaster, "nested_draws", False))
+        self._group = getattr(forecaster, "draw_group", None)  # absent on plain test doubles: `nested` decides
         self._draws: dict[tuple[Any, ...], Draw] = {}
         self.calls = 0
         self.forecasts = 0  # windows x calls, i.e. per-window forecasts actually computed
@@ -234,7 +236,9 @@ class SampleBank:
         self, key: str, windows: Windows, num_samples: int, params: Mapping[str, Any] | None = None, seed: int = 0
     ) -> Draw:
         params = dict(params or {})
-        k = (key, windows_fingerprint(windows), _freeze(params), seed, None if self.nested else int(num_samples))
+        group = self._group(num_samples, params) if self._group is not None else (
+            None if self.nested else int(num_samples))
+        k = (key, windows_fingerprint(windows), _freeze(params), seed, group)
         have = self._draws.get(k)
         if have is None or have.samples.shape[1] < num_samples:
             t0 = time.perf_counter()

@@ -77,14 +77,14 @@ def test_a_windows_samples_do_not_depend_on_the_rest_of_the_batch(model: str, wi
 
 @pytest.mark.parametrize("model", (*MODELS, "naive"))
 def test_declared_nesting_holds_a_draw_of_n_is_the_first_n_of_a_larger_draw(model: str, wins: tuple) -> None:
-    """What `nested_draws` promises (validation scores smaller num_samples on a prefix of one draw, and
-    compare/forecast draw them afresh): bit for bit, across a chunk boundary of the batched call."""
+    """What `draw_group` promises (validation scores smaller num_samples of a group on a prefix of one
+    draw, and compare/forecast draw them afresh): bit for bit, across a chunk boundary of the batched call."""
     from engine.forecasters.naive import NAIVE_METHODS
 
     _, va = wins
     fcs = [NAIVE_METHODS[m]() for m in NAIVE_METHODS] if model == "naive" else [load_forecaster(model, "tiny")]
     for fc in fcs:
-        assert fc.nested_draws, f"{fc.name} draws are expected to nest"
+        assert fc.draw_group(3, {}) == fc.draw_group(7, {}), f"{fc.name}'s draws of 3 and 7 are expected to nest"
         w = va.subset(np.arange(10))
         # kronos batches chunk_rows // num_samples windows per chunk: 7 samples split these windows
         kw = {"chunk_rows": 21} if model == "kronos" else {}
@@ -95,9 +95,25 @@ def test_declared_nesting_holds_a_draw_of_n_is_the_first_n_of_a_larger_draw(mode
             assert not np.array_equal(big[:, 3:6], small)
     if model == "toto":  # more than one sample block per upstream call nests too
         fc = fcs[0]
+        assert fc.draw_group(5, {"samples_per_batch": 4}) == fc.draw_group(12, {"samples_per_batch": 4}) == 4
         a = fc.forecast(va.subset([4]), num_samples=5, seed=2, samples_per_batch=4).samples
         b = fc.forecast(va.subset([4]), num_samples=12, seed=2, samples_per_batch=4).samples
         np.testing.assert_array_equal(a, b[:, :5])
+
+
+def test_toto_draws_a_few_samples_on_the_real_size_model_as_asked_and_nests_from_its_block() -> None:
+    """On tiny any draw is whole blocks of 32 (per call, not per sample, is what a tiny call costs);
+    on pretrained a draw of fewer than 256 samples is one block of its own size (drawing 256 for 2 on a
+    real-size model cost 128x the sampling), and draws of 256 and more nest."""
+    from engine.forecasters.toto import TotoForecaster, sample_block
+
+    assert [sample_block("tiny", n) for n in (1, 4, 32, 33, 100)] == [32, 32, 32, 32, 32]
+    assert [sample_block("pretrained", n) for n in (2, 100, 256, 512, 2048)] == [2, 100, 256, 256, 256]
+    assert sample_block("pretrained", 1000, 512) == 512 and sample_block("pretrained", 300, 512) == 300
+    with pytest.raises(ValueError, match="samples_per_batch must be >= 1"):
+        sample_block("tiny", 4, -1)
+    fc = load_forecaster("toto", "tiny")
+    assert isinstance(fc, TotoForecaster) and fc.draw_group(4, {}) == fc.draw_group(32, {}) == 32
 
 
 def test_kronos_streams_give_the_same_uniforms_whatever_the_block() -> None:

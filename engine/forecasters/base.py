@@ -128,6 +128,12 @@ class Forecaster(ABC):
     #: False unless the adapter's sampling guarantees it (tests/test_forecasters_models.py checks it).
     nested_draws: ClassVar[bool] = False
 
+    def draw_group(self, num_samples: int, params: Mapping[str, Any]) -> int | None:
+        """Draws whose sizes share a group nest (with the same windows, draw parameters and seed, the
+        smaller is the first samples of the larger). None: every size is in one group (`nested_draws`);
+        else each size is its own. A model whose draws nest only from some size on overrides this."""
+        return None if self.nested_draws else int(num_samples)
+
     @classmethod
     def default_config(cls, preset: str = "tiny") -> dict[str, Any]:
         """The inference config it runs with before validation picked one (tables say 'default')."""

@@ -9,14 +9,16 @@ Why these choices:
   RNG in batch order, so with it one window's forecast would change when other windows are batched
   with it. Per-window seeds make the same seed and window give the same samples whatever else is
   in the call, without disturbing the caller.
-- Samples are drawn in blocks of a fixed size (`samples_per_batch`, default `SAMPLE_BLOCKS` of the
-  preset) and cut to `num_samples`: upstream draws its sample batches one after another from that
-  RNG, each batch's draws depending only on its shape, so with a fixed block a draw of n samples is
-  exactly the first n of any larger draw (`nested_draws`), and validation scores every smaller
-  `num_samples` on a prefix of one draw. A block size chosen per call (a divisor of n) would give
-  other samples for every n. Pretrained grids are multiples of 256, so they draw nothing extra; on
-  tiny any n <= 32 is one block of 32 (a tiny call's CPU time is mostly per call, not per sample:
-  4 samples cost about 1.5x, while blocks of 8 would make the default 32 cost 2.6x).
+- Samples are drawn in blocks (`sample_block`) and cut to `num_samples`: upstream draws its sample
+  batches one after another from that RNG, each batch's draws depending only on its shape, so draws
+  with the same block nest (a draw of n samples is exactly the first n of a larger one; `draw_group`),
+  and validation scores every smaller `num_samples` of a group on a prefix of one draw. A block size
+  chosen per call (a divisor of n) would give other samples for every n. The block is the preset's
+  `SAMPLE_BLOCKS` size, or n when n is smaller and the preset's `SMALLEST_BLOCKS` allows: on tiny any
+  n <= 32 is one block of 32 (a tiny call's CPU time is mostly per call, not per sample: 4 samples
+  cost about 1.5x, while blocks of 8 would make the default 32 cost 2.6x); on pretrained a draw of
+  fewer than 256 samples is one block of its own size (a real-size model's time is per sample: 2
+  samples drawn as 256 cost the pretrained-folder test 30 s), and the grids' 256…2048 nest.
 - LoRA wraps the backbone (`toto.model`; `Toto` itself has no forward) on `wQKV, wO, mlp.0, mlp.2`.
   Training follows Toto's own convention: the target is the input shifted by one patch, and the
   loss is on the model's causally scaled values.
@@ -45,6 +47,16 @@ HUB_ID = "Datadog/Toto-Open-Base-1.0"
 #: Samples per upstream call by preset (`samples_per_batch`'s default): the largest quick-grid size on
 #: tiny (one call per window for the whole quick grid on a CPU), upstream's batch size on pretrained.
 SAMPLE_BLOCKS: dict[str, int] = {"tiny": 32, "pretrained": 256}
+#: The smallest block by preset (see the module doc): a draw of fewer samples is still one block this big.
+SMALLEST_BLOCKS: dict[str, int] = {"tiny": 32, "pretrained": 1}
+
+
+def sample_block(preset: str, num_samples: int, samples_per_batch: int | None = None) -> int:
+    """Samples per upstream call for a draw of `num_samples` (draws with the same block nest)."""
+    most = int(samples_per_batch or SAMPLE_BLOCKS.get(preset, SAMPLE_BLOCKS["pretrained"]))
+    if most < 1:
+        raise ValueError(f"toto: samples_per_batch must be >= 1, got {samples_per_batch}")
+    return min(most, max(int(num_samples), SMALLEST_BLOCKS.get(preset, 1)))
 TINY_SEED = 20240601
 TINY_CONFIG: dict[str, Any] = dict(
     patch_size=16, stride=16, embed_dim=64, num_layers=2, num_heads=4, mlp_hidden_dim=128,
@@ -151,8 +163,9 @@ class TotoForecaster(FoundationForecaster):
     # Toto-Open-Base uses 64-step patches; the tiny preset 16 (TINY_CONFIG).
     patch_sizes: ClassVar[dict[str, int]] = {"tiny": 16, "pretrained": 64}
     default_sources: ClassVar[tuple[str, ...]] = (HUB_ID,)
-    #: Fixed-size sample blocks (see the module doc), so draws nest.
-    nested_draws: ClassVar[bool] = True
+    def draw_group(self, num_samples: int, params: Mapping[str, Any]) -> int | None:
+        """Draws with the same sample block nest (see the module doc)."""
+        return sample_block(self.preset, num_samples, params.get("samples_per_batch"))
 
     @classmethod
     def default_config(cls, preset: str = "tiny") -> dict[str, Any]:
@@ -202,7 +215,7 @@ class TotoForecaster(FoundationForecaster):
     def forecast(self, windows: Any, num_samples: int = 1, *, seed: int = 0, chunk_size: int | None = None,
                  samples_per_batch: int | None = None, **params: Any) -> Forecast:
         """Sample paths `[W, S, H]` in price space; one upstream call per window, its samples drawn in
-        blocks of `samples_per_batch` (default: the preset's `SAMPLE_BLOCKS`) and cut to `num_samples`."""
+        blocks (`sample_block`: `samples_per_batch`, default the preset's) and cut to `num_samples`."""
         import torch
         from toto.data.util.dataset import MaskedTimeseries
 
@@ -213,10 +226,8 @@ class TotoForecaster(FoundationForecaster):
         horizon = int(windows.horizon)
         mu, sd = context_stats(ctx)
         norm = (ctx - mu[:, None]) / sd[:, None]
-        block = int(samples_per_batch or SAMPLE_BLOCKS.get(self.preset, SAMPLE_BLOCKS["pretrained"]))
-        if block < 1:
-            raise ValueError(f"toto: samples_per_batch must be >= 1, got {samples_per_batch}")
-        drawn = -(-num_samples // block) * block  # whole blocks: the first n samples never depend on n
+        block = sample_block(self.preset, num_samples, samples_per_batch)
+        drawn = -(-num_samples // block) * block  # whole blocks: within a block size the first n never depend on n
         out = np.empty((w_n, num_samples, horizon), dtype=np.float64)
         fc = upstream_sampler()(self.backbone)
         self.backbone.eval()

@@ -2,7 +2,7 @@
 
 Why it is fast: one model load per job (`ModelCache`), every window of a span in one batched call,
 and one sample draw per group of "draw parameters" (context, temperature, ...) and `num_samples`,
-reused for every aggregation; for models whose draws nest (`Forecaster.nested_draws`) every smaller
+reused for every aggregation; where a model's draws nest (`Forecaster.draw_group`) every smaller
 `num_samples` is a prefix of the largest draw, so the group costs one model call (`SampleBank`).
 
 Why it cannot leak: candidates are ranked on validation metrics only (`select_best`); the test
