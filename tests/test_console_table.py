@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from textual.app import App, ComposeResult
 
-from console.screens.queue import fmt_eta, progress_cell
-from console.widgets.table import Cell, KeyedTable, num, txt
+from console.screens.queue import progress_cell
+from console.widgets.table import Cell, KeyedTable, clock_cell, num, txt
 
 COLUMNS = (("name", "Name"), ("score", "Score"), ("note", "Note"))
 
@@ -194,6 +194,6 @@ def test_queue_cells_sort_on_raw_values() -> None:
     assert progress_cell(250, 1000).text == "██░░░░░░  25%"
     assert progress_cell(None, None).value is None
     assert progress_cell(5, 0).text == "—"
-    eta = fmt_eta(3725.0)
+    eta = clock_cell(3725.0)
     assert eta.text == "1h02m" and eta.value == 3725.0
-    assert fmt_eta(59.0).sort_key() < fmt_eta(600.0).sort_key() < fmt_eta(None).sort_key()
+    assert clock_cell(59.0).sort_key() < clock_cell(600.0).sort_key() < clock_cell(None).sort_key()

@@ -23,8 +23,8 @@ from console.messages import OpenLiveRequested, StartRunRequested
 from console.screens.base import ModeScreen
 from console.screens.confirm import ConfirmScreen
 from console.state_style import state_cell
-from console.widgets.table import Cell, KeyedTable, num, txt
-from console.words import clipped, clock_text
+from console.widgets.table import Cell, KeyedTable, clock_cell, num, txt
+from console.words import clipped
 from engine.names import short_job_id
 from engine.state import JobState, Status, where_words
 
@@ -38,13 +38,6 @@ COLUMNS = (
 STAGE_MAX = 26
 
 
-def fmt_eta(eta: float | None) -> Cell:
-    if eta is None:
-        return Cell(None, "—", style="dim", justify="right")
-    eta = max(0.0, float(eta))
-    return Cell(eta, clock_text(eta), justify="right")
-
-
 def where_parts(js: JobState) -> list[str]:
     """Where a job is (or where it stopped) and, while it runs, its ETA: the words Queue's detail line
     and Live's header both show."""
@@ -53,7 +46,7 @@ def where_parts(js: JobState) -> list[str]:
     if where and js.state != Status.SUCCEEDED:
         parts.append(where if js.active else f"stopped at {where}")
     if js.state == Status.RUNNING and js.eta_s is not None:
-        parts.append(f"ETA {fmt_eta(js.eta_s).text}")
+        parts.append(f"ETA {clock_cell(js.eta_s).text}")
     return parts
 
 
@@ -120,7 +113,7 @@ def job_cells(js: Any, rank: int = 0, depth: int = 0) -> dict[str, Cell]:
         # 120-column screen for good; the detail line below the table has the whole words.
         "stage": txt(clipped(where_words(js, short=True), STAGE_MAX) if js.state != Status.SUCCEEDED else "",
                      style="" if js.state == Status.RUNNING else "dim"),
-        "eta": fmt_eta(js.eta_s if js.state == Status.RUNNING else None),
+        "eta": clock_cell(js.eta_s if js.state == Status.RUNNING else None),
         "device": txt(js.device or "—"),
         "attempt": num(js.attempt, "{:d}"),
         "priority": num(js.priority, "{:d}"),

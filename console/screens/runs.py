@@ -47,8 +47,8 @@ from console.screens.filter_keys import FilterScreen
 from console.screens.forecast_view import ForecastRequested
 from console.state_style import state_cell
 from console.widgets.loss_chart import LossChart
-from console.widgets.table import Cell, KeyedTable, counted_cell, num, txt
-from console.words import clipped, clock_text, model_label, plural
+from console.widgets.table import Cell, KeyedTable, clock_cell, counted_cell, num, txt
+from console.words import clipped, model_label, plural
 from store.run_listing import label_windows
 from store.workspace import Workspace
 
@@ -84,8 +84,7 @@ def run_cells(r: rb.RunRow) -> dict[str, Cell]:
         "val": counted_cell(r.val_mae_pct, label_windows(r.val_windows)),
         "test": counted_cell(r.test_mae_pct, label_windows(r.test_windows)),
         "loss": num(r.val_loss, "{:.4f}"),
-        "dur": Cell(r.duration_s, clock_text(r.duration_s), justify="right") if r.duration_s is not None
-        else num(None),
+        "dur": clock_cell(r.duration_s),
         "used": Cell(r.used, clipped(r.used, USED_WIDTH), style="bold green" if r.used else ""),
     }
 

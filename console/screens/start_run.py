@@ -10,6 +10,7 @@ planner's per-symbol settings are shown and fill the placeholders of the fields 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, ClassVar
 
 from textual import on
@@ -197,14 +198,18 @@ class StartRunScreen(ModalScreen[Any]):
             self._show_plan()
 
     def _job_horizon(self, kind: str, typed: Any = None) -> int | None:
-        """The horizon a `kind` job will train at: typed (or `typed`), else the kind's default; None
-        when neither says (train: the planner's own)."""
+        """The horizon a `kind` job will train at: typed (or `typed`; read by the field's own rule, as
+        `build_params` reads it), else the kind's default; None when neither says (train: the planner's)."""
+        field = next((f for f in self.param_fields(kind) if f.name == "horizon"), None)
+        if field is None:
+            return None
         if typed is None:
             found = self.query("#run-horizon")
-            raw = found.first(Input).value.strip() if found and isinstance(found.first(), Input) else ""
-            typed = int(raw) if raw.isdigit() and int(raw) > 0 else None
+            raw = found.first(Input).value if found and isinstance(found.first(), Input) else ""
+            with contextlib.suppress(ValueError):  # not a horizon (yet): the default plans meanwhile
+                typed = field.convert(raw) if raw.strip() else None
         if typed is None:
-            typed = next((f.default for f in self.param_fields(kind) if f.name == "horizon"), None)
+            typed = field.default
         return typed if isinstance(typed, int) else None
 
     def _plan_for(self, kind: str, symbol: str, model: str | None, horizon: int | None) -> dict[str, Any] | None:

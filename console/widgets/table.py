@@ -32,6 +32,8 @@ from textual.timer import Timer
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist, RowKey
 
+from console.words import clock_text
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -62,6 +64,14 @@ def num(value: float | int | None, fmt: str = "{:.2f}", style: str = "") -> Cell
     if value is None:
         return Cell(None, "—", style="dim", justify="right")
     return Cell(value, fmt.format(value), style=style, justify="right")
+
+
+def clock_cell(seconds: float | None) -> Cell:
+    """`1m38s`, `1h04m` (`words.clock_text`), right-aligned, sorted by the seconds; None is the dash."""
+    if seconds is None:
+        return num(None)
+    seconds = max(0.0, float(seconds))
+    return Cell(seconds, clock_text(seconds), justify="right")
 
 
 def counted_cell(value: float | None, windows: int | None, style: str = "") -> Cell:

@@ -77,8 +77,8 @@ def aggregate(samples: np.ndarray, how: str = "median") -> np.ndarray:
 @dataclass
 class DrawGroup:
     """One draw setting of a validation search: its draw parameters, context, the sample sizes and the
-    aggregations scored on each draw (one model call per size, or one for all of them when the
-    model's draws nest: `Forecaster.nested_draws`)."""
+    aggregations scored on each draw (one model call per size, or one for the sizes whose draws
+    nest: `Forecaster.draw_group`)."""
 
     params: dict[str, Any]
     context: int | None
